@@ -1,0 +1,35 @@
+"""Exception types: every error a user can cause says what to fix.
+
+They subclass the built-in type a caller would expect (ValueError, FileNotFoundError, ...) so that generic
+``except ValueError`` code keeps working, and ``ConceptspaceError`` so callers can catch ours alone.
+"""
+
+from __future__ import annotations
+
+
+class ConceptspaceError(Exception):
+    """Base class of every error raised on purpose by conceptspace."""
+
+
+class ModelNotFoundError(ConceptspaceError, FileNotFoundError):
+    """A model alias, folder, file or Hub id that cannot be loaded here."""
+
+
+class UnsupportedArchitectureError(ConceptspaceError, ValueError):
+    """A model whose modules cannot be mapped to the standard activation sites."""
+
+
+class InvalidInputError(ConceptspaceError, ValueError):
+    """Bad texts, layers, positions or spans handed to an extraction or analysis."""
+
+
+class NonFiniteActivationError(ConceptspaceError, FloatingPointError):
+    """NaN or inf found in activations; the values are never cached."""
+
+
+class CacheError(ConceptspaceError, OSError):
+    """The activation cache folder cannot be used (not writable, corrupt manifest, ...)."""
+
+
+class RemoteError(ConceptspaceError, RuntimeError):
+    """A remote (NDIF) request that cannot be made as asked."""
