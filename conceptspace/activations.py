@@ -33,8 +33,9 @@ import torch
 from conceptspace import cache as cache_store
 from conceptspace.errors import InvalidInputError, NonFiniteActivationError
 from conceptspace.models import ConceptModel
+from conceptspace.nnsight_compat import import_nnsight
 from conceptspace.positions import Position, pool, token_span
-from conceptspace.sites import deepest, module_path, parse_sites
+from conceptspace.sites import module_path, parse_sites
 
 log = logging.getLogger(__name__)
 
@@ -216,9 +217,7 @@ class BatchInputs:
     span_stop: torch.Tensor | None
 
 
-def build_batch(
-    model: ConceptModel, tokens: TokenizedTexts, indices: Sequence[int], padding_side: str
-) -> BatchInputs:
+def build_batch(model: ConceptModel, tokens: TokenizedTexts, indices: Sequence[int], padding_side: str) -> BatchInputs:
     """Pad one batch ourselves, with position ids that count real tokens only (either padding side)."""
     lengths = [len(tokens.input_ids[i]) for i in indices]
     width = max(lengths)
@@ -289,9 +288,7 @@ def trace_batch(
 
 
 def _save(values: Any) -> Any:
-    import nnsight
-
-    return nnsight.save(values)
+    return import_nnsight().save(values)
 
 
 def _check_finite(values: Mapping[str, torch.Tensor], indices: Sequence[int]) -> None:
@@ -454,9 +451,7 @@ def _extract_into(
     remaining = sum(len(b) for n, b in enumerate(batches) if n not in done)
     bar = tqdm(total=remaining, disable=not progress, desc=f"extract {model.name}", unit="text", leave=False)
     try:
-        for number, stored in _batches_to_extract(
-            model, tokens, batches, done, sites, position, padding_side, storage
-        ):
+        for number, stored in _batches_to_extract(model, tokens, batches, done, sites, position, padding_side, storage):
             cache_store.write_shard(writer.partial, number, stored)
             bar.update(len(batches[number]))
     except NonFiniteActivationError:

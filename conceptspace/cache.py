@@ -143,7 +143,7 @@ class EntryWriter:
             os.replace(self.partial, self.final)
         return self.final
 
-    def open_array(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    def open_array(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.memmap:
         """A writable memory map in the working folder, for streaming consolidation."""
         return np.lib.format.open_memmap(self.partial / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
 
@@ -158,7 +158,9 @@ def load_manifest(folder: Path) -> dict[str, Any] | None:
     try:
         manifest: dict[str, Any] = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise CacheError(f"corrupt cache manifest {path}: delete that folder or run `conceptspace cache clear`") from error
+        raise CacheError(
+            f"corrupt cache manifest {path}: delete that folder or run `conceptspace cache clear`"
+        ) from error
     return manifest
 
 

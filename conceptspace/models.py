@@ -24,6 +24,7 @@ from typing import Any, Literal
 import torch
 
 from conceptspace.errors import ModelNotFoundError, RemoteError
+from conceptspace.nnsight_compat import import_nnsight
 from conceptspace.paths import model_cache_dir
 from conceptspace.sites import SiteMap, discover_sites, get_submodule
 
@@ -129,8 +130,14 @@ def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
     if dtype not in table:
         raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(table)}")
     return table[dtype]
@@ -199,7 +206,7 @@ class ConceptModel:
 
     @property
     def d_model(self) -> int:
-        return int(get_submodule(self.hf_model, self.site_map.embed).weight.shape[1])  # type: ignore[union-attr]
+        return int(self.embedding_matrix().shape[1])
 
     @property
     def sites(self) -> tuple[str, ...]:
@@ -250,7 +257,8 @@ class ConceptModel:
     # -- matrices ------------------------------------------------------------------------------------------
     def embedding_matrix(self) -> torch.Tensor:
         """Input token vectors, shape (vocab, d)."""
-        return get_submodule(self.hf_model, self.site_map.embed).weight.detach()  # type: ignore[return-value]
+        weight: torch.Tensor = getattr(get_submodule(self.hf_model, self.site_map.embed), "weight")  # noqa: B009
+        return weight.detach()
 
     def unembedding(self) -> torch.Tensor | None:
         """Output token vectors (vocab, d) that logits are read with, or None for a model without an LM head."""
@@ -290,15 +298,13 @@ class ConceptModel:
     def traced(self) -> Any:
         """The nnsight ``TransformersModel`` around this model (built once, with a tokenizer copy)."""
         if self._nnsight is None:
-            from nnsight import TransformersModel
+            TransformersModel = import_nnsight().TransformersModel
 
             task = "text-generation" if self.is_causal else "feature-extraction"
             with warnings.catch_warnings():
                 # BERT blocks have a submodule called `output`; nnsight warns that it renames it. We never use it.
                 warnings.filterwarnings("ignore", message=".*has a submodule named 'output'.*")
-                self._nnsight = TransformersModel(
-                    self.hf_model, tokenizer=copy.deepcopy(self.tokenizer), task=task
-                )
+                self._nnsight = TransformersModel(self.hf_model, tokenizer=copy.deepcopy(self.tokenizer), task=task)
         return self._nnsight
 
 
@@ -330,7 +336,7 @@ def _save_plain(model: torch.nn.Module, folder: Path) -> None:
     """
     from safetensors.torch import save_model
 
-    config = copy.deepcopy(model.config)  # type: ignore[union-attr]
+    config: Any = copy.deepcopy(getattr(model, "config"))  # noqa: B009
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.save_pretrained(folder)
@@ -518,7 +524,7 @@ def _load_remote(repo_id: str, *, revision: str | None) -> ConceptModel:
         )
     if not os.environ.get("NDIF_API_KEY"):
         raise RemoteError("remote=True needs an NDIF API key in the environment variable NDIF_API_KEY")
-    from nnsight import TransformersModel
+    TransformersModel = import_nnsight().TransformersModel
 
     try:
         tokenizer = _load_tokenizer_from(repo_id, revision=revision)

@@ -165,7 +165,7 @@ def module_path(site: str, site_map: SiteMap) -> str:
     if site == FINAL_NORM:
         assert site_map.final_norm is not None
         return site_map.final_norm
-    return f"{site_map.layers}.{int(site[len(LAYER_PREFIX):])}"
+    return f"{site_map.layers}.{int(site[len(LAYER_PREFIX) :])}"
 
 
 def layer_index(site: str) -> int | None:

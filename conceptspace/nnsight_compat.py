@@ -1,0 +1,31 @@
+"""The one place conceptspace imports nnsight.
+
+nnsight 0.8 mounts a ``save`` method on ``object`` at import time. Classes defined *after* that whose metaclass
+checks every attribute for an annotation then fail to build: anyio's ``TypedAttributeSet`` subclasses raise
+"Attribute 'save' is missing its type annotation", and anyio is imported lazily by httpx/huggingface_hub when a
+Hub model is loaded. Importing anyio's class-defining modules first avoids this without taking ``.save()`` away
+from users who like that syntax.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+_ANYIO_MODULES = ("anyio", "anyio.abc", "anyio._backends._asyncio", "anyio.streams.memory", "anyio.streams.tls")
+
+
+def _preload_anyio() -> None:
+    for name in _ANYIO_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return
+
+
+def import_nnsight() -> ModuleType:
+    """nnsight, imported after the modules its ``save`` mount would break."""
+    _preload_anyio()
+    import nnsight
+
+    return nnsight
