@@ -33,3 +33,7 @@ class CacheError(ConceptspaceError, OSError):
 
 class RemoteError(ConceptspaceError, RuntimeError):
     """A remote (NDIF) request that cannot be made as asked."""
+
+
+class DatasetError(ConceptspaceError, ValueError):
+    """A concept dataset that cannot be loaded or fails validation; the message names the file, column or row."""
