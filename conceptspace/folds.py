@@ -1,0 +1,73 @@
+"""Grouped (and, for classes, stratified) k-fold splits.
+
+Why groups: items that share an entity, a template or a source sentence share most of their activation, so a
+probe tested on a sibling of a training item measures memorisation, not a concept. No group is ever split
+across folds. The folds are computed once from the observed labels and then held fixed for every permutation
+and bootstrap replicate, so that the permuted statistic is computed exactly like the observed one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+from conceptspace.errors import InvalidInputError
+from conceptspace.validation import check_groups
+
+Fold = tuple[np.ndarray, np.ndarray]
+
+
+def grouped_folds(
+    y: Any,
+    groups: Sequence[Hashable] | np.ndarray | None,
+    *,
+    n_splits: int = 5,
+    seed: int = 0,
+    task: str = "classification",
+) -> list[Fold]:
+    """(train_idx, test_idx) pairs: stratified by class (classification) and never splitting a group.
+
+    Raises :class:`InvalidInputError` when there are fewer groups than folds, or when a training fold would
+    miss a class (then no probe can learn that class; lower ``n_splits`` or add groups of that class).
+    """
+    y_arr = np.asarray(y)
+    n = y_arr.shape[0]
+    codes = check_groups(groups, n)
+    n_groups = int(codes.max()) + 1 if n else 0
+    if n_splits < 2:
+        raise InvalidInputError(f"n_splits must be >= 2; got {n_splits}")
+    if n_groups < n_splits:
+        raise InvalidInputError(
+            f"only {n_groups} group(s) for {n_splits} folds; lower n_splits to at most {n_groups} or add groups"
+        )
+    dummy = np.zeros((n, 1))
+    if task == "classification":
+        splitter: Any = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        split_iter = splitter.split(dummy, y_arr, codes)
+    else:
+        splitter = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        split_iter = splitter.split(dummy, None, codes)
+    folds = [(np.sort(tr), np.sort(te)) for tr, te in split_iter]
+    if task == "classification":
+        classes = np.unique(y_arr)
+        for i, (tr, _) in enumerate(folds):
+            missing = np.setdiff1d(classes, np.unique(y_arr[tr]))
+            if missing.size:
+                raise InvalidInputError(
+                    f"training fold {i} has no items of class(es) {missing.tolist()}: too few groups carry "
+                    f"them for {n_splits} folds; lower n_splits or add groups of those classes"
+                )
+    return folds
+
+
+def fold_ids(folds: list[Fold], n: int) -> np.ndarray:
+    """Which fold tests each item (every item is tested exactly once)."""
+    ids = np.full(n, -1, dtype=np.int64)
+    for f, (_, te) in enumerate(folds):
+        ids[te] = f
+    if np.any(ids < 0):
+        raise InvalidInputError("the folds do not test every item once; pass folds from grouped_folds")
+    return ids
