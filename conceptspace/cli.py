@@ -8,6 +8,7 @@ Heavy imports (torch, transformers, nnsight) happen inside the subcommands, so `
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -38,13 +39,19 @@ def _cmd_models(args: argparse.Namespace) -> int:
         return 0
     _print_table(
         [
-            (r["alias"] + (" (default)" if r["alias"] == DEFAULT_MODEL else ""), "yes" if r["installed"] else "no",
-             r["description"] if r["installed"] else r["install"])
+            (
+                r["alias"] + (" (default)" if r["alias"] == DEFAULT_MODEL else ""),
+                "yes" if r["installed"] else "no",
+                r["description"] if r["installed"] else r["install"],
+            )
             for r in rows
         ],
         ("alias", "installed", "description / how to install"),
     )
-    print("\nAlso accepted: a local Hugging Face folder, a .gguf file, or a Hub id (owner/name) where the Hub is reachable.")
+    print(
+        "\nAlso accepted: a local Hugging Face folder, a .gguf file, "
+        "or a Hub id (owner/name) where the Hub is reachable."
+    )
     return 0
 
 
@@ -53,7 +60,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
     infos = concepts.list_concepts()
     if args.json:
-        print(json.dumps([info.__dict__ if hasattr(info, "__dict__") else dict(info) for info in infos], indent=2, default=str))
+        print(json.dumps([dataclasses.asdict(info) for info in infos], indent=2, default=str))
     else:
         print(concepts.format_concept_table(infos))
     return 0
@@ -103,8 +110,14 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         from conceptspace.concepts import load_concepts
 
         items = load_concepts(args.dataset)
-    model = load_model(args.model, untrained=args.untrained, seed=args.seed, device=args.device, dtype=args.model_dtype,
-                       remote="local" if args.remote_dry_run else (True if args.remote else False))
+    model = load_model(
+        args.model,
+        untrained=args.untrained,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.model_dtype,
+        remote="local" if args.remote_dry_run else (True if args.remote else False),
+    )
     acts = extract(
         model,
         items,
@@ -153,8 +166,18 @@ def _cmd_cache(args: argparse.Namespace) -> int:
         print(f"activation cache: {info['root']}  ({info['bytes'] / 1e6:.1f} MB in {len(info['entries'])} entries)")
         if info["entries"]:
             _print_table(
-                [(e["key"][:16], "yes" if e["complete"] else "partial", e["model"], e["n_items"], e["sites"],
-                  e["position"], f"{e['bytes'] / 1e6:.1f}") for e in info["entries"]],
+                [
+                    (
+                        e["key"][:16],
+                        "yes" if e["complete"] else "partial",
+                        e["model"],
+                        e["n_items"],
+                        e["sites"],
+                        e["position"],
+                        f"{e['bytes'] / 1e6:.1f}",
+                    )
+                    for e in info["entries"]
+                ],
                 ("key", "complete", "model", "items", "sites", "position", "MB"),
             )
         return 0
@@ -209,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.handler(args))
     except (ConceptspaceError, FileNotFoundError) as error:

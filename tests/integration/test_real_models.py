@@ -1,0 +1,136 @@
+"""The bundled real models, end to end: loading, nnsight extraction against Hugging Face, twins, remote dry run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conceptspace.activations import extract
+from conceptspace.models import load_model
+
+pytestmark = pytest.mark.integration
+
+SENTENCES = [
+    "The capital of France is",
+    "The salmon is a fish.",
+    "A queen and a king walked into the old castle by the sea, and nobody noticed.",
+    "Hello",
+    "Thallium has the symbol Tl.",
+]
+
+
+@pytest.fixture(scope="module")
+def smollm() -> object:
+    return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="module")
+def minilm() -> object:
+    return load_model("minilm-l6")
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def test_smollm2_is_the_real_pretrained_model(smollm):
+    assert smollm.n_layers == 30 and smollm.d_model == 576 and smollm.is_causal
+    assert smollm.parameter_count() == 134_515_008
+    ids = smollm.tokenizer("The capital of France is", return_tensors="pt")
+    with torch.inference_mode():
+        logits = smollm.hf_model(**ids).logits[0, -1]
+    assert smollm.tokenizer.decode(logits.argmax()) == " Paris"
+    assert smollm.hf_model.lm_head.weight.data_ptr() == smollm.hf_model.model.embed_tokens.weight.data_ptr()
+
+
+def test_smollm2_every_layer_matches_output_hidden_states(smollm):
+    acts = extract(smollm, SENTENCES, sites="all", position="last", batch_size=4, progress=False)
+    assert acts.sites[0] == "embed" and acts.sites[-1] == "final_norm" and len(acts.sites) == 32
+    for index, text in enumerate(SENTENCES):
+        ids = smollm.tokenizer(text, return_tensors="pt")
+        with torch.inference_mode():
+            hidden = smollm.hf_model(**ids, output_hidden_states=True).hidden_states
+        assert _relative(acts["embed"][index], hidden[0][0, -1].numpy()) <= 1e-6
+        for layer in range(29):  # HF's hidden_states[i + 1] is block i's output, except the last (after the norm)
+            assert _relative(acts[f"layer.{layer}"][index], hidden[layer + 1][0, -1].numpy()) <= 1e-4, layer
+        assert _relative(acts["final_norm"][index], hidden[30][0, -1].numpy()) <= 1e-4
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_smollm2_batched_equals_single(smollm, padding_side):
+    batched = extract(smollm, SENTENCES, sites=[0, 15, 29], position="mean", padding_side=padding_side, progress=False)
+    for index, text in enumerate(SENTENCES):
+        single = extract(smollm, [text], sites=[0, 15, 29], position="mean", cache=False, progress=False)
+        for site in batched.sites:
+            assert _relative(batched[site][index], single[site][0]) <= 1e-4, (site, index)
+
+
+def test_smollm2_span_reads_a_word_inside_its_sentence(smollm):
+    text = "A queen and a king walked."
+    start = text.index(" queen")
+    span_acts = extract(smollm, [text], sites=[10], position="span:mean", spans=[(start, start + 6)], progress=False)
+    all_acts = extract(smollm, [text], sites=[10], position="all", progress=False)
+    # " queen" is one token in SmolLM2's vocabulary: the span's mean is that token's vector
+    token_index = smollm.tokenizer(text, return_offsets_mapping=True)["offset_mapping"].index((start, start + 6))
+    np.testing.assert_allclose(span_acts["layer.10"][0], all_acts.tokens(0, "layer.10")[token_index], rtol=1e-5)
+
+
+def test_smollm2_untrained_twin_is_a_real_control(smollm):
+    twin = smollm.untrained(seed=0)
+    trained = extract(smollm, SENTENCES[:2], sites=[12], progress=False)
+    untrained = extract(twin, SENTENCES[:2], sites=[12], progress=False)
+    assert trained.folder != untrained.folder
+    assert not np.allclose(trained["layer.12"], untrained["layer.12"])
+    assert twin.hf_model.lm_head.weight.data_ptr() == twin.hf_model.model.embed_tokens.weight.data_ptr()
+
+
+def test_smollm2_remote_local_dry_run_is_identical():
+    dry = load_model("smollm2-135m", remote="local")
+    local = load_model("smollm2-135m")
+    a = extract(dry, SENTENCES, sites=[12, "final_norm"], cache=False, progress=False)
+    b = extract(local, SENTENCES, sites=[12, "final_norm"], cache=False, progress=False)
+    np.testing.assert_array_equal(a["layer.12"], b["layer.12"])
+
+
+def test_minilm_mean_pooling_matches_hugging_face(minilm):
+    acts = extract(minilm, SENTENCES, sites=[-1], position="mean", progress=False)
+    for index, text in enumerate(SENTENCES):
+        ids = minilm.tokenizer(text, return_tensors="pt")
+        with torch.inference_mode():
+            last = minilm.hf_model(**ids).last_hidden_state[0].mean(0)
+        assert _relative(acts["layer.5"][index], last.numpy()) <= 1e-4
+    assert minilm.site_map.final_norm is None and minilm.unembedding() is None
+
+
+def test_readme_main_job_runs(tmp_path, capsys):
+    from conceptspace.cli import main
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if "scripts/setup.sh" in line)
+    argv = command.split(".venv/bin/conceptspace", 1)[1].split()
+    out_index = argv.index("--out") + 1
+    argv[out_index] = str(tmp_path / "out")
+    assert main([*argv, "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_items"] == 328 and len(summary["sites"]) == 32
+    assert np.load(tmp_path / "out" / "layer.15.npy").shape == (328, 576)
+
+
+def test_wheel_carries_datasets_and_probes(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(root)], check=True
+    )
+    wheel = next(tmp_path.glob("conceptspace-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    data_files = [n for n in names if n.startswith("conceptspace/bundled_datasets/")]
+    assert any(n.endswith("LICENSE") for n in data_files) and any(n.endswith(".csv") for n in data_files)
+    assert any(n.startswith("conceptspace/bundled_probes/") for n in names)
+    assert not any(n.startswith("datasets/") for n in names)

@@ -1,0 +1,70 @@
+"""The command line: output, files written, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from conceptspace.cli import main
+
+
+def test_models_lists_aliases(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["alias"] for r in rows} == {"smollm2-135m", "minilm-l6"}
+
+
+def test_extract_texts_file_to_out_folder(tiny_model_dirs, tmp_path, capsys):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Paris is in France.\nDogs bark.\n\nThe old castle.\n")
+    out = tmp_path / "out"
+    code = main(
+        [
+            "extract",
+            "--model",
+            str(tiny_model_dirs["llama"]),
+            "--texts",
+            str(texts),
+            "--layers",
+            "0,-1",
+            "--position",
+            "mean",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_items"] == 3 and summary["sites"] == ["layer.0", "layer.2"]
+    assert np.load(out / "layer.2.npy").shape == (3, 32)
+    assert json.loads((out / "manifest.json").read_text())["position"] == "mean"
+
+
+def test_extract_jsonl_with_missing_field_is_a_one_line_error(tiny_model_dirs, tmp_path, capsys):
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"sentence": "a"}\n')
+    code = main(["extract", "--model", str(tiny_model_dirs["llama"]), "--texts", str(texts), "--quiet"])
+    assert code == 2
+    assert "no field 'text'" in capsys.readouterr().err
+
+
+def test_bad_layer_and_unknown_model_exit_2(tiny_model_dirs, tmp_path, capsys):
+    texts = tmp_path / "t.txt"
+    texts.write_text("hello there\n")
+    assert main(["extract", "--model", str(tiny_model_dirs["llama"]), "--texts", str(texts), "--layers", "9"]) == 2
+    assert "valid indices are 0..2" in capsys.readouterr().err
+    assert main(["extract", "--model", "nope-model", "--texts", str(texts)]) == 2
+    assert "smollm2-135m" in capsys.readouterr().err
+
+
+def test_cache_info_and_clear(tiny_model_dirs, tmp_path, capsys):
+    texts = tmp_path / "t.txt"
+    texts.write_text("hello there\n")
+    main(["extract", "--model", str(tiny_model_dirs["gpt2"]), "--texts", str(texts), "--quiet"])
+    capsys.readouterr()
+    assert main(["cache", "info", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["entries"]) == 1
+    assert main(["cache", "clear"]) == 0
+    assert "removed 1 cache entry" in capsys.readouterr().out
