@@ -34,7 +34,7 @@ from conceptspace import cache as cache_store
 from conceptspace.errors import InvalidInputError, NonFiniteActivationError
 from conceptspace.models import ConceptModel
 from conceptspace.nnsight_compat import import_nnsight
-from conceptspace.positions import Position, pool, token_span
+from conceptspace.positions import Position, pool_plan, token_span
 from conceptspace.sites import module_path, parse_sites
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class Activations:
             raise KeyError(f"site {site!r} was not extracted; available: {', '.join(self.sites)}")
         array = self.arrays[name]
         if self.storage_dtype == "bfloat16":  # stored as raw 16-bit patterns
-            return torch.from_numpy(np.asarray(array)).view(torch.bfloat16).float().numpy()
+            return torch.from_numpy(np.array(array)).view(torch.bfloat16).float().numpy()
         return array
 
     def _layers(self) -> list[str]:
@@ -261,11 +261,15 @@ def trace_batch(
 ) -> dict[str, torch.Tensor]:
     """Run one nnsight trace and return each site reduced to ``position``, on the CPU.
 
-    Sites are read in forward order and the forward stops after the deepest one. For ``all`` the padded batch
-    comes back whole; callers strip the padding.
+    Sites are read in forward order and the forward stops after the deepest one. The body uses only torch and
+    nnsight (a remote worker has no conceptspace); the reduction is :func:`apply_pool`, written out inline.
+    For ``all`` the padded batch comes back whole; callers strip the padding.
     """
+    nnsight = import_nnsight()
     traced = model.traced()
     envoys = [_envoy(traced, module_path(site, model.site_map)) for site in sites]
+    plan = pool_plan(position, batch.starts, batch.lengths, batch.span_first, batch.span_stop, batch.input_ids.shape[1])
+    mode, rows, cols, keep, counts = plan.mode, plan.rows, plan.cols, plan.mask, plan.counts
     remote = model.remote if model.remote else False
     with torch.inference_mode():
         with traced.trace(
@@ -274,21 +278,18 @@ def trace_batch(
             position_ids=batch.position_ids,
             remote=remote,
         ) as tracer:
-            captured = []
+            captured = nnsight.save([])
             for envoy in envoys:
                 hidden = envoy.output
                 if isinstance(hidden, tuple):
                     hidden = hidden[0]
-                captured.append(
-                    pool(hidden, position, batch.starts, batch.lengths, batch.span_first, batch.span_stop).cpu()
-                )
-            captured = _save(captured)
+                if mode == "gather":
+                    hidden = hidden[rows, cols]
+                elif mode == "weighted":
+                    hidden = hidden.masked_fill(~keep[..., None], 0).sum(1) / counts[:, None].to(hidden.dtype)
+                captured.append(hidden.cpu())
             tracer.stop()
     return dict(zip(sites, captured, strict=True))
-
-
-def _save(values: Any) -> Any:
-    return import_nnsight().save(values)
 
 
 def _check_finite(values: Mapping[str, torch.Tensor], indices: Sequence[int]) -> None:
@@ -480,22 +481,21 @@ def _consolidate(
     rows = int(offsets[-1]) if offsets is not None else n_items
     numpy_dtype = np.dtype(np.uint16) if storage == torch.bfloat16 else torch.empty((), dtype=storage).numpy().dtype
     outputs = {site: writer.open_array(site, (rows, d_model), numpy_dtype) for site in sites}
-    for number in range(len(batches)):
-        shard = cache_store.read_shard(writer.partial, number)
-        indices = shard.pop("__index__").tolist()
-        for site, tensor in shard.items():
-            values = cache_store._numpy_view(tensor)
-            if offsets is None:
-                outputs[site][indices] = values
-            else:
+    try:
+        for number in range(len(batches)):
+            shard = cache_store.read_shard(writer.partial, number)
+            indices = shard.pop("__index__").tolist()
+            for site, tensor in shard.items():
+                values = cache_store._numpy_view(tensor)
                 cursor = 0
-                for index in indices:
-                    n = int(lengths[index])
-                    outputs[site][offsets[index] : offsets[index] + n] = values[cursor : cursor + n]
+                for index in indices:  # each item's rows are contiguous in the output
+                    n = 1 if offsets is None else int(lengths[index])
+                    first = index if offsets is None else int(offsets[index])
+                    outputs[site].write_rows(first, values[cursor : cursor + n])
                     cursor += n
-    for array in outputs.values():
-        array.flush()
-    del outputs
+    finally:
+        for output in outputs.values():
+            output.close()
     extra_arrays = {"offsets": offsets} if offsets is not None else {}
     manifest = {
         "model": model.describe(),

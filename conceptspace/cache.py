@@ -143,12 +143,38 @@ class EntryWriter:
             os.replace(self.partial, self.final)
         return self.final
 
-    def open_array(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.memmap:
-        """A writable memory map in the working folder, for streaming consolidation."""
-        return np.lib.format.open_memmap(self.partial / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+    def open_array(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> NpyRowWriter:
+        """A row writer for one consolidated array in the working folder."""
+        return NpyRowWriter(self.partial / f"{name}.npy", shape, dtype)
 
     def discard(self) -> None:
         shutil.rmtree(self.partial, ignore_errors=True)
+
+
+class NpyRowWriter:
+    """Writes rows of a ``.npy`` file in place with ``pwrite``, in any order.
+
+    Why not a writable memory map: the pages of a mapped file count toward the process's resident memory, so
+    consolidating a dataset larger than RAM would make RSS grow with the dataset. Plain positional writes go
+    through the page cache, which the kernel can drop, so memory stays flat (measured in BENCHMARKS.md).
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)  # header + sparse body
+        self._offset = int(header.offset)
+        del header
+        self._row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+        self._dtype = np.dtype(dtype)
+        self._fd = os.open(path, os.O_RDWR)
+
+    def write_rows(self, first_row: int, values: np.ndarray) -> None:
+        """Write ``values`` (rows, ...) starting at ``first_row``."""
+        data = np.ascontiguousarray(values, dtype=self._dtype)
+        os.pwrite(self._fd, data.tobytes(), self._offset + first_row * self._row_bytes)
+
+    def close(self) -> None:
+        os.fsync(self._fd)
+        os.close(self._fd)
 
 
 def load_manifest(folder: Path) -> dict[str, Any] | None:

@@ -74,35 +74,57 @@ def token_span(
     return hits[0], hits[-1] + 1
 
 
-def pool(
-    hidden: torch.Tensor,
+@dataclass(frozen=True)
+class PoolPlan:
+    """How to reduce a padded batch ``(batch, seq, d)`` to the requested position, as plain tensors.
+
+    The plan is computed before the trace so that the trace body needs nothing but torch: a remote NDIF worker
+    runs that body and does not have conceptspace installed. ``mode`` is ``"gather"`` (one token per row at
+    ``rows``/``cols``), ``"weighted"`` (average over the tokens where ``mask`` is true) or ``"whole"``.
+    """
+
+    mode: str
+    rows: torch.Tensor
+    cols: torch.Tensor
+    mask: torch.Tensor
+    counts: torch.Tensor
+
+
+def pool_plan(
     position: Position,
     starts: torch.Tensor,
     lengths: torch.Tensor,
     span_first: torch.Tensor | None,
     span_stop: torch.Tensor | None,
-) -> torch.Tensor:
-    """Reduce a padded batch ``(batch, seq, d)`` to ``(batch, d)``; for ``all``, return the batch unchanged.
-
-    ``starts`` is where each row's real tokens begin (non-zero only with left padding); ``lengths`` their count;
-    ``span_first``/``span_stop`` the span's tokens relative to the row's first real token.
-    """
-    rows = torch.arange(hidden.shape[0], device=hidden.device)
-    if position.kind == "last":
-        return hidden[rows, starts + lengths - 1]
+    seq_len: int,
+) -> PoolPlan:
+    """The plan for one batch; ``starts`` is where each row's real tokens begin (non-zero with left padding)."""
+    rows = torch.arange(starts.shape[0], device=starts.device)
+    empty = torch.zeros((0,), dtype=torch.long, device=starts.device)
+    no_mask = torch.zeros((0, 0), dtype=torch.bool, device=starts.device)
     if position.kind == "all":
-        return hidden
+        return PoolPlan("whole", rows, empty, no_mask, empty)
+    if position.kind == "last":
+        return PoolPlan("gather", rows, starts + lengths - 1, no_mask, empty)
     if position.kind == "mean":
         first, stop = starts, starts + lengths
     else:
         assert span_first is not None and span_stop is not None
         if position.reduce == "first":
-            return hidden[rows, starts + span_first]
+            return PoolPlan("gather", rows, starts + span_first, no_mask, empty)
         if position.reduce == "last":
-            return hidden[rows, starts + span_stop - 1]
+            return PoolPlan("gather", rows, starts + span_stop - 1, no_mask, empty)
         first, stop = starts + span_first, starts + span_stop
-    steps = torch.arange(hidden.shape[1], device=hidden.device)
+    steps = torch.arange(seq_len, device=starts.device)
     mask = (steps[None, :] >= first[:, None]) & (steps[None, :] < stop[:, None])
-    # where(), not a multiply by zero: a padded position may hold NaN, and NaN * 0 is NaN.
-    total = torch.where(mask[..., None], hidden, torch.zeros((), dtype=hidden.dtype, device=hidden.device)).sum(1)
-    return total / (stop - first).to(hidden.dtype)[:, None]
+    return PoolPlan("weighted", rows, empty, mask, stop - first)
+
+
+def apply_pool(hidden: torch.Tensor, plan: PoolPlan) -> torch.Tensor:
+    """Reference implementation of a plan outside a trace (the trace body inlines the same three lines)."""
+    if plan.mode == "gather":
+        return hidden[plan.rows, plan.cols]
+    if plan.mode == "weighted":
+        # masked_fill, not a multiply by zero: a padded position may hold NaN, and NaN * 0 is NaN.
+        return hidden.masked_fill(~plan.mask[..., None], 0).sum(1) / plan.counts[:, None].to(hidden.dtype)
+    return hidden
