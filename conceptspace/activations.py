@@ -35,7 +35,7 @@ from conceptspace.errors import InvalidInputError, NonFiniteActivationError
 from conceptspace.models import ConceptModel
 from conceptspace.nnsight_compat import import_nnsight
 from conceptspace.positions import Position, pool_plan, token_span
-from conceptspace.sites import module_path, parse_sites
+from conceptspace.sites import parse_sites
 
 log = logging.getLogger(__name__)
 
@@ -249,13 +249,6 @@ def build_batch(model: ConceptModel, tokens: TokenizedTexts, indices: Sequence[i
     )
 
 
-def _envoy(root: Any, path: str) -> Any:
-    node = root
-    for part in path.split("."):
-        node = node[int(part)] if part.isdigit() else getattr(node, part)
-    return node
-
-
 def trace_batch(
     model: ConceptModel, batch: BatchInputs, sites: Sequence[str], position: Position
 ) -> dict[str, torch.Tensor]:
@@ -267,7 +260,7 @@ def trace_batch(
     """
     nnsight = import_nnsight()
     traced = model.traced()
-    envoys = [_envoy(traced, module_path(site, model.site_map)) for site in sites]
+    envoys = [model.envoy(site) for site in sites]
     plan = pool_plan(position, batch.starts, batch.lengths, batch.span_first, batch.span_stop, batch.input_ids.shape[1])
     mode, rows, cols, keep, counts = plan.mode, plan.rows, plan.cols, plan.mask, plan.counts
     remote = model.remote if model.remote else False

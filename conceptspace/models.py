@@ -308,6 +308,16 @@ class ConceptModel:
         return self._nnsight
 
 
+    def envoy(self, site: str | int) -> Any:
+        """The nnsight envoy whose ``.output`` is a standard site (for interventions inside a trace)."""
+        from conceptspace.sites import module_path, parse_site
+
+        node: Any = self.traced()
+        for part in module_path(parse_site(site, self.site_map), self.site_map).split("."):
+            node = node[int(part)] if part.isdigit() else getattr(node, part)
+        return node
+
+
 # ---------------------------------------------------------------------------------------------------------
 # loading
 # ---------------------------------------------------------------------------------------------------------

@@ -1,0 +1,196 @@
+"""Extraction throughput and memory on the bundled model, against the plain alternatives, in one run.
+
+    python benchmarks/extract.py [--items 256] [--repeats 3] [--batch-size 32] [--memory-items 150]
+
+Workload: a fixed, seeded sample of real sentences (trilemma_city_locations/true_false), batched the same way
+for every variant (length-sorted, ``--batch-size`` texts). Reported as real (unpadded) tokens per second:
+
+(a) backbone forward without the unembedding, nothing saved          -- the floor any extraction pays
+(b) Hugging Face forward with output_hidden_states=True, keeping the last token of every layer
+(c) conceptspace: every site's last token, into a fresh on-disk cache
+(d) conceptspace: every token of every site, into a fresh on-disk cache
+
+plus (a) with naive batching in dataset order (what length sorting saves), and the peak RSS of (d) in a fresh
+process at two dataset sizes (it should not grow with the number of texts: shards stream to disk).
+Prints a Markdown section for BENCHMARKS.md and writes the raw numbers as JSON next to this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from conceptspace.activations import build_batch, extract, length_sorted_batches, padding_stats, tokenize
+from conceptspace.concepts import load_concepts
+from conceptspace.models import load_model
+
+HERE = Path(__file__).resolve().parent
+
+
+def workload(n_items: int, seed: int = 0) -> list[str]:
+    texts = load_concepts("trilemma_city_locations/true_false").texts
+    rng = np.random.default_rng(seed)
+    return [texts[i] for i in sorted(rng.choice(len(texts), size=n_items, replace=False))]
+
+
+def timed(fn: Callable[[], object], repeats: int) -> list[float]:
+    fn()  # warm-up (allocator, kernels, nnsight wrapper)
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def peak_rss_of_full_extraction(n_items: int, batch_size: int) -> tuple[float, float, int]:
+    """(growth over the loaded model, peak RSS, rows per site) in MB, sampled every 10 ms in a fresh process."""
+    code = f"""
+import sys, tempfile, threading, time
+sys.path.insert(0, {str(HERE)!r})
+from extract import workload
+from conceptspace.models import load_model
+from conceptspace.activations import extract
+
+def rss_mb():
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * 4096 / 2**20
+
+model = load_model("smollm2-135m")
+texts = workload({n_items}, seed=1)
+baseline, peak, running = rss_mb(), [0.0], [True]
+def sample():
+    while running[0]:
+        peak[0] = max(peak[0], rss_mb())
+        time.sleep(0.01)
+sampler = threading.Thread(target=sample)
+sampler.start()
+with tempfile.TemporaryDirectory() as cache:
+    acts = extract(model, texts, sites="all", position="all", batch_size={batch_size}, cache_dir=cache, progress=False)
+    rows = acts["layer.0"].shape[0]
+running[0] = False
+sampler.join()
+print(peak[0] - baseline, peak[0], rows)
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    return float(out[0]), float(out[1]), int(out[2])  # type: ignore[return-value]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--memory-items", type=int, default=150)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    model = load_model("smollm2-135m")
+    texts = workload(args.items)
+    tokens = tokenize(model, texts)
+    lengths = tokens.lengths
+    real_tokens = sum(lengths)
+    sorted_batches = length_sorted_batches(lengths, args.batch_size, 1 << 30)
+    naive_batches = [list(range(i, min(i + args.batch_size, len(texts)))) for i in range(0, len(texts), args.batch_size)]
+    sorted_inputs = [build_batch(model, tokens, b, "right") for b in sorted_batches]
+    naive_inputs = [build_batch(model, tokens, b, "right") for b in naive_batches]
+
+    def backbone(inputs=sorted_inputs) -> None:  # type: ignore[no-untyped-def]
+        with torch.inference_mode():
+            for batch in inputs:
+                model.hf_model.model(
+                    input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+                )
+
+    def hf_hidden_states() -> None:
+        kept = []
+        with torch.inference_mode():
+            for batch in sorted_inputs:
+                out = model.hf_model(
+                    input_ids=batch.input_ids,
+                    attention_mask=batch.attention_mask,
+                    position_ids=batch.position_ids,
+                    output_hidden_states=True,
+                )
+                rows = torch.arange(batch.input_ids.shape[0])
+                kept.append(torch.stack([h[rows, batch.lengths - 1] for h in out.hidden_states]).cpu())
+
+    def conceptspace_extract(position: str) -> Callable[[], None]:
+        def run() -> None:
+            with tempfile.TemporaryDirectory() as cache:
+                extract(model, texts, sites="all", position=position, batch_size=args.batch_size,
+                        max_batch_tokens=1 << 30, cache_dir=cache, progress=False)
+
+        return run
+
+    variants = {
+        "(a) backbone forward, nothing saved": backbone,
+        "(b) HF output_hidden_states, last token of every layer": hf_hidden_states,
+        "(c) conceptspace, last token of every site -> cache": conceptspace_extract("last"),
+        "(d) conceptspace, every token of every site -> cache": conceptspace_extract("all"),
+        "(a') backbone forward, naive batching (dataset order)": lambda: backbone(naive_inputs),
+    }
+    timings = {name: timed(fn, args.repeats) for name, fn in variants.items()}
+    base = statistics.median(timings["(a) backbone forward, nothing saved"])
+    memory = [peak_rss_of_full_extraction(n, args.batch_size) for n in (args.memory_items, 4 * args.memory_items)]
+
+    results = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{cpu_name()}, {torch.get_num_threads()} torch threads, {platform.system()} {platform.machine()}",
+        "torch": torch.__version__,
+        "command": "python benchmarks/extract.py " + " ".join(sys.argv[1:]),
+        "items": len(texts),
+        "real_tokens": real_tokens,
+        "padding_sorted": padding_stats(lengths, sorted_batches),
+        "padding_naive": padding_stats(lengths, naive_batches),
+        "timings_s": timings,
+        "memory": [
+            {"items": n, "rows_per_site": rows, "peak_rss_mb": peak, "growth_over_model_mb": growth}
+            for n, (growth, peak, rows) in zip((args.memory_items, 4 * args.memory_items), memory, strict=True)
+        ],
+    }
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "extract.json").write_text(json.dumps(results, indent=2))
+
+    print(f"### Extraction (benchmarks/extract.py), {results['date']}\n")
+    print(f"Machine: {results['machine']}; torch {results['torch']}. Command: `{results['command']}`.")
+    print(f"Workload: {len(texts)} sentences, {real_tokens} real tokens, batch {args.batch_size}, "
+          f"{args.repeats} timed repeats after one warm-up; SmolLM2-135M float32.\n")
+    print("| variant | median s | min-max s | real tokens/s | vs (a) |")
+    print("|---|---|---|---|---|")
+    for name, values in timings.items():
+        median = statistics.median(values)
+        print(f"| {name} | {median:.2f} | {min(values):.2f}-{max(values):.2f} | {real_tokens / median:.0f} | "
+              f"{base / median:.2f}x |")
+    print(f"\nPadded/real tokens: length-sorted {results['padding_sorted']['padded_over_real']:.2f}, "
+          f"naive {results['padding_naive']['padded_over_real']:.2f}.\n")
+    print("| every token of every site, fresh process | rows per site | peak RSS MB | peak growth over the loaded model MB |")
+    print("|---|---|---|---|")
+    for row in results["memory"]:
+        print(f"| {row['items']} texts | {row['rows_per_site']} | {row['peak_rss_mb']:.0f} | "
+              f"{row['growth_over_model_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
