@@ -112,7 +112,9 @@ def main() -> None:
     lengths = tokens.lengths
     real_tokens = sum(lengths)
     sorted_batches = length_sorted_batches(lengths, args.batch_size, 1 << 30)
-    naive_batches = [list(range(i, min(i + args.batch_size, len(texts)))) for i in range(0, len(texts), args.batch_size)]
+    naive_batches = [
+        list(range(i, min(i + args.batch_size, len(texts)))) for i in range(0, len(texts), args.batch_size)
+    ]
     sorted_inputs = [build_batch(model, tokens, b, "right") for b in sorted_batches]
     naive_inputs = [build_batch(model, tokens, b, "right") for b in naive_batches]
 
@@ -139,8 +141,16 @@ def main() -> None:
     def conceptspace_extract(position: str) -> Callable[[], None]:
         def run() -> None:
             with tempfile.TemporaryDirectory() as cache:
-                extract(model, texts, sites="all", position=position, batch_size=args.batch_size,
-                        max_batch_tokens=1 << 30, cache_dir=cache, progress=False)
+                extract(
+                    model,
+                    texts,
+                    sites="all",
+                    position=position,
+                    batch_size=args.batch_size,
+                    max_batch_tokens=1 << 30,
+                    cache_dir=cache,
+                    progress=False,
+                )
 
         return run
 
@@ -175,21 +185,31 @@ def main() -> None:
 
     print(f"### Extraction (benchmarks/extract.py), {results['date']}\n")
     print(f"Machine: {results['machine']}; torch {results['torch']}. Command: `{results['command']}`.")
-    print(f"Workload: {len(texts)} sentences, {real_tokens} real tokens, batch {args.batch_size}, "
-          f"{args.repeats} timed repeats after one warm-up; SmolLM2-135M float32.\n")
+    print(
+        f"Workload: {len(texts)} sentences, {real_tokens} real tokens, batch {args.batch_size}, "
+        f"{args.repeats} timed repeats after one warm-up; SmolLM2-135M float32.\n"
+    )
     print("| variant | median s | min-max s | real tokens/s | vs (a) |")
     print("|---|---|---|---|---|")
     for name, values in timings.items():
         median = statistics.median(values)
-        print(f"| {name} | {median:.2f} | {min(values):.2f}-{max(values):.2f} | {real_tokens / median:.0f} | "
-              f"{base / median:.2f}x |")
-    print(f"\nPadded/real tokens: length-sorted {results['padding_sorted']['padded_over_real']:.2f}, "
-          f"naive {results['padding_naive']['padded_over_real']:.2f}.\n")
-    print("| every token of every site, fresh process | rows per site | peak RSS MB | peak growth over the loaded model MB |")
+        print(
+            f"| {name} | {median:.2f} | {min(values):.2f}-{max(values):.2f} | {real_tokens / median:.0f} | "
+            f"{base / median:.2f}x |"
+        )
+    print(
+        f"\nPadded/real tokens: length-sorted {results['padding_sorted']['padded_over_real']:.2f}, "
+        f"naive {results['padding_naive']['padded_over_real']:.2f}.\n"
+    )
+    print(
+        "| every token of every site, fresh process | rows per site | peak RSS MB | peak growth over the loaded model MB |"
+    )
     print("|---|---|---|---|")
     for row in results["memory"]:
-        print(f"| {row['items']} texts | {row['rows_per_site']} | {row['peak_rss_mb']:.0f} | "
-              f"{row['growth_over_model_mb']:.0f} |")
+        print(
+            f"| {row['items']} texts | {row['rows_per_site']} | {row['peak_rss_mb']:.0f} | "
+            f"{row['growth_over_model_mb']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from conceptspace.models import ConceptModel
 from conceptspace.nnsight_compat import import_nnsight
 from conceptspace.positions import Position, pool_plan, token_span
 from conceptspace.sites import parse_sites
+from conceptspace.staging import HostStaging
 
 log = logging.getLogger(__name__)
 
@@ -250,20 +251,38 @@ def build_batch(model: ConceptModel, tokens: TokenizedTexts, indices: Sequence[i
 
 
 def trace_batch(
-    model: ConceptModel, batch: BatchInputs, sites: Sequence[str], position: Position
+    model: ConceptModel,
+    batch: BatchInputs,
+    sites: Sequence[str],
+    position: Position,
+    staging: HostStaging | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Run one nnsight trace and return each site reduced to ``position``, on the CPU.
+    """Run one nnsight trace and return each site reduced to ``position``, in host memory.
 
     Sites are read in forward order and the forward stops after the deepest one. The body uses only torch and
     nnsight (a remote worker has no conceptspace); the reduction is :func:`apply_pool`, written out inline.
-    For ``all`` the padded batch comes back whole; callers strip the padding.
+    With ``staging`` each site is copied into a preallocated host buffer the moment it exists (on a side CUDA
+    stream when the model is on a GPU); the returned tensors are then views of those buffers, valid until the
+    next call with the same staging. For ``all`` the padded batch comes back whole; callers strip the padding.
     """
     nnsight = import_nnsight()
     traced = model.traced()
     envoys = [model.envoy(site) for site in sites]
-    plan = pool_plan(position, batch.starts, batch.lengths, batch.span_first, batch.span_stop, batch.input_ids.shape[1])
+    width = batch.input_ids.shape[1]
+    plan = pool_plan(position, batch.starts, batch.lengths, batch.span_first, batch.span_stop, width)
     mode, rows, cols, keep, counts = plan.mode, plan.rows, plan.cols, plan.mask, plan.counts
     remote = model.remote if model.remote else False
+    buffers: list[torch.Tensor] = []
+    side = None
+    if staging is not None and not remote:
+        shape = (
+            (batch.input_ids.shape[0], width, model.d_model)
+            if mode == "whole"
+            else (batch.input_ids.shape[0], model.d_model)
+        )
+        buffers = staging.buffers({site: shape for site in sites}, model.dtype)
+        side = staging.stream
+    staged = bool(buffers)
     with torch.inference_mode():
         with traced.trace(
             input_ids=batch.input_ids,
@@ -272,7 +291,7 @@ def trace_batch(
             remote=remote,
         ) as tracer:
             captured = nnsight.save([])
-            for envoy in envoys:
+            for number, envoy in enumerate(envoys):
                 hidden = envoy.output
                 if isinstance(hidden, tuple):
                     hidden = hidden[0]
@@ -280,8 +299,20 @@ def trace_batch(
                     hidden = hidden[rows, cols]
                 elif mode == "weighted":
                     hidden = hidden.masked_fill(~keep[..., None], 0).sum(1) / counts[:, None].to(hidden.dtype)
-                captured.append(hidden.cpu())
+                if not staged:
+                    captured.append(hidden.cpu())
+                elif side is None:
+                    buffers[number].copy_(hidden)
+                else:  # overlap the device-to-host copy with the layers still to run
+                    side.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(side):
+                        buffers[number].copy_(hidden, non_blocking=True)
+                    hidden.record_stream(side)
             tracer.stop()
+    if staged:
+        assert staging is not None
+        staging.wait()
+        return dict(zip(sites, buffers, strict=True))
     return dict(zip(sites, captured, strict=True))
 
 
@@ -325,13 +356,18 @@ def _batches_to_extract(
     position: Position,
     padding_side: str,
     storage: torch.dtype,
+    staging: HostStaging | None,
 ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
-    """Yield (batch number, tensors to store) for every batch not already on disk."""
+    """Yield (batch number, tensors to store) for every batch not already on disk.
+
+    With staging the yielded tensors may be views of reused host buffers: the caller must store them before
+    asking for the next batch (writing a shard does).
+    """
     for number, indices in enumerate(batches):
         if number in done:
             continue
         batch = build_batch(model, tokens, indices, padding_side)
-        values = trace_batch(model, batch, sites, position)
+        values = trace_batch(model, batch, sites, position, staging)
         if position.kind == "all":  # strip padding: concatenate each row's real tokens
             starts, lengths = batch.starts.cpu().tolist(), batch.lengths.cpu().tolist()
             values = {
@@ -374,13 +410,16 @@ def extract(
     padding_side: str = "right",
     truncate: bool = False,
     progress: bool = True,
+    host_staging: bool | None = None,
 ) -> Activations:
     """Activations of ``texts`` at ``sites`` (default: every site) and ``position``.
 
     ``texts`` is a list of strings or a ConceptSet (its texts and spans are used). Span positions need one
     character span ``(start, end)`` per text. With ``cache=True`` results are stored under
     ``CONCEPTSPACE_CACHE`` keyed by the model identity, the texts, sites, position and dtype, and an
-    interrupted run resumes; ``cache=False`` keeps everything in memory.
+    interrupted run resumes; ``cache=False`` keeps everything in memory. ``host_staging`` copies each site into
+    reused host buffers as soon as it is computed (default: on for a local model on a CUDA GPU, where the copies
+    then overlap the forward on a side stream; see ``conceptspace.staging``).
     """
     pos = Position.parse(position)
     if padding_side not in {"left", "right"}:
@@ -406,8 +445,11 @@ def extract(
     )
     root = cache_store.cache_root(cache_dir) if cache else Path(tempfile.mkdtemp(prefix="conceptspace-"))
     try:
+        if host_staging is None:
+            host_staging = model.device.type == "cuda" and not model.remote
+        staging = HostStaging(model.device) if host_staging else None
         result = _extract_into(
-            model, tokens, batches, key, root, chosen_sites, pos, padding_side, storage, storage_name, progress
+            model, tokens, batches, key, root, chosen_sites, pos, padding_side, storage, storage_name, progress, staging
         )
         if not cache:  # copy out of the temporary folder before it goes
             result.arrays = {name: np.array(array) for name, array in result.arrays.items()}
@@ -431,6 +473,7 @@ def _extract_into(
     storage: torch.dtype,
     storage_name: str,
     progress: bool,
+    staging: HostStaging | None,
 ) -> Activations:
     existing = cache_store.load_manifest(root / key)
     if existing is not None:
@@ -445,7 +488,9 @@ def _extract_into(
     remaining = sum(len(b) for n, b in enumerate(batches) if n not in done)
     bar = tqdm(total=remaining, disable=not progress, desc=f"extract {model.name}", unit="text", leave=False)
     try:
-        for number, stored in _batches_to_extract(model, tokens, batches, done, sites, position, padding_side, storage):
+        for number, stored in _batches_to_extract(
+            model, tokens, batches, done, sites, position, padding_side, storage, staging
+        ):
             cache_store.write_shard(writer.partial, number, stored)
             bar.update(len(batches[number]))
     except NonFiniteActivationError:

@@ -207,3 +207,31 @@ def test_conceptset_like_input_uses_its_texts_and_spans(tiny_models):
 
     acts = extract(tiny_models["llama"], Items(), position="span:last", sites=[0], progress=False)
     assert acts["layer.0"].shape == (2, 32)
+
+
+@pytest.mark.parametrize("position", ["last", "all", "mean"])
+def test_host_staging_path_gives_identical_values(tiny_models, position):
+    """The GPU path (copies into reused host buffers) is the same code on the CPU, minus the side stream."""
+    model = tiny_models["llama"]
+    plain = extract(model, TEXTS, sites="all", position=position, batch_size=2, cache=False, progress=False)
+    staged = extract(
+        model, TEXTS, sites="all", position=position, batch_size=2, cache=False, progress=False, host_staging=True
+    )
+    for site in plain.sites:
+        np.testing.assert_array_equal(staged[site], plain[site])
+
+
+def test_host_staging_reuses_buffers_across_batches(tiny_models):
+    from conceptspace.activations import build_batch, tokenize, trace_batch
+    from conceptspace.positions import Position
+    from conceptspace.staging import HostStaging
+
+    model = tiny_models["gpt2"]
+    tokens = tokenize(model, TEXTS)
+    staging = HostStaging(model.device)
+    first = trace_batch(model, build_batch(model, tokens, [2, 4], "right"), ["layer.1"], Position("all"), staging)
+    size = staging.bytes_allocated
+    kept = first["layer.1"].clone()
+    trace_batch(model, build_batch(model, tokens, [0, 1], "right"), ["layer.1"], Position("all"), staging)
+    assert staging.bytes_allocated == size  # the shorter batch fits in the same storage
+    assert not torch.equal(first["layer.1"], kept)  # ... which is why callers must store a batch before the next
