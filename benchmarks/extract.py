@@ -202,7 +202,8 @@ def main() -> None:
         f"naive {results['padding_naive']['padded_over_real']:.2f}.\n"
     )
     print(
-        "| every token of every site, fresh process | rows per site | peak RSS MB | peak growth over the loaded model MB |"
+        "| every token of every site, fresh process | rows per site | peak RSS MB "
+        "| peak growth over the loaded model MB |"
     )
     print("|---|---|---|---|")
     for row in results["memory"]:
