@@ -9,6 +9,8 @@ for every variant (length-sorted, ``--batch-size`` texts). Reported as real (unp
 (b) Hugging Face forward with output_hidden_states=True, keeping the last token of every layer
 (c) conceptspace: every site's last token, into a fresh on-disk cache
 (d) conceptspace: every token of every site, into a fresh on-disk cache
+(e) nnsight's usual pattern: save every layer's output in the trace, keep the last token afterwards
+    (the full forward runs, unembedding included, as nnsight's documented examples do)
 
 plus (a) with naive batching in dataset order (what length sorting saves), and the peak RSS of (d) in a fresh
 process at two dataset sizes (it should not grow with the number of texts: shards stream to disk).
@@ -34,6 +36,7 @@ import torch
 from conceptspace.activations import build_batch, extract, length_sorted_batches, padding_stats, tokenize
 from conceptspace.concepts import load_concepts
 from conceptspace.models import load_model
+from conceptspace.nnsight_compat import import_nnsight
 
 HERE = Path(__file__).resolve().parent
 
@@ -71,6 +74,7 @@ import sys, tempfile, threading, time
 sys.path.insert(0, {str(HERE)!r})
 from extract import workload
 from conceptspace.models import load_model
+from conceptspace.nnsight_compat import import_nnsight
 from conceptspace.activations import extract
 
 def rss_mb():
@@ -138,6 +142,20 @@ def main() -> None:
                 rows = torch.arange(batch.input_ids.shape[0])
                 kept.append(torch.stack([h[rows, batch.lengths - 1] for h in out.hidden_states]).cpu())
 
+    def nnsight_plain_save() -> None:
+        nnsight = import_nnsight()
+        traced = model.traced()
+        layers = [model.envoy(f"layer.{i}") for i in range(model.n_layers)]
+        kept = []
+        for batch in sorted_inputs:
+            with torch.inference_mode():
+                with traced.trace(
+                    input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+                ):
+                    saved = nnsight.save([layer.output for layer in layers])
+            rows = torch.arange(batch.input_ids.shape[0])
+            kept.append(torch.stack([h[rows, batch.lengths - 1] for h in saved]).cpu())
+
     def conceptspace_extract(position: str) -> Callable[[], None]:
         def run() -> None:
             with tempfile.TemporaryDirectory() as cache:
@@ -159,6 +177,7 @@ def main() -> None:
         "(b) HF output_hidden_states, last token of every layer": hf_hidden_states,
         "(c) conceptspace, last token of every site -> cache": conceptspace_extract("last"),
         "(d) conceptspace, every token of every site -> cache": conceptspace_extract("all"),
+        "(e) nnsight usual pattern: save every layer, last token after": nnsight_plain_save,
         "(a') backbone forward, naive batching (dataset order)": lambda: backbone(naive_inputs),
     }
     timings = {name: timed(fn, args.repeats) for name, fn in variants.items()}
