@@ -74,7 +74,7 @@ def _final_norm(model: ConceptModel, H: np.ndarray) -> np.ndarray:
         raise InvalidInputError(f"{model.name} has no final norm; the logit lens needs one")
     norm = get_submodule(model.hf_model, model.site_map.final_norm)
     with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(H)).to(model.device, model.dtype)
+        x = torch.from_numpy(np.array(H, dtype=np.float32)).to(model.device, model.dtype)
         return norm(x).float().cpu().numpy()
 
 
@@ -130,12 +130,14 @@ def proximity_probability_tests(
     final = np.asarray(acts["final_norm"], dtype=np.float32)
     logits = final @ U.T + (0.0 if bias is None else bias)
     logp = _log_softmax(logits.astype(np.float64))
-    U_unit = unit_rows(U.astype(np.float64)).astype(np.float32)
+    token_norms = np.linalg.norm(U, axis=1)
+    # a zero row (a padding token's, say) has cosine 0 with everything rather than an undefined one
+    U_unit = (U / np.maximum(token_norms, 1e-12)[:, None]).astype(np.float32)
     freq = token_zipf(model.tokenizer, U.shape[0])
     Zf = standardized_ranks(freq)
     Zlp = standardized_ranks(logp)
     Zlp_partial = residualize(Zlp, Zf)
-    Znorm = standardized_ranks(np.linalg.norm(U, axis=1))
+    Znorm = standardized_ranks(token_norms)
     n = len(texts)
     rng = np.random.default_rng(seed)
     perms = np.argsort(rng.random((n_permutations, n)), axis=1)
@@ -191,6 +193,7 @@ def proximity_probability_tests(
             effect_size_name="mean_spearman_rho", effect_size=float(rho_dot.mean()),
             ci_low=float(rho_dot.min()), ci_high=float(rho_dot.max()), p_value=1.0, n=n, n_groups=n,
             extra={"site": "final_norm", "sanity_check": True, "model_control": control,
+                   "zero_norm_tokens": int(np.count_nonzero(token_norms == 0)),
                    "note": "identity of the architecture (logits are these dot products): pipeline check, not "
                    "evidence; p fixed at 1; CI is the min-max over contexts"},
         )
