@@ -73,6 +73,36 @@ def _train_targets(labels: Labels, perm_rows: np.ndarray) -> torch.Tensor:
     return torch.nn.functional.one_hot(codes, labels.n_classes).to(DTYPE)
 
 
+class OperatorCache:
+    """Label-free ridge operators ``Xte_c (C + rI)^{-1} Xtr_c^T`` per fold, kept for reuse across label sets.
+
+    Why: when many label sets are tested on the same activations and folds (null calibration, power curves,
+    several concepts on one dataset), the solve is the expensive part and does not depend on the labels. Bind
+    one cache to one (X, folds, penalty); the engine refuses it for anything else.
+    """
+
+    def __init__(self, X_layers: np.ndarray | torch.Tensor, folds: list[Fold], penalty: float) -> None:
+        self.X = as_tensor(X_layers)
+        self.folds = [(np.asarray(tr).copy(), np.asarray(te).copy()) for tr, te in folds]
+        self.penalty = penalty
+        self._ops: dict[tuple[int, int], torch.Tensor] = {}
+
+    def matches(self, X: torch.Tensor, folds: list[Fold], penalty: float | None) -> bool:
+        """Whether this cache was built for exactly these activations, folds and penalty."""
+        same_x = X.data_ptr() == self.X.data_ptr() and X.shape == self.X.shape
+        same_folds = len(folds) == len(self.folds) and all(
+            np.array_equal(a, c) and np.array_equal(b, e) for (a, b), (c, e) in zip(folds, self.folds, strict=True)
+        )
+        return same_x and same_folds and penalty == self.penalty
+
+
+def _ridge_operator(X: torch.Tensor, tr: np.ndarray, te: np.ndarray, penalty: float | None) -> torch.Tensor:
+    """(l, n_te, n_tr) map from centred training targets to centred test predictions."""
+    cs = centered_scatter(X[:, tr], penalty)
+    xte = X[:, te] - cs.mean[:, None, :]
+    return xte @ cs.solve(cs.centered.transpose(1, 2))
+
+
 def iter_outputs(
     spec: LabelLinearSpec,
     X_layers: np.ndarray | torch.Tensor,
@@ -81,21 +111,46 @@ def iter_outputs(
     perm_idx: np.ndarray,
     *,
     decision: bool,
+    cache: OperatorCache | None = None,
 ) -> Iterator[Block]:
     """Yield out-of-fold outputs for every fold, layer and label set ``labels[perm_idx[b]]``.
 
     decision=True yields continuous decision values (binary classification, e.g. for AUROC) instead of
-    predicted codes.
+    predicted codes. Ridge goes through the (n_te x n_tr) operator (optionally cached); the Fisher probes work
+    in d-space because their read-out needs ``u.v`` and ``v' C v`` per label set.
     """
     X = as_tensor(X_layers)
     n_layers, _, d = X.shape
     width = labels.width
     n_perm = perm_idx.shape[0]
-    perm_chunk = max(1, min(n_perm, _BLOCK_ELEMENTS // (d * width)))
-    layer_chunk = max(1, min(n_layers, _BLOCK_ELEMENTS // (d * width * perm_chunk)))
+    if cache is not None and not (spec.kind == "ridge" and cache.matches(X, folds, spec.penalty)):
+        raise ValueError("OperatorCache was built for other activations, folds or penalty")
     for f, (tr, te) in enumerate(folds):
+        n_tr, n_te = len(tr), len(te)
+        per_layer = max(d * n_tr, n_te * n_tr) if spec.kind == "ridge" else d * (n_tr + d)
+        layer_chunk = max(1, min(n_layers, _BLOCK_ELEMENTS // per_layer))
         for l0 in range(0, n_layers, layer_chunk):
             lsl = slice(l0, min(n_layers, l0 + layer_chunk))
+            n_l = lsl.stop - lsl.start
+            cols_per_perm = width * (n_te + (0 if spec.kind == "ridge" else 2 * d))
+            perm_chunk = max(1, min(n_perm, _BLOCK_ELEMENTS // (n_l * cols_per_perm)))
+            if spec.kind == "ridge":
+                op = cache._ops.get((f, l0)) if cache is not None else None
+                if op is None:
+                    op = _ridge_operator(X[lsl], tr, te, spec.penalty)
+                    if cache is not None:
+                        cache._ops[(f, l0)] = op
+                for p0 in range(0, n_perm, perm_chunk):
+                    psl = slice(p0, min(n_perm, p0 + perm_chunk))
+                    rows = perm_idx[psl]
+                    t_tr = _train_targets(labels, rows[:, tr])
+                    b = t_tr.shape[1]
+                    s_te = op @ (t_tr - t_tr.mean(dim=0)).reshape(n_tr, b * width)
+                    output = _read_out(spec, labels, None, None, None, s_te, t_tr, decision)
+                    yield Block(
+                        layers=lsl, perms=psl, fold=f, test_idx=te, output=output, truth=_truth(labels, rows[:, te])
+                    )
+                continue
             cs = centered_scatter(X[lsl][:, tr], spec.penalty)
             xte = X[lsl][:, te] - cs.mean[:, None, :]
             for p0 in range(0, n_perm, perm_chunk):
@@ -103,12 +158,13 @@ def iter_outputs(
                 rows = perm_idx[psl]
                 t_tr = _train_targets(labels, rows[:, tr])  # (n_tr, b, w)
                 b = t_tr.shape[1]
-                u = cs.centered.transpose(1, 2) @ t_tr.reshape(len(tr), b * width)  # (l, d, b*w)
+                u = cs.centered.transpose(1, 2) @ t_tr.reshape(n_tr, b * width)  # (l, d, b*w)
                 v = cs.solve(u)
                 s_te = xte @ v  # (l, n_te, b*w)
                 output = _read_out(spec, labels, cs.scatter, u, v, s_te, t_tr, decision)
-                truth = _truth(labels, rows[:, te])
-                yield Block(layers=lsl, perms=psl, fold=f, test_idx=te, output=output, truth=truth)
+                yield Block(
+                    layers=lsl, perms=psl, fold=f, test_idx=te, output=output, truth=_truth(labels, rows[:, te])
+                )
 
 
 def _truth(labels: Labels, rows: np.ndarray) -> torch.Tensor:
@@ -122,9 +178,9 @@ def _truth(labels: Labels, rows: np.ndarray) -> torch.Tensor:
 def _read_out(
     spec: LabelLinearSpec,
     labels: Labels,
-    scatter: torch.Tensor,
-    u: torch.Tensor,
-    v: torch.Tensor,
+    scatter: torch.Tensor | None,
+    u: torch.Tensor | None,
+    v: torch.Tensor | None,
     s_te: torch.Tensor,
     t_tr: torch.Tensor,
     decision: bool,
@@ -140,6 +196,7 @@ def _read_out(
             return pred[..., 0] - 0.5 if decision else (pred[..., 0] > 0.5).to(torch.int64)
         return pred.argmax(dim=-1)
     # Fisher read-out: 1-D LDA on projections; everything below is per column (label set).
+    assert scatter is not None and u is not None and v is not None
     uv = (u * v).sum(dim=1)  # (l, b) = sum_i y_i s_i, training projections are centred
     quad = (v * (scatter @ v)).sum(dim=1)  # (l, b) = sum_i s_i^2
     n1 = t_tr[..., 0].sum(dim=0)

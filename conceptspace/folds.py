@@ -63,6 +63,16 @@ def grouped_folds(
     return folds
 
 
+def group_folds(groups: Sequence[Hashable] | np.ndarray, *, n_splits: int = 5, seed: int = 0) -> list[Fold]:
+    """Grouped folds that ignore the labels entirely.
+
+    For running many label sets on the same items (null calibration, power curves): the folds, and so the
+    expensive per-fold solves, can then be shared, and label-free folds cannot leak anything about the labels.
+    """
+    n = len(groups)
+    return grouped_folds(np.zeros(n), groups, n_splits=n_splits, seed=seed, task="regression")
+
+
 def fold_ids(folds: list[Fold], n: int) -> np.ndarray:
     """Which fold tests each item (every item is tested exactly once)."""
     ids = np.full(n, -1, dtype=np.int64)

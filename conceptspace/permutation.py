@@ -39,7 +39,7 @@ import torch
 from sklearn.base import clone
 
 from conceptspace.errors import InvalidInputError
-from conceptspace.exact import Labels, iter_outputs
+from conceptspace.exact import Labels, OperatorCache, iter_outputs
 from conceptspace.folds import Fold, grouped_folds
 from conceptspace.probes import LabelLinearSpec
 from conceptspace.scoring import (
@@ -220,13 +220,19 @@ def _refit_one(probe: Any, X: np.ndarray, yb: np.ndarray, folds: list[Fold], sco
 
 
 def exact_scores(
-    spec: LabelLinearSpec, X_layers: np.ndarray, labels: Labels, folds: list[Fold], perm_idx: np.ndarray, scoring: str
+    spec: LabelLinearSpec,
+    X_layers: np.ndarray,
+    labels: Labels,
+    folds: list[Fold],
+    perm_idx: np.ndarray,
+    scoring: str,
+    cache: OperatorCache | None = None,
 ) -> np.ndarray:
     """Grouped-CV scores (L, B) of a label-linear probe for every permuted labelling, by matrix products."""
     n_layers = X_layers.shape[0]
     scores = torch.zeros((n_layers, perm_idx.shape[0]), dtype=torch.float64)
     decision = needs_decision(scoring)
-    for block in iter_outputs(spec, X_layers, labels, folds, perm_idx, decision=decision):
+    for block in iter_outputs(spec, X_layers, labels, folds, perm_idx, decision=decision, cache=cache):
         if labels.task == "regression":
             s = score_batch_targets(scoring, block.truth.expand(block.output.shape), block.output)
         else:
@@ -255,11 +261,14 @@ def permutation_test_layers(
     method: Method = "auto",
     seed: int = 0,
     folds: list[Fold] | None = None,
+    operator_cache: OperatorCache | None = None,
 ) -> PermutationResult:
     """Permutation test of ``probe``'s grouped-CV score on every layer of X (L, n, d).
 
     All layers share the folds and the permutations (so layer p-values are comparable and the family can be
     corrected as one). ``method="auto"`` takes the exact path when the probe declares a label-linear fit.
+    ``operator_cache`` (ridge, with explicit label-free ``folds``) reuses the solves across calls on the same
+    float64 X, e.g. many label sets in :func:`conceptspace.calibration.calibrate_null`.
     """
     X = check_features(X_layers, ndim=3)
     n = X.shape[1]
@@ -286,7 +295,7 @@ def permutation_test_layers(
     use_exact = spec is not None and method != "refit"
     if use_exact:
         assert spec is not None
-        scores = exact_scores(spec, X, labels, folds, all_rows, scoring)
+        scores = exact_scores(spec, X, labels, folds, all_rows, scoring, operator_cache)
     else:
         scores = np.stack(
             [_refit_scores(probe, X[layer], y_arr, folds, all_rows, scoring) for layer in range(X.shape[0])]

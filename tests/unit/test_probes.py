@@ -23,7 +23,9 @@ from conceptspace.probes import (
 BINARY_PROBES = [LogisticProbe(), RidgeProbe(), LDAProbe(), MassMeanProbe(), MassMeanProbe(covariance_adjusted=True)]
 
 
-def planted(n: int = 300, d: int = 12, strength: float = 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def planted(
+    n: int = 300, d: int = 12, strength: float = 3.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Anisotropic noise plus a class shift of ``strength`` noise SDs along a known unit direction."""
     rng = np.random.default_rng(seed)
     scales = np.linspace(0.5, 3.0, d)

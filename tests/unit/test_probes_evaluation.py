@@ -90,8 +90,16 @@ def test_controls_side_by_side_with_selectivity():
     untrained = rng.standard_normal(X.shape)
     lexical = rng.standard_normal((150, 10))
     rs = probe_with_controls(
-        RidgeProbe(), X, y, groups, dataset="toy", control_y=control_y, X_untrained=untrained,
-        X_lexical=lexical, n_permutations=49, n_bootstrap=100,
+        RidgeProbe(),
+        X,
+        y,
+        groups,
+        dataset="toy",
+        control_y=control_y,
+        X_untrained=untrained,
+        X_lexical=lexical,
+        n_permutations=49,
+        n_bootstrap=100,
     )
     assert {r.control for r in rs} == {None, "control_task", "untrained", "lexical"}
     table = side_by_side(rs)

@@ -35,9 +35,9 @@ def test_grouped_ci_covers_the_truth_where_row_bootstrap_does_not():
     sims = 60
     for _ in range(sims):
         values = rng.standard_normal(20)[groups] + 0.3 * rng.standard_normal(200)
-        lo, hi = percentile_interval(grouped_bootstrap(lambda idx: values[idx].mean(), groups, 200, n_boot=300))
+        lo, hi = percentile_interval(grouped_bootstrap(lambda idx, v=values: v[idx].mean(), groups, 200, n_boot=300))
         covered_grouped += lo <= 0 <= hi
-        lo, hi = percentile_interval(grouped_bootstrap(lambda idx: values[idx].mean(), None, 200, n_boot=300))
+        lo, hi = percentile_interval(grouped_bootstrap(lambda idx, v=values: v[idx].mean(), None, 200, n_boot=300))
         covered_rows += lo <= 0 <= hi
     assert covered_grouped / sims >= 0.85
     assert covered_rows / sims <= 0.6
