@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -35,7 +36,7 @@ import torch
 
 from conceptspace.activations import build_batch, extract, length_sorted_batches, padding_stats, tokenize
 from conceptspace.concepts import load_concepts
-from conceptspace.models import load_model
+from conceptspace.models import converted_folder, load_model
 from conceptspace.nnsight_compat import import_nnsight
 
 HERE = Path(__file__).resolve().parent
@@ -73,7 +74,7 @@ def peak_rss_of_full_extraction(n_items: int, batch_size: int) -> tuple[float, f
 import sys, tempfile, threading, time
 sys.path.insert(0, {str(HERE)!r})
 from extract import workload
-from conceptspace.models import load_model
+from conceptspace.models import converted_folder, load_model
 from conceptspace.nnsight_compat import import_nnsight
 from conceptspace.activations import extract
 
@@ -101,12 +102,37 @@ print(peak[0] - baseline, peak[0], rows)
     return float(out[0]), float(out[1]), int(out[2])  # type: ignore[return-value]
 
 
+def run_transformer_lens(python: str, inputs: list, repeats: int) -> dict | None:  # type: ignore[type-arg]
+    """TransformerLens on the same batches, in its own venv (it pins its own transformers/torch versions)."""
+    folder = converted_folder("smollm2-135m")
+    if folder is None:
+        return None
+    batches = [
+        {"input_ids": b.input_ids.tolist(), "attention_mask": b.attention_mask.tolist(), "lengths": b.lengths.tolist()}
+        for b in inputs
+    ]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(batches, handle)
+    out = subprocess.run(
+        [python, str(HERE / "peer_transformer_lens.py"), str(folder), handle.name, str(repeats)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    Path(handle.name).unlink()
+    if out.returncode != 0:
+        return {"error": out.stderr[-2000:]}
+    result: dict = json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[type-arg]
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--memory-items", type=int, default=150)
+    parser.add_argument("--tl-python", help="python of a venv with transformer_lens: adds its run_with_cache as a peer")
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -183,6 +209,7 @@ def main() -> None:
     timings = {name: timed(fn, args.repeats) for name, fn in variants.items()}
     base = statistics.median(timings["(a) backbone forward, nothing saved"])
     memory = [peak_rss_of_full_extraction(n, args.batch_size) for n in (args.memory_items, 4 * args.memory_items)]
+    transformer_lens = run_transformer_lens(args.tl_python, sorted_inputs, args.repeats) if args.tl_python else None
 
     results = {
         "date": time.strftime("%Y-%m-%d"),
@@ -194,6 +221,7 @@ def main() -> None:
         "padding_sorted": padding_stats(lengths, sorted_batches),
         "padding_naive": padding_stats(lengths, naive_batches),
         "timings_s": timings,
+        "transformer_lens": transformer_lens,
         "memory": [
             {"items": n, "rows_per_site": rows, "peak_rss_mb": peak, "growth_over_model_mb": growth}
             for n, (growth, peak, rows) in zip((args.memory_items, 4 * args.memory_items), memory, strict=True)

@@ -353,6 +353,15 @@ def _save_plain(model: torch.nn.Module, folder: Path) -> None:
     save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
+def converted_folder(alias: str) -> Path | None:
+    """The float32 safetensors copy of a bundled GGUF model, once it exists (for peers that load HF folders)."""
+    path = bundled_model_path(alias)
+    if path is None or path.suffix != ".gguf":
+        return path
+    folder = _dequantized_folder(path, _sha256_files([path]))
+    return folder if (folder / "config.json").exists() else None
+
+
 def _load_gguf(gguf_path: Path, weights_sha: str) -> tuple[torch.nn.Module, Any]:
     """Dequantize a GGUF file once, keep it as float32 safetensors, and load that copy afterwards.
 
