@@ -45,6 +45,7 @@ __all__ = [
     "cluster",
     "clustering_tests",
     "concept_vectors",
+    "concept_vectors_by_site",
     "contingency",
     "cosine_matrix",
     "mantel_test",
@@ -90,6 +91,19 @@ def concept_vectors(
     token (``last``). ``side="b"`` reads the ``b`` word of a pairs set. ``site="unembed"`` gives static
     unembedding rows (averaged over a multi-token word's pieces).
     """
+    return concept_vectors_by_site(model, concept_set, [site], side=side, rows=rows, position=position)[site]
+
+
+def concept_vectors_by_site(
+    model: ConceptModel,
+    concept_set: ConceptSet,
+    sites: Sequence[str],
+    *,
+    side: str = "a",
+    rows: Sequence[int] | np.ndarray | None = None,
+    position: str | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`concept_vectors` at several sites from one extraction pass (one forward per batch, one cache entry)."""
     if side not in ("a", "b"):
         raise InvalidInputError(f"side must be 'a' or 'b'; got {side!r}")
     texts: list[str]
@@ -102,14 +116,20 @@ def concept_vectors(
     idx = list(range(len(texts))) if rows is None else [int(r) for r in rows]
     if not idx:
         raise InvalidInputError("no rows selected")
-    if site == UNEMBED:
+    out: dict[str, np.ndarray] = {}
+    if UNEMBED in sites:
         if words is None:
             raise InvalidInputError("the unembed site needs word items; sentence sets have no word per item")
-        return static_word_vectors(model, [words[i] for i in idx], _unembedding_matrix(model))
-    pos = position or ("span:mean" if spans is not None else "last")
-    chosen_spans = None if spans is None or not pos.startswith("span") else [spans[i] for i in idx]
-    acts = extract(model, [texts[i] for i in idx], sites=[site], position=pos, spans=chosen_spans, progress=False)
-    return np.asarray(acts[site], dtype=np.float64)
+        out[UNEMBED] = static_word_vectors(model, [words[i] for i in idx], _unembedding_matrix(model))
+    contextual = [s for s in sites if s != UNEMBED]
+    if contextual:
+        pos = position or ("span:mean" if spans is not None else "last")
+        chosen_spans = None if spans is None or not pos.startswith("span") else [spans[i] for i in idx]
+        acts = extract(
+            model, [texts[i] for i in idx], sites=contextual, position=pos, spans=chosen_spans, progress=False
+        )
+        out.update({s: np.asarray(acts[s], dtype=np.float64) for s in contextual})
+    return out
 
 
 def word_tokenization_counts(model: ConceptModel, concept_set: ConceptSet) -> dict[str, int] | None:
@@ -200,8 +220,9 @@ def run_clustering(
     tokenization = word_tokenization_counts(model, concept_set.replace(data=concept_set.data.select(idx.tolist())))
     results = ResultSet()
     for m, control in _models(model, twin, twin_seed):
+        vectors = concept_vectors_by_site(m, concept_set, sites, rows=idx)
         for site in sites:
-            X = concept_vectors(m, concept_set, site, rows=idx)
+            X = vectors[site]
             results = results + clustering_tests(
                 X, labels, groups=groups, methods=methods, n_permutations=n_permutations, n_boot=n_boot,
                 seed=seed, dataset=concept_set.name, site=site, control=control,
@@ -236,9 +257,10 @@ def run_analogies(
     tokenization = word_tokenization_counts(model, concept_set)
     results = ResultSet()
     for m, control in _models(model, twin, twin_seed):
+        a_vectors = concept_vectors_by_site(m, concept_set, sites, side="a")
+        b_vectors = concept_vectors_by_site(m, concept_set, sites, side="b")
         for site in sites:
-            A = concept_vectors(m, concept_set, site, side="a")
-            B = concept_vectors(m, concept_set, site, side="b")
+            A, B = a_vectors[site], b_vectors[site]
             V = np.stack([A[first_a[w]] if w in first_a else B[first_b[w]] for w in vocabulary])
             results = results + analogy_tests(
                 V, questions, methods=methods, n_permutations=n_permutations, n_boot=n_boot, seed=seed,
@@ -270,9 +292,10 @@ def run_relations(
     results = ResultSet()
     for m, control in _models(model, twin, twin_seed):
         causal = causal_inner_product(_unembedding_matrix(m))
+        a_vectors = concept_vectors_by_site(m, concept_set, sites, side="a")
+        b_vectors = concept_vectors_by_site(m, concept_set, sites, side="b")
         for site in sites:
-            A = concept_vectors(m, concept_set, site, side="a")
-            B = concept_vectors(m, concept_set, site, side="b")
+            A, B = a_vectors[site], b_vectors[site]
             position = None if site == UNEMBED else "span:mean"
             for ip in (None, causal):
                 common: dict[str, Any] = {"dataset": concept_set.name, "site": site, "control": control,
@@ -306,8 +329,9 @@ def run_similarity(
     groups = np.asarray(concept_set.groups)[idx]
     results = ResultSet()
     for m, control in _models(model, twin, twin_seed):
+        vectors = concept_vectors_by_site(m, concept_set, sites, rows=idx)
         for site in sites:
-            X = concept_vectors(m, concept_set, site, rows=idx)
+            X = vectors[site]
             results = results + rsa_tests(
                 X, ref, groups=groups, n_permutations=n_permutations, n_boot=n_boot, seed=seed,
                 dataset=concept_set.name, reference_name=name, site=site, control=control,

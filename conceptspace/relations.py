@@ -116,7 +116,11 @@ def relation_consistency_tests(
             null_loo[p] = float(loo_cosines(Dp).mean())
             moved = perm != np.arange(n)
             if moved.any():
-                repaired_on_true.append(loo_cosines(D, Dp)[moved])
+                # held-out re-paired (a_k, b_perm[k]) on the mean direction of the pairs other than k and perm[k]:
+                # neither of its words may sit in the direction it is compared with (that would bias the comparison)
+                direction = D.sum(axis=0)[None, :] - D - D[perm]
+                cosines = np.sum(unit_rows(Dp[moved]) * unit_rows(direction[moved]), axis=1)
+                repaired_on_true.append(cosines)
         mismatched = np.concatenate(repaired_on_true) if repaired_on_true else np.zeros(1)
         boot_rows = rng.integers(0, n, size=(n_boot, n))
         cos = unit_rows(D) @ unit_rows(D).T

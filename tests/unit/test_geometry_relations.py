@@ -119,3 +119,14 @@ def test_bad_input_is_rejected() -> None:
     assert relation_consistency_tests(A, B, rel, n_permutations=20, n_boot=20, seed=1) == relation_consistency_tests(
         A, B, rel, n_permutations=20, n_boot=20, seed=1
     )
+
+
+def test_cliffs_delta_is_unbiased_on_noise() -> None:
+    """The re-paired comparison pairs must not share words with the direction they are compared with."""
+    deltas = []
+    for s in range(15):
+        rng = np.random.default_rng(400 + s)
+        A, B = rng.normal(size=(20, 30)), rng.normal(size=(20, 30))
+        res = relation_consistency_tests(A, B, ["r"] * 20, n_permutations=40, n_boot=10, seed=s)
+        deltas.append(res.filter(statistic_name="mean_loo_cosine")[0].extra["cliffs_delta_vs_repaired"])
+    assert abs(float(np.mean(deltas))) < 0.05
