@@ -19,7 +19,8 @@ from conceptspace.concepts import load_concepts
 from conceptspace.models import load_model
 from conceptspace.stats import calibrate_null
 
-pytestmark = pytest.mark.integration
+# ~3 minutes on an idle 2-core CPU (10 under load): outside the default CI run; `tox -e calibration` runs it.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _subset_by_group(groups: list[str], n_groups: int, seed: int) -> np.ndarray:
