@@ -1,4 +1,4 @@
-"""The ``conceptspace`` command: models, datasets, extract, cache (and, with the reports, run).
+"""The ``conceptspace`` command: models, datasets, extract, cache, run.
 
 Heavy imports (torch, transformers, nnsight) happen inside the subcommands, so ``conceptspace --help`` and
 ``conceptspace cache info`` answer at once. Errors a user can fix are printed as one line without a traceback
@@ -186,6 +186,21 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from conceptspace.report import write_report
+    from conceptspace.runner import run_suite
+    from conceptspace.suite import load_suite
+
+    suite = load_suite(args.suite).for_run(quick=args.quick, seed=args.seed, model=args.model)
+    out = Path(args.out) if args.out else Path("reports") / f"{suite.name}-{Path(suite.model).name}"
+    outcome = run_suite(suite, quick=args.quick, device=args.device, remote=args.remote, progress=not args.quiet)
+    paths = write_report(outcome, out)
+    for verdict in outcome.verdicts:
+        print(f"{verdict.claim:3s} {verdict.verdict:14s} {verdict.reason}")
+    print(f"report: {paths['markdown']}  {paths['html']}  {paths['json']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conceptspace", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"conceptspace {__version__}")
@@ -220,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--out", help="also copy the arrays and manifest into this folder")
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
     extract.set_defaults(handler=_cmd_extract)
+
+    run = commands.add_parser("run", help="run a probe suite and write report.md, report.html, results.json")
+    run.add_argument("suite", help="a suite file (probes/concept_space.toml) or a bundled suite name")
+    run.add_argument("--model", default=None, help="override the suite's model (alias, folder, .gguf, Hub id)")
+    run.add_argument("--out", default=None, help="output folder (default reports/<suite>-<model>)")
+    run.add_argument("--seed", type=int, default=None, help="override the suite's seed")
+    run.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto")
+    run.add_argument("--remote", action="store_true", help="run on NDIF (Hub ids; key from NDIF_API_KEY)")
+    run.add_argument("--quick", action="store_true", help="the suite's reduced battery (CI, smoke tests)")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.set_defaults(handler=_cmd_run)
 
     cache = commands.add_parser("cache", help="inspect or clear the activation cache")
     cache.add_argument("action", choices=["info", "clear"])

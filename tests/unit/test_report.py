@@ -1,0 +1,80 @@
+"""Reports from a synthetic run: verdict table first, self-contained HTML, JSON with the documented fields."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conceptspace.report import build_report, render_markdown, write_report
+from conceptspace.results import ResultSet, TestResult
+from conceptspace.runner import AnalysisRecord, RunOutcome, correct_family
+from conceptspace.suite import parse_suite
+from conceptspace.theory import judge_all
+
+SUITE = """\
+[suite]
+name = "synthetic"
+[claims.C4]
+min_effect = 0.1
+beat = ["untrained"]
+[claims.P5]
+min_effect = 0.05
+[[analysis]]
+id = "probe"
+claim = "C4"
+kind = "probe"
+dataset = "truth_is_universal/animal_class"
+"""
+
+
+def _r(test_id, layer, effect, p, control=None, **extra):
+    return TestResult(
+        test_id=test_id, claim="C4", dataset="truth", layer=layer, position="last", method="RidgeProbe",
+        control=control, statistic_name="balanced_accuracy", statistic=0.5 + effect,
+        effect_size_name="balanced_accuracy_minus_chance", effect_size=effect, ci_low=effect - 0.05,
+        ci_high=effect + 0.05, p_value=p, n=100, extra={"analysis": "probe", **extra},
+    )
+
+
+@pytest.fixture()
+def outcome():
+    suite = parse_suite(SUITE, "synthetic.toml")
+    rows = []
+    for layer in (1, 2, 3):
+        rows.append(_r(f"probe/truth/RidgeProbe/L{layer}/task", layer, 0.1 * layer, 0.001))
+        rows.append(_r(f"probe/truth/RidgeProbe/L{layer}/untrained", layer, 0.01, 0.4, control="untrained"))
+    results = correct_family(ResultSet(rows), "holm", 0.05)
+    record = AnalysisRecord(suite.analyses[0], dict(suite.analyses[0].params), status="ok", results=results)
+    verdicts = judge_all(results, suite.claims, alpha=0.05, correction="holm",
+                         not_run={"P5": "p5: analysis module not available"})
+    model = {"name": "tiny", "architecture": "Llama", "n_layers": 4, "d_model": 8, "parameters": 1234,
+             "weights_sha256": "ab" * 32}
+    return RunOutcome(suite, False, model, {**model, "untrained_seed": 0}, [record], results, verdicts,
+                      {"total_s": 1.0}, [])
+
+
+def test_markdown_starts_with_verdicts_and_reports_not_run(outcome):
+    text = render_markdown(build_report(outcome, with_figures=False))
+    assert text.index("## Verdicts") < text.index("## C4")
+    assert "**supported**" in text and "**not run**" in text and "analysis module not available" in text
+    assert "0.300" in text and "[0.250, 0.350]" in text  # best effect and its CI
+    assert "0.010 [-0.040, 0.060]" in text  # the twin beside it
+
+
+def test_written_report_is_self_contained_and_json_documented(outcome, tmp_path):
+    paths = write_report(outcome, tmp_path)
+    html = paths["html"].read_text()
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert html.count("data:image/png;base64,") >= 1
+    assert list((tmp_path / "figures").glob("*.png"))
+    doc = json.loads(paths["json"].read_text())
+    assert doc["schema"] == "conceptspace.results" and doc["schema_version"] == 1
+    test = doc["tests"][0]
+    for key in ("id", "claim", "dataset", "layer", "position", "method", "control", "statistic", "effect_size",
+                "ci_low", "ci_high", "p", "p_adjusted", "significant", "n"):
+        assert key in test
+    verdicts = {v["claim"]: v for v in doc["verdicts"]}
+    assert verdicts["C4"]["verdict"] == "supported" and verdicts["P5"]["verdict"] == "not run"
+    assert "probe/truth/RidgeProbe/L3/task" in verdicts["C4"]["test_ids"]
+    assert doc["model"]["weights_sha256"] == "ab" * 32 and "timings" in doc and "packages" in doc
