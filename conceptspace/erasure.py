@@ -60,9 +60,14 @@ def _concept_matrix(y: np.ndarray) -> torch.Tensor:
 
 
 def fit_leace(X: Any, y: Any) -> LeaceEraser:
-    """A LEACE eraser for class labels ``y`` fitted in float64 (X is (n, d))."""
-    features = torch.as_tensor(check_features(X), dtype=torch.float64)
-    return LeaceEraser.fit(features, _concept_matrix(np.asarray(y)))
+    """A LEACE eraser for class labels ``y`` (X is (n, d)), fitted in float32.
+
+    float32 because the fit is dominated by one symmetric eigendecomposition of the d x d covariance, which
+    took 1.4 s in float64 and 0.2 s in float32 at d=576 on a 2-core CPU, and a permutation test refits it
+    hundreds of times; the erased class means still agree to ~1e-6.
+    """
+    features = torch.as_tensor(check_features(X), dtype=torch.float32)
+    return LeaceEraser.fit(features, _concept_matrix(np.asarray(y)).float())
 
 
 class LeaceTransformer(TransformerMixin, BaseEstimator):
@@ -73,7 +78,7 @@ class LeaceTransformer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: Any) -> np.ndarray:
-        features = torch.as_tensor(check_features(X), dtype=torch.float64)
+        features = torch.as_tensor(check_features(X), dtype=torch.float32)
         return self.eraser_(features).numpy()
 
 

@@ -42,20 +42,30 @@ def test_leace_in_a_pipeline_takes_a_probe_to_chance():
     X[:, 3] += 2.5 * y
     X[:, 5] -= 1.0 * y
     raw = cross_val_score(RidgeClassifier(), X, y, cv=5, scoring="balanced_accuracy").mean()
-    erased = cross_val_score(make_pipeline(LeaceTransformer(), RidgeClassifier()), X, y, cv=5,
-                             scoring="balanced_accuracy").mean()
+    erased = cross_val_score(
+        make_pipeline(LeaceTransformer(), RidgeClassifier()), X, y, cv=5, scoring="balanced_accuracy"
+    ).mean()
     assert raw > 0.9
     assert abs(erased - 0.5) < 0.1
     eraser = fit_leace(X, y)
-    class_means = [eraser(torch.as_tensor(X[y == c])).mean(0) for c in (0, 1)]
-    torch.testing.assert_close(class_means[0], class_means[1], atol=1e-8, rtol=0)
+    class_means = [eraser(torch.as_tensor(X[y == c], dtype=torch.float32)).mean(0) for c in (0, 1)]
+    torch.testing.assert_close(class_means[0], class_means[1], atol=1e-5, rtol=0)
 
 
 def test_planted_concept_erasure_is_detected(planted):
-    info, model = planted
+    _, model = planted
     texts, X, y = _concept(model, POSITIVE, NEGATIVE)
-    result = erasure_test(model, X, y, site="layer.0", prompts=texts, targets=(GOOD, BAD), name="planted",
-                          off_target_prompts=prompts(NEUTRAL[:6]), **FAST)
+    result = erasure_test(
+        model,
+        X,
+        y,
+        site="layer.0",
+        prompts=texts,
+        targets=(GOOD, BAD),
+        name="planted",
+        off_target_prompts=prompts(NEUTRAL[:6]),
+        **FAST,
+    )
     assert result.probe_before > 0.9
     assert abs(result.probe_after - 0.5) <= 0.1
     after = result.results.filter(method="LEACE+RidgeClassifier")[0]
@@ -69,7 +79,7 @@ def test_planted_concept_erasure_is_detected(planted):
 
 
 def test_erasing_a_concept_nothing_reads_is_not_detected(planted):
-    info, model = planted
+    _, model = planted
     texts, X, y = _concept(model, NULL_POS, NULL_NEG)
     result = erasure_test(model, X, y, site="layer.0", prompts=texts, targets=(GOOD, BAD), name="null", **FAST)
     assert result.probe_before > 0.9  # the null concept is perfectly readable ...
@@ -130,8 +140,13 @@ def test_random_subspaces_are_orthonormal_and_seeded():
 )
 def test_bad_input_says_what_to_fix(planted, change, message):
     _, model = planted
-    args = {"X": np.random.default_rng(0).normal(size=(4, 32)), "y": np.array([0, 1, 0, 1]),
-            "prompts": ["the word is pos0"], "targets": (GOOD, BAD), "site": "layer.0"}
+    args = {
+        "X": np.random.default_rng(0).normal(size=(4, 32)),
+        "y": np.array([0, 1, 0, 1]),
+        "prompts": ["the word is pos0"],
+        "targets": (GOOD, BAD),
+        "site": "layer.0",
+    }
     args.update(change)
     with pytest.raises(InvalidInputError, match=message):
         erasure_test(model, args.pop("X"), args.pop("y"), **args, **FAST)

@@ -1,0 +1,124 @@
+"""Causal tests on SmolLM2-135M with a valence direction from vader_lexicon/polarity (numbers in docs/RESULTS.md).
+
+Kept small for CI on a 2-core CPU: one layer, 8 prompts, 20 random placebo directions (+3 orthogonal),
+two alphas (+-0.5 activation scales), a ridge classifier as the fresh probe with 10 permutations (logistic
+refits for the permutation test took minutes here), 20 random subspaces, 50 random directions for TCAV.
+Run with ``pytest -m integration -s`` to print the tables. The assertions check that the machinery works on
+the real model (finite numbers, erasure to chance, valid p-values), not which way the science comes out.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from sklearn.linear_model import RidgeClassifier
+
+from conceptspace.activations import extract
+from conceptspace.concepts import load_concepts
+from conceptspace.derivatives import directional_derivative_test
+from conceptspace.erasure import erasure_test
+from conceptspace.intervention_inputs import resolve_targets
+from conceptspace.models import load_model
+from conceptspace.probes import MassMeanProbe
+from conceptspace.results import ResultSet
+from conceptspace.steering import steering_test
+
+pytestmark = pytest.mark.integration
+
+SITE = "layer.10"
+N_PER_CLASS = 60
+POSITIVE = [" good", " great", " wonderful", " excellent", " amazing"]
+NEGATIVE = [" bad", " terrible", " awful", " horrible", " boring"]
+PROMPTS = [
+    "The food was delicious and the service was",
+    "We loved the hotel, the staff were friendly and the room was",
+    "What a beautiful day, everything about the trip was",
+    "The concert was fantastic and the crowd was",
+    "The food was disgusting and the service was",
+    "We hated the hotel, the staff were rude and the room was",
+    "What a miserable day, everything about the trip was",
+    "The concert was a disaster and the crowd was",
+]
+OFF_TARGET = ["The capital of France is", "Water is made of hydrogen and"]
+
+
+@pytest.fixture(scope="module")
+def setup():  # type: ignore[no-untyped-def]
+    model = load_model("smollm2-135m")
+    cs = load_concepts("vader_lexicon/polarity")
+    data = cs.data.to_pandas()
+    tok = model.tokenizer
+    data["single"] = [len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1 for w in data["word"]]
+    data = data[data["single"] & (data["valence"].abs() >= 1.5)]
+    chosen = []
+    for label in (0, 1):  # strongest words of each class, deterministic
+        part = data[data["label"] == label].assign(strength=lambda d: d["valence"].abs())
+        chosen.append(part.sort_values(["strength", "word"], ascending=[False, True]).head(N_PER_CLASS))
+    items = np.concatenate([c.index.to_numpy() for c in chosen])
+    texts = [cs.texts[i] for i in items]
+    y = np.asarray([cs.labels[i] for i in items])
+    X = np.asarray(extract(model, texts, sites=[SITE], position="last", cache=False, progress=False)[SITE])
+    direction = MassMeanProbe().fit(X, y).direction_  # from negative (0) towards positive (1)
+    targets = resolve_targets(model, POSITIVE, NEGATIVE)
+    return model, X, y, direction, targets
+
+
+def test_steering_valence_direction_vs_placebos(setup):
+    model, _, _, direction, targets = setup
+    start = time.perf_counter()
+    result = steering_test(
+        model,
+        direction,
+        PROMPTS,
+        targets,
+        site=SITE,
+        off_target_prompts=OFF_TARGET,
+        alphas=(-0.5, 0.5),
+        n_random=20,
+        n_orthogonal=3,
+        name="vader_valence",
+    )
+    print(f"\n[steering {time.perf_counter() - start:.1f}s]\n{result.summary()}")
+    assert result.delta.shape == (24, 2, len(PROMPTS)) and np.isfinite(result.delta).all()
+    assert result.scale > 0 and result.kl is not None and (result.kl >= 0).all()
+    for row in result.results:
+        assert 1 / 21 - 1e-12 <= row.p_value <= 1 and row.ci_low <= row.effect_size <= row.ci_high
+
+
+def test_leace_erasure_of_valence(setup):
+    model, X, y, _, targets = setup
+    start = time.perf_counter()
+    result = erasure_test(
+        model,
+        X,
+        y,
+        site=SITE,
+        prompts=PROMPTS,
+        targets=targets,
+        off_target_prompts=OFF_TARGET,
+        probe=RidgeClassifier(),
+        n_permutations=10,
+        n_random=20,
+        name="vader_valence",
+    )
+    print(f"\n[erasure {time.perf_counter() - start:.1f}s]\n{result.summary()}")
+    assert result.probe_before > 0.75  # valence of strong single-token words is linearly readable at layer 10
+    # A fresh probe finds nothing after LEACE: not above chance (with 96 training items in d=576 a held-out
+    # score can fall below chance, which is no signal either).
+    assert result.probe_after < 0.62
+    assert result.results.filter(method="LEACE+RidgeClassifier")[0].p_value > 0.05
+    assert np.isfinite(result.change_leace).all() and result.change_random.shape == (20, len(PROMPTS))
+
+
+def test_tcav_valence_direction(setup):
+    model, _, _, direction, targets = setup
+    start = time.perf_counter()
+    result = directional_derivative_test(
+        model, direction, PROMPTS, targets, site=SITE, n_random=50, name="vader_valence"
+    )
+    print(f"\n[tcav {time.perf_counter() - start:.1f}s]\n{result.summary()}")
+    assert np.isfinite(result.derivatives).all() and result.random_scores.shape == (50,)
+    family = ResultSet(result.results).correct("holm")
+    assert all(r.p_adjusted is not None and r.p_adjusted >= r.p_value for r in family)
