@@ -315,6 +315,20 @@ def _caveats(outcome_records: list[AnalysisRecord], results: ResultSet) -> list[
         if is_sanity_check(r):
             notes.append(f"{r.test_id}: an identity of the architecture (statistic {r.statistic:.4f}); a sanity "
                          "check of the pipeline, excluded from the corrected family and from every verdict.")
+    family = [r for r in results if not is_sanity_check(r)]
+    if family:
+        alpha = family[0].alpha or 0.05
+        floor_needed = alpha / len(family)
+        flagged: set[str] = set()
+        for r in family:
+            draws = r.extra.get("n_permutations") or r.extra.get("n_placebo")
+            analysis = str(r.extra.get("analysis"))
+            if isinstance(draws, int) and 1.0 / (draws + 1) > floor_needed and analysis not in flagged:
+                flagged.add(analysis)
+                notes.append(f"{analysis}: its smallest attainable p-value is 1/({draws}+1) = {1 / (draws + 1):.2g}, "
+                             f"above alpha/m = {floor_needed:.2g} for the {len(family)} tests of this run, so none "
+                             "of its tests can be significant after correction (more permutations or placebos "
+                             "would be needed); its verdict cannot be 'supported' in this run.")
     seen: set[str] = set()
     for r in results:
         tok = r.extra.get("tokenization")
