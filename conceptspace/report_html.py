@@ -17,11 +17,13 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#1b1b1b;line-height:1.45}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;font-size:.8em;margin:1em 0;width:100%;table-layout:fixed}td,th{border:1px solid #ccc;padding:.3em .5em;
+table{border-collapse:collapse;font-size:.8em;margin:1em 0;width:100%;table-layout:fixed}
+td,th{border:1px solid #ccc;padding:.3em .5em;
 vertical-align:top}th{background:#f2f4f7}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.72em}
 .v{font-weight:bold;padding:.1em .4em;border-radius:3px}.supported{background:#d4efdf}
 .not-supported{background:#f5d5d2}.inconclusive{background:#fdebd0}.not-run{background:#e5e7e9}
-figure{margin:1em 0}figcaption{font-size:.8em;color:#555}code{font-size:.9em}td{overflow-wrap:anywhere}td code{word-break:break-all;font-size:.8em}
+figure{margin:1em 0}figcaption{font-size:.8em;color:#555}code{font-size:.9em}
+td{overflow-wrap:anywhere}td code{word-break:break-all;font-size:.8em}
 """
 
 
