@@ -183,10 +183,6 @@ def _is_str(v: Any) -> bool:
     return isinstance(v, str)
 
 
-def _is_bool(v: Any) -> bool:
-    return isinstance(v, bool)
-
-
 def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, list) and all(check(x) for x in v)
 
@@ -315,9 +311,8 @@ KINDS: dict[str, Kind] = {
             "alphas": Key(_list_of(_is_num), "list of numbers", [-1.0, -0.5, 0.5, 1.0]),
             "n_random": Key(*_INT, 20),
             "max_items": Key(*_INT, None),
-            "erasure": Key(_is_bool, "boolean", True),
         },
-        "steering dose-response along a probe direction vs norm-matched placebo directions, and LEACE erasure",
+        "steering dose-response along a mass-mean direction vs norm-matched random and orthogonal directions",
     ),
 }
 
