@@ -262,6 +262,7 @@ def run_steering(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel
             off_target_prompts=p["off_target_prompts"], alphas=p["alphas"], n_random=p["n_random"],
             n_orthogonal=p["n_random"],
             n_bootstrap=suite.n_bootstrap, seed=suite.seed, name=cs.name, claim=record.spec.claim,
+            p_method=p["p_method"],
         )
         label = control or "task"
         rows = []

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from conceptspace.bootstrap import group_counts, percentile_interval
+from conceptspace.errors import InvalidInputError
 from conceptspace.intervention_inputs import (
     TargetTokens,
     Where,
@@ -107,12 +108,19 @@ def _slopes(delta: np.ndarray, alphas: np.ndarray) -> np.ndarray:
     return np.einsum("a,dan->dn", alphas, delta) / float(alphas @ alphas)
 
 
+P_METHODS = ("rank", "parametric")
+
+
 def _placebo_test(
-    concept: np.ndarray, placebos: np.ndarray, counts: np.ndarray, level: float
+    concept: np.ndarray, placebos: np.ndarray, counts: np.ndarray, level: float, p_method: str = "rank"
 ) -> tuple[float, float, float, float, float, float]:
     """Slope vs placebos: (slope, effect = slope - placebo mean, CI low, CI high, p, z).
 
     ``concept`` (n,) and ``placebos`` (B, n) are per-prompt slopes; the CI is a paired bootstrap over prompts.
+    ``p_method="rank"`` is exact but can never go below 1/(B+1), which no correction across a run's tests can
+    reach with tens of placebos. ``"parametric"`` treats the placebo slopes as a normal sample and asks whether
+    the concept's slope is a new draw from it: a one-sided prediction-interval t test,
+    t = (slope - mean) / (sd * sqrt(1 + 1/B)) with B - 1 degrees of freedom.
     """
     slope = float(concept.mean())
     placebo_means = placebos.mean(axis=1)
@@ -120,8 +128,16 @@ def _placebo_test(
     weights = counts / counts.sum(1, keepdims=True)
     boot = weights @ concept - (weights @ placebos.T).mean(axis=1)
     low, high = percentile_interval(boot, level)
-    p = float(permutation_p_value(slope, placebo_means))
     spread = float(placebo_means.std(ddof=1)) if placebo_means.size > 1 else float("nan")
+    if p_method == "parametric":
+        from scipy.stats import t as student_t
+
+        n = placebo_means.size
+        scale = spread * np.sqrt(1 + 1 / n)
+        statistic = (slope - float(placebo_means.mean())) / scale if scale > 0 else float("inf")
+        p = float(student_t.sf(statistic, df=n - 1))
+    else:
+        p = float(permutation_p_value(slope, placebo_means))
     z = (slope - float(placebo_means.mean())) / spread if spread > 0 else float("nan")
     return slope, effect, low, high, p, z
 
@@ -144,6 +160,7 @@ def steering_test(
     name: str = "concept",
     claim: str | None = None,
     max_rows: int = 256,
+    p_method: str = "rank",
 ) -> SteeringResult:
     """Dose-response of steering along ``direction`` at ``site`` vs norm-matched placebo directions.
 
@@ -162,6 +179,8 @@ def steering_test(
     n_orthogonal = check_count(n_orthogonal, "n_orthogonal", 0)
     n_bootstrap = check_count(n_bootstrap, "n_bootstrap", 1)
     level = check_level(level)
+    if p_method not in P_METHODS:
+        raise InvalidInputError(f"p_method must be one of {', '.join(P_METHODS)}, not {p_method!r}")
     prepared = prepare_prompts(model, prompts, where)
     off = None
     if off_target_prompts is not None:
@@ -221,7 +240,11 @@ def steering_test(
         "n_bootstrap": n_bootstrap,
         "ci_level": level,
         "seed": seed,
-        "p_value_method": "placebo rank: (1 + #placebo >= observed) / (B + 1), one-sided",
+        "p_value_method": (
+            "placebo rank: (1 + #placebo >= observed) / (B + 1), one-sided"
+            if p_method == "rank"
+            else "prediction-interval t test against the placebo slopes, one-sided, df = B - 1"
+        ),
     }
     if kl is not None:
         top = int(np.argmax(np.abs(grid)))
@@ -242,7 +265,7 @@ def steering_test(
     randoms = slopes[kind_arr == "random"]
     comparisons.append(("random", "random_direction", randoms[0], randoms[1:]))
     for placebo, control, concept_slopes, placebo_slopes in comparisons:
-        slope, effect, low, high, p, z = _placebo_test(concept_slopes, placebo_slopes, counts, level)
+        slope, effect, low, high, p, z = _placebo_test(concept_slopes, placebo_slopes, counts, level, p_method)
         suffix = f"vs_{placebo}" if control is None else "random_direction_as_concept"
         rows.append(
             TestResult(

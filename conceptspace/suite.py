@@ -310,6 +310,7 @@ KINDS: dict[str, Kind] = {
             "off_target_prompts": Key(_list_of(_is_str), "list of strings", None),
             "alphas": Key(_list_of(_is_num), "list of numbers", [-1.0, -0.5, 0.5, 1.0]),
             "n_random": Key(*_INT, 20),
+            "p_method": Key(*_STR, "rank"),
             "max_items": Key(*_INT, None),
         },
         "steering dose-response along a mass-mean direction vs norm-matched random and orthogonal directions",

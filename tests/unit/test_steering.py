@@ -154,3 +154,20 @@ def test_multi_token_word_error_suggests_a_leading_space(tiny_models):
     model = tiny_models["llama"]
     with pytest.raises(InvalidInputError, match="try ' queen'"):
         resolve_targets(model, ["queen"], [])
+
+
+def test_parametric_placebo_p_value_detects_an_outlier_and_is_calibrated_under_the_null():
+    from conceptspace.steering import _placebo_test
+
+    rng = np.random.default_rng(0)
+    counts = np.ones((50, 8))
+    placebos = rng.normal(size=(20, 8))
+    far = np.full(8, 6.0)
+    p_far = _placebo_test(far, placebos, counts, 0.95, "parametric")[4]
+    assert p_far < 1e-3 < 1 / 21  # below the rank method's floor
+    assert _placebo_test(far, placebos, counts, 0.95, "rank")[4] == pytest.approx(1 / 21)
+    # concept drawn from the placebo distribution itself: p is roughly uniform
+    null_p = [
+        _placebo_test(rng.normal(size=8), rng.normal(size=(20, 8)), counts, 0.95, "parametric")[4] for _ in range(400)
+    ]
+    assert 0.02 <= float(np.mean(np.asarray(null_p) < 0.05)) <= 0.09
