@@ -248,6 +248,16 @@ def main() -> None:
         f"\nPadded/real tokens: length-sorted {results['padding_sorted']['padded_over_real']:.2f}, "
         f"naive {results['padding_naive']['padded_over_real']:.2f}.\n"
     )
+    if transformer_lens is not None and "error" in transformer_lens:
+        print(f"TransformerLens failed: {transformer_lens['error'][-300:]}\n")
+    elif transformer_lens is not None:
+        print(
+            f"TransformerLens {transformer_lens['transformer_lens']} `run_with_cache` (TransformerBridge, eager "
+            f"attention, own venv), last token of every block, same batches: "
+            f"{transformer_lens['ratio_run_with_cache_over_backbone']:.2f}x the backbone forward in its own process "
+            f"(median of {args.repeats}; its backbone ran "
+            f"{real_tokens / statistics.median(transformer_lens['backbone_s']):.0f} real tokens/s there).\n"
+        )
     print(
         "| every token of every site, fresh process | rows per site | peak RSS MB "
         "| peak growth over the loaded model MB |"

@@ -55,14 +55,14 @@ def main() -> None:
             out.append(time.perf_counter() - start)
         return out
 
-    import transformer_lens
+    from importlib.metadata import version
 
     base = timed(backbone)
     tl = timed(run_with_cache)
     print(
         json.dumps(
             {
-                "transformer_lens": transformer_lens.__version__ if hasattr(transformer_lens, "__version__") else "?",
+                "transformer_lens": version("transformer-lens"),
                 "backbone_s": base,
                 "run_with_cache_s": tl,
                 "ratio_run_with_cache_over_backbone": statistics.median(tl) / statistics.median(base),
