@@ -114,3 +114,17 @@ def test_bad_input_is_rejected() -> None:
         clustering_tests(np.zeros((0, 3)), [])
     with pytest.raises(InvalidInputError, match="unknown clustering method"):
         cluster(X, 3, "dbscan")
+
+
+def test_bootstrap_interval_brackets_the_effect_even_near_the_null():
+    """Plug-in NMI on resamples with repeated groups is biased upward; the CI must still contain the estimate."""
+    import numpy as np
+
+    from conceptspace.clustering import clustering_tests
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(80, 16))
+    labels = np.repeat(np.arange(4), 20)
+    results = clustering_tests(X, labels, methods=("kmeans",), n_permutations=200, n_boot=300, seed=0)
+    for r in results:
+        assert r.ci_low <= r.effect_size <= r.ci_high, (r.statistic_name, r.ci_low, r.effect_size, r.ci_high)
