@@ -181,6 +181,11 @@ def steering_test(
     level = check_level(level)
     if p_method not in P_METHODS:
         raise InvalidInputError(f"p_method must be one of {', '.join(P_METHODS)}, not {p_method!r}")
+    if p_method == "parametric" and n_random < 4:
+        raise InvalidInputError(
+            f"p_method='parametric' estimates the placebo spread, so it needs n_random >= 4 (the random-direction "
+            f"control then still has 3 placebos); got {n_random}"
+        )
     prepared = prepare_prompts(model, prompts, where)
     off = None
     if off_target_prompts is not None:

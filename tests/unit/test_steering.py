@@ -134,6 +134,8 @@ def test_placebos_are_unit_seeded_and_orthogonal():
         ({"n_random": 1}, "n_random"),
         ({"where": "middle"}, "where must be"),
         ({"where": [(0, 3)]}, "1 spans for 2 prompts"),
+        ({"p_method": "bayes"}, "p_method must be one of"),
+        ({"p_method": "parametric", "n_random": 3}, "n_random >= 4"),
     ],
 )
 def test_bad_input_says_what_to_fix(planted, kwargs, message):
