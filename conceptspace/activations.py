@@ -260,7 +260,7 @@ def trace_batch(
     """Run one nnsight trace and return each site reduced to ``position``, in host memory.
 
     Sites are read in forward order and the forward stops after the deepest one. The body uses only torch and
-    nnsight (a remote worker has no conceptspace); the reduction is :func:`apply_pool`, written out inline.
+    nnsight (a remote worker has no conceptspace); the reduction follows the :class:`PoolPlan`.
     With ``staging`` each site is copied into a preallocated host buffer the moment it exists (on a side CUDA
     stream when the model is on a GPU); the returned tensors are then views of those buffers, valid until the
     next call with the same staging. For ``all`` the padded batch comes back whole; callers strip the padding.
@@ -316,17 +316,6 @@ def trace_batch(
     return dict(zip(sites, captured, strict=True))
 
 
-def _check_finite(values: Mapping[str, torch.Tensor], indices: Sequence[int]) -> None:
-    for site, tensor in values.items():
-        finite = torch.isfinite(tensor.float()).reshape(tensor.shape[0], -1).all(dim=1)
-        if not bool(finite.all()):
-            bad = [indices[i] for i in torch.nonzero(~finite).flatten().tolist()]
-            raise NonFiniteActivationError(
-                f"NaN or inf activations at site {site} for item(s) {bad[:10]}; nothing was cached. "
-                "Check the model's dtype (float16 overflows are common: try dtype='float32' or 'bfloat16')."
-            )
-
-
 # ---------------------------------------------------------------------------------------------------------
 # the public entry point
 # ---------------------------------------------------------------------------------------------------------
@@ -374,15 +363,16 @@ def _batches_to_extract(
                 site: torch.cat([t[row, s : s + n] for row, (s, n) in enumerate(zip(starts, lengths, strict=True))])
                 for site, t in values.items()
             }
-            _check_finite_tokens(values, indices, lengths)
-        else:
-            _check_finite(values, indices)
+        else:  # one row per item
+            lengths = [1] * len(indices)
+        _check_finite_rows(values, indices, lengths)
         stored = {site: t.to(storage) for site, t in values.items()}
         stored["__index__"] = torch.tensor(indices, dtype=torch.long)
         yield number, stored
 
 
-def _check_finite_tokens(values: Mapping[str, torch.Tensor], indices: Sequence[int], lengths: Sequence[int]) -> None:
+def _check_finite_rows(values: Mapping[str, torch.Tensor], indices: Sequence[int], lengths: Sequence[int]) -> None:
+    """Raise, naming the items, if any row is NaN or inf; item i owns ``lengths[i]`` consecutive rows."""
     bounds = np.cumsum([0, *lengths])
     for site, tensor in values.items():
         finite_rows = torch.isfinite(tensor.float()).all(dim=1)

@@ -103,7 +103,6 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
     if (args.texts is None) == (args.dataset is None):
         raise ConceptspaceError("give exactly one of --texts FILE or --dataset NAME")
-    spans = None
     if args.texts is not None:
         items: Any = _read_texts(Path(args.texts), args.text_column)
     else:
@@ -123,7 +122,6 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         items,
         sites=_parse_layers(args.layers),
         position=args.position,
-        spans=spans,
         batch_size=args.batch_size,
         dtype=args.dtype,
         cache=not args.no_cache,

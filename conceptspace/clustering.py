@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering, KMeans
 
+from conceptspace.bootstrap import group_counts
 from conceptspace.errors import InvalidInputError
 from conceptspace.geometry_results import geometry_test_id, null_summary, site_layer
 from conceptspace.permutation import draw_permutations, permutation_p_value
 from conceptspace.results import ResultSet, TestResult
 from conceptspace.vector_ops import (
-    bootstrap_group_rows,
     check_class_labels,
     check_vectors,
     cosine_matrix,
@@ -185,8 +185,7 @@ def clustering_tests(
     K = int(codes.max()) + 1
     perms, scheme = draw_permutations(codes, None if groups is None else gcodes, n_permutations, seed=seed)
     permuted = codes[perms]  # (B, n)
-    boot_rows = bootstrap_group_rows(gcodes, n_boot, seed + 1)
-    weights = np.stack([np.bincount(r, minlength=X.shape[0]) for r in boot_rows]).astype(np.float64)
+    weights = group_counts(gcodes, X.shape[0], n_boot, seed + 1)  # row multiplicities per bootstrap sample
     base_extra = {"site": site, "n_classes": K, "n_permutations": n_permutations, "n_boot": n_boot,
                   "permutation_scheme": scheme, **(extra or {})}
     results: list[TestResult] = []

@@ -118,13 +118,3 @@ def pool_plan(
     steps = torch.arange(seq_len, device=starts.device)
     mask = (steps[None, :] >= first[:, None]) & (steps[None, :] < stop[:, None])
     return PoolPlan("weighted", rows, empty, mask, stop - first)
-
-
-def apply_pool(hidden: torch.Tensor, plan: PoolPlan) -> torch.Tensor:
-    """Reference implementation of a plan outside a trace (the trace body inlines the same three lines)."""
-    if plan.mode == "gather":
-        return hidden[plan.rows, plan.cols]
-    if plan.mode == "weighted":
-        # masked_fill, not a multiply by zero: a padded position may hold NaN, and NaN * 0 is NaN.
-        return hidden.masked_fill(~plan.mask[..., None], 0).sum(1) / plan.counts[:, None].to(hidden.dtype)
-    return hidden

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from conceptspace.bootstrap import group_counts
 from conceptspace.errors import InvalidInputError
-from conceptspace.validation import check_features
+from conceptspace.validation import check_features, check_groups
 
 _EPS = 1e-12
 
@@ -59,23 +60,15 @@ def check_class_labels(labels: Any, n: int, name: str = "labels") -> np.ndarray:
 
 
 def group_codes(groups: Sequence[Hashable] | np.ndarray | None, n: int) -> np.ndarray:
-    """Integer group codes; None means each row is its own group."""
-    if groups is None:
-        return np.arange(n)
-    arr = np.asarray(groups)
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise InvalidInputError(f"groups must be 1-D with one id per row ({n}); got shape {arr.shape}")
-    _, codes = np.unique(arr.astype(str), return_inverse=True)
-    return codes.astype(np.int64)
+    """Integer group codes; None means each row is its own group (the probes' :func:`check_groups`)."""
+    return check_groups(groups, n)
 
 
 def bootstrap_group_rows(codes: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
-    """Row indices of ``n_boot`` grouped bootstrap samples (whole groups drawn with replacement)."""
-    n_groups = int(codes.max()) + 1
-    members = [np.flatnonzero(codes == g) for g in range(n_groups)]
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
-    return [np.concatenate([members[g] for g in row]) for row in draws]
+    """Row indices of ``n_boot`` grouped bootstrap samples: :func:`group_counts`'s draws as index lists."""
+    counts = group_counts(codes, codes.shape[0], n_boot, seed).astype(np.int64)
+    rows = np.arange(codes.shape[0])
+    return [np.repeat(rows, c) for c in counts]
 
 
 def standardized_ranks(values: np.ndarray) -> np.ndarray:
