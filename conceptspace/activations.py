@@ -295,10 +295,13 @@ def trace_batch(
                 hidden = envoy.output
                 if isinstance(hidden, tuple):
                     hidden = hidden[0]
+                # client tensors follow the hidden state (a no-op here; on NDIF the weights sit on a GPU)
                 if mode == "gather":
-                    hidden = hidden[rows, cols]
+                    hidden = hidden[rows.to(hidden.device), cols.to(hidden.device)]
                 elif mode == "weighted":
-                    hidden = hidden.masked_fill(~keep[..., None], 0).sum(1) / counts[:, None].to(hidden.dtype)
+                    hidden = hidden.masked_fill(~keep.to(hidden.device)[..., None], 0).sum(1) / counts.to(
+                        hidden.device, hidden.dtype
+                    )[:, None]
                 if not staged:
                     captured.append(hidden.cpu())
                 elif side is None:

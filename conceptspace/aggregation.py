@@ -37,10 +37,12 @@ import torch
 from conceptspace.errors import InvalidInputError
 from conceptspace.evaluation import probe_layers
 from conceptspace.models import ConceptModel
+from conceptspace.nnsight_compat import import_nnsight
 from conceptspace.paths import activation_cache_dir
 from conceptspace.probes import RidgeRegressionProbe
 from conceptspace.results import ResultSet, TestResult
 from conceptspace.sites import get_submodule
+from conceptspace.weights import embedding_rows, vocab_size
 
 
 @dataclass(frozen=True)
@@ -157,28 +159,54 @@ def context_vectors(
     return out
 
 
+def _by_length(sequences: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Batches of row indices whose sequences have equal length (no padding needed)."""
+    by_length: dict[int, list[int]] = {}
+    for i, seq in enumerate(sequences):
+        by_length.setdefault(len(seq), []).append(i)
+    return [members[start : start + batch_size] for _, members in sorted(by_length.items())
+            for start in range(0, len(members), batch_size)]
+
+
 def _forward_final_norm(model: ConceptModel, sequences: Sequence[Sequence[int]], batch_size: int) -> np.ndarray:
     if model.site_map.final_norm is None:
         raise InvalidInputError(f"{model.name} has no final norm; A6 reads the final context vector")
+    if not model.weights_are_local:
+        return _traced_final_norm(model, sequences, batch_size)
     norm = get_submodule(model.hf_model, model.site_map.final_norm)
     captured: list[torch.Tensor] = []
     handle = norm.register_forward_hook(lambda _m, _i, out: captured.append(out[:, -1].float().cpu()))
     out = np.zeros((len(sequences), model.d_model))
-    by_length: dict[int, list[int]] = {}
-    for i, seq in enumerate(sequences):
-        by_length.setdefault(len(seq), []).append(i)
     try:
         with torch.inference_mode():
-            for _, members in sorted(by_length.items()):
-                for start in range(0, len(members), batch_size):
-                    rows = members[start : start + batch_size]
-                    ids = torch.tensor([list(sequences[i]) for i in rows], device=model.device)
-                    captured.clear()
-                    body = getattr(model.hf_model, "base_model", model.hf_model)  # no unembedding needed
-                    body(input_ids=ids)
-                    out[rows] = captured[-1].numpy()
+            for rows in _by_length(sequences, batch_size):
+                ids = torch.tensor([list(sequences[i]) for i in rows], device=model.device)
+                captured.clear()
+                body = getattr(model.hf_model, "base_model", model.hf_model)  # no unembedding needed
+                body(input_ids=ids)
+                out[rows] = captured[-1].numpy()
     finally:
         handle.remove()
+    return out
+
+
+def _traced_final_norm(model: ConceptModel, sequences: Sequence[Sequence[int]], batch_size: int) -> np.ndarray:
+    """The same vectors through nnsight traces (a remote model): only the last-token slice is downloaded."""
+    nnsight = import_nnsight()
+    traced = model.traced()
+    envoy = model.envoy("final_norm")
+    remote = model.remote if model.remote else False
+    out = np.zeros((len(sequences), model.d_model))
+    with torch.inference_mode():
+        for rows in _by_length(sequences, batch_size):
+            ids = torch.tensor([list(sequences[i]) for i in rows], device=model.device)
+            with traced.trace(input_ids=ids, remote=remote) as tracer:
+                hidden = envoy.output
+                if isinstance(hidden, tuple):
+                    hidden = hidden[0]
+                last = nnsight.save(hidden[:, -1].float().cpu())
+                tracer.stop()
+            out[rows] = last.numpy()
     return out
 
 
@@ -217,12 +245,14 @@ def order_vs_content_test(
 
 def bag_features(model: ConceptModel, sequences: Sequence[Sequence[int]], decay: float) -> np.ndarray:
     """[sum_i decay^(T-2-i) e_{x_i} over non-final tokens, e_{x_last}] per sequence: (n, 2d)."""
-    E = model.embedding_matrix().float().cpu().numpy()
+    vocabulary = sorted({int(i) for seq in sequences for i in seq})
+    table = embedding_rows(model, vocabulary)  # only the rows these sequences use (a remote model downloads those)
+    where = {token: row for row, token in enumerate(vocabulary)}
     rows = []
     for seq in sequences:
-        ids = np.asarray(seq, dtype=np.int64)
-        weights = decay ** np.arange(len(ids) - 2, -1, -1, dtype=np.float64)
-        rows.append(np.concatenate([weights @ E[ids[:-1]], E[ids[-1]]]))
+        E = table[[where[int(i)] for i in seq]]
+        weights = decay ** np.arange(len(seq) - 2, -1, -1, dtype=np.float64)
+        rows.append(np.concatenate([weights @ E[:-1], E[-1]]))
     return np.stack(rows)
 
 
@@ -254,7 +284,7 @@ def aggregation_tests(
 
     tok = model.tokenizer
     encoded = tok(list(texts), add_special_tokens=True)["input_ids"]
-    vocab = model.embedding_matrix().shape[0]
+    vocab = vocab_size(model)
     special = [int(i) for i in getattr(tok, "all_special_ids", [])]
     sampler = FrequencySampler(token_zipf(tok, vocab), exclude=special)
     pert = perturb(encoded, sampler, protected=special, seed=seed)

@@ -185,13 +185,16 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from conceptspace.models import RemoteMode
     from conceptspace.report import write_report
     from conceptspace.runner import run_suite
     from conceptspace.suite import load_suite
 
     suite = load_suite(args.suite).for_run(quick=args.quick, seed=args.seed, model=args.model)
     out = Path(args.out) if args.out else Path("reports") / f"{suite.name}-{Path(suite.model).name}"
-    outcome = run_suite(suite, quick=args.quick, device=args.device, remote=args.remote, progress=not args.quiet)
+    remote: RemoteMode = "local" if args.remote_dry_run else bool(args.remote)
+    outcome = run_suite(suite, quick=args.quick, device=args.device, remote=remote, twin=args.twin,
+                        progress=not args.quiet)
     paths = write_report(outcome, out)
     for verdict in outcome.verdicts:
         print(f"{verdict.claim:3s} {verdict.verdict:14s} {verdict.reason}")
@@ -241,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, help="override the suite's seed")
     run.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto")
     run.add_argument("--remote", action="store_true", help="run on NDIF (Hub ids; key from NDIF_API_KEY)")
+    run.add_argument("--remote-dry-run", action="store_true",
+                     help="run every trace through nnsight's in-process remote round trip (weights held apart)")
+    run.add_argument("--twin", default="config",
+                     help="untrained control: 'config' (the model's own architecture, built locally), 'none', "
+                          "or a model whose untrained version stands in (e.g. a smaller one of the same family)")
     run.add_argument("--quick", action="store_true", help="the suite's reduced battery (CI, smoke tests)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(handler=_cmd_run)

@@ -32,6 +32,7 @@ from conceptspace.results import ResultSet
 from conceptspace.similarity import category_similarity, mantel_test, rsa_tests
 from conceptspace.tokenization import tokenization_report
 from conceptspace.vector_ops import causal_inner_product, cosine_matrix
+from conceptspace.weights import embedding_rows, unembedding_matrix, unembedding_rows
 
 UNEMBED = "unembed"
 
@@ -65,15 +66,22 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------------------------- vectors
-def _unembedding_matrix(model: ConceptModel) -> np.ndarray:
-    U = model.unembedding()
-    return (model.embedding_matrix() if U is None else U).float().cpu().numpy()
+def static_word_vectors(model: ConceptModel, words: Sequence[str], which: str = UNEMBED) -> np.ndarray:
+    """Mean of the unembedding (``which="unembed"``) or embedding (``"embed"``) rows over the pieces of " word".
 
-
-def static_word_vectors(model: ConceptModel, words: Sequence[str], matrix: np.ndarray) -> np.ndarray:
-    """Mean of a matrix's rows over the pieces of " word" (leading space, as the word appears mid-sentence)."""
+    The leading space is how the word appears mid-sentence. Only the rows of these words are read (a remote
+    model downloads just those).
+    """
+    if which not in (UNEMBED, "embed"):
+        raise InvalidInputError(f"which must be 'unembed' or 'embed'; got {which!r}")
     encoded = model.tokenizer([" " + w for w in words], add_special_tokens=False)["input_ids"]
-    return np.stack([matrix[ids].mean(axis=0) for ids in encoded])
+    flat = [i for ids in encoded for i in ids]
+    rows = unembedding_rows(model, flat) if which == UNEMBED else embedding_rows(model, flat)
+    out, start = [], 0
+    for ids in encoded:
+        out.append(rows[start : start + len(ids)].astype(np.float64).mean(axis=0))
+        start += len(ids)
+    return np.stack(out)
 
 
 def concept_vectors(
@@ -120,7 +128,7 @@ def concept_vectors_by_site(
     if UNEMBED in sites:
         if words is None:
             raise InvalidInputError("the unembed site needs word items; sentence sets have no word per item")
-        out[UNEMBED] = static_word_vectors(model, [words[i] for i in idx], _unembedding_matrix(model))
+        out[UNEMBED] = static_word_vectors(model, [words[i] for i in idx])
     contextual = [s for s in sites if s != UNEMBED]
     if contextual:
         pos = position or ("span:mean" if spans is not None else "last")
@@ -190,7 +198,9 @@ def select_rows(
     return np.array(sorted(out), dtype=np.int64)
 
 
-def _models(model: ConceptModel, twin: bool | ConceptModel, twin_seed: int) -> list[tuple[ConceptModel, str | None]]:
+def _models(
+    model: ConceptModel, twin: bool | ConceptModel | None, twin_seed: int
+) -> list[tuple[ConceptModel, str | None]]:
     out: list[tuple[ConceptModel, str | None]] = [(model, None)]
     if twin is True:
         out.append((model.untrained(twin_seed), "untrained"))
@@ -207,7 +217,7 @@ def run_clustering(
     *,
     rows: Sequence[int] | None = None,
     methods: Sequence[str] = CLUSTER_METHODS,
-    twin: bool | ConceptModel = True,
+    twin: bool | ConceptModel | None = True,
     twin_seed: int = 0,
     n_permutations: int = 500,
     n_boot: int = 500,
@@ -239,7 +249,7 @@ def run_analogies(
     *,
     max_per_relation: int | None = 200,
     methods: Sequence[str] = ANALOGY_METHODS,
-    twin: bool | ConceptModel = True,
+    twin: bool | ConceptModel | None = True,
     twin_seed: int = 0,
     n_permutations: int = 1000,
     n_boot: int = 500,
@@ -277,7 +287,7 @@ def run_relations(
     sites: Sequence[str],
     *,
     orthogonal: Sequence[tuple[str, str]] = (),
-    twin: bool | ConceptModel = True,
+    twin: bool | ConceptModel | None = True,
     twin_seed: int = 0,
     n_permutations: int = 500,
     n_boot: int = 500,
@@ -291,7 +301,7 @@ def run_relations(
     tokenization = word_tokenization_counts(model, concept_set)
     results = ResultSet()
     for m, control in _models(model, twin, twin_seed):
-        causal = causal_inner_product(_unembedding_matrix(m))
+        causal = causal_inner_product(unembedding_matrix(m))
         a_vectors = concept_vectors_by_site(m, concept_set, sites, side="a")
         b_vectors = concept_vectors_by_site(m, concept_set, sites, side="b")
         for site in sites:
@@ -316,7 +326,7 @@ def run_similarity(
     rows: Sequence[int] | None = None,
     reference: np.ndarray | None = None,
     reference_name: str | None = None,
-    twin: bool | ConceptModel = True,
+    twin: bool | ConceptModel | None = True,
     twin_seed: int = 0,
     n_permutations: int = 1000,
     n_boot: int = 300,
@@ -346,7 +356,7 @@ def run_proximity_probability(
     *,
     layers: Sequence[int] | None = None,
     dataset: str = "",
-    twin: bool | ConceptModel = True,
+    twin: bool | ConceptModel | None = True,
     twin_seed: int = 0,
     n_permutations: int = 500,
     n_boot: int = 500,

@@ -153,17 +153,19 @@ def _trace_chunk(
             is_tuple = isinstance(hidden, tuple)
             h = hidden[0] if is_tuple else hidden
             norms = nnsight.save(h.norm(dim=-1).float().cpu())
-            coords = torch.einsum("rsd,rkd->rsk", h - bias, right)
-            change = delta - torch.einsum("rsk,rdk->rsd", coords, left)
-            edited = h + mask * change
+            # client tensors follow the hidden state (a no-op here; on NDIF the weights sit on a GPU)
+            coords = torch.einsum("rsd,rkd->rsk", h - bias.to(h.device), right.to(h.device))
+            change = delta.to(h.device) - torch.einsum("rsk,rdk->rsd", coords, left.to(h.device))
+            edited = h + mask.to(h.device) * change
             if is_tuple:
                 envoy.output = (edited, *hidden[1:])
             else:
                 envoy.output = edited
             logp = head.output[:, -1].float().log_softmax(-1)
-            gathered = nnsight.save(logp[:, ids].cpu())
+            gathered = nnsight.save(logp[:, ids.to(logp.device)].cpu())
             if ref is not None:
-                kl = nnsight.save((ref.exp() * (ref - logp)).sum(-1).cpu())
+                here = ref.to(logp.device)
+                kl = nnsight.save((here.exp() * (here - logp)).sum(-1).cpu())
             if keep_full:
                 full = nnsight.save(logp.cpu())
     return gathered, kl, full, norms
@@ -172,10 +174,10 @@ def _trace_chunk(
 @contextmanager
 def _frozen_parameters(model: ConceptModel) -> Iterator[None]:
     """Turn off parameter gradients while a backward pass runs (restored afterwards, even on error)."""
-    if model.remote is True:
+    if model.remote is True:  # the weights are on NDIF, which runs its own backward
         yield
         return
-    params = list(model.hf_model.parameters())
+    params = list(model.traced()._module.parameters())  # the weights the trace runs on (a dry run's real ones)
     before = [p.requires_grad for p in params]
     try:
         for p in params:
@@ -238,10 +240,10 @@ def _gradient_chunk(
             h = hidden[0] if isinstance(hidden, tuple) else hidden
             h.requires_grad_(True)
             logits = head.output[:, -1].float()
-            score = logits[:, pos].logsumexp(-1)
+            score = logits[:, pos.to(logits.device)].logsumexp(-1)
             if has_negative:
-                score = score - logits[:, neg].logsumexp(-1)
+                score = score - logits[:, neg.to(logits.device)].logsumexp(-1)
             total = score.sum()
             with total.backward():
-                summed = nnsight.save((h.grad * mask).sum(1).float().cpu())
+                summed = nnsight.save((h.grad * mask.to(h.device)).sum(1).float().cpu())
     return summed

@@ -37,8 +37,8 @@ from conceptspace.geometry_results import geometry_test_id, null_summary, site_l
 from conceptspace.models import ConceptModel
 from conceptspace.permutation import permutation_p_value
 from conceptspace.results import ResultSet, TestResult
-from conceptspace.sites import get_submodule
 from conceptspace.vector_ops import residualize, standardized_ranks, unit_rows
+from conceptspace.weights import final_norm, output_head
 
 
 @functools.lru_cache(maxsize=4)
@@ -61,20 +61,20 @@ def token_zipf(tokenizer: Any, vocab_size: int) -> np.ndarray:
 
 
 def _output_head(model: ConceptModel) -> tuple[np.ndarray, np.ndarray | None]:
-    head = model.hf_model.get_output_embeddings()  # type: ignore[operator]
-    if head is None:
+    if model.unembedding() is None:
         raise InvalidInputError(f"{model.name} has no language-model head; proximity vs probability needs logits")
-    weight = head.weight.detach().float().cpu().numpy()
-    bias = getattr(head, "bias", None)
-    return weight, None if bias is None else bias.detach().float().cpu().numpy()
+    return output_head(model)
 
 
 def _final_norm(model: ConceptModel, H: np.ndarray) -> np.ndarray:
     if model.site_map.final_norm is None:
         raise InvalidInputError(f"{model.name} has no final norm; the logit lens needs one")
-    norm = get_submodule(model.hf_model, model.site_map.final_norm)
+    norm = final_norm(model)
+    parameter = next(norm.parameters(), None)
+    device = model.device if parameter is None else parameter.device
+    dtype = model.dtype if parameter is None else parameter.dtype
     with torch.inference_mode():
-        x = torch.from_numpy(np.array(H, dtype=np.float32)).to(model.device, model.dtype)
+        x = torch.from_numpy(np.array(H, dtype=np.float32)).to(device, dtype)
         return norm(x).float().cpu().numpy()
 
 

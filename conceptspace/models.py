@@ -214,7 +214,14 @@ class ConceptModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.hf_model.parameters()).device
+        """Where inputs are built: the weights' device, or the CPU when the weights live on NDIF (meta here)."""
+        device = next(self.hf_model.parameters()).device
+        return torch.device("cpu") if device.type == "meta" else device
+
+    @property
+    def weights_are_local(self) -> bool:
+        """False for a remote model (and its dry run): weights are read through a trace, never from here."""
+        return next(self.hf_model.parameters()).device.type != "meta"
 
     @property
     def dtype(self) -> torch.dtype:
@@ -267,30 +274,33 @@ class ConceptModel:
         return None if head is None else head.weight.detach()
 
     # -- controls ------------------------------------------------------------------------------------------
-    def untrained(self, seed: int = 0) -> ConceptModel:
+    def untrained(self, seed: int = 0, *, device: str | torch.device | None = None) -> ConceptModel:
         """The same architecture, config and tokenizer with weights re-initialised from ``seed``.
 
         Ties are rebuilt from the config, so a model that ties its input and output embeddings keeps them tied.
         The twin is the universal control: anything it also shows is a property of the architecture or the
-        data, not of training.
+        data, not of training. It needs only the config, so a remote model's twin is built and run here
+        (always locally, on ``device``); a twin too large for this machine's memory is refused with a clear
+        error rather than swapping.
         """
-        if self.remote is True:
-            raise RemoteError("an untrained twin of a remote model cannot be built; load the model locally")
         config = copy.deepcopy(self.hf_model.config)  # type: ignore[union-attr]
+        target = self.device if device is None and self.weights_are_local else _device(device)
+        if not self.weights_are_local:
+            _check_twin_fits(self, target)
         generator_state = torch.random.get_rng_state()
         try:
             torch.manual_seed(seed)
             twin = _auto_class(self.is_causal).from_config(config, dtype=self.dtype)
         finally:
             torch.random.set_rng_state(generator_state)
-        twin.to(self.device).eval()
+        twin.to(target).eval()
         identity = replace(self.identity, untrained_seed=seed)
         return ConceptModel(
             hf_model=twin,
             tokenizer=self.tokenizer,
             identity=identity,
             is_causal=self.is_causal,
-            remote="local" if self.remote == "local" else False,
+            remote=False,
             repo_id=self.repo_id,
         )
 
@@ -522,16 +532,80 @@ def load_model(
     else:
         raise ModelNotFoundError(f"{path} is neither a model folder nor a .gguf file")
     model = model.to(device=_device(device), dtype=torch_dtype).eval()
+    if remote == "local":
+        if untrained:
+            raise RemoteError("remote='local' dry-runs a trained model; build its twin with .untrained(seed)")
+        return _dry_run_model(model, tokenizer, identity, causal, repo_id)
     loaded = ConceptModel(
         hf_model=model,
         tokenizer=tokenizer,
         identity=identity,
         is_causal=causal,
-        remote="local" if remote == "local" else False,
+        remote=False,
         repo_id=repo_id,
         trust_remote_code=trust_remote_code,
     )
     return loaded.untrained(seed) if untrained else loaded
+
+
+def _meta_skeleton(model: torch.nn.Module, causal: bool) -> torch.nn.Module:
+    """The same architecture with weightless (meta) parameters: what a remote client holds."""
+    config = copy.deepcopy(model.config)  # type: ignore[union-attr]
+    with torch.device("meta"):
+        skeleton = _auto_class(causal).from_config(config, dtype=next(model.parameters()).dtype)
+    return skeleton.eval()
+
+
+def _dry_run_model(
+    model: torch.nn.Module, tokenizer: Any, identity: ModelIdentity, causal: bool, repo_id: str | None
+) -> ConceptModel:
+    """A faithful local stand-in for a remote model.
+
+    The client side holds a meta skeleton, exactly as for NDIF, so any code that reads weights directly
+    (instead of through a trace) fails here as it would remotely; the traces go through nnsight's in-process
+    serialise/deserialise round trip and run on the real weights held by the nnsight wrapper.
+    """
+    TransformersModel = import_nnsight().TransformersModel
+
+    task = "text-generation" if causal else "feature-extraction"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*has a submodule named 'output'.*")
+        traced = TransformersModel(model, tokenizer=copy.deepcopy(tokenizer), task=task)
+    client = ConceptModel(
+        hf_model=_meta_skeleton(model, causal),
+        tokenizer=tokenizer,
+        identity=identity,
+        is_causal=causal,
+        remote="local",
+        repo_id=repo_id,
+    )
+    client._nnsight = traced
+    return client
+
+
+def _available_memory_bytes() -> int | None:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_twin_fits(model: ConceptModel, device: torch.device) -> None:
+    """Refuse an untrained twin of a remote model that would not fit in this machine's free memory."""
+    element = torch.empty((), dtype=model.dtype, device="meta").element_size()
+    needed = model.parameter_count() * element
+    if device.type == "cuda":
+        free = int(torch.cuda.mem_get_info(device)[0])
+        where = f"GPU {device}"
+    else:
+        free = _available_memory_bytes() or needed + 1
+        where = "host memory"
+    if needed > 0.8 * free:
+        raise RemoteError(
+            f"the untrained twin of {model.name} needs about {needed / 2**30:.1f} GiB of {where} and "
+            f"{free / 2**30:.1f} GiB is free; run without the twin (--twin none / twin='none'), or use an "
+            "untrained smaller model of the same family as the architecture control (--twin <model>)"
+        )
 
 
 def _load_remote(repo_id: str, *, revision: str | None) -> ConceptModel:

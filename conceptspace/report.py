@@ -142,6 +142,28 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def execution_note(doc: dict[str, Any]) -> str:
+    """Where the traces ran (empty for a local run)."""
+    remote = doc["model"].get("remote")
+    if remote is True:
+        return ", traced on NDIF (remote)"
+    if remote == "local":
+        return ", traced through the remote dry run (nnsight's in-process round trip)"
+    return ""
+
+
+def twin_note(doc: dict[str, Any]) -> str:
+    """Which untrained control ran (its own architecture, a stand-in model, or none)."""
+    twin = doc.get("twin")
+    seed = doc["suite"]["twin_seed"]
+    if twin is None:
+        return "no untrained twin in this run"
+    source = twin.get("twin_source", "config")
+    if source == "config":
+        return f"untrained twin seed {seed}"
+    return f"untrained control: an untrained {twin['name']} (seed {seed}) standing in for the twin"
+
+
 def render_markdown(data: ReportData) -> str:
     """report.md: verdict table first, then one section per claim."""
     doc = data.document
@@ -152,7 +174,7 @@ def render_markdown(data: ReportData) -> str:
                f"alpha {suite['alpha']}; {suite['n_permutations']} permutations, {suite['n_bootstrap']} bootstrap "
                f"samples. Model: {model['name']} ({model['architecture']}, {model['n_layers']} layers, "
                f"d={model['d_model']}, {model['parameters']:,} parameters, weights sha256 "
-               f"`{str(model.get('weights_sha256'))[:16]}...`); untrained twin seed {suite['twin_seed']}.")
+               f"`{str(model.get('weights_sha256'))[:16]}...`){execution_note(doc)}; {twin_note(doc)}.")
     out += ["", "## Verdicts", ""]
     out.append(_md_table(
         ["claim", "verdict", "best test", "effect", "95% CI", "p (adj.)", "untrained twin", "tests"],

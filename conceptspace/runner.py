@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 
 from conceptspace.concept_schema import ConceptSet
-from conceptspace.models import ConceptModel
+from conceptspace.models import ConceptModel, RemoteMode
 from conceptspace.results import ResultSet, TestResult
 from conceptspace.suite import AnalysisSpec, Suite
 from conceptspace.theory import Verdict, is_sanity_check, judge_all
+from conceptspace.weights import embedding_rows
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -50,7 +51,7 @@ class RunOutcome:
     suite: Suite
     quick: bool
     model: dict[str, Any]
-    twin: dict[str, Any]
+    twin: dict[str, Any] | None
     records: list[AnalysisRecord]
     results: ResultSet
     verdicts: list[Verdict]
@@ -110,7 +111,8 @@ def last_token_ids(model: ConceptModel, texts: list[str]) -> np.ndarray:
     return np.array([ids[-1] for ids in encoded], dtype=np.int64)
 
 
-def run_probe(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel, suite: Suite, progress: bool) -> None:
+def run_probe(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel | None, suite: Suite,
+              progress: bool) -> None:
     """C4: grouped-CV probe per layer with control task, twin and the last-token embedding (lexical)."""
     from conceptspace.activations import extract
     from conceptspace.concepts import load_concepts
@@ -133,12 +135,11 @@ def run_probe(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel, s
     types = cs.words if cs.words is not None else cs.groups
     if "control_task" in controls:
         kwargs["control_y"] = control_task_labels(types, y, seed=suite.seed)
-    if "untrained" in controls:
+    if "untrained" in controls and twin is not None:
         kwargs["X_untrained"] = extract(twin, cs.texts, sites=sites, position=p["position"], spans=spans,
                                         progress=progress).stack(sites)
     if "lexical" in controls:
-        E = model.embedding_matrix().float().cpu().numpy()
-        kwargs["X_lexical"] = E[last_token_ids(model, cs.texts)]
+        kwargs["X_lexical"] = embedding_rows(model, last_token_ids(model, cs.texts))
     results = probe_with_controls(
         _make_probe(p["probe"], continuous, p["penalty"]), X, y, groups, dataset=cs.name, layers=layers,
         claim=record.spec.claim, position=p["position"], n_splits=p["n_splits"],
@@ -149,7 +150,7 @@ def run_probe(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel, s
     record.figure_data["n_items"] = len(cs)
 
 
-def run_clustering(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel, suite: Suite,
+def run_clustering(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel | None, suite: Suite,
                    progress: bool) -> None:
     """C1: clustering against category labels on the model and its twin."""
     from conceptspace import geometry
@@ -164,7 +165,7 @@ def run_clustering(record: AnalysisRecord, model: ConceptModel, twin: ConceptMod
     )
 
 
-def run_relations(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel, suite: Suite,
+def run_relations(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel | None, suite: Suite,
                   progress: bool) -> None:
     """C2: relation consistency (Euclidean and causal inner product) on the model and its twin."""
     from conceptspace import geometry
@@ -178,7 +179,7 @@ def run_relations(record: AnalysisRecord, model: ConceptModel, twin: ConceptMode
     )
 
 
-def run_analogies(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel, suite: Suite,
+def run_analogies(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel | None, suite: Suite,
                   progress: bool) -> None:
     """C3: 3CosAdd vs only-b on the model and its twin."""
     from conceptspace import geometry
@@ -192,7 +193,7 @@ def run_analogies(record: AnalysisRecord, model: ConceptModel, twin: ConceptMode
     )
 
 
-def run_proximity(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel, suite: Suite,
+def run_proximity(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel | None, suite: Suite,
                   progress: bool) -> None:
     """P5: logit-lens proximity vs log-probability per layer (identity flagged), on the model and its twin."""
     from conceptspace import geometry
@@ -210,7 +211,7 @@ def run_proximity(record: AnalysisRecord, model: ConceptModel, twin: ConceptMode
     record.results = results
 
 
-def run_aggregation(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel, suite: Suite,
+def run_aggregation(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel | None, suite: Suite,
                     progress: bool) -> None:
     """A6: order vs content and the bag-of-embeddings model, on the model and its twin."""
     from conceptspace.aggregation import aggregation_tests
@@ -237,7 +238,7 @@ def run_aggregation(record: AnalysisRecord, model: ConceptModel, twin: ConceptMo
     record.figure_data["aggregation"] = details
 
 
-def run_steering(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel, suite: Suite,
+def run_steering(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel | None, suite: Suite,
                  progress: bool) -> None:
     """C5: steer along the mass-mean direction of a binary concept set vs placebo directions (model and twin)."""
     from conceptspace.activations import extract
@@ -254,6 +255,8 @@ def run_steering(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel
     results = ResultSet()
     curves: dict[str, Any] = {}
     for m, control in ((model, None), (twin, "untrained")):
+        if m is None:
+            continue
         X = np.asarray(extract(m, cs.texts, sites=[site], position=position, spans=spans,
                                progress=progress)[site], dtype=np.float64)
         direction = MassMeanProbe().fit(X, cs.labels).direction_
@@ -282,7 +285,7 @@ def run_steering(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel
     record.figure_data["dose_response"] = curves
 
 
-RUNNERS: dict[str, Callable[[AnalysisRecord, ConceptModel, ConceptModel, Suite, bool], None]] = {
+RUNNERS: dict[str, Callable[[AnalysisRecord, ConceptModel, ConceptModel | None, Suite, bool], None]] = {
     "probe": run_probe,
     "clustering": run_clustering,
     "relations": run_relations,
@@ -346,10 +349,19 @@ def run_suite(
     *,
     quick: bool = False,
     device: str | None = None,
-    remote: bool = False,
+    remote: RemoteMode = False,
+    twin: str = "config",
     progress: bool = True,
 ) -> RunOutcome:
-    """Execute every analysis of ``suite`` (already adjusted with :meth:`Suite.for_run`) and judge the claims."""
+    """Execute every analysis of ``suite`` (already adjusted with :meth:`Suite.for_run`) and judge the claims.
+
+    ``remote=True`` runs the model's traces on NDIF (a Hub id; ``"local"`` is the in-process dry run): only
+    the activation slices and weight rows an analysis needs are downloaded, whole matrices once (see
+    docs/REMOTE.md). ``twin`` chooses the untrained control: ``"config"`` re-initialises the model's own
+    architecture here (it needs only the config, so this works for a remote model that fits this machine's
+    memory), ``"none"`` runs without it (claims whose rule beats the twin cannot then be supported), and any
+    other value names a model whose untrained version stands in (a smaller model of the same family).
+    """
     import conceptspace
     from conceptspace.models import load_model
 
@@ -357,7 +369,7 @@ def run_suite(
     _log(f"conceptspace run: suite {suite.name} on {suite.model} (seed {suite.seed}{', quick' if quick else ''})",
          progress)
     model = load_model(suite.model, device=device, remote=remote)
-    twin = model.untrained(suite.twin_seed)
+    twin_model = build_twin(model, twin, suite.twin_seed, device)
     t_model = time.perf_counter() - t0
     quick_items = suite.quick_settings.get("max_items") if quick else None
     records = [AnalysisRecord(spec, spec.resolved(quick, quick_items)) for spec in suite.analyses]
@@ -366,7 +378,7 @@ def run_suite(
         _log(f"[{number}/{len(records)}] {spec.claim} {spec.id}: {spec.kind}", progress)
         start = time.perf_counter()
         try:
-            RUNNERS[spec.kind](record, model, twin, suite, progress)
+            RUNNERS[spec.kind](record, model, twin_model, suite, progress)
             record.results = _tag(record.results, spec)
             record.status = "ok" if len(record.results) else "failed"
             if not len(record.results):
@@ -397,9 +409,38 @@ def run_suite(
     _log(f"done in {total:.1f}s", progress)
     model_record = {**model.describe(), "package": f"conceptspace {conceptspace.__version__}"}
     return RunOutcome(
-        suite=suite, quick=quick, model=model_record, twin=twin.describe(), records=records, results=corrected,
-        verdicts=verdicts, timings=timings, caveats=_caveats(records, corrected),
+        suite=suite, quick=quick, model=model_record, twin=_twin_record(twin_model, twin),
+        records=records, results=corrected, verdicts=verdicts, timings=timings,
+        caveats=_twin_caveats(twin_model, twin, model) + _caveats(records, corrected),
     )
+
+
+def build_twin(model: ConceptModel, choice: str, seed: int, device: str | None = None) -> ConceptModel | None:
+    """The untrained control for ``model``: ``"config"`` (its own architecture), ``"none"``, or a model name."""
+    from conceptspace.models import load_model
+
+    if choice == "none":
+        return None
+    if choice == "config":
+        return model.untrained(seed, device=device)
+    return load_model(choice, untrained=True, seed=seed, device=device)
+
+
+def _twin_record(twin: ConceptModel | None, choice: str) -> dict[str, Any] | None:
+    if twin is None:
+        return None
+    return {**twin.describe(), "twin_source": "config" if choice == "config" else choice}
+
+
+def _twin_caveats(twin: ConceptModel | None, choice: str, model: ConceptModel) -> list[str]:
+    if twin is None:
+        return ["No untrained twin in this run (--twin none): every claim whose rule must beat the untrained twin "
+                "lacks that counterpart, so it cannot be 'supported' here."]
+    if choice != "config":
+        return [f"The untrained control is an untrained {twin.name} ({twin.n_layers} layers, d={twin.d_model}), not "
+                f"a re-initialised {model.name} ({model.n_layers} layers, d={model.d_model}): it controls for the "
+                "architecture family and the data, not for this model's exact shape."]
+    return []
 
 
 def package_versions() -> dict[str, str]:

@@ -109,7 +109,12 @@ def test_minilm_mean_pooling_matches_hugging_face(minilm):
     assert minilm.site_map.final_norm is None and minilm.unembedding() is None
 
 
-def test_readme_main_job_runs(tmp_path, capsys):
+def _numbers(doc: dict) -> dict:
+    return {t["id"]: [t["statistic"], t["effect_size"], t["ci_low"], t["ci_high"], t["p"]] for t in doc["tests"]}
+
+
+def test_readme_main_job_runs(tmp_path, capsys, monkeypatch):
+    """The README's main job (quick battery) runs; through the remote dry run it gives the same numbers."""
     from conceptspace.cli import main
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -124,6 +129,20 @@ def test_readme_main_job_runs(tmp_path, capsys):
     assert {v["claim"] for v in doc["verdicts"]} == {"C1", "C2", "C3", "C4", "C5", "P5", "A6"}
     assert doc["quick"] is True and (tmp_path / "out" / "report.html").exists()
     assert "report:" in capsys.readouterr().out
+    # Remote: the client holds a weightless skeleton; activations and weight rows come through serialised
+    # traces. A fresh cache makes every extraction and weight read really go through them.
+    monkeypatch.setenv("CONCEPTSPACE_CACHE", str(tmp_path / "fresh-cache"))
+    argv[out_index] = str(tmp_path / "remote")
+    assert main([*argv, "--quick", "--quiet", "--remote-dry-run"]) == 0
+    remote = json.loads((tmp_path / "remote" / "results.json").read_text())
+    assert remote["model"]["remote"] == "local" and remote["twin"]["remote"] is False
+    assert all(a["status"] == "ok" for a in remote["analyses"]), remote["analyses"]
+    local_numbers, remote_numbers = _numbers(doc), _numbers(remote)
+    assert local_numbers.keys() == remote_numbers.keys()
+    for key, values in local_numbers.items():
+        np.testing.assert_allclose(np.array(remote_numbers[key], dtype=float), np.array(values, dtype=float),
+                                   rtol=1e-3, atol=1e-5, err_msg=key)
+    assert [v["verdict"] for v in remote["verdicts"]] == [v["verdict"] for v in doc["verdicts"]]
 
 
 def test_wheel_carries_datasets_and_probes(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from conceptspace import aggregation
 from conceptspace.aggregation import FrequencySampler, bag_features, leading_components, order_vs_content_test, perturb
 
 
@@ -44,14 +45,10 @@ def test_order_vs_content_detects_aggregation_and_its_absence():
     assert order_matters["effect"] < 0.2 and order_matters["p"] > 0.5
 
 
-def test_bag_features_weights_and_components():
-    class Fake:
-        def embedding_matrix(self):
-            import torch
-
-            return torch.eye(4)
-
-    X = bag_features(Fake(), [[0, 1, 2]], decay=0.5)  # type: ignore[arg-type]
+def test_bag_features_weights_and_components(monkeypatch):
+    # the identity as the embedding table: token i's vector is e_i (read through weights.embedding_rows)
+    monkeypatch.setattr(aggregation, "embedding_rows", lambda _model, ids: np.eye(4)[np.asarray(ids)])
+    X = bag_features(object(), [[0, 1, 2]], decay=0.5)  # type: ignore[arg-type]
     assert np.allclose(X[0], [0.5, 1, 0, 0, 0, 0, 1, 0])
     Y = np.random.default_rng(0).normal(size=(30, 6))
     scores = leading_components(Y, 2)

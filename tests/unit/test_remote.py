@@ -1,0 +1,214 @@
+"""Remote execution without a network: the dry run holds weights apart, weights come through traces, a whole
+suite gives the same numbers, and the untrained control can be chosen (own config, a stand-in, none)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from conceptspace import weights
+from conceptspace.aggregation import context_vectors
+from conceptspace.errors import InvalidInputError, RemoteError
+from conceptspace.models import load_model
+from conceptspace.report import build_report, render_markdown
+from conceptspace.runner import run_suite
+from conceptspace.suite import parse_suite
+
+
+@pytest.fixture(scope="module")
+def pairs(tiny_model_dirs):
+    """(local, dry run) of each tiny architecture."""
+    return {arch: (load_model(str(folder)), load_model(str(folder), remote="local"))
+            for arch, folder in tiny_model_dirs.items()}
+
+
+def test_dry_run_client_holds_no_weights(pairs):
+    local, dry = pairs["llama"]
+    assert not dry.weights_are_local and local.weights_are_local
+    assert dry.device.type == "cpu"
+    with pytest.raises((NotImplementedError, RuntimeError, TypeError)):
+        dry.embedding_matrix().numpy()  # a direct read fails here exactly as it would against NDIF
+    assert dry.describe()["parameters"] == local.describe()["parameters"]
+    assert dry.d_model == local.d_model and dry.n_layers == local.n_layers
+
+
+def test_dry_run_twin_is_local_and_equals_the_local_twin(pairs):
+    local, dry = pairs["llama"]
+    twin_a, twin_b = local.untrained(3), dry.untrained(3)
+    assert twin_b.weights_are_local and twin_b.remote is False
+    for (name, a), (_, b) in zip(twin_a.hf_model.state_dict().items(), twin_b.hf_model.state_dict().items(),
+                                 strict=True):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "bert"])
+def test_weights_read_through_traces_equal_local_reads(pairs, arch):
+    local, dry = pairs[arch]
+    ids = [5, 17, 5, 300, 0]  # repeats are downloaded once and returned in order
+    np.testing.assert_array_equal(weights.embedding_rows(dry, ids), weights.embedding_rows(local, ids))
+    np.testing.assert_array_equal(weights.unembedding_rows(dry, ids), weights.unembedding_rows(local, ids))
+    np.testing.assert_array_equal(weights.unembedding_matrix(dry), weights.unembedding_matrix(local))
+    assert weights.vocab_size(dry) == weights.vocab_size(local)
+    if arch == "bert":
+        with pytest.raises(InvalidInputError, match="no final norm"):
+            weights.final_norm(dry)
+        with pytest.raises(InvalidInputError, match="no language-model head"):
+            weights.output_head(dry)
+        return
+    W_dry, b_dry = weights.output_head(dry)
+    W_local, b_local = weights.output_head(local)
+    np.testing.assert_array_equal(W_dry, W_local)
+    assert (b_dry is None) == (b_local is None)
+    H = torch.randn(4, local.d_model)
+    with torch.no_grad():
+        expected = weights.final_norm(local)(H)
+        got = weights.final_norm(dry)(H)
+    torch.testing.assert_close(got, expected)
+    if arch == "gpt2":  # LayerNorm: weight and bias both travel
+        assert weights.final_norm(dry).bias is not None
+
+
+def test_whole_matrix_is_downloaded_in_chunks_once_then_cached(pairs, monkeypatch, tmp_path):
+    local, dry = pairs["llama"]
+    calls: list[int] = []
+    real_fetch = weights._fetch
+
+    def counting(model, path, name, rows=None):  # type: ignore[no-untyped-def]
+        calls.append(0 if rows is None else len(rows))
+        return real_fetch(model, path, name, rows)
+
+    monkeypatch.setattr(weights, "_fetch", counting)
+    monkeypatch.setattr(weights, "CHUNK_BYTES", 4 * local.d_model * 64)  # 64 rows per download
+    first = weights.unembedding_matrix(dry)
+    vocab = weights.vocab_size(local)
+    assert len(calls) == -(-vocab // 64) and max(calls) == 64
+    np.testing.assert_array_equal(first, weights.unembedding_matrix(local))
+    calls.clear()
+    second = weights.unembedding_matrix(dry)  # from the on-disk cache: no trace at all
+    assert calls == [] and np.array_equal(second, first)
+    notes = list((weights._cache_folder(dry)).glob("*.json"))
+    assert notes and not list(weights._cache_folder(dry).glob("*.tmp.npy"))
+
+
+def test_bad_token_ids_are_refused(pairs):
+    _, dry = pairs["llama"]
+    with pytest.raises(InvalidInputError, match="token ids must lie in"):
+        weights.embedding_rows(dry, [weights.vocab_size(dry)])
+    assert weights.embedding_rows(dry, []).shape == (0, dry.d_model)
+
+
+def test_context_vectors_through_traces_equal_the_local_forward(pairs):
+    local, dry = pairs["llama"]
+    sequences = [(1, 40, 41, 42), (1, 50, 51, 52), (1, 60, 61)]
+    a = context_vectors(local, sequences, cache=False)
+    b = context_vectors(dry, sequences, cache=False)
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_twin_too_large_for_memory_is_refused_with_the_way_out(pairs, monkeypatch):
+    from conceptspace import models
+
+    _, dry = pairs["llama"]
+    monkeypatch.setattr(models, "_available_memory_bytes", lambda: 1024)
+    with pytest.raises(RemoteError, match="--twin none"):
+        dry.untrained(0)
+
+
+SUITE = """\
+[suite]
+name = "remote_check"
+model = "{model}"
+seed = 0
+n_permutations = 49
+n_bootstrap = 30
+
+[claims.C2]
+min_effect = 0.1
+beat = ["untrained"]
+
+[claims.C4]
+min_effect = 0.1
+beat = ["untrained", "lexical", "control_task"]
+
+[claims.P5]
+min_effect = 0.05
+beat = ["untrained"]
+
+[claims.A6]
+min_effect = 0.5
+beat = []
+
+[[analysis]]
+id = "probe"
+claim = "C4"
+kind = "probe"
+dataset = "truth_is_universal/animal_class"
+layers = [0, 1]
+max_items = 40
+controls = ["control_task", "untrained", "lexical"]
+
+[[analysis]]
+id = "relations"
+claim = "C2"
+kind = "relations"
+dataset = "google_analogy/family"
+sites = ["unembed", "layer.1"]
+
+[[analysis]]
+id = "proximity"
+claim = "P5"
+kind = "proximity"
+dataset = "truth_is_universal/animal_class"
+layers = [0, 1]
+max_items = 24
+
+[[analysis]]
+id = "a6"
+claim = "A6"
+kind = "aggregation"
+datasets = ["truth_is_universal/animal_class"]
+max_items = 24
+"""
+
+
+def _numbers(outcome):  # type: ignore[no-untyped-def]
+    return {r.test_id: (r.statistic, r.effect_size, r.ci_low, r.ci_high, r.p_value) for r in outcome.results}
+
+
+def test_suite_through_the_remote_dry_run_gives_the_local_numbers(tiny_model_dirs, tmp_path):
+    suite = parse_suite(SUITE.format(model=tiny_model_dirs["llama"]), "remote_check.toml").for_run()
+    local = run_suite(suite, progress=False)
+    dry = run_suite(suite, remote="local", progress=False)
+    assert all(r.status == "ok" for r in dry.records), [(r.spec.id, r.reason) for r in dry.records]
+    a, b = _numbers(local), _numbers(dry)
+    assert a.keys() == b.keys() and any(key.endswith("/untrained") for key in a)
+    for key in a:
+        np.testing.assert_allclose(np.array(b[key], dtype=float), np.array(a[key], dtype=float), rtol=1e-4,
+                                   atol=1e-6, err_msg=key)
+    assert [v.verdict for v in dry.verdicts] == [v.verdict for v in local.verdicts]
+    assert dry.model["remote"] == "local" and dry.twin is not None and dry.twin["remote"] is False
+    assert "remote dry run" in render_markdown(build_report(dry, with_figures=False))
+
+
+def test_suite_without_twin_says_so_and_cannot_support_twin_claims(tiny_model_dirs):
+    suite = parse_suite(SUITE.format(model=tiny_model_dirs["llama"]), "remote_check.toml").for_run()
+    outcome = run_suite(suite, twin="none", progress=False)
+    assert outcome.twin is None
+    assert not any("untrained" in r.test_id for r in outcome.results)
+    assert any("--twin none" in c for c in outcome.caveats)
+    for verdict in outcome.verdicts:
+        if verdict.claim in ("C2", "C4", "P5"):
+            assert verdict.verdict != "supported"
+    assert "no untrained twin in this run" in render_markdown(build_report(outcome, with_figures=False))
+
+
+def test_stand_in_twin_is_named(tiny_model_dirs):
+    suite = parse_suite(SUITE.format(model=tiny_model_dirs["llama"]), "remote_check.toml").for_run()
+    suite = dataclasses.replace(suite, analyses=suite.analyses[:1])
+    outcome = run_suite(suite, twin=str(tiny_model_dirs["gpt2"]), progress=False)
+    assert outcome.twin is not None and outcome.twin["twin_source"] == str(tiny_model_dirs["gpt2"])
+    assert any("not a re-initialised" in c for c in outcome.caveats)
+    assert any(r.test_id.endswith("/untrained") for r in outcome.results)
