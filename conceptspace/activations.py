@@ -32,6 +32,7 @@ import torch
 
 from conceptspace import cache as cache_store
 from conceptspace.errors import InvalidInputError, NonFiniteActivationError
+from conceptspace.host_memory import release_free_heap
 from conceptspace.models import ConceptModel
 from conceptspace.nnsight_compat import import_nnsight
 from conceptspace.positions import Position, pool_plan, token_span
@@ -316,6 +317,7 @@ def trace_batch(
         assert staging is not None
         staging.wait()
         return dict(zip(sites, buffers, strict=True))
+    model.record_download(captured)
     return dict(zip(sites, captured, strict=True))
 
 
@@ -485,6 +487,8 @@ def _extract_into(
             model, tokens, batches, done, sites, position, padding_side, storage, staging
         ):
             cache_store.write_shard(writer.partial, number, stored)
+            del stored
+            release_free_heap()  # streaming must not grow resident memory (see host_memory)
             bar.update(len(batches[number]))
     except NonFiniteActivationError:
         writer.discard()  # the model produces non-finite values: nothing here is worth resuming
@@ -524,6 +528,8 @@ def _consolidate(
                     first = index if offsets is None else int(offsets[index])
                     outputs[site].write_rows(first, values[cursor : cursor + n])
                     cursor += n
+            del shard
+            release_free_heap()
     finally:
         for output in outputs.values():
             output.close()

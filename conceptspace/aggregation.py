@@ -206,6 +206,7 @@ def _traced_final_norm(model: ConceptModel, sequences: Sequence[Sequence[int]], 
                     hidden = hidden[0]
                 last = nnsight.save(hidden[:, -1].float().cpu())
                 tracer.stop()
+            model.record_download(last)
             out[rows] = last.numpy()
     return out
 

@@ -168,6 +168,7 @@ def _trace_chunk(
                 kl = nnsight.save((here.exp() * (here - logp)).sum(-1).cpu())
             if keep_full:
                 full = nnsight.save(logp.cpu())
+    model.record_download(gathered, kl, full, norms)
     return gathered, kl, full, norms
 
 
@@ -246,4 +247,5 @@ def _gradient_chunk(
             total = score.sum()
             with total.backward():
                 summed = nnsight.save((h.grad * mask.to(h.device)).sum(1).float().cpu())
+    model.record_download(summed)
     return summed

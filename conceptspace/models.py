@@ -194,6 +194,7 @@ class ConceptModel:
         self.trust_remote_code = trust_remote_code
         self.site_map: SiteMap = discover_sites(hf_model)
         self._nnsight: Any = None
+        self.downloaded_bytes = 0  # what remote traces sent back (see record_download)
 
     # -- description ---------------------------------------------------------------------------------------
     @property
@@ -263,12 +264,16 @@ class ConceptModel:
 
     # -- matrices ------------------------------------------------------------------------------------------
     def embedding_matrix(self) -> torch.Tensor:
-        """Input token vectors, shape (vocab, d)."""
+        """Input token vectors, shape (vocab, d); weightless (meta) for a remote model: read values through
+        :mod:`conceptspace.weights`, which works for both."""
         weight: torch.Tensor = getattr(get_submodule(self.hf_model, self.site_map.embed), "weight")  # noqa: B009
         return weight.detach()
 
     def unembedding(self) -> torch.Tensor | None:
-        """Output token vectors (vocab, d) that logits are read with, or None for a model without an LM head."""
+        """Output token vectors (vocab, d) that logits are read with, or None for a model without an LM head.
+
+        Meta for a remote model (shapes only); values through :mod:`conceptspace.weights`.
+        """
         get_output = getattr(self.hf_model, "get_output_embeddings", None)
         head = get_output() if callable(get_output) else None
         return None if head is None else head.weight.detach()
@@ -303,6 +308,22 @@ class ConceptModel:
             remote=False,
             repo_id=self.repo_id,
         )
+
+    def record_download(self, *values: Any) -> None:
+        """Count the bytes a remote trace sent back (its saved tensors); a no-op for a local model.
+
+        Why: on NDIF the download is the cost of a run, so the runner reports it per analysis and a user can
+        see which analysis to trim before paying for a 70B run. Bytes are counted before any compression.
+        """
+        if not self.remote:
+            return
+        for value in values:
+            if isinstance(value, torch.Tensor):
+                self.downloaded_bytes += value.element_size() * value.numel()
+            elif isinstance(value, (list, tuple)):
+                self.record_download(*value)
+            elif isinstance(value, dict):
+                self.record_download(*value.values())
 
     # -- nnsight -------------------------------------------------------------------------------------------
     def traced(self) -> Any:
@@ -613,7 +634,8 @@ def _load_remote(repo_id: str, *, revision: str | None) -> ConceptModel:
     if repo_id in BUNDLED_MODELS or Path(repo_id).expanduser().exists():
         raise RemoteError(
             f"{repo_id!r} is a local model: NDIF runs only models named by a Hugging Face Hub id "
-            "(e.g. 'meta-llama/Llama-3.1-8B'). Drop remote=True, or use remote='local' to dry-run the remote path."
+            "(e.g. 'meta-llama/Llama-3.1-8B'). Drop remote=True (--remote), or dry-run the remote path with "
+            "remote='local' (--remote-dry-run)."
         )
     if not os.environ.get("NDIF_API_KEY"):
         raise RemoteError("remote=True needs an NDIF API key in the environment variable NDIF_API_KEY")

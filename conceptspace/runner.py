@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from conceptspace.concept_schema import ConceptSet
+from conceptspace.errors import InvalidInputError
 from conceptspace.models import ConceptModel, RemoteMode
 from conceptspace.results import ResultSet, TestResult
 from conceptspace.suite import AnalysisSpec, Suite
@@ -40,6 +41,7 @@ class AnalysisRecord:
     status: str = "pending"
     reason: str = ""
     seconds: float = 0.0
+    downloaded_bytes: int = 0
     results: ResultSet = field(default_factory=ResultSet)
     figure_data: dict[str, Any] = field(default_factory=dict)
 
@@ -90,9 +92,19 @@ def _subset(concept_set: ConceptSet, rows: np.ndarray) -> ConceptSet:
 
 
 def _layers(model: ConceptModel, layers: Any) -> list[int]:
+    """Block indices of a suite's layer list; negative ones count from the end, out-of-range ones are refused."""
     if layers == "all":
         return list(range(model.n_layers))
-    return [int(x) % model.n_layers for x in layers]
+    out = []
+    for x in layers:
+        index = int(x)
+        if not -model.n_layers <= index < model.n_layers:
+            raise InvalidInputError(
+                f"layer {index} does not exist in {model.name} (blocks 0..{model.n_layers - 1}, or -1 for the last); "
+                "the suite's layer lists are written for one model: adapt them to this one"
+            )
+        out.append(index % model.n_layers)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ analyses
@@ -249,7 +261,7 @@ def run_steering(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel
     p = record.params
     full = load_concepts(p["dataset"])
     cs = _subset(full, subsample_rows(full, p["max_items"], suite.seed))
-    site = f"layer.{p['layer'] % model.n_layers}"
+    site = f"layer.{_layers(model, [p['layer']])[0]}"
     spans = cs.spans
     position = "span:mean" if spans is not None else "last"
     results = ResultSet()
@@ -377,6 +389,7 @@ def run_suite(
         spec = record.spec
         _log(f"[{number}/{len(records)}] {spec.claim} {spec.id}: {spec.kind}", progress)
         start = time.perf_counter()
+        bytes_before = model.downloaded_bytes
         try:
             RUNNERS[spec.kind](record, model, twin_model, suite, progress)
             record.results = _tag(record.results, spec)
@@ -390,6 +403,7 @@ def run_suite(
             if progress:
                 traceback.print_exc(file=sys.stderr)
         record.seconds = time.perf_counter() - start
+        record.downloaded_bytes = model.downloaded_bytes - bytes_before
         _log(f"    {record.status} in {record.seconds:.1f}s ({len(record.results)} tests) {record.reason}", progress)
     everything = ResultSet()
     for record in records:
@@ -404,8 +418,11 @@ def run_suite(
             not_run.setdefault(claim, "the suite has no analysis for this claim")
     verdicts = judge_all(corrected, suite.claims, alpha=suite.alpha, correction=suite.correction, not_run=not_run)
     total = time.perf_counter() - t0
-    timings = {"total_s": round(total, 2), "load_model_s": round(t_model, 2),
-               "analyses_s": {r.spec.id: round(r.seconds, 2) for r in records}}
+    timings: dict[str, Any] = {"total_s": round(total, 2), "load_model_s": round(t_model, 2),
+                               "analyses_s": {r.spec.id: round(r.seconds, 2) for r in records}}
+    if model.remote:  # on NDIF the download is the cost: per analysis, before compression
+        timings["download_mb"] = {r.spec.id: round(r.downloaded_bytes / 2**20, 3) for r in records}
+        timings["download_mb_total"] = round(model.downloaded_bytes / 2**20, 3)
     _log(f"done in {total:.1f}s", progress)
     model_record = {**model.describe(), "package": f"conceptspace {conceptspace.__version__}"}
     return RunOutcome(

@@ -65,6 +65,7 @@ def _fetch(model: ConceptModel, module_path: str, name: str, rows: torch.Tensor 
                 value = value[rows.to(value.device)]
             saved = nnsight.save(value.detach().cpu())
             tracer.stop()
+    model.record_download(saved)
     return saved.float()
 
 

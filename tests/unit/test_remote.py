@@ -178,9 +178,10 @@ def _numbers(outcome):  # type: ignore[no-untyped-def]
     return {r.test_id: (r.statistic, r.effect_size, r.ci_low, r.ci_high, r.p_value) for r in outcome.results}
 
 
-def test_suite_through_the_remote_dry_run_gives_the_local_numbers(tiny_model_dirs, tmp_path):
+def test_suite_through_the_remote_dry_run_gives_the_local_numbers(tiny_model_dirs, tmp_path, monkeypatch):
     suite = parse_suite(SUITE.format(model=tiny_model_dirs["llama"]), "remote_check.toml").for_run()
     local = run_suite(suite, progress=False)
+    monkeypatch.setenv("CONCEPTSPACE_CACHE", str(tmp_path / "fresh"))  # nothing cached: every read is traced
     dry = run_suite(suite, remote="local", progress=False)
     assert all(r.status == "ok" for r in dry.records), [(r.spec.id, r.reason) for r in dry.records]
     a, b = _numbers(local), _numbers(dry)
@@ -190,6 +191,10 @@ def test_suite_through_the_remote_dry_run_gives_the_local_numbers(tiny_model_dir
                                    atol=1e-6, err_msg=key)
     assert [v.verdict for v in dry.verdicts] == [v.verdict for v in local.verdicts]
     assert dry.model["remote"] == "local" and dry.twin is not None and dry.twin["remote"] is False
+    per_analysis = dry.timings["download_mb"]
+    assert dry.timings["download_mb_total"] > 0 and all(per_analysis[a] > 0 for a in per_analysis)
+    assert abs(sum(per_analysis.values()) - dry.timings["download_mb_total"]) < 0.01
+    assert "download_mb" not in local.timings
     assert "remote dry run" in render_markdown(build_report(dry, with_figures=False))
 
 
@@ -212,3 +217,29 @@ def test_stand_in_twin_is_named(tiny_model_dirs):
     assert outcome.twin is not None and outcome.twin["twin_source"] == str(tiny_model_dirs["gpt2"])
     assert any("not a re-initialised" in c for c in outcome.caveats)
     assert any(r.test_id.endswith("/untrained") for r in outcome.results)
+
+
+def test_download_ledger_counts_exactly_the_saved_slices(pairs):
+    from conceptspace.activations import extract
+
+    local, dry = pairs["llama"]
+    texts = ["The capital of France is Paris.", "Dogs bark.", "A queen and a king."]
+    before = dry.downloaded_bytes
+    extract(dry, texts, sites=[0, 1], position="last", cache=False, progress=False)
+    assert dry.downloaded_bytes - before == len(texts) * 2 * dry.d_model * 4  # 3 texts x 2 sites x d x fp32
+    before = dry.downloaded_bytes
+    weights.embedding_rows(dry, [7, 7, 9])
+    assert dry.downloaded_bytes - before == 2 * dry.d_model * 4  # unique rows only
+    extract(local, texts, sites=[0], position="last", cache=False, progress=False)
+    assert local.downloaded_bytes == 0
+
+
+def test_layer_past_the_end_is_refused_not_wrapped(tiny_model_dirs):
+    text = SUITE.format(model=tiny_model_dirs["llama"]).replace("layers = [0, 1]\nmax_items = 40",
+                                                                 "layers = [0, 7]\nmax_items = 40")
+    suite = parse_suite(text, "remote_check.toml").for_run()
+    suite = dataclasses.replace(suite, analyses=suite.analyses[:1])
+    outcome = run_suite(suite, twin="none", progress=False)
+    record = outcome.records[0]
+    assert record.status == "failed" and "layer 7 does not exist" in record.reason
+    assert next(v for v in outcome.verdicts if v.claim == "C4").verdict == "not run"
