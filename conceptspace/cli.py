@@ -229,8 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto")
     extract.add_argument("--untrained", action="store_true", help="use the untrained twin of the model")
     extract.add_argument("--seed", type=int, default=0, help="seed of the untrained twin")
-    extract.add_argument("--remote", action="store_true", help="run on NDIF (Hub ids; key from NDIF_API_KEY)")
-    extract.add_argument("--remote-dry-run", action="store_true", help="nnsight's in-process remote round trip")
+    where = extract.add_mutually_exclusive_group()
+    where.add_argument("--remote", action="store_true", help="run on NDIF (Hub ids; key from NDIF_API_KEY)")
+    where.add_argument("--remote-dry-run", action="store_true", help="nnsight's in-process remote round trip")
     extract.add_argument("--truncate", action="store_true", help="cut texts longer than the model's context")
     extract.add_argument("--no-cache", action="store_true", help="keep activations in memory only")
     extract.add_argument("--out", help="also copy the arrays and manifest into this folder")
@@ -243,8 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None, help="output folder (default reports/<suite>-<model>)")
     run.add_argument("--seed", type=int, default=None, help="override the suite's seed")
     run.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto")
-    run.add_argument("--remote", action="store_true", help="run on NDIF (Hub ids; key from NDIF_API_KEY)")
-    run.add_argument("--remote-dry-run", action="store_true",
+    run_where = run.add_mutually_exclusive_group()
+    run_where.add_argument("--remote", action="store_true", help="run on NDIF (Hub ids; key from NDIF_API_KEY)")
+    run_where.add_argument("--remote-dry-run", action="store_true",
                      help="run every trace through nnsight's in-process remote round trip (weights held apart)")
     run.add_argument("--twin", default="config",
                      help="untrained control: 'config' (the model's own architecture, built locally), 'none', "

@@ -68,3 +68,20 @@ def test_cache_info_and_clear(tiny_model_dirs, tmp_path, capsys):
     assert len(json.loads(capsys.readouterr().out)["entries"]) == 1
     assert main(["cache", "clear"]) == 0
     assert "removed 1 cache entry" in capsys.readouterr().out
+
+
+def test_run_remote_dry_run_without_twin_writes_a_report_that_says_so(tiny_model_dirs, tmp_path, capsys):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(
+        f'[suite]\nname = "tiny"\nmodel = "{tiny_model_dirs["llama"]}"\nn_permutations = 19\nn_bootstrap = 20\n\n'
+        '[claims.C4]\nmin_effect = 0.1\nbeat = ["untrained"]\n\n'
+        '[[analysis]]\nid = "probe"\nclaim = "C4"\nkind = "probe"\ndataset = "truth_is_universal/animal_class"\n'
+        'layers = [1]\nmax_items = 24\ncontrols = ["untrained"]\n'
+    )
+    out = tmp_path / "report"
+    assert main(["run", str(suite), "--remote-dry-run", "--twin", "none", "--out", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["model"]["remote"] == "local" and doc["twin"] is None
+    assert doc["timings"]["download_mb_total"] > 0
+    markdown = (out / "report.md").read_text()
+    assert "remote dry run" in markdown and "no untrained twin in this run" in markdown
