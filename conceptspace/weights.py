@@ -12,7 +12,6 @@ run pays nothing. Analyses call these functions and never touch ``hf_model`` par
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from conceptspace.cache import atomic_write_json
 from conceptspace.errors import InvalidInputError
 from conceptspace.models import ConceptModel
 from conceptspace.nnsight_compat import import_nnsight
@@ -89,12 +89,15 @@ def _cached_matrix(model: ConceptModel, module_path: str, name: str) -> np.ndarr
             rows = torch.arange(start, min(start + step, shape[0]))
             out[start : start + len(rows)] = _fetch(model, module_path, name, rows).numpy()
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, out)
     note = {"model": model.describe(), "parameter": f"{module_path}.{name}", "shape": list(shape),
             "dtype": "float32"}
-    (folder / f"{module_path}.{name}.json").write_text(json.dumps(note, indent=2, default=str))
-    os.replace(tmp, target)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
+    try:  # the note first, the matrix published last by rename: a reader sees all of it or nothing
+        atomic_write_json(folder / f"{module_path}.{name}.json", note)
+        np.save(tmp, out)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 
