@@ -272,10 +272,9 @@ def trace_batch(
     width = batch.input_ids.shape[1]
     plan = pool_plan(position, batch.starts, batch.lengths, batch.span_first, batch.span_stop, width)
     mode, rows, cols, keep, counts = plan.mode, plan.rows, plan.cols, plan.mask, plan.counts
-    remote = model.remote if model.remote else False
     buffers: list[torch.Tensor] = []
     side = None
-    if staging is not None and not remote:
+    if staging is not None and not model.remote:
         shape = (
             (batch.input_ids.shape[0], width, model.d_model)
             if mode == "whole"
@@ -289,7 +288,7 @@ def trace_batch(
             input_ids=batch.input_ids,
             attention_mask=batch.attention_mask,
             position_ids=batch.position_ids,
-            remote=remote,
+            remote=model.remote,
         ) as tracer:
             captured = nnsight.save([])
             for number, envoy in enumerate(envoys):

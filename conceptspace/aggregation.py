@@ -41,7 +41,6 @@ from conceptspace.nnsight_compat import import_nnsight
 from conceptspace.paths import activation_cache_dir
 from conceptspace.probes import RidgeRegressionProbe
 from conceptspace.results import ResultSet, TestResult
-from conceptspace.sites import get_submodule
 from conceptspace.weights import embedding_rows, vocab_size
 
 
@@ -169,38 +168,21 @@ def _by_length(sequences: Sequence[Sequence[int]], batch_size: int) -> list[list
 
 
 def _forward_final_norm(model: ConceptModel, sequences: Sequence[Sequence[int]], batch_size: int) -> np.ndarray:
+    """Final-norm output at each sequence's last token, one nnsight trace per equal-length batch.
+
+    The same trace serves a local and a remote model; the forward stops after the final norm (no unembedding)
+    and only the last-token slice leaves the trace (for NDIF, that is the download).
+    """
     if model.site_map.final_norm is None:
         raise InvalidInputError(f"{model.name} has no final norm; A6 reads the final context vector")
-    if not model.weights_are_local:
-        return _traced_final_norm(model, sequences, batch_size)
-    norm = get_submodule(model.hf_model, model.site_map.final_norm)
-    captured: list[torch.Tensor] = []
-    handle = norm.register_forward_hook(lambda _m, _i, out: captured.append(out[:, -1].float().cpu()))
-    out = np.zeros((len(sequences), model.d_model))
-    try:
-        with torch.inference_mode():
-            for rows in _by_length(sequences, batch_size):
-                ids = torch.tensor([list(sequences[i]) for i in rows], device=model.device)
-                captured.clear()
-                body = getattr(model.hf_model, "base_model", model.hf_model)  # no unembedding needed
-                body(input_ids=ids)
-                out[rows] = captured[-1].numpy()
-    finally:
-        handle.remove()
-    return out
-
-
-def _traced_final_norm(model: ConceptModel, sequences: Sequence[Sequence[int]], batch_size: int) -> np.ndarray:
-    """The same vectors through nnsight traces (a remote model): only the last-token slice is downloaded."""
     nnsight = import_nnsight()
     traced = model.traced()
     envoy = model.envoy("final_norm")
-    remote = model.remote if model.remote else False
     out = np.zeros((len(sequences), model.d_model))
     with torch.inference_mode():
         for rows in _by_length(sequences, batch_size):
             ids = torch.tensor([list(sequences[i]) for i in rows], device=model.device)
-            with traced.trace(input_ids=ids, remote=remote) as tracer:
+            with traced.trace(input_ids=ids, remote=model.remote) as tracer:
                 hidden = envoy.output
                 if isinstance(hidden, tuple):
                     hidden = hidden[0]

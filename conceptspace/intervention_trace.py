@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from conceptspace.errors import InvalidInputError
 from conceptspace.intervention_inputs import PreparedPrompts
 from conceptspace.models import ConceptModel
 from conceptspace.nnsight_compat import import_nnsight
@@ -32,12 +33,10 @@ from conceptspace.nnsight_compat import import_nnsight
 
 def _head_envoy(model: ConceptModel) -> Any:
     """The nnsight envoy of the LM head (the module ``get_output_embeddings`` returns)."""
-    head = model.hf_model.get_output_embeddings()  # type: ignore[operator]
-    path = next(name for name, module in model.hf_model.named_modules() if module is head)
-    node: Any = model.traced()
-    for part in path.split("."):
-        node = node[int(part)] if part.isdigit() else getattr(node, part)
-    return node
+    path = model.head_path()
+    if path is None:
+        raise InvalidInputError(f"{model.name} has no language-model head; interventions read its logits")
+    return model.module_envoy(path)
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,6 @@ def _trace_chunk(
     bias = edits.bias.repeat_interleave(n, 0).to(device, dtype)[:, None, :]
     ids = torch.tensor(target_ids, dtype=torch.long, device=device)
     ref = None if reference is None else reference.repeat(c, 1).to(device)
-    remote = model.remote if model.remote else False
     kl: torch.Tensor | None = None  # only values saved inside the block come back; these stay None otherwise
     full: torch.Tensor | None = None
     with torch.inference_mode():
@@ -147,7 +145,7 @@ def _trace_chunk(
             attention_mask=attention_mask,
             position_ids=position_ids,
             logits_to_keep=1,
-            remote=remote,
+            remote=model.remote,
         ):
             hidden = envoy.output
             is_tuple = isinstance(hidden, tuple)
@@ -228,14 +226,13 @@ def _gradient_chunk(
     pos = torch.tensor(positive_ids, dtype=torch.long, device=device)
     neg = torch.tensor(negative_ids, dtype=torch.long, device=device)
     has_negative = len(negative_ids) > 0
-    remote = model.remote if model.remote else False
     with _frozen_parameters(model), torch.enable_grad():
         with traced.trace(
             input_ids=batch.input_ids[rows],
             attention_mask=batch.attention_mask[rows],
             position_ids=batch.position_ids[rows],
             logits_to_keep=1,
-            remote=remote,
+            remote=model.remote,
         ):
             hidden = envoy.output
             h = hidden[0] if isinstance(hidden, tuple) else hidden

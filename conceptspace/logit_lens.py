@@ -60,15 +60,7 @@ def token_zipf(tokenizer: Any, vocab_size: int) -> np.ndarray:
     return _token_zipf_cached(key, tokens)
 
 
-def _output_head(model: ConceptModel) -> tuple[np.ndarray, np.ndarray | None]:
-    if model.unembedding() is None:
-        raise InvalidInputError(f"{model.name} has no language-model head; proximity vs probability needs logits")
-    return output_head(model)
-
-
 def _final_norm(model: ConceptModel, H: np.ndarray) -> np.ndarray:
-    if model.site_map.final_norm is None:
-        raise InvalidInputError(f"{model.name} has no final norm; the logit lens needs one")
     norm = final_norm(model)
     parameter = next(norm.parameters(), None)
     device = model.device if parameter is None else parameter.device
@@ -126,7 +118,7 @@ def proximity_probability_tests(
             raise InvalidInputError(f"layer {layer} out of range 0..{model.n_layers - 1}")
     sites = [f"layer.{i}" for i in chosen]
     acts = extract(model, texts, sites=[*sites, "final_norm"], position="last", progress=False)
-    U, bias = _output_head(model)
+    U, bias = output_head(model)
     final = np.asarray(acts["final_norm"], dtype=np.float32)
     logits = final @ U.T + (0.0 if bias is None else bias)
     logp = _log_softmax(logits.astype(np.float64))

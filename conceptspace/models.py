@@ -274,9 +274,19 @@ class ConceptModel:
 
         Meta for a remote model (shapes only); values through :mod:`conceptspace.weights`.
         """
-        get_output = getattr(self.hf_model, "get_output_embeddings", None)
-        head = get_output() if callable(get_output) else None
+        head = self._head()
         return None if head is None else head.weight.detach()
+
+    def _head(self) -> Any:
+        get_output = getattr(self.hf_model, "get_output_embeddings", None)
+        return get_output() if callable(get_output) else None
+
+    def head_path(self) -> str | None:
+        """Module path of the LM head (what ``get_output_embeddings`` returns), or None for a model without one."""
+        head = self._head()
+        if head is None:
+            return None
+        return next(name for name, module in self.hf_model.named_modules() if module is head)
 
     # -- controls ------------------------------------------------------------------------------------------
     def untrained(self, seed: int = 0, *, device: str | torch.device | None = None) -> ConceptModel:
@@ -338,13 +348,16 @@ class ConceptModel:
                 self._nnsight = TransformersModel(self.hf_model, tokenizer=copy.deepcopy(self.tokenizer), task=task)
         return self._nnsight
 
-
     def envoy(self, site: str | int) -> Any:
         """The nnsight envoy whose ``.output`` is a standard site (for interventions inside a trace)."""
         from conceptspace.sites import module_path, parse_site
 
+        return self.module_envoy(module_path(parse_site(site, self.site_map), self.site_map))
+
+    def module_envoy(self, path: str) -> Any:
+        """The nnsight envoy of the module at a dotted ``path`` (e.g. ``lm_head``, ``model.layers.3``)."""
         node: Any = self.traced()
-        for part in module_path(parse_site(site, self.site_map), self.site_map).split("."):
+        for part in path.split("."):
             node = node[int(part)] if part.isdigit() else getattr(node, part)
         return node
 

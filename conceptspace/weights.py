@@ -15,7 +15,6 @@ import copy
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -31,22 +30,6 @@ from conceptspace.sites import get_submodule
 CHUNK_BYTES = 1 << 26
 
 
-def _head_path(model: ConceptModel) -> str | None:
-    """Module path of the LM head (``get_output_embeddings``), or None for a model without one."""
-    get_output = getattr(model.hf_model, "get_output_embeddings", None)
-    head = get_output() if callable(get_output) else None
-    if head is None:
-        return None
-    return next(name for name, module in model.hf_model.named_modules() if module is head)
-
-
-def _envoy_at(model: ConceptModel, path: str) -> Any:
-    node: Any = model.traced()
-    for part in path.split("."):
-        node = node[int(part)] if part.isdigit() else getattr(node, part)
-    return node
-
-
 def _fetch(model: ConceptModel, module_path: str, name: str, rows: torch.Tensor | None = None) -> torch.Tensor:
     """One parameter or buffer (or some of its rows) of a module, read inside a trace (server-side slicing).
 
@@ -56,10 +39,9 @@ def _fetch(model: ConceptModel, module_path: str, name: str, rows: torch.Tensor 
     """
     nnsight = import_nnsight()
     traced = model.traced()
-    envoy = _envoy_at(model, module_path)
-    remote = model.remote if model.remote else False
+    envoy = model.module_envoy(module_path)
     with torch.inference_mode():
-        with traced.trace(input_ids=torch.zeros((1, 1), dtype=torch.long), remote=remote) as tracer:
+        with traced.trace(input_ids=torch.zeros((1, 1), dtype=torch.long), remote=model.remote) as tracer:
             value = getattr(envoy, name)
             if rows is not None:
                 value = value[rows.to(value.device)]
@@ -109,14 +91,13 @@ def _weight(model: ConceptModel, module_path: str, name: str = "weight") -> torc
 
 def _rows(model: ConceptModel, module_path: str, ids: Sequence[int] | np.ndarray) -> np.ndarray:
     index = np.asarray(ids, dtype=np.int64).reshape(-1)
-    vocab = int(_weight(model, module_path).shape[0])
+    weight = _weight(model, module_path).detach()  # meta (shapes only) for a remote model
+    vocab, width = (int(n) for n in weight.shape)
     if index.size and (index.min() < 0 or index.max() >= vocab):
         raise InvalidInputError(f"token ids must lie in 0..{vocab - 1}; got {index.min()}..{index.max()}")
     if model.weights_are_local:
-        weight = _weight(model, module_path).detach()
         return weight[torch.from_numpy(index).to(weight.device)].float().cpu().numpy()
     if not index.size:
-        width = int(_weight(model, module_path).shape[1])
         return np.zeros((0, width), dtype=np.float32)
     unique, inverse = np.unique(index, return_inverse=True)
     fetched = _fetch(model, module_path, "weight", torch.from_numpy(unique)).numpy()
@@ -135,7 +116,7 @@ def embedding_rows(model: ConceptModel, ids: Sequence[int] | np.ndarray) -> np.n
 
 def unembedding_rows(model: ConceptModel, ids: Sequence[int] | np.ndarray) -> np.ndarray:
     """(n, d) output token vectors (the LM head's rows; the embedding for a model without a head)."""
-    path = _head_path(model)
+    path = model.head_path()
     return _rows(model, model.site_map.embed if path is None else path, ids)
 
 
@@ -144,7 +125,7 @@ def unembedding_matrix(model: ConceptModel) -> np.ndarray:
 
     Remote: the whole matrix is downloaded once (vocab x d values; 2 GiB in bf16 for a 70B Llama 3) and cached.
     """
-    path = _head_path(model) or model.site_map.embed
+    path = model.head_path() or model.site_map.embed
     if model.weights_are_local:
         return _weight(model, path).detach().float().cpu().numpy()
     return _cached_matrix(model, path, "weight")
@@ -152,7 +133,7 @@ def unembedding_matrix(model: ConceptModel) -> np.ndarray:
 
 def output_head(model: ConceptModel) -> tuple[np.ndarray, np.ndarray | None]:
     """The LM head's weight (vocab, d) and bias (or None): what logits are read with."""
-    path = _head_path(model)
+    path = model.head_path()
     if path is None:
         raise InvalidInputError(f"{model.name} has no language-model head; this analysis needs logits")
     head = get_submodule(model.hf_model, path)
