@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from conceptspace.calibration import calibrate_null, power_curve
-from conceptspace.simulate import synthetic_activations
+from conceptspace.analyses.probes._calibration import calibrate_null, power_curve
+from conceptspace.stats._simulate import synthetic_activations
 
 
 def main() -> None:

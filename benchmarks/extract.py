@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from conceptspace.activations import build_batch, extract, length_sorted_batches, padding_stats, tokenize
+from conceptspace.activations._extract import build_batch, extract, length_sorted_batches, padding_stats, tokenize
 from conceptspace.concepts import load_concepts
-from conceptspace.models import converted_folder, load_model
-from conceptspace.nnsight_compat import import_nnsight
+from conceptspace.models._load import converted_folder, load_model
+from conceptspace.models._nnsight import import_nnsight
 
 HERE = Path(__file__).resolve().parent
 
@@ -74,9 +74,9 @@ def peak_rss_of_full_extraction(n_items: int, batch_size: int) -> tuple[float, f
 import sys, tempfile, threading, time
 sys.path.insert(0, {str(HERE)!r})
 from extract import workload
-from conceptspace.models import converted_folder, load_model
-from conceptspace.nnsight_compat import import_nnsight
-from conceptspace.activations import extract
+from conceptspace.models._load import converted_folder, load_model
+from conceptspace.models._nnsight import import_nnsight
+from conceptspace.activations._extract import extract
 
 def rss_mb():
     with open("/proc/self/statm") as handle:

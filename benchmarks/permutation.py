@@ -24,9 +24,9 @@ import torch
 from sklearn.linear_model import RidgeClassifier
 from sklearn.model_selection import permutation_test_score
 
-from conceptspace.folds import grouped_folds
-from conceptspace.permutation import permutation_test_layers
-from conceptspace.probes import RidgeProbe
+from conceptspace.analyses.probes._estimators import RidgeProbe
+from conceptspace.stats._folds import grouped_folds
+from conceptspace.stats._permutation import permutation_test_layers
 
 LAYERS, D, PERMS, FOLDS = 30, 576, 1000, 5
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from conceptspace.runner import run_suite
-from conceptspace.suite import load_suite
+from conceptspace.suite._runner import run_suite
+from conceptspace.suite._spec import load_suite
 
 LLAMA_70B = {"d_model": 8192, "vocab": 128256, "bytes_per_value": 2}
 

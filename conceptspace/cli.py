@@ -31,7 +31,7 @@ def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from conceptspace.models import DEFAULT_MODEL, installed_models
+    from conceptspace.models._load import DEFAULT_MODEL, installed_models
 
     rows = installed_models()
     if args.json:
@@ -57,7 +57,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from conceptspace import concepts
-
     infos = concepts.list_concepts()
     if args.json:
         print(json.dumps([dataclasses.asdict(info) for info in infos], indent=2, default=str))
@@ -98,8 +97,8 @@ def _parse_layers(value: str) -> list[str] | None:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from conceptspace.activations import extract
-    from conceptspace.models import load_model
+    from conceptspace.activations._extract import extract
+    from conceptspace.models._load import load_model
 
     if (args.texts is None) == (args.dataset is None):
         raise ConceptspaceError("give exactly one of --texts FILE or --dataset NAME")
@@ -154,7 +153,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
-    from conceptspace.cache import cache_clear, cache_info
+    from conceptspace.activations._cache import cache_clear, cache_info
 
     if args.action == "info":
         info = cache_info()
@@ -185,10 +184,10 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from conceptspace.models import RemoteMode
+    from conceptspace.models._load import RemoteMode
     from conceptspace.report import write_report
-    from conceptspace.runner import run_suite
-    from conceptspace.suite import load_suite
+    from conceptspace.suite._runner import run_suite
+    from conceptspace.suite._spec import load_suite
 
     suite = load_suite(args.suite).for_run(quick=args.quick, seed=args.seed, model=args.model)
     out = Path(args.out) if args.out else Path("reports") / f"{suite.name}-{Path(suite.model).name}"

@@ -9,10 +9,10 @@ import argparse
 from pathlib import Path
 
 from conceptspace import extract, load_model
+from conceptspace.analyses._figures import layer_curves
+from conceptspace.analyses.probes._estimators import RidgeProbe
+from conceptspace.analyses.probes._evaluation import probe_with_controls, side_by_side
 from conceptspace.concepts import load_concepts
-from conceptspace.evaluation import probe_with_controls, side_by_side
-from conceptspace.figures import layer_curves
-from conceptspace.probes import RidgeProbe
 
 
 def main(argv: list[str] | None = None) -> Path:

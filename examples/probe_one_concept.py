@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 
 from conceptspace import extract, load_model
+from conceptspace.analyses.probes._estimators import RidgeProbe
+from conceptspace.analyses.probes._evaluation import probe_layers
 from conceptspace.concepts import load_concepts
-from conceptspace.evaluation import probe_layers
-from conceptspace.probes import RidgeProbe
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from conceptspace import extract, load_model
+from conceptspace.analyses._figures import dose_response
+from conceptspace.analyses.causal import steering_test
+from conceptspace.analyses.probes._estimators import MassMeanProbe
 from conceptspace.concepts import load_concepts
-from conceptspace.figures import dose_response
-from conceptspace.interventions import steering_test
-from conceptspace.probes import MassMeanProbe
 
 
 def main(argv: list[str] | None = None) -> Path:

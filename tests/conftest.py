@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from conceptspace.nnsight_compat import import_nnsight
+from conceptspace.models._nnsight import import_nnsight
 
 # Keep the code on nnsight's current API: any deprecated call fails the test that makes it.
 warnings.simplefilter("error", import_nnsight().NNsightDeprecationWarning)
@@ -37,6 +37,6 @@ def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, objec
 @pytest.fixture(scope="session")
 def tiny_models(tiny_model_dirs: dict[str, object]) -> dict[str, object]:
     """The tiny models loaded through conceptspace.load_model (the user-folder code path)."""
-    from conceptspace.models import load_model
+    from conceptspace.models._load import load_model
 
     return {arch: load_model(str(folder)) for arch, folder in tiny_model_dirs.items()}

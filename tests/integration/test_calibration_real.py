@@ -14,10 +14,10 @@ import os
 import numpy as np
 import pytest
 
-from conceptspace.activations import extract
+from conceptspace.activations._extract import extract
+from conceptspace.analyses.probes import calibrate_null
 from conceptspace.concepts import load_concepts
-from conceptspace.models import load_model
-from conceptspace.stats import calibrate_null
+from conceptspace.models._load import load_model
 
 # ~3 minutes on an idle 2-core CPU (10 under load): outside the default CI run; `tox -e calibration` runs it.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -33,7 +33,7 @@ def _direct_tokenizer(alias: str) -> Any:
 
 def _tokenizer(alias: str) -> Any:
     try:
-        from conceptspace.models import load_tokenizer
+        from conceptspace.models._load import load_tokenizer
     except (ImportError, AttributeError):
         return _direct_tokenizer(alias)
     return load_tokenizer(alias)

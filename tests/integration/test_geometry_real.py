@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conceptspace.concepts import load_concepts
-from conceptspace.geometry import (
+from conceptspace.analyses.geometry import (
     run_analogies,
     run_clustering,
     run_proximity_probability,
@@ -21,7 +20,8 @@ from conceptspace.geometry import (
     run_similarity,
     select_rows,
 )
-from conceptspace.results import ResultSet
+from conceptspace.concepts import load_concepts
+from conceptspace.stats._results import ResultSet
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ _collected: list[ResultSet] = []
 
 @pytest.fixture(scope="module")
 def models() -> tuple[object, object]:
-    from conceptspace.models import load_model
+    from conceptspace.models._load import load_model
 
     model = load_model("smollm2-135m")
     return model, model.untrained(0)

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 from sklearn.linear_model import RidgeClassifier
 
-from conceptspace.activations import extract
+from conceptspace.activations._extract import extract
+from conceptspace.analyses.causal._derivatives import directional_derivative_test
+from conceptspace.analyses.causal._erasure import erasure_test
+from conceptspace.analyses.causal._inputs import resolve_targets
+from conceptspace.analyses.causal._steering import steering_test
+from conceptspace.analyses.probes._estimators import MassMeanProbe
 from conceptspace.concepts import load_concepts
-from conceptspace.derivatives import directional_derivative_test
-from conceptspace.erasure import erasure_test
-from conceptspace.intervention_inputs import resolve_targets
-from conceptspace.models import load_model
-from conceptspace.probes import MassMeanProbe
-from conceptspace.results import ResultSet
-from conceptspace.steering import steering_test
+from conceptspace.models._load import load_model
+from conceptspace.stats._results import ResultSet
 
 pytestmark = pytest.mark.integration
 

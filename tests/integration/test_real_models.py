@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from conceptspace.activations import extract
-from conceptspace.models import load_model
+from conceptspace.activations._extract import extract
+from conceptspace.models._load import load_model
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conceptspace.activations import extract, length_sorted_batches, padding_stats
+from conceptspace.activations._extract import extract, length_sorted_batches, padding_stats
 from conceptspace.errors import InvalidInputError, NonFiniteActivationError
 
 TEXTS = [
@@ -124,7 +124,7 @@ def _count_calls(module: torch.nn.Module, counter: dict[str, int], name: str) ->
 
 
 def test_forward_stops_after_deepest_site(tiny_model_dirs):
-    from conceptspace.models import load_model
+    from conceptspace.models._load import load_model
 
     model = load_model(str(tiny_model_dirs["llama"]))  # a fresh copy: its modules are patched below
     calls = {"layer1": 0, "layer2": 0, "norm": 0, "head": 0}
@@ -139,7 +139,7 @@ def test_forward_stops_after_deepest_site(tiny_model_dirs):
 
 
 def test_remote_local_round_trip_matches_local(tiny_model_dirs):
-    from conceptspace.models import load_model
+    from conceptspace.models._load import load_model
 
     local = load_model(str(tiny_model_dirs["llama"]))
     dry_run = load_model(str(tiny_model_dirs["llama"]), remote="local")
@@ -184,7 +184,7 @@ def test_unknown_position_and_missing_spans(tiny_models):
 
 
 def test_non_finite_activations_raise_and_cache_nothing(tiny_model_dirs, tmp_path):
-    from conceptspace.models import load_model
+    from conceptspace.models._load import load_model
 
     model = load_model(str(tiny_model_dirs["gpt2"]))
     block = model.hf_model.transformer.h[1]
@@ -222,9 +222,9 @@ def test_host_staging_path_gives_identical_values(tiny_models, position):
 
 
 def test_host_staging_reuses_buffers_across_batches(tiny_models):
-    from conceptspace.activations import build_batch, tokenize, trace_batch
-    from conceptspace.positions import Position
-    from conceptspace.staging import HostStaging
+    from conceptspace.activations._extract import build_batch, tokenize, trace_batch
+    from conceptspace.activations._positions import Position
+    from conceptspace.activations._staging import HostStaging
 
     model = tiny_models["gpt2"]
     tokens = tokenize(model, TEXTS)

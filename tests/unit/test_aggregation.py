@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from conceptspace import aggregation
-from conceptspace.aggregation import FrequencySampler, bag_features, leading_components, order_vs_content_test, perturb
+from conceptspace.analyses import _aggregation as aggregation
+from conceptspace.analyses._aggregation import (
+    FrequencySampler,
+    bag_features,
+    leading_components,
+    order_vs_content_test,
+    perturb,
+)
 
 
 def _sampler(vocab=500, seed=0):

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conceptspace import cache as cache_store
-from conceptspace.activations import extract, open_activations
+from conceptspace.activations import _cache as cache_store
+from conceptspace.activations._extract import extract, open_activations
 from conceptspace.errors import CacheError
 
 TEXTS = [f"Item number {i} says that the {'old ' * (i % 5)}castle is by the sea." for i in range(40)]
@@ -32,7 +32,7 @@ def _count_forward(model, counter: dict[str, int]) -> None:
 
 
 def test_second_extraction_is_served_from_cache_without_a_forward(tiny_model_dirs, tmp_path):
-    from conceptspace.models import load_model
+    from conceptspace.models._load import load_model
 
     model = load_model(str(tiny_model_dirs["llama"]))
     counter = {"calls": 0}
@@ -108,8 +108,8 @@ def test_atomic_write_leaves_nothing_when_interrupted(tmp_path, monkeypatch):
 _KILLED_RUN = textwrap.dedent(
     """
     import sys, time
-    from conceptspace.models import load_model
-    from conceptspace.activations import extract
+    from conceptspace.models._load import load_model
+    from conceptspace.activations._extract import extract
     model = load_model(sys.argv[1])
     block = model.hf_model.get_submodule("model.layers.0")
     original = block.forward
@@ -124,7 +124,7 @@ _KILLED_RUN = textwrap.dedent(
 
 
 def test_killed_extraction_resumes_from_whole_shards(tiny_model_dirs, tmp_path):
-    from conceptspace.models import load_model
+    from conceptspace.models._load import load_model
 
     cache_dir = tmp_path / "cache"
     texts_file = tmp_path / "texts.txt"
@@ -175,7 +175,7 @@ def test_killed_extraction_resumes_from_whole_shards(tiny_model_dirs, tmp_path):
 def test_free_heap_is_returned_on_glibc():
     import platform
 
-    from conceptspace.host_memory import release_free_heap
+    from conceptspace.activations._host_memory import release_free_heap
 
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("malloc_trim is a glibc function")

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from conceptspace.derivatives import directional_derivative_test, tcav_p_value, tcav_scores
+from conceptspace.analyses.causal._derivatives import directional_derivative_test, tcav_p_value, tcav_scores
+from conceptspace.analyses.causal._inputs import prepare_prompts
+from conceptspace.analyses.causal._trace import run_gradients
 from conceptspace.errors import InvalidInputError
-from conceptspace.intervention_inputs import prepare_prompts
-from conceptspace.intervention_trace import run_gradients
-from conceptspace.models import load_model
+from conceptspace.models._load import load_model
 from tests.unit.planted import BAD, GOOD, NEUTRAL, make_planted_model, prompts
 
 PROMPTS = prompts(NEUTRAL[:24])

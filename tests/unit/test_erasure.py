@@ -11,12 +11,12 @@ from sklearn.linear_model import RidgeClassifier
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 
-from conceptspace.activations import extract
-from conceptspace.erasure import LeaceTransformer, erasure_test, fit_leace, random_subspaces
+from conceptspace.activations._extract import extract
+from conceptspace.analyses.causal._erasure import LeaceTransformer, erasure_test, fit_leace, random_subspaces
+from conceptspace.analyses.causal._inputs import prepare_prompts
+from conceptspace.analyses.causal._trace import Edits, run_edits
 from conceptspace.errors import InvalidInputError
-from conceptspace.intervention_inputs import prepare_prompts
-from conceptspace.intervention_trace import Edits, run_edits
-from conceptspace.models import load_model
+from conceptspace.models._load import load_model
 from tests.unit.planted import BAD, GOOD, NEGATIVE, NEUTRAL, NULL_NEG, NULL_POS, POSITIVE, make_planted_model, prompts
 
 FAST = {"probe": RidgeClassifier(), "n_permutations": 19, "n_bootstrap": 200, "n_random": 20}

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conceptspace.analogies import analogy_correct, analogy_scores, analogy_tests, questions_from_pairs
+from conceptspace.analyses.geometry._analogies import (
+    analogy_correct,
+    analogy_scores,
+    analogy_tests,
+    questions_from_pairs,
+)
 from conceptspace.errors import InvalidInputError
 
 

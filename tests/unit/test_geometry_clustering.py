@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_samples
 from sklearn.metrics.cluster import contingency_matrix
 
-from conceptspace.clustering import (
+from conceptspace.analyses.geometry._clustering import (
     ari_from_table,
     cluster,
     clustering_tests,
@@ -16,8 +16,8 @@ from conceptspace.clustering import (
     purity_from_table,
     silhouette_values,
 )
+from conceptspace.analyses.geometry._vector_ops import cosine_matrix
 from conceptspace.errors import InvalidInputError
-from conceptspace.vector_ops import cosine_matrix
 
 
 def _planted(seed: int, n_per: int = 20, k: int = 4, d: int = 16, spread: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +120,7 @@ def test_bootstrap_interval_brackets_the_effect_even_near_the_null():
     """Plug-in NMI on resamples with repeated groups is biased upward; the CI must still contain the estimate."""
     import numpy as np
 
-    from conceptspace.clustering import clustering_tests
+    from conceptspace.analyses.geometry._clustering import clustering_tests
 
     rng = np.random.default_rng(3)
     X = rng.normal(size=(80, 16))

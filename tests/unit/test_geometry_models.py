@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conceptspace.activations import extract
-from conceptspace.concepts import load_concepts
-from conceptspace.errors import InvalidInputError
-from conceptspace.geometry import (
+from conceptspace.activations._extract import extract
+from conceptspace.analyses.geometry import (
     concept_vectors,
     run_analogies,
     run_clustering,
@@ -17,7 +15,9 @@ from conceptspace.geometry import (
     run_similarity,
     select_rows,
 )
-from conceptspace.logit_lens import _final_norm, token_zipf
+from conceptspace.analyses.geometry._logit_lens import _final_norm, token_zipf
+from conceptspace.concepts import load_concepts
+from conceptspace.errors import InvalidInputError
 
 CONTEXTS = ["The capital of France is", "Dogs bark and cats", "The quick brown fox", "A queen and a king"]
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conceptspace.errors import InvalidInputError
-from conceptspace.relations import (
+from conceptspace.analyses.geometry._relations import (
     loo_cosines,
     mean_pairwise_cosine,
     relation_consistency_tests,
     relation_orthogonality_tests,
 )
-from conceptspace.vector_ops import causal_inner_product
+from conceptspace.analyses.geometry._vector_ops import causal_inner_product
+from conceptspace.errors import InvalidInputError
 
 
 def _pairs(seed: int, offsets: np.ndarray, n: int = 12, noise: float = 0.3) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from conceptspace.analyses.geometry._similarity import category_similarity, mantel_test, rsa_tests
 from conceptspace.errors import InvalidInputError
-from conceptspace.similarity import category_similarity, mantel_test, rsa_tests
 
 
 def _reference_mantel(M: np.ndarray, R: np.ndarray, n_perm: int, seed: int) -> tuple[float, np.ndarray]:

@@ -10,8 +10,7 @@ from sklearn.model_selection import GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from conceptspace.errors import InvalidInputError
-from conceptspace.probes import (
+from conceptspace.analyses.probes._estimators import (
     LayerwiseRidgeProbe,
     LDAProbe,
     LogisticProbe,
@@ -19,6 +18,7 @@ from conceptspace.probes import (
     RidgeProbe,
     RidgeRegressionProbe,
 )
+from conceptspace.errors import InvalidInputError
 
 BINARY_PROBES = [LogisticProbe(), RidgeProbe(), LDAProbe(), MassMeanProbe(), MassMeanProbe(covariance_adjusted=True)]
 

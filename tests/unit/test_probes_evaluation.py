@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.model_selection import cross_val_score
 
-from conceptspace.errors import InvalidInputError
-from conceptspace.evaluation import (
+from conceptspace.analyses.probes._estimators import LDAProbe, LogisticProbe, RidgeProbe, RidgeRegressionProbe
+from conceptspace.analyses.probes._evaluation import (
     control_task_labels,
     cross_validate_layers,
     probe_layers,
@@ -15,8 +15,8 @@ from conceptspace.evaluation import (
     side_by_side,
     transfer_matrix,
 )
-from conceptspace.folds import grouped_folds
-from conceptspace.probes import LDAProbe, LogisticProbe, RidgeProbe, RidgeRegressionProbe
+from conceptspace.errors import InvalidInputError
+from conceptspace.stats._folds import grouped_folds
 
 
 def layered(seed: int = 0, signal_layer: int = 1, strength: float = 2.0):

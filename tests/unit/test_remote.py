@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from conceptspace import weights
-from conceptspace.aggregation import context_vectors
+from conceptspace.analyses._aggregation import context_vectors
 from conceptspace.errors import InvalidInputError, RemoteError
-from conceptspace.models import load_model
+from conceptspace.models import _weights as weights
+from conceptspace.models._load import load_model
 from conceptspace.report import build_report, render_markdown
-from conceptspace.runner import run_suite
-from conceptspace.suite import parse_suite
+from conceptspace.suite._runner import run_suite
+from conceptspace.suite._spec import parse_suite
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +109,7 @@ def test_context_vectors_through_traces_equal_the_local_forward(pairs):
 
 
 def test_twin_too_large_for_memory_is_refused_with_the_way_out(pairs, monkeypatch):
-    from conceptspace import models
-
+    from conceptspace.models import _load as models
     _, dry = pairs["llama"]
     monkeypatch.setattr(models, "_available_memory_bytes", lambda: 1024)
     with pytest.raises(RemoteError, match="--twin none"):
@@ -220,7 +219,7 @@ def test_stand_in_twin_is_named(tiny_model_dirs):
 
 
 def test_download_ledger_counts_exactly_the_saved_slices(pairs):
-    from conceptspace.activations import extract
+    from conceptspace.activations._extract import extract
 
     local, dry = pairs["llama"]
     texts = ["The capital of France is Paris.", "Dogs bark.", "A queen and a king."]

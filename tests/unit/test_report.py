@@ -7,10 +7,10 @@ import json
 import pytest
 
 from conceptspace.report import build_report, render_markdown, write_report
-from conceptspace.results import ResultSet, TestResult
-from conceptspace.runner import AnalysisRecord, RunOutcome, correct_family
-from conceptspace.suite import parse_suite
-from conceptspace.theory import judge_all
+from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.suite._runner import AnalysisRecord, RunOutcome, correct_family
+from conceptspace.suite._spec import parse_suite
+from conceptspace.theory._verdicts import judge_all
 
 SUITE = """\
 [suite]
@@ -69,7 +69,7 @@ def test_written_report_is_self_contained_and_json_documented(outcome, tmp_path)
     assert html.count("data:image/png;base64,") >= 1
     assert list((tmp_path / "figures").glob("*.png"))
     doc = json.loads(paths["json"].read_text())
-    assert doc["schema"] == "conceptspace.results" and doc["schema_version"] == 1
+    assert doc["schema"] == "conceptspace.stats._results" and doc["schema_version"] == 1
     test = doc["tests"][0]
     for key in ("id", "claim", "dataset", "layer", "position", "method", "control", "statistic", "effect_size",
                 "ci_low", "ci_high", "p", "p_adjusted", "significant", "n"):

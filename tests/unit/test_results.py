@@ -11,8 +11,8 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 
 from conceptspace.errors import InvalidInputError
-from conceptspace.results import ResultSet, TestResult
 from conceptspace.stats import correct
+from conceptspace.stats._results import ResultSet, TestResult
 
 
 def make(test_id: str, p: float, **kw) -> TestResult:

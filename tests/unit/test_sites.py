@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conceptspace.errors import InvalidInputError, UnsupportedArchitectureError
-from conceptspace.sites import discover_sites, module_path, parse_site, parse_sites
+from conceptspace.models._sites import discover_sites, module_path, parse_site, parse_sites
 
 
 @pytest.mark.parametrize(

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conceptspace.bootstrap import (
+from conceptspace.errors import InvalidInputError
+from conceptspace.stats._bootstrap import (
     bootstrap_cv_scores,
     group_counts,
     grouped_bootstrap,
     percentile_interval,
 )
-from conceptspace.effects import auroc, cohens_d, project, score_minus_chance, selectivity
-from conceptspace.errors import InvalidInputError
-from conceptspace.scoring import score_one
+from conceptspace.stats._effects import auroc, cohens_d, project, score_minus_chance, selectivity
+from conceptspace.stats._scoring import score_one
 
 
 def test_group_counts_resample_whole_groups():

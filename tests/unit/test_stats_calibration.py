@@ -1,7 +1,7 @@
 """Calibration against known truth: pure noise is called significant at the nominal rate, planted signal is found.
 
 The synthetic activations have the structure of real ones (anisotropic spectrum with outlier dimensions,
-group-shared offsets, correlated layers with growing norms); see conceptspace.simulate.
+group-shared offsets, correlated layers with growing norms); see conceptspace.stats._simulate.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conceptspace.calibration import _family_rejects, calibrate_null, power_curve, wilson_interval
+from conceptspace.analyses.probes._calibration import _family_rejects, calibrate_null, power_curve, wilson_interval
 from conceptspace.errors import InvalidInputError
-from conceptspace.results import ResultSet, TestResult
-from conceptspace.simulate import synthetic_activations
+from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._simulate import synthetic_activations
 
 
 def test_pure_noise_is_significant_at_the_nominal_rate_and_correction_controls_the_family():

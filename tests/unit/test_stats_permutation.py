@@ -8,15 +8,21 @@ import numpy as np
 import pytest
 import torch
 
+from conceptspace.analyses.probes._estimators import (
+    LDAProbe,
+    LogisticProbe,
+    MassMeanProbe,
+    RidgeProbe,
+    RidgeRegressionProbe,
+)
 from conceptspace.errors import InvalidInputError
-from conceptspace.permutation import (
+from conceptspace.stats._permutation import (
     draw_permutations,
     permutation_p_value,
     permutation_test,
     permutation_test_layers,
 )
-from conceptspace.probes import LDAProbe, LogisticProbe, MassMeanProbe, RidgeProbe, RidgeRegressionProbe
-from conceptspace.scoring import score_batch_classes, score_batch_targets, score_one
+from conceptspace.stats._scoring import score_batch_classes, score_batch_targets, score_one
 
 
 def grouped_data(task: str = "binary", signal: float = 0.4, seed: int = 0, layers: int = 2):

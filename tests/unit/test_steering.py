@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from conceptspace.analyses.causal._inputs import prepare_prompts, random_directions, resolve_targets, unit_direction
+from conceptspace.analyses.causal._steering import steering_test
+from conceptspace.analyses.causal._trace import Edits, run_edits
 from conceptspace.errors import InvalidInputError
-from conceptspace.intervention_inputs import prepare_prompts, random_directions, resolve_targets, unit_direction
-from conceptspace.intervention_trace import Edits, run_edits
-from conceptspace.models import load_model
-from conceptspace.steering import steering_test
+from conceptspace.models._load import load_model
 from tests.unit.planted import BAD, GOOD, NEUTRAL, make_planted_model, prompts
 
 PROMPTS = prompts(NEUTRAL[:24])
@@ -159,7 +159,7 @@ def test_multi_token_word_error_suggests_a_leading_space(tiny_models):
 
 
 def test_parametric_placebo_p_value_detects_an_outlier_and_is_calibrated_under_the_null():
-    from conceptspace.steering import _placebo_test
+    from conceptspace.analyses.causal._steering import _placebo_test
 
     rng = np.random.default_rng(0)
     counts = np.ones((50, 8))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conceptspace.suite import SuiteError, load_suite, parse_suite
+from conceptspace.suite._spec import SuiteError, load_suite, parse_suite
 
 PROBES = Path(__file__).resolve().parents[2] / "probes"
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from conceptspace.results import ResultSet, TestResult
-from conceptspace.runner import correct_family
-from conceptspace.suite import ClaimRule
-from conceptspace.theory import (
+from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.suite._runner import correct_family
+from conceptspace.suite._spec import ClaimRule
+from conceptspace.theory._verdicts import (
     INCONCLUSIVE,
     NOT_RUN,
     NOT_SUPPORTED,

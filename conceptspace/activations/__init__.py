@@ -1,0 +1,29 @@
+"""Activations: run texts through a model once, keep what each analysis reads, on disk.
+
+Why a layer of its own: extraction is the expensive step of every analysis, so it happens in one place that
+batches by length, reduces positions inside the nnsight trace (only the slices leave it, which is what a remote
+run downloads), stops after the deepest site, and publishes each result to a crash-safe, content-addressed cache
+(safetensors shards while running, one memory-mapped ``.npy`` per site when done; nothing pickled). Public:
+:func:`extract`, :class:`Activations`, :class:`Position`, and the cache's ``info``/``clear``.
+"""
+
+from __future__ import annotations
+
+from conceptspace.activations._cache import CACHE_FORMAT_VERSION, cache_clear, cache_info, cache_key, cache_root
+from conceptspace.activations._extract import Activations, TokenizedTexts, extract, open_activations, tokenize
+from conceptspace.activations._positions import Position, token_span
+
+__all__ = [
+    "CACHE_FORMAT_VERSION",
+    "Activations",
+    "Position",
+    "TokenizedTexts",
+    "cache_clear",
+    "cache_info",
+    "cache_key",
+    "cache_root",
+    "extract",
+    "open_activations",
+    "token_span",
+    "tokenize",
+]

@@ -1,0 +1,570 @@
+"""Extract activations at any set of sites and a chosen position, batched, through nnsight, cached on disk.
+
+Why it is built this way:
+
+* Texts are tokenized once, sorted by length and batched by a token budget, so padding stays small (naive
+  batching of short sentences ran ~1.85x more padded than real tokens).
+* Padding and positions are done here, not by the tokenizer or nnsight: rows are padded on one side with
+  explicit ``position_ids``, and every position is resolved on the unpadded sequence. A text therefore gives the
+  same vector alone or in any batch (a test holds this to 1e-4), the bug class of nnsight #672.
+* One nnsight trace per batch reads the sites in forward order, reduces them to the requested position inside
+  the trace (so a remote NDIF run downloads only those slices), and stops the forward after the deepest site
+  (skipping the unembedding made a forward ~1.25x faster on a 2-core CPU).
+* Each finished batch is a shard on disk; a killed run resumes from its shards; a finished run is consolidated
+  into memory-mapped arrays. See ``conceptspace.activations._cache``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import conceptspace.activations._cache as cache_store
+from conceptspace.activations._host_memory import release_free_heap
+from conceptspace.activations._positions import Position, pool_plan, token_span
+from conceptspace.activations._staging import HostStaging
+from conceptspace.errors import InvalidInputError, NonFiniteActivationError
+from conceptspace.models._load import ConceptModel
+from conceptspace.models._nnsight import import_nnsight
+from conceptspace.models._sites import parse_sites
+
+log = logging.getLogger(__name__)
+
+_STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class TokenizedTexts:
+    """Token ids of every text, unpadded, plus the token span of each text's concept word when asked for."""
+
+    input_ids: list[list[int]]
+    span_tokens: list[tuple[int, int]] | None
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+
+@dataclass
+class Activations:
+    """Activations of ``n_items`` texts at several sites.
+
+    ``acts["layer.12"]`` is an array ``(n_items, d)`` for pooled positions, or ``(total_tokens, d)`` for
+    ``all`` (rows of item ``i`` are ``offsets[i]:offsets[i + 1]``; :meth:`tokens` slices them). Arrays from the
+    cache are read-only memory maps, so opening a large extraction costs nothing until values are touched.
+    """
+
+    sites: tuple[str, ...]
+    position: str
+    n_items: int
+    d_model: int
+    model: Mapping[str, Any]
+    arrays: Mapping[str, np.ndarray]
+    offsets: np.ndarray | None = None
+    folder: Path | None = None
+    storage_dtype: str = "float32"
+    token_counts: np.ndarray | None = field(default=None, repr=False)
+
+    def __getitem__(self, site: str | int) -> np.ndarray:
+        name = f"layer.{site + len(self._layers()) if site < 0 else site}" if isinstance(site, int) else site
+        if name not in self.arrays:
+            raise KeyError(f"site {site!r} was not extracted; available: {', '.join(self.sites)}")
+        array = self.arrays[name]
+        if self.storage_dtype == "bfloat16":  # stored as raw 16-bit patterns
+            return torch.from_numpy(np.array(array)).view(torch.bfloat16).float().numpy()
+        return array
+
+    def _layers(self) -> list[str]:
+        return [s for s in self.sites if s.startswith("layer.")]
+
+    def stack(self, sites: Sequence[str] | None = None) -> np.ndarray:
+        """``(n_sites, n_items, d)`` float32 array: the shape the batched probes take."""
+        chosen = list(sites) if sites is not None else list(self.sites)
+        return np.stack([np.asarray(self[s], dtype=np.float32) for s in chosen])
+
+    def tokens(self, item: int, site: str) -> np.ndarray:
+        """Every real token's vector of one item (``all`` extractions only)."""
+        if self.offsets is None:
+            raise InvalidInputError(f"tokens() needs position='all'; this extraction is {self.position!r}")
+        return self[site][self.offsets[item] : self.offsets[item + 1]]
+
+    @property
+    def layer_sites(self) -> tuple[str, ...]:
+        return tuple(self._layers())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# input handling
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _as_texts_and_spans(
+    items: Any, spans: Sequence[tuple[int, int]] | None
+) -> tuple[list[str], list[tuple[int, int]] | None]:
+    """Accept a list of strings or anything with ``.texts`` (a ConceptSet), and validate every item."""
+    texts = list(items.texts) if hasattr(items, "texts") else items
+    if spans is None and hasattr(items, "spans"):
+        spans = items.spans
+    if isinstance(texts, str):
+        raise InvalidInputError("texts must be a list of strings, not one string: wrap it as [text]")
+    texts = list(texts)
+    if not texts:
+        raise InvalidInputError("no texts to extract: the list is empty")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidInputError(f"item {index} is {type(text).__name__} {text!r}, not a string")
+        if not text.strip():
+            raise InvalidInputError(f"item {index} is an empty or blank string")
+    if spans is not None:
+        spans = [(int(a), int(b)) for a, b in spans]
+        if len(spans) != len(texts):
+            raise InvalidInputError(f"{len(spans)} spans for {len(texts)} texts: give one (start, end) per text")
+    return texts, spans
+
+
+def tokenize(
+    model: ConceptModel,
+    texts: Sequence[str],
+    *,
+    spans: Sequence[tuple[int, int]] | None = None,
+    truncate: bool = False,
+) -> TokenizedTexts:
+    """Tokenize without padding; map character spans to token spans; enforce the model's context length.
+
+    Over-long texts are an error by default (silently cutting a text changes which token is "last"); with
+    ``truncate=True`` they keep their first ``max_length`` tokens and a warning says how many were cut.
+    """
+    encoded = model.tokenizer(
+        list(texts), add_special_tokens=True, return_offsets_mapping=spans is not None, truncation=False
+    )
+    input_ids: list[list[int]] = [list(ids) for ids in encoded["input_ids"]]
+    limit = model.max_length
+    too_long = [i for i, ids in enumerate(input_ids) if len(ids) > limit]
+    if too_long and not truncate:
+        first = too_long[0]
+        raise InvalidInputError(
+            f"{len(too_long)} text(s) exceed the model's context of {limit} tokens (item {first} has "
+            f"{len(input_ids[first])}); shorten them or pass truncate=True to keep the first {limit} tokens"
+        )
+    if too_long:
+        warnings.warn(f"truncated {len(too_long)} text(s) to {limit} tokens", stacklevel=3)
+        input_ids = [ids[:limit] for ids in input_ids]
+    empty = [i for i, ids in enumerate(input_ids) if not ids]
+    if empty:
+        raise InvalidInputError(f"item {empty[0]} tokenizes to no tokens: {texts[empty[0]]!r}")
+    span_tokens = None
+    if spans is not None:
+        span_tokens = []
+        for index, (text, span) in enumerate(zip(texts, spans, strict=True)):
+            first, stop = token_span(encoded["offset_mapping"][index], span, item=index, text=text)
+            if stop > len(input_ids[index]):
+                raise InvalidInputError(f"item {index}: span {span} was cut off by truncation")
+            span_tokens.append((first, stop))
+    return TokenizedTexts(input_ids, span_tokens)
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
+    """Item indices grouped into batches of similar length (longest first, so memory peaks early).
+
+    A batch closes when it holds ``batch_size`` items or its padded size would pass ``max_batch_tokens``.
+    The grouping depends only on the lengths, so a resumed run rebuilds exactly the same batches.
+    """
+    if batch_size < 1 or max_batch_tokens < 1:
+        raise InvalidInputError("batch_size and max_batch_tokens must be positive")
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        padded = lengths[current[0]] * (len(current) + 1) if current else lengths[index]
+        if current and (len(current) >= batch_size or padded > max_batch_tokens):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def padding_stats(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> dict[str, float]:
+    """Real vs padded token counts of a batching (the ratio is what length sorting buys)."""
+    real = sum(lengths)
+    padded = sum(max(lengths[i] for i in batch) * len(batch) for batch in batches)
+    return {"real_tokens": real, "padded_tokens": padded, "padded_over_real": padded / max(real, 1)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one batch through nnsight
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchInputs:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    starts: torch.Tensor
+    lengths: torch.Tensor
+    span_first: torch.Tensor | None
+    span_stop: torch.Tensor | None
+
+
+def build_batch(model: ConceptModel, tokens: TokenizedTexts, indices: Sequence[int], padding_side: str) -> BatchInputs:
+    """Pad one batch ourselves, with position ids that count real tokens only (either padding side)."""
+    lengths = [len(tokens.input_ids[i]) for i in indices]
+    width = max(lengths)
+    pad_id = model.tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = model.tokenizer.eos_token_id or 0
+    ids = torch.full((len(indices), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(indices), width), dtype=torch.long)
+    starts = []
+    for row, (index, length) in enumerate(zip(indices, lengths, strict=True)):
+        start = width - length if padding_side == "left" else 0
+        ids[row, start : start + length] = torch.tensor(tokens.input_ids[index])
+        mask[row, start : start + length] = 1
+        starts.append(start)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    span_first = span_stop = None
+    if tokens.span_tokens is not None:
+        span_first = torch.tensor([tokens.span_tokens[i][0] for i in indices])
+        span_stop = torch.tensor([tokens.span_tokens[i][1] for i in indices])
+    device = model.device
+    return BatchInputs(
+        ids.to(device),
+        mask.to(device),
+        positions.to(device),
+        torch.tensor(starts, device=device),
+        torch.tensor(lengths, device=device),
+        None if span_first is None else span_first.to(device),
+        None if span_stop is None else span_stop.to(device),
+    )
+
+
+def trace_batch(
+    model: ConceptModel,
+    batch: BatchInputs,
+    sites: Sequence[str],
+    position: Position,
+    staging: HostStaging | None = None,
+) -> dict[str, torch.Tensor]:
+    """Run one nnsight trace and return each site reduced to ``position``, in host memory.
+
+    Sites are read in forward order and the forward stops after the deepest one. The body uses only torch and
+    nnsight (a remote worker has no conceptspace); the reduction follows the :class:`PoolPlan`.
+    With ``staging`` each site is copied into a preallocated host buffer the moment it exists (on a side CUDA
+    stream when the model is on a GPU); the returned tensors are then views of those buffers, valid until the
+    next call with the same staging. For ``all`` the padded batch comes back whole; callers strip the padding.
+    """
+    nnsight = import_nnsight()
+    traced = model.traced()
+    envoys = [model.envoy(site) for site in sites]
+    width = batch.input_ids.shape[1]
+    plan = pool_plan(position, batch.starts, batch.lengths, batch.span_first, batch.span_stop, width)
+    mode, rows, cols, keep, counts = plan.mode, plan.rows, plan.cols, plan.mask, plan.counts
+    buffers: list[torch.Tensor] = []
+    side = None
+    if staging is not None and not model.remote:
+        shape = (
+            (batch.input_ids.shape[0], width, model.d_model)
+            if mode == "whole"
+            else (batch.input_ids.shape[0], model.d_model)
+        )
+        buffers = staging.buffers({site: shape for site in sites}, model.dtype)
+        side = staging.stream
+    staged = bool(buffers)
+    with torch.inference_mode():
+        with traced.trace(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            remote=model.remote,
+        ) as tracer:
+            captured = nnsight.save([])
+            for number, envoy in enumerate(envoys):
+                hidden = envoy.output
+                if isinstance(hidden, tuple):
+                    hidden = hidden[0]
+                # client tensors follow the hidden state (a no-op here; on NDIF the weights sit on a GPU)
+                if mode == "gather":
+                    hidden = hidden[rows.to(hidden.device), cols.to(hidden.device)]
+                elif mode == "weighted":
+                    hidden = hidden.masked_fill(~keep.to(hidden.device)[..., None], 0).sum(1) / counts.to(
+                        hidden.device, hidden.dtype
+                    )[:, None]
+                if not staged:
+                    captured.append(hidden.cpu())
+                elif side is None:
+                    buffers[number].copy_(hidden)
+                else:  # overlap the device-to-host copy with the layers still to run
+                    side.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(side):
+                        buffers[number].copy_(hidden, non_blocking=True)
+                    hidden.record_stream(side)
+            tracer.stop()
+    if staged:
+        assert staging is not None
+        staging.wait()
+        return dict(zip(sites, buffers, strict=True))
+    model.record_download(captured)
+    return dict(zip(sites, captured, strict=True))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the public entry point
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _content_hash(texts: Sequence[str], spans: Sequence[tuple[int, int]] | None) -> str:
+    digest = hashlib.sha256()
+    for index, text in enumerate(texts):
+        digest.update(json.dumps([text, spans[index] if spans is not None else None]).encode())
+    return digest.hexdigest()
+
+
+def _storage_dtype(model: ConceptModel, dtype: str | None) -> torch.dtype:
+    if dtype is None:
+        return model.dtype if model.dtype in _STORAGE_DTYPES.values() else torch.float32
+    if dtype not in _STORAGE_DTYPES:
+        raise InvalidInputError(f"unknown storage dtype {dtype!r}; use one of {', '.join(_STORAGE_DTYPES)}")
+    return _STORAGE_DTYPES[dtype]
+
+
+def _batches_to_extract(
+    model: ConceptModel,
+    tokens: TokenizedTexts,
+    batches: list[list[int]],
+    done: set[int],
+    sites: Sequence[str],
+    position: Position,
+    padding_side: str,
+    storage: torch.dtype,
+    staging: HostStaging | None,
+) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    """Yield (batch number, tensors to store) for every batch not already on disk.
+
+    With staging the yielded tensors may be views of reused host buffers: the caller must store them before
+    asking for the next batch (writing a shard does).
+    """
+    for number, indices in enumerate(batches):
+        if number in done:
+            continue
+        batch = build_batch(model, tokens, indices, padding_side)
+        values = trace_batch(model, batch, sites, position, staging)
+        if position.kind == "all":  # strip padding: concatenate each row's real tokens
+            starts, lengths = batch.starts.cpu().tolist(), batch.lengths.cpu().tolist()
+            values = {
+                site: torch.cat([t[row, s : s + n] for row, (s, n) in enumerate(zip(starts, lengths, strict=True))])
+                for site, t in values.items()
+            }
+        else:  # one row per item
+            lengths = [1] * len(indices)
+        _check_finite_rows(values, indices, lengths)
+        stored = {site: t.to(storage) for site, t in values.items()}
+        stored["__index__"] = torch.tensor(indices, dtype=torch.long)
+        yield number, stored
+
+
+def _check_finite_rows(values: Mapping[str, torch.Tensor], indices: Sequence[int], lengths: Sequence[int]) -> None:
+    """Raise, naming the items, if any row is NaN or inf; item i owns ``lengths[i]`` consecutive rows."""
+    bounds = np.cumsum([0, *lengths])
+    for site, tensor in values.items():
+        finite_rows = torch.isfinite(tensor.float()).all(dim=1)
+        if not bool(finite_rows.all()):
+            bad_rows = torch.nonzero(~finite_rows).flatten().tolist()
+            bad = sorted({indices[int(np.searchsorted(bounds, r, side="right") - 1)] for r in bad_rows})
+            raise NonFiniteActivationError(
+                f"NaN or inf activations at site {site} for item(s) {bad[:10]}; nothing was cached. "
+                "Check the model's dtype (float16 overflows are common: try dtype='float32' or 'bfloat16')."
+            )
+
+
+def extract(
+    model: ConceptModel,
+    texts: Any,
+    *,
+    sites: Sequence[str | int] | str | int | None = None,
+    position: str | Position = "last",
+    spans: Sequence[tuple[int, int]] | None = None,
+    batch_size: int = 32,
+    max_batch_tokens: int = 8192,
+    dtype: str | None = None,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+    padding_side: str = "right",
+    truncate: bool = False,
+    progress: bool = True,
+    host_staging: bool | None = None,
+) -> Activations:
+    """Activations of ``texts`` at ``sites`` (default: every site) and ``position``.
+
+    ``texts`` is a list of strings or a ConceptSet (its texts and spans are used). Span positions need one
+    character span ``(start, end)`` per text. With ``cache=True`` results are stored under
+    ``CONCEPTSPACE_CACHE`` keyed by the model identity, the texts, sites, position and dtype, and an
+    interrupted run resumes; ``cache=False`` keeps everything in memory. ``host_staging`` copies each site into
+    reused host buffers as soon as it is computed (default: on for a local model on a CUDA GPU, where the copies
+    then overlap the forward on a side stream; see ``conceptspace.activations._staging``).
+    """
+    pos = Position.parse(position)
+    if padding_side not in {"left", "right"}:
+        raise InvalidInputError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
+    text_list, span_list = _as_texts_and_spans(texts, spans)
+    if pos.kind == "span" and span_list is None:
+        raise InvalidInputError(f"position {pos} needs spans: pass spans=[(start, end), ...], one per text")
+    chosen_sites = parse_sites(sites, model.site_map)
+    storage = _storage_dtype(model, dtype)
+    storage_name = str(storage).split(".")[-1]
+    tokens = tokenize(model, text_list, spans=span_list if pos.kind == "span" else None, truncate=truncate)
+    lengths = tokens.lengths
+    batches = length_sorted_batches(lengths, batch_size, max_batch_tokens)
+    key = cache_store.cache_key(
+        {
+            "model": model.identity.key(),
+            "texts": _content_hash(text_list, span_list if pos.kind == "span" else None),
+            "sites": list(chosen_sites),
+            "position": str(pos),
+            "dtype": storage_name,
+            "truncate": truncate,
+        }
+    )
+    root = cache_store.cache_root(cache_dir) if cache else Path(tempfile.mkdtemp(prefix="conceptspace-"))
+    try:
+        if host_staging is None:
+            host_staging = model.device.type == "cuda" and not model.remote
+        staging = HostStaging(model.device) if host_staging else None
+        result = _extract_into(
+            model, tokens, batches, key, root, chosen_sites, pos, padding_side, storage, storage_name, progress, staging
+        )
+        if not cache:  # copy out of the temporary folder before it goes
+            result.arrays = {name: np.array(array) for name, array in result.arrays.items()}
+            result.offsets = None if result.offsets is None else np.array(result.offsets)
+            result.folder = None
+        return result
+    finally:
+        if not cache:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _extract_into(
+    model: ConceptModel,
+    tokens: TokenizedTexts,
+    batches: list[list[int]],
+    key: str,
+    root: Path,
+    sites: tuple[str, ...],
+    position: Position,
+    padding_side: str,
+    storage: torch.dtype,
+    storage_name: str,
+    progress: bool,
+    staging: HostStaging | None,
+) -> Activations:
+    existing = cache_store.load_manifest(root / key)
+    if existing is not None:
+        return open_activations(root / key)
+    cache_store.ensure_writable(root)
+    writer = cache_store.EntryWriter(root, key)
+    done = writer.start()
+    if done:
+        log.info("resuming extraction %s: %d of %d batches already on disk", key, len(done), len(batches))
+    from tqdm.auto import tqdm
+
+    remaining = sum(len(b) for n, b in enumerate(batches) if n not in done)
+    bar = tqdm(total=remaining, disable=not progress, desc=f"extract {model.name}", unit="text", leave=False)
+    try:
+        for number, stored in _batches_to_extract(
+            model, tokens, batches, done, sites, position, padding_side, storage, staging
+        ):
+            cache_store.write_shard(writer.partial, number, stored)
+            del stored
+            release_free_heap()  # streaming must not grow resident memory (see host_memory)
+            bar.update(len(batches[number]))
+    except NonFiniteActivationError:
+        writer.discard()  # the model produces non-finite values: nothing here is worth resuming
+        raise
+    finally:
+        bar.close()
+    return _consolidate(model, tokens, batches, writer, sites, position, storage, storage_name)
+
+
+def _consolidate(
+    model: ConceptModel,
+    tokens: TokenizedTexts,
+    batches: list[list[int]],
+    writer: cache_store.EntryWriter,
+    sites: tuple[str, ...],
+    position: Position,
+    storage: torch.dtype,
+    storage_name: str,
+) -> Activations:
+    """Stream the shards into one array per site, in the caller's item order; memory stays one shard deep."""
+    n_items = len(tokens.input_ids)
+    d_model = model.d_model
+    lengths = np.asarray(tokens.lengths, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]) if position.kind == "all" else None
+    rows = int(offsets[-1]) if offsets is not None else n_items
+    numpy_dtype = np.dtype(np.uint16) if storage == torch.bfloat16 else torch.empty((), dtype=storage).numpy().dtype
+    outputs = {site: writer.open_array(site, (rows, d_model), numpy_dtype) for site in sites}
+    try:
+        for number in range(len(batches)):
+            shard = cache_store.read_shard(writer.partial, number)
+            indices = shard.pop("__index__").tolist()
+            for site, tensor in shard.items():
+                values = cache_store._numpy_view(tensor)
+                cursor = 0
+                for index in indices:  # each item's rows are contiguous in the output
+                    n = 1 if offsets is None else int(lengths[index])
+                    first = index if offsets is None else int(offsets[index])
+                    outputs[site].write_rows(first, values[cursor : cursor + n])
+                    cursor += n
+            del shard
+            release_free_heap()
+    finally:
+        for output in outputs.values():
+            output.close()
+    extra_arrays = {"offsets": offsets} if offsets is not None else {}
+    manifest = {
+        "model": model.describe(),
+        "sites": list(sites),
+        "position": str(position),
+        "n_items": n_items,
+        "d_model": d_model,
+        "dtype": storage_name,
+        "token_counts": lengths.tolist(),
+        "padding": padding_stats(tokens.lengths, batches),
+    }
+    folder = writer.publish(extra_arrays, manifest)
+    return open_activations(folder)
+
+
+def open_activations(folder: str | Path) -> Activations:
+    """Open a finished cache entry; arrays are read-only memory maps."""
+    folder = Path(folder)
+    manifest = cache_store.load_manifest(folder)
+    if manifest is None:
+        raise InvalidInputError(f"{folder} is not a finished activation cache entry (no manifest.json)")
+    sites = tuple(manifest["sites"])
+    arrays = {site: cache_store.open_array(folder, site) for site in sites}
+    offsets = cache_store.open_array(folder, "offsets") if (folder / "offsets.npy").exists() else None
+    return Activations(
+        sites=sites,
+        position=manifest["position"],
+        n_items=int(manifest["n_items"]),
+        d_model=int(manifest["d_model"]),
+        model=manifest["model"],
+        arrays=arrays,
+        offsets=offsets,
+        folder=folder,
+        storage_dtype=manifest["dtype"],
+        token_counts=np.asarray(manifest["token_counts"]),
+    )

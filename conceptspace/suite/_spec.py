@@ -1,0 +1,480 @@
+"""Probe suites: parse and validate the declarative TOML experiment specs in ``probes/``.
+
+Why a strict parser: a suite is the pre-registration of a run (which datasets, layers, controls, how many
+permutations, which correction, which verdict thresholds). A misspelt key that is silently ignored would change
+the experiment without anyone noticing, so every unknown key, wrong type, unknown dataset, analysis kind or claim
+is an error that names the key and its line in the file (with a close-match suggestion where one exists).
+
+Layout (see ``probes/README.md``)::
+
+    [suite]          name, description, model, seed, twin_seed, alpha, correction, n_permutations, n_bootstrap
+    [quick]          overrides of [suite] numbers for ``--quick`` (and max_items for every analysis)
+    [claims.C4]      verdict thresholds of one claim (min_effect, margin, beat)
+    [[analysis]]     one analysis: id, claim, kind, dataset(s) and the kind's own parameters; ``quick = {...}``
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from conceptspace.errors import ConceptspaceError
+from conceptspace.theory._claims import ClaimRule
+
+CLAIM_IDS = ("C1", "C2", "C3", "C4", "C5", "P5", "A6")
+CORRECTIONS = ("holm", "fdr_bh")
+CONTROLS = ("control_task", "untrained", "lexical")
+PROBES = ("ridge", "lda", "mass_mean", "logistic")
+
+
+class SuiteError(ConceptspaceError, ValueError):
+    """A suite file that cannot be run as written; the message names the file, the key and its line."""
+
+
+# ------------------------------------------------------------------------------------------- key locations
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
+
+
+def _key_lines(text: str) -> dict[tuple[str | int, ...], int]:
+    """Line number (1-based) of each table header and ``key =`` line, keyed by its path in the document.
+
+    ``tomllib`` gives no positions, so a light scan of the text finds them: enough for error messages (keys
+    of inline tables map to the line of the key that holds the inline table).
+    """
+    lines: dict[tuple[str | int, ...], int] = {}
+    array_counts: dict[tuple[str, ...], int] = {}
+    prefix: tuple[str | int, ...] = ()
+    for number, raw in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(raw)
+        if header:
+            parts = tuple(p.strip().strip("\"'") for p in header.group(2).split("."))
+            if header.group(1) == "[[":
+                index = array_counts.get(parts, 0)
+                array_counts[parts] = index + 1
+                prefix = (*parts, index)
+            else:
+                prefix = parts
+            lines.setdefault(prefix, number)
+            continue
+        key = _KEY.match(raw)
+        if key:
+            parts = tuple(p.strip().strip("\"'") for p in key.group(1).split("."))
+            lines.setdefault((*prefix, *parts), number)
+    return lines
+
+
+class _Where:
+    """Formats ``file:line: key`` for error messages."""
+
+    def __init__(self, source: str, lines: dict[tuple[str | int, ...], int]) -> None:
+        self.source = source
+        self.lines = lines
+
+    def __call__(self, path: tuple[str | int, ...]) -> str:
+        probe = path
+        while probe and probe not in self.lines:
+            probe = probe[:-1]
+        line = self.lines.get(probe)
+        label = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
+        return f"{self.source}:{line}: {label}" if line else f"{self.source}: {label}"
+
+    def error(self, path: tuple[str | int, ...], message: str) -> SuiteError:
+        return SuiteError(f"{self(path)}: {message}")
+
+
+# ------------------------------------------------------------------------------------------------ the spec
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """One analysis of a suite. ``params`` holds the kind's own parameters (validated, defaults filled)."""
+
+    id: str
+    claim: str
+    kind: str
+    params: Mapping[str, Any]
+    quick: Mapping[str, Any] = field(default_factory=dict)
+
+    def resolved(self, quick: bool, quick_max_items: int | None) -> dict[str, Any]:
+        """The parameters for this run: ``--quick`` overrides applied, ``max_items`` capped for quick runs."""
+        params = dict(self.params)
+        if quick:
+            params.update(self.quick)
+            if quick_max_items is not None and "max_items" in KINDS[self.kind].keys:
+                current = params.get("max_items")
+                params["max_items"] = quick_max_items if current is None else min(int(current), quick_max_items)
+        return params
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated suite: run settings, verdict rules per claim and the analyses in file order."""
+
+    name: str
+    description: str
+    model: str
+    seed: int
+    twin_seed: int
+    alpha: float
+    correction: str
+    n_permutations: int
+    n_bootstrap: int
+    claims: Mapping[str, ClaimRule]
+    analyses: tuple[AnalysisSpec, ...]
+    quick_settings: Mapping[str, Any]
+    source: str = ""
+
+    def for_run(self, *, quick: bool = False, seed: int | None = None, model: str | None = None) -> Suite:
+        """A copy with the command line's choices applied (``--quick`` numbers, ``--seed``, ``--model``)."""
+        changes: dict[str, Any] = {}
+        if quick:
+            for key in ("n_permutations", "n_bootstrap", "alpha"):
+                if key in self.quick_settings:
+                    changes[key] = self.quick_settings[key]
+        if seed is not None:
+            changes["seed"] = seed
+        if model is not None:
+            changes["model"] = model
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record of the suite as run (for results.json)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            "model": self.model,
+            "seed": self.seed,
+            "twin_seed": self.twin_seed,
+            "alpha": self.alpha,
+            "correction": self.correction,
+            "n_permutations": self.n_permutations,
+            "n_bootstrap": self.n_bootstrap,
+            "claims": {k: {"min_effect": r.min_effect, "margin": r.margin, "beat": list(r.beat)}
+                       for k, r in self.claims.items()},
+            "analyses": [{"id": a.id, "claim": a.claim, "kind": a.kind, "params": dict(a.params)}
+                         for a in self.analyses],
+        }
+
+
+# --------------------------------------------------------------------------------------------- key schemas
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return (isinstance(v, (int, float))) and not isinstance(v, bool)
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+
+
+def _layers(v: Any) -> bool:
+    return v == "all" or (isinstance(v, list) and all(_is_int(x) for x in v))
+
+
+def _sites(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and _site_ok(x) for x in v)
+
+
+def _site_ok(site: str) -> bool:
+    if site in ("embed", "final_norm", "unembed"):
+        return True
+    tail = site.removeprefix("layer.")
+    return site.startswith("layer.") and tail.lstrip("-").isdigit()
+
+
+@dataclass(frozen=True)
+class Key:
+    """One allowed key: its type check, a human name of the type, and its default (``...`` = required)."""
+
+    check: Callable[[Any], bool]
+    type_name: str
+    default: Any = ...
+
+
+@dataclass(frozen=True)
+class Kind:
+    """An analysis kind: the claims it can serve and its parameter keys."""
+
+    claims: tuple[str, ...]
+    keys: Mapping[str, Key]
+    doc: str
+
+
+_INT = (_is_int, "integer")
+_NUM = (_is_num, "number")
+_STR = (_is_str, "string")
+
+COMMON_KEYS: dict[str, Key] = {
+    "id": Key(*_STR),
+    "claim": Key(*_STR),
+    "kind": Key(*_STR),
+    "quick": Key(lambda v: isinstance(v, dict), "table"),
+}
+
+KINDS: dict[str, Kind] = {
+    "probe": Kind(
+        ("C4",),
+        {
+            "dataset": Key(*_STR),
+            "layers": Key(_layers, "list of integers or 'all'", "all"),
+            "position": Key(*_STR, "last"),
+            "probe": Key(lambda v: v in PROBES, f"one of {PROBES}", "ridge"),
+            "controls": Key(lambda v: _list_of(_is_str)(v) and all(c in CONTROLS for c in v),
+                            f"list drawn from {CONTROLS}", list(CONTROLS)),
+            "max_items": Key(*_INT, None),
+            "n_splits": Key(*_INT, 5),
+            "penalty": Key(*_NUM, 1.0),
+        },
+        "grouped-CV linear probe per layer with control task, untrained twin and last-token embedding baseline",
+    ),
+    "clustering": Kind(
+        ("C1",),
+        {
+            "dataset": Key(*_STR),
+            "sites": Key(_sites, "list of sites (embed, unembed, final_norm, layer.<i>)", ["unembed"]),
+            "classes": Key(_list_of(_is_str), "list of strings", None),
+            "max_per_class": Key(*_INT, None),
+            "methods": Key(_list_of(_is_str), "list of strings", ["kmeans"]),
+            "metrics": Key(_list_of(_is_str), "list of strings", None),
+        },
+        "clustering of word vectors against their category labels (permutation null)",
+    ),
+    "relations": Kind(
+        ("C2",),
+        {
+            "dataset": Key(*_STR),
+            "sites": Key(_sites, "list of sites", ["unembed"]),
+            "statistics": Key(_list_of(_is_str), "list of strings", None),
+            "geometries": Key(_list_of(_is_str), "list of strings", None),
+        },
+        "consistency of pair-difference directions per relation (Euclidean and causal inner product)",
+    ),
+    "analogies": Kind(
+        ("C3",),
+        {
+            "dataset": Key(*_STR),
+            "sites": Key(_sites, "list of sites", ["unembed"]),
+            "max_per_relation": Key(*_INT, 50),
+            "methods": Key(_list_of(_is_str), "list of strings", ["3cosadd"]),
+        },
+        "analogy accuracy (3CosAdd/3CosMul) against the only-b baseline",
+    ),
+    "proximity": Kind(
+        ("P5",),
+        {
+            "dataset": Key(*_STR),
+            "layers": Key(_layers, "list of integers or 'all'", "all"),
+            "max_items": Key(*_INT, None),
+            "methods": Key(_list_of(_is_str), "list of strings", None),
+        },
+        "logit-lens rank correlation of proximity and log-probability across layers, frequency-controlled",
+    ),
+    "aggregation": Kind(
+        ("A6",),
+        {
+            "datasets": Key(_list_of(_is_str), "list of dataset names"),
+            "max_items": Key(*_INT, None),
+            "decay": Key(*_NUM, 0.7),
+            "penalty": Key(*_NUM, 1.0),
+        },
+        "order (permuted non-final tokens) vs content (frequency-matched replacements); bag-of-embeddings R^2",
+    ),
+    "steering": Kind(
+        ("C5",),
+        {
+            "dataset": Key(*_STR),
+            "layer": Key(*_INT),
+            "positive": Key(_list_of(_is_str), "list of strings"),
+            "negative": Key(_list_of(_is_str), "list of strings"),
+            "prompts": Key(_list_of(_is_str), "list of strings"),
+            "off_target_prompts": Key(_list_of(_is_str), "list of strings", None),
+            "alphas": Key(_list_of(_is_num), "list of numbers", [-1.0, -0.5, 0.5, 1.0]),
+            "n_random": Key(*_INT, 20),
+            "p_method": Key(*_STR, "rank"),
+            "max_items": Key(*_INT, None),
+        },
+        "steering dose-response along a mass-mean direction vs norm-matched random and orthogonal directions",
+    ),
+}
+
+SUITE_KEYS: dict[str, Key] = {
+    "name": Key(*_STR),
+    "description": Key(*_STR, ""),
+    "model": Key(*_STR, "smollm2-135m"),
+    "seed": Key(*_INT, 0),
+    "twin_seed": Key(*_INT, 0),
+    "alpha": Key(lambda v: _is_num(v) and 0 < v < 1, "number in (0, 1)", 0.05),
+    "correction": Key(lambda v: v in CORRECTIONS, f"one of {CORRECTIONS}", "holm"),
+    "n_permutations": Key(lambda v: _is_int(v) and v >= 1, "positive integer", 999),
+    "n_bootstrap": Key(lambda v: _is_int(v) and v >= 1, "positive integer", 500),
+}
+QUICK_KEYS: dict[str, Key] = {
+    "n_permutations": SUITE_KEYS["n_permutations"],
+    "n_bootstrap": SUITE_KEYS["n_bootstrap"],
+    "alpha": SUITE_KEYS["alpha"],
+    "max_items": Key(lambda v: _is_int(v) and v >= 8, "integer >= 8", None),
+}
+CLAIM_KEYS: dict[str, Key] = {
+    "min_effect": Key(*_NUM, ...),
+    "margin": Key(*_NUM, 0.0),
+    "beat": Key(_list_of(_is_str), "list of control names", ["untrained"]),
+}
+TOP_KEYS = ("suite", "quick", "claims", "analysis")
+
+
+# ------------------------------------------------------------------------------------------------ checking
+def _unknown(where: _Where, path: tuple[str | int, ...], key: str, allowed: Sequence[str]) -> SuiteError:
+    close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(sorted(allowed))}"
+    return where.error((*path, key), f"unknown key {key!r}{hint}")
+
+
+def _check_table(
+    where: _Where, path: tuple[str | int, ...], table: Any, keys: Mapping[str, Key], *, fill: bool = True
+) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise where.error(path, f"must be a table, got {type(table).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in keys:
+            raise _unknown(where, path, key, list(keys))
+        spec = keys[key]
+        if not spec.check(value):
+            raise where.error((*path, key), f"must be {spec.type_name}, got {value!r} ({type(value).__name__})")
+        out[key] = value
+    if fill:
+        for key, spec in keys.items():
+            if key in out:
+                continue
+            if spec.default is ...:
+                raise where.error(path, f"missing required key {key!r}")
+            out[key] = spec.default
+    return out
+
+
+def _dataset_names() -> set[str]:
+    from conceptspace.concepts import list_concepts
+
+    return {info.name for info in list_concepts()}
+
+
+def _check_dataset(where: _Where, path: tuple[str | int, ...], name: str, known: set[str]) -> None:
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else "; `conceptspace datasets` lists them"
+    raise where.error(path, f"unknown dataset {name!r}{hint}")
+
+
+def _check_analysis(where: _Where, index: int, table: Any, known: set[str], claims: Mapping[str, ClaimRule]) -> (
+    AnalysisSpec
+):
+    path: tuple[str | int, ...] = ("analysis", index)
+    if not isinstance(table, dict):
+        raise where.error(path, "each [[analysis]] must be a table")
+    kind_name = table.get("kind")
+    if not isinstance(kind_name, str):
+        raise where.error(path, f"missing or non-string key 'kind' (one of {', '.join(KINDS)})")
+    if kind_name not in KINDS:
+        close = difflib.get_close_matches(kind_name, list(KINDS), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; kinds are {', '.join(KINDS)}"
+        raise where.error((*path, "kind"), f"unknown analysis kind {kind_name!r}{hint}")
+    kind = KINDS[kind_name]
+    allowed = {**COMMON_KEYS, **kind.keys}
+    checked = _check_table(where, path, {k: v for k, v in table.items() if k != "quick"},
+                           {k: v for k, v in allowed.items() if k != "quick"})
+    claim = checked.pop("claim")
+    if claim not in CLAIM_IDS:
+        raise where.error((*path, "claim"), f"unknown claim {claim!r}; claims are {', '.join(CLAIM_IDS)}")
+    if claim not in kind.claims:
+        raise where.error((*path, "claim"), f"a {kind_name!r} analysis tests {'/'.join(kind.claims)}, not {claim}")
+    if claim not in claims:
+        raise where.error((*path, "claim"), f"claim {claim} has no verdict rule: add a [claims.{claim}] table")
+    quick = _check_table(where, (*path, "quick"), table.get("quick", {}), kind.keys, fill=False)
+    for name_key in ("dataset",):
+        if name_key in checked:
+            _check_dataset(where, (*path, name_key), checked[name_key], known)
+    for i, name in enumerate(checked.get("datasets", [])):
+        _check_dataset(where, (*path, "datasets"), name, known)
+        del i
+    return AnalysisSpec(id=checked.pop("id"), claim=claim, kind=checked.pop("kind"), params=checked, quick=quick)
+
+
+def parse_suite(text: str, source: str = "<suite>") -> Suite:
+    """Parse and validate suite TOML text; errors name ``source:line: key``."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SuiteError(f"{source}: not valid TOML: {error}") from None
+    where = _Where(source, _key_lines(text))
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise _unknown(where, (), key, TOP_KEYS)
+    if "suite" not in raw:
+        raise SuiteError(f"{source}: missing the [suite] table (name, model, seed, alpha, correction, ...)")
+    settings = _check_table(where, ("suite",), raw["suite"], SUITE_KEYS)
+    quick = _check_table(where, ("quick",), raw.get("quick", {}), QUICK_KEYS, fill=False)
+    claims_raw = raw.get("claims", {})
+    if not isinstance(claims_raw, dict):
+        raise where.error(("claims",), "must be a table of [claims.<ID>] tables")
+    claims: dict[str, ClaimRule] = {}
+    for claim_id, table in claims_raw.items():
+        if claim_id not in CLAIM_IDS:
+            raise _unknown(where, ("claims",), claim_id, CLAIM_IDS)
+        rule = _check_table(where, ("claims", claim_id), table, CLAIM_KEYS)
+        allowed_controls = ("untrained", "lexical", "control_task")
+        for control in rule["beat"]:
+            if control not in allowed_controls:
+                raise where.error(("claims", claim_id, "beat"), f"unknown control {control!r}; use {allowed_controls}")
+        claims[claim_id] = ClaimRule(float(rule["min_effect"]), float(rule["margin"]), tuple(rule["beat"]))
+    analyses_raw = raw.get("analysis", [])
+    if not isinstance(analyses_raw, list) or not analyses_raw:
+        raise SuiteError(f"{source}: a suite needs at least one [[analysis]] table")
+    known = _dataset_names()
+    analyses = tuple(_check_analysis(where, i, t, known, claims) for i, t in enumerate(analyses_raw))
+    ids = [a.id for a in analyses]
+    for i, analysis_id in enumerate(ids):
+        if ids.index(analysis_id) != i:
+            raise where.error(("analysis", i, "id"), f"duplicate analysis id {analysis_id!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+", analysis_id):
+            raise where.error(("analysis", i, "id"), "ids may hold letters, digits, '_' and '-' only")
+    return Suite(
+        name=settings["name"],
+        description=settings["description"],
+        model=settings["model"],
+        seed=settings["seed"],
+        twin_seed=settings["twin_seed"],
+        alpha=float(settings["alpha"]),
+        correction=settings["correction"],
+        n_permutations=settings["n_permutations"],
+        n_bootstrap=settings["n_bootstrap"],
+        claims=claims,
+        analyses=analyses,
+        quick_settings=quick,
+        source=source,
+    )
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read a suite file: a path, or the name of a bundled suite (``concept_space`` or ``truth.toml``)."""
+    candidate = Path(path)
+    if not candidate.exists():
+        from conceptspace.resources import probes_dir
+
+        bundled = probes_dir() / (candidate.name if candidate.suffix == ".toml" else f"{candidate.name}.toml")
+        if not bundled.exists():
+            raise SuiteError(f"suite {path} does not exist (bundled suites live in {probes_dir()})")
+        candidate = bundled
+    return parse_suite(candidate.read_text(encoding="utf-8"), source=str(path))

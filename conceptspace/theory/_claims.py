@@ -1,0 +1,72 @@
+"""The claims of the concept-space theory that the toolkit tests, and the shape of a verdict rule.
+
+Why apart from the verdict logic: the suite parser needs the claim ids and the rule's fields to validate a suite
+file, and the report needs the claims' wording; neither needs the judging itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ClaimRule:
+    """Thresholds of one claim's verdict rule, stated in the suite before the run."""
+
+    min_effect: float
+    margin: float
+    beat: tuple[str, ...]
+
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of the concept-space theory that the toolkit tests."""
+
+    id: str
+    title: str
+    statement: str
+    tests: str
+    controls: str
+
+
+CLAIMS: dict[str, Claim] = {
+    c.id: c
+    for c in (
+        Claim("C1", "Concepts occupy regions",
+              "Words of one category lie close together in embedding space.",
+              "Clustering of word vectors (unembedding rows / contextual span means) against category labels: "
+              "ARI/NMI/purity and silhouette minus a label-permutation null.",
+              "label permutation (by group); untrained twin"),
+        Claim("C2", "Concepts are directions",
+              "A relation (country->capital, singular->plural) is one direction: pair differences align.",
+              "Mean pairwise cosine of pair-difference vectors per relation vs re-paired null, Euclidean and "
+              "causal inner product.",
+              "re-paired words (permutation); untrained twin"),
+        Claim("C3", "Composition by offsets",
+              "b - a + a' lands on b' (analogies by vector arithmetic).",
+              "3CosAdd accuracy minus the only-b baseline (nearest neighbour of b alone, Linzen 2016).",
+              "only-b baseline; untrained twin"),
+        Claim("C4", "Concepts are linearly decodable from context vectors",
+              "A linear probe on the last-token context vector recovers the concept.",
+              "Grouped-CV probe score minus chance per layer, with the permutation null.",
+              "control task (selectivity, Hewitt & Liang); static embedding of the last token (lexical); "
+              "untrained twin"),
+        Claim("C5", "Concept directions are used",
+              "Moving the context vector along a concept direction moves the model's predictions.",
+              "Steering dose-response along a probe direction vs norm-matched random directions; LEACE erasure.",
+              "norm-matched random and orthogonal directions; random subspaces; untrained twin"),
+        Claim("P5", "Proximity reflects conditional probability",
+              "How close the context vector is to a token vector tracks the token's conditional probability.",
+              "Logit-lens Spearman of cos(ln_f(h_L), u_t) with log p(t|x) per layer vs shuffled contexts, and "
+              "partialling out token frequency. The last-layer dot product equals the logit by construction: "
+              "reported as a sanity check, never as evidence.",
+              "shuffled contexts; token frequency; untrained twin"),
+        Claim("A6", "Context vectors aggregate token features",
+              "The final context vector depends mostly on which tokens are present, not on their order.",
+              "1 - (change when non-final tokens are permuted) / (change when as many are replaced by "
+              "frequency-matched tokens), tested against the pre-registered ratio 0.5 (paired Wilcoxon); "
+              "held-out R^2 of a linear bag-of-token-embeddings model vs shuffled targets.",
+              "frequency-matched replacements; shuffled-target null; untrained twin (shown, see the rule)"),
+    )
+}
