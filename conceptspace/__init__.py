@@ -12,11 +12,11 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_model": "conceptspace.models._load",
-    "ConceptModel": "conceptspace.models._load",
-    "extract": "conceptspace.activations._extract",
-    "Activations": "conceptspace.activations._extract",
-    "Position": "conceptspace.activations._extract",
+    "load_model": "conceptspace.models",
+    "ConceptModel": "conceptspace.models",
+    "extract": "conceptspace.activations",
+    "Activations": "conceptspace.activations",
+    "Position": "conceptspace.activations",
 }
 
 

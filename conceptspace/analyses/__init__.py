@@ -9,4 +9,30 @@ blocks are in ``probes/``, ``geometry/``, ``causal/`` and ``aggregation``.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from conceptspace.analyses._base import (
+    Analysis,
+    AnalysisOutput,
+    LayerCurveFigures,
+    RunContext,
+    get_kind,
+    param,
+    param_default,
+    param_fields,
+    register,
+    registry,
+)
+from conceptspace.analyses._figures import Figure
+
+__all__ = [
+    "Analysis",
+    "AnalysisOutput",
+    "Figure",
+    "LayerCurveFigures",
+    "RunContext",
+    "get_kind",
+    "param",
+    "param_default",
+    "param_fields",
+    "register",
+    "registry",
+]

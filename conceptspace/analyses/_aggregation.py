@@ -41,7 +41,8 @@ from conceptspace.models._load import ConceptModel
 from conceptspace.models._nnsight import import_nnsight
 from conceptspace.models._weights import embedding_rows, vocab_size
 from conceptspace.paths import activation_cache_dir
-from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.site_names import FINAL_NORM
+from conceptspace.stats._results import ResultSet, TestKey, TestResult
 
 
 @dataclass(frozen=True)
@@ -285,9 +286,9 @@ def aggregation_tests(
         ovc = order_vs_content_test(dp, ds, ratio_threshold=ratio_threshold, n_boot=n_bootstrap, seed=seed)
         details[label] = {"delta_perm": dp.tolist(), "delta_sub": ds.tolist()}
         results.append(TestResult(
-            test_id=f"aggregation/{dataset}/final_norm/order_vs_content/{label}",
-            claim=claim, dataset=dataset, layer=None, position="last", method="permute_vs_substitute",
-            control=control, statistic_name="ratio_perm_to_sub", statistic=ovc["ratio"],
+            key=TestKey(test="aggregation", dataset=dataset, method="permute_vs_substitute", site=FINAL_NORM,
+                        position="last", control=control),
+            claim=claim, statistic_name="ratio_perm_to_sub", statistic=ovc["ratio"],
             effect_size_name="one_minus_ratio", effect_size=ovc["effect"], ci_low=ovc["ci"][0],
             ci_high=ovc["ci"][1], p_value=ovc["p"], n=len(dp), n_groups=len(dp),
             extra={"site": "final_norm", "mean_delta_perm": float(dp.mean()), "mean_delta_sub": float(ds.mean()),
@@ -304,8 +305,7 @@ def aggregation_tests(
         )
         r = rs[0]
         results.append(r.replace(
-            test_id=f"aggregation/{dataset}/final_norm/bag_of_embeddings_r2/{label}",
-            method="bag_of_embeddings_ridge",
+            test="aggregation", site=FINAL_NORM, method="bag_of_embeddings_ridge",
             extra={**dict(r.extra), "site": "final_norm", "decay": decay, "target": f"top {Y.shape[1]} PCs",
                    "null": "shuffled targets (refit)"},
         ))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
@@ -18,7 +19,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from conceptspace.stats._results import TestResult
+from conceptspace.stats._results import TRAINED, UNTRAINED, TestResult
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a report: file name under ``figures/``, caption, PNG bytes."""
+
+    name: str
+    caption: str
+    png: bytes
+
 
 _STYLE = {None: ("#1f5fa8", "model"), "untrained": ("#c0392b", "untrained twin"),
           "control_task": ("#7f8c8d", "control task"), "lexical": ("#27ae60", "last-token embedding")}
@@ -74,7 +85,9 @@ def paired_bars(title: str, results: Sequence[TestResult], ylabel: str, max_bars
     """Effect with CI per test, model beside its untrained twin (layer-less and geometry tests)."""
     pairs: dict[str, dict[str | None, TestResult]] = {}
     for r in results:
-        stem = r.test_id.rsplit("/", 1)[0]
+        if r.control not in (None, UNTRAINED):
+            continue
+        stem = r.key.replace(control=None, model=TRAINED, analysis="").id.removesuffix("/task")
         pairs.setdefault(stem, {})[r.control] = r
     stems = [s for s in pairs if None in pairs[s]][:max_bars]
     if not stems:
@@ -95,7 +108,7 @@ def paired_bars(title: str, results: Sequence[TestResult], ylabel: str, max_bars
             ax.barh(ys, xs, height=0.38, color=color, label=label,
                     xerr=[[max(v, 0.0) for v in lo], [max(v, 0.0) for v in hi]], error_kw={"lw": 0.8})
     ax.set_yticks(range(len(stems)))
-    ax.set_yticklabels([s.split("/", 1)[-1][-60:] for s in stems], fontsize=6)
+    ax.set_yticklabels([s[-60:] for s in stems], fontsize=6)
     ax.invert_yaxis()
     ax.axvline(0.0, color="black", linewidth=0.6)
     ax.set_xlabel(ylabel)

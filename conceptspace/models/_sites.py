@@ -24,10 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from conceptspace.errors import InvalidInputError, UnsupportedArchitectureError
-
-EMBED = "embed"
-FINAL_NORM = "final_norm"
-LAYER_PREFIX = "layer."
+from conceptspace.site_names import EMBED, FINAL_NORM, LAYER_PREFIX
 
 # Module paths, in the order they are tried, for each standard site. Adding an architecture means adding its
 # paths here; nothing else in the toolkit knows module names.

@@ -11,18 +11,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.analyses import Figure, registry
+from conceptspace.stats._results import UNTRAINED, ResultSet
 from conceptspace.suite._runner import RunOutcome, results_document
 from conceptspace.theory._verdicts import CLAIMS, is_sanity_check
-
-
-@dataclass
-class Figure:
-    """One figure: file name under ``figures/``, caption, PNG bytes."""
-
-    name: str
-    caption: str
-    png: bytes
 
 
 @dataclass
@@ -65,8 +57,9 @@ def fmt(x: Any, digits: int = 3) -> str:
 
 def _verdict_row(verdict: dict[str, Any], results: ResultSet) -> dict[str, str]:
     by_id = {r.test_id: r for r in results}
+    by_key = {r.key: r for r in results}
     best = by_id.get(verdict.get("best_test_id") or "")
-    twin = by_id.get(best.test_id[: -len("/task")] + "/untrained") if best and best.test_id.endswith("/task") else None
+    twin = by_key.get(best.key.counterpart(UNTRAINED)) if best is not None and best.control is None else None
     row = {"claim": verdict["claim"], "title": verdict["title"], "verdict": verdict["verdict"],
            "best": "-", "effect": "-", "ci": "-", "p_adj": "-", "twin": "-", "n_tests": str(len(verdict["test_ids"])),
            "reason": verdict["reason"]}
@@ -79,34 +72,15 @@ def _verdict_row(verdict: dict[str, Any], results: ResultSet) -> dict[str, str]:
 
 
 def _figures_for(claim: str, outcome: RunOutcome) -> list[Figure]:
-    from conceptspace.analyses import _figures as figures
+    """Each analysis of the claim draws its own figures (its kind decides which); sanity checks are left out."""
+    kinds = registry()
     out: list[Figure] = []
     for record in outcome.records:
         if record.spec.claim != claim or record.status != "ok":
             continue
-        rows = [r for r in outcome.results if r.extra.get("analysis") == record.spec.id and not is_sanity_check(r)]
-        name = record.spec.id
-        if record.spec.kind in ("probe", "proximity"):
-            by_method: dict[str, list[TestResult]] = {}
-            for r in rows:
-                by_method.setdefault(r.method, []).append(r)
-            for method, group in by_method.items():
-                ylabel = group[0].effect_size_name
-                png = figures.layer_curves(f"{claim} {name}: {method} ({group[0].dataset})", group, ylabel)
-                if png:
-                    slug = f"{name}-{method}".replace("/", "_")
-                    out.append(Figure(f"{slug}.png", f"{name}, {method}: effect per layer with 95% CI band; "
-                                      "untrained twin and controls overlaid; stars: significant after correction",
-                                      png))
-        else:
-            png = figures.paired_bars(f"{claim} {name}", rows, "effect size (95% CI)")
-            if png:
-                out.append(Figure(f"{name}.png", f"{name}: effect with 95% CI, model beside its untrained twin", png))
-        curves = record.figure_data.get("dose_response")
-        if curves:
-            png = figures.dose_response(f"{claim} {name}: dose-response", curves)
-            if png:
-                out.append(Figure(f"{name}-dose-response.png", f"{name}: steering dose-response vs placebo", png))
+        rows = [r for r in outcome.results if r.key.analysis == record.spec.id and not is_sanity_check(r)]
+        out.extend(kinds[record.spec.kind].figures(record.spec.id, f"{claim} {record.spec.id}", rows,
+                                                   record.figure_data))
     return out
 
 

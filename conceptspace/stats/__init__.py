@@ -35,7 +35,15 @@ from conceptspace.stats._permutation import (
     permutation_test,
     permutation_test_layers,
 )
-from conceptspace.stats._results import Correction, ResultSet, TestResult
+from conceptspace.stats._results import (
+    TRAINED,
+    UNTRAINED,
+    Correction,
+    ResultSet,
+    TestKey,
+    TestResult,
+    is_sanity_check,
+)
 
 
 def correct(results: Iterable[TestResult], method: Correction = "holm", alpha: float = 0.05) -> ResultSet:
@@ -44,9 +52,12 @@ def correct(results: Iterable[TestResult], method: Correction = "holm", alpha: f
 
 
 __all__ = [
+    "TRAINED",
+    "UNTRAINED",
     "Correction",
     "PermutationResult",
     "ResultSet",
+    "TestKey",
     "TestResult",
     "auroc",
     "bootstrap_cv_scores",
@@ -55,6 +66,7 @@ __all__ = [
     "draw_permutations",
     "group_counts",
     "grouped_bootstrap",
+    "is_sanity_check",
     "percentile_interval",
     "percentile_intervals",
     "permutation_p_value",

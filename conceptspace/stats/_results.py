@@ -20,8 +20,11 @@ import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
 from conceptspace.errors import InvalidInputError
+from conceptspace.site_names import EMBED, site_layer
 
 Correction = Literal["holm", "fdr_bh"]
+TRAINED = "trained"
+UNTRAINED = "untrained"
 _FLOAT_FIELDS = ("statistic", "effect_size", "ci_low", "ci_high", "p_value", "p_adjusted", "alpha")
 
 
@@ -54,23 +57,103 @@ def _thaw(value: Any) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
-class TestResult:
-    """One statistical test: what was tested, on what, the statistic, an effect size with CI, and p.
+class TestKey:
+    """What a test is, as fields: the one way tests are named, matched and compared.
 
-    ``control`` is None for the real test, otherwise what it controls for: ``"control_task"``,
-    ``"untrained"``, ``"lexical"``, ``"shuffled"``, ``"random_direction"``... ``p_adjusted``/``significant`` are
-    None until :meth:`ResultSet.correct` fills them. ``extra`` holds JSON-like details (frozen on creation).
+    Why fields and not a string: the theory matches a test with the same test on a control, the report matches
+    a test with the twin's, and the runner scopes every test to its suite analysis. Cutting id strings apart did
+    that in six places with six grammars; a key is built once by the analysis that ran the test and read
+    by field everywhere else. ``id`` is only the readable rendering (unique within a run).
+
+    ``test`` is the family of statistic (``probe``, ``clustering``, ``relation``, ``analogy``, ``steering``...);
+    ``method`` what computed it (``RidgeProbe``, ``kmeans``, ``steering_vs_random``); ``site`` and ``position``
+    where it read the model (``layer.12``/``last``; ``unembed`` for the output weights); ``detail`` anything
+    else that tells tests of one analysis apart (a metric, a relation); ``control`` is None for the real test,
+    else what it controls for; ``model`` is ``trained`` or ``untrained`` (the twin); ``analysis`` is the suite
+    analysis that produced it ("" outside a suite run).
+    """
+
+    __test__ = False
+
+    test: str
+    dataset: str
+    method: str
+    site: str | None = None
+    position: str | None = None
+    detail: tuple[str, ...] = ()
+    control: str | None = None
+    model: str = TRAINED
+    analysis: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "detail", tuple(str(d) for d in self.detail))
+        for name in ("test", "method"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise InvalidInputError(f"TestKey.{name} must be a non-empty string; got {getattr(self, name)!r}")
+        if not isinstance(self.dataset, str):
+            raise InvalidInputError(f"TestKey.dataset must be a string (may be empty); got {self.dataset!r}")
+        if self.model not in (TRAINED, UNTRAINED):
+            raise InvalidInputError(f"TestKey.model must be {TRAINED!r} or {UNTRAINED!r}; got {self.model!r}")
+        # One convention for the twin: its real test is the "untrained" control of the model's test.
+        if self.control == UNTRAINED:
+            object.__setattr__(self, "model", UNTRAINED)
+        elif self.model == UNTRAINED and self.control is None:
+            object.__setattr__(self, "control", UNTRAINED)
+
+    @property
+    def id(self) -> str:
+        """``analysis/test/dataset/site/position/method/detail.../control`` (``task`` for the real test), with
+        ``@untrained`` appended when a control other than the twin itself ran on the twin."""
+        parts = [self.analysis, self.test, self.dataset, self.site, self.position, self.method, *self.detail]
+        tail = self.control or "task"
+        if self.model != TRAINED and self.control != self.model:
+            tail += f"@{self.model}"
+        return "/".join([*(p for p in parts if p), tail])
+
+    def counterpart(self, control: str) -> TestKey:
+        """The same test on a control: the twin (``untrained``), the lexical baseline (static token embedding,
+        so the ``embed`` site), or a control of the same inputs (``control_task``, ``shuffled``...)."""
+        if control == UNTRAINED:
+            return dataclasses.replace(self, control=UNTRAINED, model=UNTRAINED)
+        if control == "lexical":
+            return dataclasses.replace(self, control="lexical", site=EMBED)
+        return dataclasses.replace(self, control=control)
+
+    def replace(self, **changes: Any) -> TestKey:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TestKey:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise InvalidInputError(f"unknown TestKey field(s): {sorted(unknown)}")
+        values: dict[str, Any] = {k: (tuple(v) if k == "detail" else v) for k, v in data.items()}
+        return cls(**values)
+
+
+_KEY_FIELDS = tuple(f.name for f in dataclasses.fields(TestKey))
+
+
+@dataclasses.dataclass(frozen=True)
+class TestResult:
+    """One statistical test: its :class:`TestKey`, the statistic, an effect size with CI, and p.
+
+    ``dataset``, ``site``, ``layer``, ``position``, ``method``, ``control`` and ``test_id`` are read from the
+    key (``layer`` is the block index of a ``layer.<i>`` site, else None). ``control`` is None for the real test,
+    otherwise what it controls for: ``"control_task"``, ``"untrained"``, ``"lexical"``, ``"random_direction"``...
+    ``p_adjusted``/``significant`` are None until :meth:`ResultSet.correct` fills them. ``extra`` holds
+    JSON-like details (frozen on creation).
     """
 
     __test__ = False  # not a pytest test class despite the name
 
-    test_id: str
+    key: TestKey
     claim: str | None
-    dataset: str
-    layer: int | None
-    position: str | None
-    method: str
-    control: str | None
     statistic_name: str
     statistic: float
     effect_size_name: str
@@ -87,42 +170,91 @@ class TestResult:
     extra: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
+        if not isinstance(self.key, TestKey):
+            raise InvalidInputError(f"TestResult.key must be a TestKey; got {type(self.key).__name__}")
         object.__setattr__(self, "extra", _freeze(self.extra))
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, float(value))
-        if self.layer is not None:
-            object.__setattr__(self, "layer", int(self.layer))
         object.__setattr__(self, "n", int(self.n))
         if self.n_groups is not None:
             object.__setattr__(self, "n_groups", int(self.n_groups))
         if not (math.isnan(self.p_value) or 0.0 < self.p_value <= 1.0):
             raise InvalidInputError(f"{self.test_id}: p_value must be in (0, 1] or NaN; got {self.p_value}")
 
+    # --- fields of the key, read as the result's own (what tables, filters and frames show)
+    @property
+    def test_id(self) -> str:
+        return self.key.id
+
+    @property
+    def dataset(self) -> str:
+        return self.key.dataset
+
+    @property
+    def site(self) -> str | None:
+        return self.key.site
+
+    @property
+    def layer(self) -> int | None:
+        return site_layer(self.key.site)
+
+    @property
+    def position(self) -> str | None:
+        return self.key.position
+
+    @property
+    def method(self) -> str:
+        return self.key.method
+
+    @property
+    def control(self) -> str | None:
+        return self.key.control
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain, strict-JSON-ready dict (NaN/inf become None)."""
-        return {f.name: _thaw(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """Plain, strict-JSON-ready dict (NaN/inf become None); the key's fields also appear flat, for reading."""
+        out: dict[str, Any] = {"test_id": self.test_id}
+        for f in dataclasses.fields(self):
+            out[f.name] = self.key.to_dict() if f.name == "key" else _thaw(getattr(self, f.name))
+        out.update({name: getattr(self, name) for name in _DERIVED})
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TestResult:
-        """Inverse of :meth:`to_dict` (None in a required float field reads back as NaN)."""
+        """Inverse of :meth:`to_dict` (None in a required float field reads back as NaN; the flat copies of the
+        key's fields are ignored: the key is the record)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
+        kwargs = {k: v for k, v in data.items() if k not in _DERIVED and k != "test_id"}
+        unknown = set(kwargs) - names
         if unknown:
             raise InvalidInputError(f"unknown TestResult field(s): {sorted(unknown)}")
-        kwargs = dict(data)
+        if isinstance(kwargs.get("key"), Mapping):
+            kwargs["key"] = TestKey.from_dict(kwargs["key"])
         for name in ("statistic", "effect_size", "ci_low", "ci_high", "p_value"):
             if kwargs.get(name) is None:
                 kwargs[name] = math.nan
         return cls(**kwargs)
 
     def replace(self, **changes: Any) -> TestResult:
-        """A copy with some fields changed (the record itself never changes)."""
+        """A copy with some fields changed (the record itself never changes); key fields (``control``,
+        ``analysis``, ``detail``...) may be given directly and change the key."""
+        key_changes = {k: changes.pop(k) for k in list(changes) if k in _KEY_FIELDS}
+        if key_changes:
+            changes["key"] = changes.get("key", self.key).replace(**key_changes)
         return dataclasses.replace(self, **changes)
 
 
-_COLUMNS = [f.name for f in dataclasses.fields(TestResult)]
+def is_sanity_check(result: TestResult) -> bool:
+    """Identities of the architecture (e.g. last-layer dot product = logit): pipeline checks, never evidence."""
+    return bool(result.extra.get("sanity_check")) or result.control == "identity"
+
+
+
+_DERIVED = ("dataset", "site", "layer", "position", "method", "control")
+
+
+_COLUMNS = ["test_id", *_DERIVED, *(f.name for f in dataclasses.fields(TestResult) if f.name != "key")]
 
 
 class ResultSet(Sequence[TestResult]):

@@ -15,16 +15,11 @@ from __future__ import annotations
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from conceptspace.concepts._schema import ConceptSet
-from conceptspace.errors import InvalidInputError
+from conceptspace.analyses import RunContext, registry
 from conceptspace.models._load import ConceptModel, RemoteMode
-from conceptspace.models._weights import embedding_rows
 from conceptspace.stats._results import ResultSet, TestResult
 from conceptspace.suite._spec import AnalysisSpec, Suite
 from conceptspace.theory._verdicts import Verdict, is_sanity_check, judge_all
@@ -66,260 +61,11 @@ def _log(message: str, progress: bool) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def subsample_rows(concept_set: ConceptSet, max_items: int | None, seed: int) -> np.ndarray:
-    """Seeded subset of whole groups, up to ``max_items`` rows (groups are never split: folds respect them)."""
-    n = len(concept_set)
-    if max_items is None or n <= max_items:
-        return np.arange(n)
-    groups = np.asarray(concept_set.groups)
-    unique = np.unique(groups)
-    rng = np.random.default_rng(seed)
-    chosen: list[int] = []
-    for g in rng.permutation(unique):
-        members = np.flatnonzero(groups == g).tolist()
-        if len(chosen) + len(members) > max_items and chosen:
-            continue
-        chosen.extend(members)
-        if len(chosen) >= max_items:
-            break
-    return np.array(sorted(chosen), dtype=np.int64)
-
-
-def _subset(concept_set: ConceptSet, rows: np.ndarray) -> ConceptSet:
-    if rows.size == len(concept_set):
-        return concept_set
-    return concept_set.replace(data=concept_set.data.select(rows.tolist()))
-
-
-def _layers(model: ConceptModel, layers: Any) -> list[int]:
-    """Block indices of a suite's layer list; negative ones count from the end, out-of-range ones are refused."""
-    if layers == "all":
-        return list(range(model.n_layers))
-    out = []
-    for x in layers:
-        index = int(x)
-        if not -model.n_layers <= index < model.n_layers:
-            raise InvalidInputError(
-                f"layer {index} does not exist in {model.name} (blocks 0..{model.n_layers - 1}, or -1 for the last); "
-                "the suite's layer lists are written for one model: adapt them to this one"
-            )
-        out.append(index % model.n_layers)
-    return out
-
-
-# ------------------------------------------------------------------------------------------------ analyses
-def _make_probe(name: str, continuous: bool, penalty: float) -> Any:
-    from conceptspace.analyses.probes._estimators import (
-        LDAProbe,
-        LogisticProbe,
-        MassMeanProbe,
-        RidgeProbe,
-        RidgeRegressionProbe,
-    )
-
-    if continuous:
-        return RidgeRegressionProbe(alpha=penalty)
-    return {"ridge": lambda: RidgeProbe(alpha=penalty), "lda": LDAProbe, "mass_mean": MassMeanProbe,
-            "logistic": LogisticProbe}[name]()
-
-
-def last_token_ids(model: ConceptModel, texts: list[str]) -> np.ndarray:
-    """The id of each text's last token (as the model tokenizes it): the lexical baseline and control types."""
-    encoded = model.tokenizer(texts, add_special_tokens=True)["input_ids"]
-    return np.array([ids[-1] for ids in encoded], dtype=np.int64)
-
-
-def run_probe(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel | None, suite: Suite,
-              progress: bool) -> None:
-    """C4: grouped-CV probe per layer with control task, twin and the last-token embedding (lexical)."""
-    from conceptspace.activations._extract import extract
-    from conceptspace.analyses.probes._evaluation import control_task_labels, probe_with_controls
-    from conceptspace.concepts import load_concepts
-
-    p = record.params
-    full = load_concepts(p["dataset"])
-    cs = _subset(full, subsample_rows(full, p["max_items"], suite.seed))
-    continuous = cs.kind == "continuous"
-    y = np.asarray(cs.column("value"), dtype=np.float64) if continuous else cs.labels
-    groups = np.asarray(cs.groups)
-    layers = _layers(model, p["layers"])
-    sites = [f"layer.{i}" for i in layers]
-    spans = cs.spans if p["position"].startswith("span") else None
-    X = extract(model, cs.texts, sites=sites, position=p["position"], spans=spans, progress=progress).stack(sites)
-    controls = set(p["controls"])
-    kwargs: dict[str, Any] = {}
-    # Control-task types: the word for word sets; the source group for sentence sets (their last token is
-    # nearly always ".", which would give every item the same random label).
-    types = cs.words if cs.words is not None else cs.groups
-    if "control_task" in controls:
-        kwargs["control_y"] = control_task_labels(types, y, seed=suite.seed)
-    if "untrained" in controls and twin is not None:
-        kwargs["X_untrained"] = extract(twin, cs.texts, sites=sites, position=p["position"], spans=spans,
-                                        progress=progress).stack(sites)
-    if "lexical" in controls:
-        kwargs["X_lexical"] = embedding_rows(model, last_token_ids(model, cs.texts))
-    results = probe_with_controls(
-        _make_probe(p["probe"], continuous, p["penalty"]), X, y, groups, dataset=cs.name, layers=layers,
-        claim=record.spec.claim, position=p["position"], n_splits=p["n_splits"],
-        scoring="r2" if continuous else None, n_permutations=suite.n_permutations,
-        n_bootstrap=suite.n_bootstrap, seed=suite.seed, **kwargs,
-    )
-    record.results = results
-    record.figure_data["n_items"] = len(cs)
-
-
-def run_clustering(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel | None, suite: Suite,
-                   progress: bool) -> None:
-    """C1: clustering against category labels on the model and its twin."""
-    from conceptspace.analyses import geometry
-    from conceptspace.concepts import load_concepts
-
-    p = record.params
-    cs = load_concepts(p["dataset"])
-    rows = geometry.select_rows(cs, classes=p["classes"], max_per_class=p["max_per_class"], seed=suite.seed)
-    record.results = geometry.run_clustering(
-        model, cs, p["sites"], rows=rows.tolist(), methods=p["methods"], twin=twin,
-        n_permutations=suite.n_permutations, n_boot=suite.n_bootstrap, seed=suite.seed,
-    )
-
-
-def run_relations(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel | None, suite: Suite,
-                  progress: bool) -> None:
-    """C2: relation consistency (Euclidean and causal inner product) on the model and its twin."""
-    from conceptspace.analyses import geometry
-    from conceptspace.concepts import load_concepts
-
-    p = record.params
-    cs = load_concepts(p["dataset"])
-    record.results = geometry.run_relations(
-        model, cs, p["sites"], twin=twin, n_permutations=suite.n_permutations, n_boot=suite.n_bootstrap,
-        seed=suite.seed,
-    )
-
-
-def run_analogies(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel | None, suite: Suite,
-                  progress: bool) -> None:
-    """C3: 3CosAdd vs only-b on the model and its twin."""
-    from conceptspace.analyses import geometry
-    from conceptspace.concepts import load_concepts
-
-    p = record.params
-    cs = load_concepts(p["dataset"])
-    record.results = geometry.run_analogies(
-        model, cs, p["sites"], max_per_relation=p["max_per_relation"], methods=p["methods"], twin=twin,
-        n_permutations=suite.n_permutations, n_boot=suite.n_bootstrap, seed=suite.seed,
-    )
-
-
-def run_proximity(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel | None, suite: Suite,
-                  progress: bool) -> None:
-    """P5: logit-lens proximity vs log-probability per layer (identity flagged), on the model and its twin."""
-    from conceptspace.analyses import geometry
-    from conceptspace.concepts import load_concepts
-
-    p = record.params
-    full = load_concepts(p["dataset"])
-    cs = _subset(full, subsample_rows(full, p["max_items"], suite.seed))
-    results = geometry.run_proximity_probability(
-        model, cs.texts, layers=_layers(model, p["layers"]), dataset=cs.name, twin=twin,
-        n_permutations=suite.n_permutations, n_boot=suite.n_bootstrap, seed=suite.seed,
-    )
-    if p["methods"] is not None:
-        results = ResultSet(r for r in results if r.method in p["methods"] or is_sanity_check(r))
-    record.results = results
-
-
-def run_aggregation(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel | None, suite: Suite,
-                    progress: bool) -> None:
-    """A6: order vs content and the bag-of-embeddings model, on the model and its twin."""
-    from conceptspace.analyses._aggregation import aggregation_tests
-    from conceptspace.concepts import load_concepts
-
-    p = record.params
-    texts: list[str] = []
-    groups: list[str] = []
-    for name in p["datasets"]:
-        cs = load_concepts(name)
-        texts.extend(cs.texts)
-        groups.extend(f"{name}:{g}" for g in cs.groups)
-    order = np.random.default_rng(suite.seed).permutation(len(texts))
-    if p["max_items"] is not None:
-        order = order[: p["max_items"]]
-    order = np.sort(order)
-    label = "+".join(n.split("/")[-1] for n in p["datasets"])
-    results, details = aggregation_tests(
-        model, [texts[i] for i in order], twin=twin, dataset=label, groups=[groups[i] for i in order],
-        decay=p["decay"], penalty=p["penalty"], n_permutations=suite.n_permutations,
-        n_bootstrap=suite.n_bootstrap, seed=suite.seed, claim=record.spec.claim,
-    )
-    record.results = results
-    record.figure_data["aggregation"] = details
-
-
-def run_steering(record: AnalysisRecord, model: ConceptModel, twin: ConceptModel | None, suite: Suite,
-                 progress: bool) -> None:
-    """C5: steer along the mass-mean direction of a binary concept set vs placebo directions (model and twin)."""
-    from conceptspace.activations._extract import extract
-    from conceptspace.analyses.causal import steering_test
-    from conceptspace.analyses.probes._estimators import MassMeanProbe
-    from conceptspace.concepts import load_concepts
-
-    p = record.params
-    full = load_concepts(p["dataset"])
-    cs = _subset(full, subsample_rows(full, p["max_items"], suite.seed))
-    site = f"layer.{_layers(model, [p['layer']])[0]}"
-    spans = cs.spans
-    position = "span:mean" if spans is not None else "last"
-    results = ResultSet()
-    curves: dict[str, Any] = {}
-    for m, control in ((model, None), (twin, "untrained")):
-        if m is None:
-            continue
-        X = np.asarray(extract(m, cs.texts, sites=[site], position=position, spans=spans,
-                               progress=progress)[site], dtype=np.float64)
-        direction = MassMeanProbe().fit(X, cs.labels).direction_
-        steer = steering_test(
-            m, direction, p["prompts"], (p["positive"], p["negative"]), site=site,
-            off_target_prompts=p["off_target_prompts"], alphas=p["alphas"], n_random=p["n_random"],
-            n_orthogonal=p["n_random"],
-            n_bootstrap=suite.n_bootstrap, seed=suite.seed, name=cs.name, claim=record.spec.claim,
-            p_method=p["p_method"],
-        )
-        label = control or "task"
-        rows = []
-        for r in steer.results:
-            base = r.test_id[: -len("/task")] if r.test_id.endswith("/task") else r.test_id
-            if r.control is None:
-                rows.append(r.replace(test_id=f"{base}/{label}", control=control))
-            elif control is None:
-                rows.append(r)
-            else:
-                rows.append(r.replace(test_id=f"{r.test_id}/{label}"))
-        results = results + ResultSet(rows)
-        frame = steer.dose_response()
-        curves[label] = {col: [float(v) for v in frame[col]] for col in frame.columns
-                         if np.issubdtype(frame[col].dtype, np.number)}
-    record.results = results
-    record.figure_data["dose_response"] = curves
-
-
-RUNNERS: dict[str, Callable[[AnalysisRecord, ConceptModel, ConceptModel | None, Suite, bool], None]] = {
-    "probe": run_probe,
-    "clustering": run_clustering,
-    "relations": run_relations,
-    "analogies": run_analogies,
-    "proximity": run_proximity,
-    "aggregation": run_aggregation,
-    "steering": run_steering,
-}
-
-
 # ----------------------------------------------------------------------------------------------- the run
 def _tag(results: ResultSet, spec: AnalysisSpec) -> ResultSet:
-    """Prefix ids with the analysis id, set the claim and record the analysis in ``extra``."""
+    """Scope every key to the suite analysis that ran it, set the claim and record the kind in ``extra``."""
     return ResultSet(
-        r.replace(test_id=f"{spec.id}/{r.test_id}", claim=spec.claim,
-                  extra={**dict(r.extra), "analysis": spec.id, "kind": spec.kind})
+        r.replace(analysis=spec.id, claim=spec.claim, extra={**dict(r.extra), "kind": spec.kind})
         for r in results
     )
 
@@ -344,7 +90,7 @@ def _caveats(outcome_records: list[AnalysisRecord], results: ResultSet) -> list[
         flagged: set[str] = set()
         for r in family:
             draws = r.extra.get("n_permutations") or r.extra.get("n_placebo")
-            analysis = str(r.extra.get("analysis"))
+            analysis = r.key.analysis
             if isinstance(draws, int) and 1.0 / (draws + 1) > floor_needed and analysis not in flagged:
                 flagged.add(analysis)
                 notes.append(f"{analysis}: its smallest attainable p-value is 1/({draws}+1) = {1 / (draws + 1):.2g}, "
@@ -354,7 +100,7 @@ def _caveats(outcome_records: list[AnalysisRecord], results: ResultSet) -> list[
     seen: set[str] = set()
     for r in results:
         tok = r.extra.get("tokenization")
-        key = f"{r.extra.get('analysis')}"
+        key = r.key.analysis
         if tok and key not in seen:
             seen.add(key)
             notes.append(f"{key} ({r.dataset}): tokenization {dict(tok)}; multi-token words are read through "
@@ -391,14 +137,20 @@ def run_suite(
     t_model = time.perf_counter() - t0
     quick_items = suite.quick_settings.get("max_items") if quick else None
     records = [AnalysisRecord(spec, spec.resolved(quick, quick_items)) for spec in suite.analyses]
+    kinds = registry()
     for number, record in enumerate(records, start=1):
         spec = record.spec
         _log(f"[{number}/{len(records)}] {spec.claim} {spec.id}: {spec.kind}", progress)
         start = time.perf_counter()
         bytes_before = model.downloaded_bytes
         try:
-            RUNNERS[spec.kind](record, model, twin_model, suite, progress)
-            record.results = _tag(record.results, spec)
+            kind = kinds[spec.kind]
+            context = RunContext(model=model, twin=twin_model, claim=spec.claim, seed=suite.seed,
+                                 n_permutations=suite.n_permutations, n_bootstrap=suite.n_bootstrap,
+                                 progress=progress)
+            output = kind.run(context, kind.make_params(record.params))
+            record.results = _tag(output.results, spec)
+            record.figure_data = output.figure_data
             record.status = "ok" if len(record.results) else "failed"
             if not len(record.results):
                 record.reason = "the analysis returned no tests"
@@ -489,7 +241,7 @@ def package_versions() -> dict[str, str]:
 def results_document(outcome: RunOutcome) -> dict[str, Any]:
     """The results.json document (schema in docs/RESULTS_SCHEMA.md)."""
     return {
-        "schema": "conceptspace.stats._results",
+        "schema": "conceptspace.results",
         "schema_version": RESULTS_SCHEMA_VERSION,
         "model": outcome.model,
         "twin": outcome.twin,
@@ -512,7 +264,8 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
 def _test_record(r: TestResult) -> dict[str, Any]:
     d = r.to_dict()
     return {
-        "id": d["test_id"], "claim": d["claim"], "dataset": d["dataset"], "layer": d["layer"],
+        "id": d["test_id"], "key": d["key"], "claim": d["claim"], "dataset": d["dataset"], "site": d["site"],
+        "layer": d["layer"],
         "position": d["position"], "method": d["method"], "control": d["control"],
         "statistic_name": d["statistic_name"], "statistic": d["statistic"],
         "effect_size_name": d["effect_size_name"], "effect_size": d["effect_size"], "ci_low": d["ci_low"],

@@ -24,13 +24,13 @@ from typing import Any
 
 import tomllib
 
+from conceptspace.analyses import get_kind, param_default, param_fields, registry
+from conceptspace.analyses._base import is_int, is_number, is_str, list_of
 from conceptspace.errors import ConceptspaceError
-from conceptspace.theory._claims import ClaimRule
+from conceptspace.theory._claims import CLAIMS, ClaimRule
 
-CLAIM_IDS = ("C1", "C2", "C3", "C4", "C5", "P5", "A6")
+CLAIM_IDS = tuple(CLAIMS)
 CORRECTIONS = ("holm", "fdr_bh")
-CONTROLS = ("control_task", "untrained", "lexical")
-PROBES = ("ridge", "lda", "mass_mean", "logistic")
 
 
 class SuiteError(ConceptspaceError, ValueError):
@@ -105,7 +105,7 @@ class AnalysisSpec:
         params = dict(self.params)
         if quick:
             params.update(self.quick)
-            if quick_max_items is not None and "max_items" in KINDS[self.kind].keys:
+            if quick_max_items is not None and "max_items" in param_fields(get_kind(self.kind).Params):
                 current = params.get("max_items")
                 params["max_items"] = quick_max_items if current is None else min(int(current), quick_max_items)
         return params
@@ -163,37 +163,6 @@ class Suite:
 
 
 # --------------------------------------------------------------------------------------------- key schemas
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return (isinstance(v, (int, float))) and not isinstance(v, bool)
-
-
-def _is_str(v: Any) -> bool:
-    return isinstance(v, str)
-
-
-def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, list) and all(check(x) for x in v)
-
-
-def _layers(v: Any) -> bool:
-    return v == "all" or (isinstance(v, list) and all(_is_int(x) for x in v))
-
-
-def _sites(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) and _site_ok(x) for x in v)
-
-
-def _site_ok(site: str) -> bool:
-    if site in ("embed", "final_norm", "unembed"):
-        return True
-    tail = site.removeprefix("layer.")
-    return site.startswith("layer.") and tail.lstrip("-").isdigit()
-
-
 @dataclass(frozen=True)
 class Key:
     """One allowed key: its type check, a human name of the type, and its default (``...`` = required)."""
@@ -203,18 +172,18 @@ class Key:
     default: Any = ...
 
 
-@dataclass(frozen=True)
-class Kind:
-    """An analysis kind: the claims it can serve and its parameter keys."""
+def kind_keys(kind: str) -> dict[str, Key]:
+    """The suite keys of an analysis kind, read from its parameter dataclass (the one home of its defaults)."""
+    out = {}
+    for name, f in param_fields(get_kind(kind).Params).items():
+        spec = f.metadata["spec"]
+        out[name] = Key(spec.check, spec.type_name, param_default(f))
+    return out
 
-    claims: tuple[str, ...]
-    keys: Mapping[str, Key]
-    doc: str
 
-
-_INT = (_is_int, "integer")
-_NUM = (_is_num, "number")
-_STR = (_is_str, "string")
+_INT = (is_int, "integer")
+_NUM = (is_number, "number")
+_STR = (is_str, "string")
 
 COMMON_KEYS: dict[str, Key] = {
     "id": Key(*_STR),
@@ -223,113 +192,27 @@ COMMON_KEYS: dict[str, Key] = {
     "quick": Key(lambda v: isinstance(v, dict), "table"),
 }
 
-KINDS: dict[str, Kind] = {
-    "probe": Kind(
-        ("C4",),
-        {
-            "dataset": Key(*_STR),
-            "layers": Key(_layers, "list of integers or 'all'", "all"),
-            "position": Key(*_STR, "last"),
-            "probe": Key(lambda v: v in PROBES, f"one of {PROBES}", "ridge"),
-            "controls": Key(lambda v: _list_of(_is_str)(v) and all(c in CONTROLS for c in v),
-                            f"list drawn from {CONTROLS}", list(CONTROLS)),
-            "max_items": Key(*_INT, None),
-            "n_splits": Key(*_INT, 5),
-            "penalty": Key(*_NUM, 1.0),
-        },
-        "grouped-CV linear probe per layer with control task, untrained twin and last-token embedding baseline",
-    ),
-    "clustering": Kind(
-        ("C1",),
-        {
-            "dataset": Key(*_STR),
-            "sites": Key(_sites, "list of sites (embed, unembed, final_norm, layer.<i>)", ["unembed"]),
-            "classes": Key(_list_of(_is_str), "list of strings", None),
-            "max_per_class": Key(*_INT, None),
-            "methods": Key(_list_of(_is_str), "list of strings", ["kmeans"]),
-            "metrics": Key(_list_of(_is_str), "list of strings", None),
-        },
-        "clustering of word vectors against their category labels (permutation null)",
-    ),
-    "relations": Kind(
-        ("C2",),
-        {
-            "dataset": Key(*_STR),
-            "sites": Key(_sites, "list of sites", ["unembed"]),
-            "statistics": Key(_list_of(_is_str), "list of strings", None),
-            "geometries": Key(_list_of(_is_str), "list of strings", None),
-        },
-        "consistency of pair-difference directions per relation (Euclidean and causal inner product)",
-    ),
-    "analogies": Kind(
-        ("C3",),
-        {
-            "dataset": Key(*_STR),
-            "sites": Key(_sites, "list of sites", ["unembed"]),
-            "max_per_relation": Key(*_INT, 50),
-            "methods": Key(_list_of(_is_str), "list of strings", ["3cosadd"]),
-        },
-        "analogy accuracy (3CosAdd/3CosMul) against the only-b baseline",
-    ),
-    "proximity": Kind(
-        ("P5",),
-        {
-            "dataset": Key(*_STR),
-            "layers": Key(_layers, "list of integers or 'all'", "all"),
-            "max_items": Key(*_INT, None),
-            "methods": Key(_list_of(_is_str), "list of strings", None),
-        },
-        "logit-lens rank correlation of proximity and log-probability across layers, frequency-controlled",
-    ),
-    "aggregation": Kind(
-        ("A6",),
-        {
-            "datasets": Key(_list_of(_is_str), "list of dataset names"),
-            "max_items": Key(*_INT, None),
-            "decay": Key(*_NUM, 0.7),
-            "penalty": Key(*_NUM, 1.0),
-        },
-        "order (permuted non-final tokens) vs content (frequency-matched replacements); bag-of-embeddings R^2",
-    ),
-    "steering": Kind(
-        ("C5",),
-        {
-            "dataset": Key(*_STR),
-            "layer": Key(*_INT),
-            "positive": Key(_list_of(_is_str), "list of strings"),
-            "negative": Key(_list_of(_is_str), "list of strings"),
-            "prompts": Key(_list_of(_is_str), "list of strings"),
-            "off_target_prompts": Key(_list_of(_is_str), "list of strings", None),
-            "alphas": Key(_list_of(_is_num), "list of numbers", [-1.0, -0.5, 0.5, 1.0]),
-            "n_random": Key(*_INT, 20),
-            "p_method": Key(*_STR, "rank"),
-            "max_items": Key(*_INT, None),
-        },
-        "steering dose-response along a mass-mean direction vs norm-matched random and orthogonal directions",
-    ),
-}
-
 SUITE_KEYS: dict[str, Key] = {
     "name": Key(*_STR),
     "description": Key(*_STR, ""),
     "model": Key(*_STR, "smollm2-135m"),
     "seed": Key(*_INT, 0),
     "twin_seed": Key(*_INT, 0),
-    "alpha": Key(lambda v: _is_num(v) and 0 < v < 1, "number in (0, 1)", 0.05),
+    "alpha": Key(lambda v: is_number(v) and 0 < v < 1, "number in (0, 1)", 0.05),
     "correction": Key(lambda v: v in CORRECTIONS, f"one of {CORRECTIONS}", "holm"),
-    "n_permutations": Key(lambda v: _is_int(v) and v >= 1, "positive integer", 999),
-    "n_bootstrap": Key(lambda v: _is_int(v) and v >= 1, "positive integer", 500),
+    "n_permutations": Key(lambda v: is_int(v) and v >= 1, "positive integer", 999),
+    "n_bootstrap": Key(lambda v: is_int(v) and v >= 1, "positive integer", 500),
 }
 QUICK_KEYS: dict[str, Key] = {
     "n_permutations": SUITE_KEYS["n_permutations"],
     "n_bootstrap": SUITE_KEYS["n_bootstrap"],
     "alpha": SUITE_KEYS["alpha"],
-    "max_items": Key(lambda v: _is_int(v) and v >= 8, "integer >= 8", None),
+    "max_items": Key(lambda v: is_int(v) and v >= 8, "integer >= 8", None),
 }
 CLAIM_KEYS: dict[str, Key] = {
     "min_effect": Key(*_NUM, ...),
     "margin": Key(*_NUM, 0.0),
-    "beat": Key(_list_of(_is_str), "list of control names", ["untrained"]),
+    "beat": Key(list_of(is_str), "list of control names", ["untrained"]),
 }
 TOP_KEYS = ("suite", "quick", "claims", "analysis")
 
@@ -384,15 +267,17 @@ def _check_analysis(where: _Where, index: int, table: Any, known: set[str], clai
     path: tuple[str | int, ...] = ("analysis", index)
     if not isinstance(table, dict):
         raise where.error(path, "each [[analysis]] must be a table")
+    kinds = registry()
     kind_name = table.get("kind")
     if not isinstance(kind_name, str):
-        raise where.error(path, f"missing or non-string key 'kind' (one of {', '.join(KINDS)})")
-    if kind_name not in KINDS:
-        close = difflib.get_close_matches(kind_name, list(KINDS), n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; kinds are {', '.join(KINDS)}"
+        raise where.error(path, f"missing or non-string key 'kind' (one of {', '.join(kinds)})")
+    if kind_name not in kinds:
+        close = difflib.get_close_matches(kind_name, list(kinds), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; kinds are {', '.join(kinds)}"
         raise where.error((*path, "kind"), f"unknown analysis kind {kind_name!r}{hint}")
-    kind = KINDS[kind_name]
-    allowed = {**COMMON_KEYS, **kind.keys}
+    kind = kinds[kind_name]
+    keys = kind_keys(kind_name)
+    allowed = {**COMMON_KEYS, **keys}
     checked = _check_table(where, path, {k: v for k, v in table.items() if k != "quick"},
                            {k: v for k, v in allowed.items() if k != "quick"})
     claim = checked.pop("claim")
@@ -402,7 +287,7 @@ def _check_analysis(where: _Where, index: int, table: Any, known: set[str], clai
         raise where.error((*path, "claim"), f"a {kind_name!r} analysis tests {'/'.join(kind.claims)}, not {claim}")
     if claim not in claims:
         raise where.error((*path, "claim"), f"claim {claim} has no verdict rule: add a [claims.{claim}] table")
-    quick = _check_table(where, (*path, "quick"), table.get("quick", {}), kind.keys, fill=False)
+    quick = _check_table(where, (*path, "quick"), table.get("quick", {}), keys, fill=False)
     for name_key in ("dataset",):
         if name_key in checked:
             _check_dataset(where, (*path, name_key), checked[name_key], known)

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._results import ResultSet, TestKey, TestResult, is_sanity_check
 from conceptspace.theory._claims import CLAIMS, ClaimRule
 
 SUPPORTED = "supported"
@@ -31,11 +31,6 @@ NOT_SUPPORTED = "not supported"
 INCONCLUSIVE = "inconclusive"
 NOT_RUN = "not run"
 VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_RUN)
-
-
-def is_sanity_check(result: TestResult) -> bool:
-    """Identities of the architecture (e.g. last-layer dot product = logit): pipeline checks, never evidence."""
-    return bool(result.extra.get("sanity_check")) or result.control == "identity"
 
 
 def is_primary(result: TestResult) -> bool:
@@ -51,18 +46,6 @@ def rule_text(claim_id: str, rule: ClaimRule, alpha: float, correction: str) -> 
         f"{rule.min_effect:g}, and exceeds the same test on [{beats}] by >= {rule.margin:g}; not supported if "
         f"every primary test has CI high < {rule.min_effect:g} or is explained by a control; else inconclusive."
     )
-
-
-def counterpart_id(test_id: str, control: str, layer: int | None) -> str | None:
-    """The id of the same test on a control (ids end in ``/task``; the lexical probe has no layer)."""
-    if not test_id.endswith("/task"):
-        return None
-    stem = test_id[: -len("/task")]
-    if control == "lexical":
-        if layer is None or not stem.endswith(f"/L{layer}"):
-            return None
-        return stem[: -len(f"/L{layer}")] + "/lexical/lexical"
-    return f"{stem}/{control}"
 
 
 @dataclass(frozen=True)
@@ -113,15 +96,15 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def judge_test(result: TestResult, by_id: Mapping[str, TestResult], rule: ClaimRule) -> TestJudgement:
-    """Apply the rule to one primary (corrected) test."""
+def judge_test(result: TestResult, by_key: Mapping[TestKey, TestResult], rule: ClaimRule) -> TestJudgement:
+    """Apply the rule to one primary (corrected) test; its controls are found by key
+    (:meth:`~conceptspace.stats.TestKey.counterpart`)."""
     effects: dict[str, float | None] = {}
     explained: list[str] = []
     notes: list[str] = []
     beats_all = True
     for control in rule.beat:
-        other_id = counterpart_id(result.test_id, control, result.layer)
-        other = by_id.get(other_id) if other_id else None
+        other = by_key.get(result.key.counterpart(control))
         if other is None:
             effects[control] = None
             beats_all = False
@@ -153,8 +136,8 @@ def judge_claim(
     if not primary:
         reason = not_run_reason or "no test of this claim ran"
         return Verdict(claim_id, NOT_RUN, reason, text, tuple(r.test_id for r in mine))
-    by_id = {r.test_id: r for r in results}
-    judgements = [judge_test(r, by_id, rule) for r in primary]
+    by_key = {r.key: r for r in results}
+    judgements = [judge_test(r, by_key, rule) for r in primary]
     passing = [j for j, r in zip(judgements, primary, strict=True) if j.passes]
     ranked = sorted(zip(judgements, primary, strict=True),
                     key=lambda jr: (not jr[0].passes, -(jr[1].effect_size if math.isfinite(jr[1].effect_size)

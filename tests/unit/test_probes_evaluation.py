@@ -79,7 +79,7 @@ def test_probe_layers_finds_the_signal_layer_only():
     assert hit.ci_low <= hit.effect_size <= hit.ci_high and hit.ci_low > 0.1
     assert hit.n == 150 and hit.n_groups == 50
     assert hit.extra["permutation_scheme"] == "group"
-    assert hit.test_id == "toy/RidgeProbe/L1/task"
+    assert hit.test_id == "probe/toy/layer.1/RidgeProbe/task" and hit.site == "layer.1"
 
 
 def test_controls_side_by_side_with_selectivity():

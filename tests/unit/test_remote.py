@@ -201,7 +201,7 @@ def test_suite_without_twin_says_so_and_cannot_support_twin_claims(tiny_model_di
     suite = parse_suite(SUITE.format(model=tiny_model_dirs["llama"]), "remote_check.toml").for_run()
     outcome = run_suite(suite, twin="none", progress=False)
     assert outcome.twin is None
-    assert not any("untrained" in r.test_id for r in outcome.results)
+    assert not any(r.key.model == "untrained" for r in outcome.results)
     assert any("--twin none" in c for c in outcome.caveats)
     for verdict in outcome.verdicts:
         if verdict.claim in ("C2", "C4", "P5"):
@@ -215,7 +215,7 @@ def test_stand_in_twin_is_named(tiny_model_dirs):
     outcome = run_suite(suite, twin=str(tiny_model_dirs["gpt2"]), progress=False)
     assert outcome.twin is not None and outcome.twin["twin_source"] == str(tiny_model_dirs["gpt2"])
     assert any("not a re-initialised" in c for c in outcome.caveats)
-    assert any(r.test_id.endswith("/untrained") for r in outcome.results)
+    assert any(r.control == "untrained" and r.key.model == "untrained" for r in outcome.results)
 
 
 def test_download_ledger_counts_exactly_the_saved_slices(pairs):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conceptspace.report import build_report, render_markdown, write_report
-from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._results import ResultSet, TestKey, TestResult
 from conceptspace.suite._runner import AnalysisRecord, RunOutcome, correct_family
 from conceptspace.suite._spec import parse_suite
 from conceptspace.theory._verdicts import judge_all
@@ -28,12 +28,13 @@ dataset = "truth_is_universal/animal_class"
 """
 
 
-def _r(test_id, layer, effect, p, control=None, **extra):
+def _r(layer, effect, p, control=None, **extra):
     return TestResult(
-        test_id=test_id, claim="C4", dataset="truth", layer=layer, position="last", method="RidgeProbe",
-        control=control, statistic_name="balanced_accuracy", statistic=0.5 + effect,
+        key=TestKey(test="probe", dataset="truth", method="RidgeProbe", site=f"layer.{layer}", position="last",
+                    control=control, analysis="probe"),
+        claim="C4", statistic_name="balanced_accuracy", statistic=0.5 + effect,
         effect_size_name="balanced_accuracy_minus_chance", effect_size=effect, ci_low=effect - 0.05,
-        ci_high=effect + 0.05, p_value=p, n=100, extra={"analysis": "probe", **extra},
+        ci_high=effect + 0.05, p_value=p, n=100, extra=extra,
     )
 
 
@@ -42,8 +43,8 @@ def outcome():
     suite = parse_suite(SUITE, "synthetic.toml")
     rows = []
     for layer in (1, 2, 3):
-        rows.append(_r(f"probe/truth/RidgeProbe/L{layer}/task", layer, 0.1 * layer, 0.001))
-        rows.append(_r(f"probe/truth/RidgeProbe/L{layer}/untrained", layer, 0.01, 0.4, control="untrained"))
+        rows.append(_r(layer, 0.1 * layer, 0.001))
+        rows.append(_r(layer, 0.01, 0.4, control="untrained"))
     results = correct_family(ResultSet(rows), "holm", 0.05)
     record = AnalysisRecord(suite.analyses[0], dict(suite.analyses[0].params), status="ok", results=results)
     verdicts = judge_all(results, suite.claims, alpha=0.05, correction="holm",
@@ -69,12 +70,13 @@ def test_written_report_is_self_contained_and_json_documented(outcome, tmp_path)
     assert html.count("data:image/png;base64,") >= 1
     assert list((tmp_path / "figures").glob("*.png"))
     doc = json.loads(paths["json"].read_text())
-    assert doc["schema"] == "conceptspace.stats._results" and doc["schema_version"] == 1
+    assert doc["schema"] == "conceptspace.results" and doc["schema_version"] == 1
     test = doc["tests"][0]
     for key in ("id", "claim", "dataset", "layer", "position", "method", "control", "statistic", "effect_size",
                 "ci_low", "ci_high", "p", "p_adjusted", "significant", "n"):
         assert key in test
     verdicts = {v["claim"]: v for v in doc["verdicts"]}
     assert verdicts["C4"]["verdict"] == "supported" and verdicts["P5"]["verdict"] == "not run"
-    assert "probe/truth/RidgeProbe/L3/task" in verdicts["C4"]["test_ids"]
+    assert "probe/probe/truth/layer.3/last/RidgeProbe/task" in verdicts["C4"]["test_ids"]
+    assert test["key"]["site"] == test["site"] and test["key"]["analysis"] == "probe"
     assert doc["model"]["weights_sha256"] == "ab" * 32 and "timings" in doc and "packages" in doc

@@ -12,30 +12,13 @@ from statsmodels.stats.multitest import multipletests
 
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats import correct
-from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._results import ResultSet, TestKey, TestResult
+from tests.result_factory import make_result, names
 
 
-def make(test_id: str, p: float, **kw) -> TestResult:
-    fields = dict(
-        test_id=test_id,
-        claim="linear",
-        dataset="cities",
-        layer=3,
-        position="last",
-        method="RidgeProbe",
-        control=None,
-        statistic_name="balanced_accuracy",
-        statistic=0.8,
-        effect_size_name="balanced_accuracy_minus_chance",
-        effect_size=0.3,
-        ci_low=0.25,
-        ci_high=0.35,
-        p_value=p,
-        n=100,
-        n_groups=25,
-    )
-    fields.update(kw)
-    return TestResult(**fields)
+def make(name: str, p: float, **kw) -> TestResult:
+    kw.setdefault("claim", "linear")
+    return make_result(name, p_value=p, **kw)
 
 
 P = [0.001, 0.01, 0.02, 0.04, 0.3]
@@ -94,10 +77,10 @@ def test_sequence_behaviour_filter_and_concatenation():
     a = ResultSet([make("a", 0.01), make("b", 0.2, control="control_task")])
     b = ResultSet([make("c", 0.03, dataset="animals")])
     both = a + b
-    assert len(both) == 3 and both[2].test_id == "c"
+    assert len(both) == 3 and names(both)[2] == "c"
     assert isinstance(both[:2], ResultSet)
-    assert [r.test_id for r in both.filter(control=None)] == ["a", "c"]
-    assert [r.test_id for r in both.filter(dataset="cities", control="control_task")] == ["b"]
+    assert names(both.filter(control=None)) == ["a", "c"]
+    assert names(both.filter(dataset="cities", control="control_task")) == ["b"]
     with pytest.raises(InvalidInputError, match="unknown field"):
         both.filter(colour="red")
     with pytest.raises(InvalidInputError, match="duplicate"):
@@ -117,13 +100,48 @@ def test_json_round_trip_is_strict_and_lossless():
 def test_frame_and_summary():
     rs = ResultSet([make("cities/L3", 0.001), make("cities/L3/control", 0.4, control="control_task")]).correct()
     frame = rs.to_frame()
-    assert list(frame["test_id"]) == ["cities/L3", "cities/L3/control"]
+    assert list(frame["test_id"]) == [r.key.id for r in rs]
+    assert list(frame["layer"]) == [3, 3] and list(frame["site"]) == ["layer.3", "layer.3"]
     assert {"p_value", "p_adjusted", "significant", "ci_low", "extra"} <= set(frame.columns)
     text = rs.summary(title="Probe results")
     lines = text.splitlines()
     assert "Probe results" in lines[0]
     assert any(line.startswith("test") and "p_adj" in line for line in lines)
-    assert any(line.startswith("cities/L3 ") and line.rstrip().endswith("*") for line in lines)
+    assert any(line.startswith(rs[0].test_id + " ") and line.rstrip().endswith("*") for line in lines)
     assert "Correction: holm" in text
     widths = {len(line) for line in lines[1:] if set(line) <= {"=", "-"}}
     assert len(widths) == 1  # fixed width rules
+
+
+def test_key_names_counterparts_by_field_not_by_string():
+    key = TestKey(test="probe", dataset="truth", method="RidgeProbe", site="layer.9", position="last",
+                  analysis="c4_truth")
+    assert key.id == "c4_truth/probe/truth/layer.9/last/RidgeProbe/task"
+    twin = key.counterpart("untrained")
+    assert (twin.control, twin.model, twin.site) == ("untrained", "untrained", "layer.9")
+    lexical = key.counterpart("lexical")
+    assert (lexical.control, lexical.site, lexical.model) == ("lexical", "embed", "trained")
+    assert key.counterpart("control_task") == key.replace(control="control_task")
+    # the twin convention is one rule: a test on the untrained model is its "untrained" control ...
+    assert TestKey(test="t", dataset="d", method="m", model="untrained").control == "untrained"
+    # ... and a placebo run on the twin says both, so it never collides with the model's placebo
+    placebo = key.replace(control="random_direction")
+    on_twin = placebo.replace(model="untrained")
+    assert placebo.id != on_twin.id and on_twin.id.endswith("random_direction@untrained")
+
+
+def test_key_refuses_what_cannot_name_a_test():
+    with pytest.raises(InvalidInputError, match="method"):
+        TestKey(test="probe", dataset="d", method="")
+    with pytest.raises(InvalidInputError, match="model"):
+        TestKey(test="probe", dataset="d", method="m", model="half-trained")
+
+
+def test_result_fields_come_from_its_key_and_round_trip():
+    r = make("a", 0.01, site="layer.12", control="control_task")
+    assert (r.layer, r.site, r.dataset, r.control) == (12, "layer.12", "cities", "control_task")
+    assert make("b", 0.01, site="unembed").layer is None
+    moved = r.replace(analysis="c4", control=None, p_value=0.2)
+    assert moved.key.analysis == "c4" and moved.control is None and moved.p_value == 0.2 and r.control == "control_task"
+    back = TestResult.from_dict(json.loads(json.dumps(moved.to_dict())))
+    assert back == moved and back.key == moved.key

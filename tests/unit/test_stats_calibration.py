@@ -11,7 +11,7 @@ import pytest
 
 from conceptspace.analyses.probes._calibration import _family_rejects, calibrate_null, power_curve, wilson_interval
 from conceptspace.errors import InvalidInputError
-from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._results import ResultSet, TestKey, TestResult
 from conceptspace.stats._simulate import synthetic_activations
 
 
@@ -65,13 +65,8 @@ def test_family_decision_matches_result_set_correction(method):
         p = np.clip(rng.uniform(0, 0.02, 8) ** rng.uniform(0.5, 2), 1e-4, 1)
         family = ResultSet(
             TestResult(
-                test_id=str(i),
+                key=TestKey(test="calibration", dataset="d", method="m", site=f"layer.{i}"),
                 claim=None,
-                dataset="d",
-                layer=i,
-                position=None,
-                method="m",
-                control=None,
                 statistic_name="s",
                 statistic=0.0,
                 effect_size_name="e",

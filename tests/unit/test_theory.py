@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._results import ResultSet
 from conceptspace.suite._runner import correct_family
-from conceptspace.suite._spec import ClaimRule
+from conceptspace.theory import ClaimRule
 from conceptspace.theory._verdicts import (
     INCONCLUSIVE,
     NOT_RUN,
     NOT_SUPPORTED,
     SUPPORTED,
-    counterpart_id,
     judge_claim,
     rule_text,
 )
+from tests.result_factory import make_result
 
 RULE = ClaimRule(min_effect=0.1, margin=0.05, beat=("untrained",))
 
 
-def _r(test_id, effect, p, lo=None, hi=None, control=None, claim="C4", **extra):
-    return TestResult(
-        test_id=test_id, claim=claim, dataset="d", layer=3, position="last", method="m", control=control,
+def _r(name, effect, p, lo=None, hi=None, control=None, claim="C4", **extra):
+    """``name`` is ``<analysis>/<...>``: the analysis part scopes the key; controls share the rest."""
+    return make_result(
+        "x", analysis=name.split("/")[0], dataset="d", method="m", control=control, claim=claim,
         statistic_name="s", statistic=effect, effect_size_name="e", effect_size=effect,
         ci_low=effect - 0.05 if lo is None else lo, ci_high=effect + 0.05 if hi is None else hi, p_value=p, n=10,
         extra=extra,
@@ -34,7 +35,7 @@ def _judge(*results, rule=RULE):
 
 def test_supported_needs_significance_effect_and_twin_margin():
     v = _judge(_r("a/L3/task", 0.3, 0.001), _r("a/L3/untrained", 0.05, 0.3, control="untrained"))
-    assert v.verdict == SUPPORTED and v.best_test_id == "a/L3/task"
+    assert v.verdict == SUPPORTED and v.best_test_id == _r("a/L3/task", 0.3, 0.001).test_id
 
 
 def test_twin_as_good_means_not_supported():
@@ -70,9 +71,13 @@ def test_sanity_checks_are_never_evidence_nor_corrected():
     assert v.verdict == NOT_RUN and v.reason == "x missing"
 
 
-def test_counterpart_ids_and_rule_text():
-    assert counterpart_id("x/d/M/L3/task", "untrained", 3) == "x/d/M/L3/untrained"
-    assert counterpart_id("x/d/M/L3/task", "lexical", 3) == "x/d/M/lexical/lexical"
-    assert counterpart_id("x/d/M/L3/untrained", "untrained", 3) is None
+def test_lexical_counterpart_is_found_at_the_embedding_site_and_rule_text():
+    rule = ClaimRule(min_effect=0.1, margin=0.05, beat=("lexical",))
+    task = _r("a/L3/task", 0.3, 0.001)
+    lexical = make_result("x", analysis="a", dataset="d", method="m", site="embed", control="lexical",
+                          effect_size=0.28, p_value=0.001)
+    v = _judge(task, lexical, rule=rule)
+    assert v.verdict == NOT_SUPPORTED and v.judgements[0].explained_by == ("lexical",)
+    assert v.judgements[0].control_effects["lexical"] == 0.28
     text = rule_text("C4", RULE, 0.05, "holm")
     assert "holm-adjusted p < 0.05" in text and "effect >= 0.1" in text and "untrained" in text

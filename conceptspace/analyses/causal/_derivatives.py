@@ -32,6 +32,7 @@ from conceptspace.analyses.causal._inputs import (
     check_count,
     check_level,
     check_site,
+    model_kind,
     prepare_prompts,
     random_directions,
     require_causal,
@@ -39,10 +40,9 @@ from conceptspace.analyses.causal._inputs import (
 )
 from conceptspace.analyses.causal._trace import run_gradients
 from conceptspace.models._load import ConceptModel
-from conceptspace.models._sites import layer_index
 from conceptspace.stats._bootstrap import group_counts, percentile_interval
 from conceptspace.stats._permutation import permutation_p_value
-from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._results import ResultSet, TestKey, TestResult
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,6 @@ def directional_derivative_test(
     boot_norm = weights @ grad_norms
     common: dict[str, Any] = {
         "claim": claim,
-        "dataset": name,
-        "layer": layer_index(site_name),
-        "position": prepared.where,
         "n": prepared.n,
     }
     extra_base: dict[str, Any] = {
@@ -145,15 +142,14 @@ def directional_derivative_test(
         (None, concept_d, random_d, random_scores),
         ("random_direction", random_d[0], random_d[1:], random_scores[1:]),
     ):
-        label = "" if control is None else "/random_direction_as_concept"
+        key = TestKey(test="tcav", dataset=name, method="tcav_score", site=site_name, position=prepared.where,
+                      control=control, model=model_kind(model))
         score = float(tcav_scores(observed_d, tie))
         signs = np.where(np.abs(observed_d) <= tie, 0.5, (observed_d > 0).astype(np.float64))
         low, high = percentile_interval(weights @ signs - 0.5, level)
         rows.append(
             TestResult(
-                test_id=f"tcav/{name}/{site_name}/{prepared.where}/tcav_score{label}",
-                method="tcav_score",
-                control=control,
+                key=key,
                 statistic_name="tcav_score",
                 statistic=score,
                 effect_size_name="tcav_score_minus_half",
@@ -175,9 +171,7 @@ def directional_derivative_test(
         low, high = percentile_interval((weights @ observed_d) / boot_norm, level)
         rows.append(
             TestResult(
-                test_id=f"tcav/{name}/{site_name}/{prepared.where}/mean_derivative{label}",
-                method="directional_derivative",
-                control=control,
+                key=key.replace(method="directional_derivative"),
                 statistic_name="mean_directional_derivative",
                 statistic=mean_d,
                 effect_size_name="mean_derivative_over_mean_gradient_norm",

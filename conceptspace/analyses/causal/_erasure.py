@@ -35,6 +35,7 @@ from conceptspace.analyses.causal._inputs import (
     check_count,
     check_level,
     check_site,
+    model_kind,
     prepare_prompts,
     require_causal,
 )
@@ -45,7 +46,7 @@ from conceptspace.models._load import ConceptModel
 from conceptspace.models._sites import layer_index
 from conceptspace.stats._bootstrap import group_counts, percentile_interval
 from conceptspace.stats._permutation import permutation_p_value
-from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._results import ResultSet, TestKey, TestResult
 from conceptspace.validation import check_features, check_labels, infer_task
 
 
@@ -150,11 +151,12 @@ def _probe_rows(
     erased = Pipeline([("leace", LeaceTransformer()), ("probe", clone(probe))])
     after, _ = probe_layers(erased, X[None], y, groups, folds=list(cv.folds), **kwargs)
     row_before = before[0].replace(
-        test_id=f"erasure/{name}/{site}/probe_before", method=method, extra={**before[0].extra, "site": site}
+        test="erasure", method=method, detail=("probe_before",), extra={**before[0].extra, "site": site}
     )
     row_after = after[0].replace(
-        test_id=f"erasure/{name}/{site}/probe_after_leace",
+        test="erasure",
         method=f"LEACE+{method}",
+        detail=("probe_after",),
         extra={**after[0].extra, "site": site, "expected": "chance: LEACE leaves no linear signal"},
     )
     return row_before, row_after
@@ -268,9 +270,6 @@ def erasure_test(
     weights = counts / counts.sum(1, keepdims=True)
     common: dict[str, Any] = {
         "claim": claim,
-        "dataset": name,
-        "layer": layer,
-        "position": prepared.where,
         "statistic_name": "mean_abs_score_change",
         "effect_size_name": "minus_random_subspace_mean",
         "n": prepared.n,
@@ -299,12 +298,12 @@ def erasure_test(
         null = magnitude[null_rows].mean(axis=1)
         boot = weights @ magnitude[obs_index] - (weights @ magnitude[null_rows].T).mean(axis=1)
         low, high = percentile_interval(boot, level)
-        suffix = "prediction_change_vs_random_subspace" if control is None else "random_subspace_as_concept"
         rows.append(
             TestResult(
-                test_id=f"erasure/{name}/{site_name}/{prepared.where}/{suffix}",
-                method="LEACE" if control is None else "random_subspace_erasure",
-                control=control,
+                key=TestKey(test="erasure", dataset=name,
+                            method="LEACE" if control is None else "random_subspace_erasure", site=site_name,
+                            position=prepared.where, detail=("prediction_change",), control=control,
+                            model=model_kind(model)),
                 statistic=observed,
                 effect_size=observed - float(null.mean()),
                 ci_low=low,

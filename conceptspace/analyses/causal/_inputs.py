@@ -19,6 +19,7 @@ from conceptspace.activations._extract import BatchInputs, build_batch, tokenize
 from conceptspace.errors import InvalidInputError
 from conceptspace.models._load import ConceptModel
 from conceptspace.models._sites import parse_site
+from conceptspace.stats._results import TRAINED, UNTRAINED
 
 Where = str | Sequence[tuple[int, int]]
 
@@ -249,3 +250,8 @@ def check_level(level: float) -> float:
     if not (isinstance(level, (int, float)) and 0.0 < level < 1.0 and math.isfinite(level)):
         raise InvalidInputError(f"level must be in (0, 1); got {level!r}")
     return float(level)
+
+
+def model_kind(model: ConceptModel) -> str:
+    """``untrained`` for an untrained twin (a re-initialised copy), else ``trained``: the key's ``model`` field."""
+    return UNTRAINED if model.identity.untrained_seed is not None else TRAINED

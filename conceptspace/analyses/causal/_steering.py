@@ -35,6 +35,7 @@ from conceptspace.analyses.causal._inputs import (
     check_count,
     check_level,
     check_site,
+    model_kind,
     prepare_prompts,
     random_directions,
     relative_alphas,
@@ -44,10 +45,9 @@ from conceptspace.analyses.causal._inputs import (
 from conceptspace.analyses.causal._trace import Edits, run_edits
 from conceptspace.errors import InvalidInputError
 from conceptspace.models._load import ConceptModel
-from conceptspace.models._sites import layer_index
 from conceptspace.stats._bootstrap import group_counts, percentile_interval
 from conceptspace.stats._permutation import permutation_p_value
-from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._results import ResultSet, TestKey, TestResult
 
 
 @dataclass(frozen=True)
@@ -227,12 +227,8 @@ def steering_test(
     slopes = _slopes(delta, grid)
     kind_arr = np.array(kinds)
     counts = group_counts(None, prepared.n, n_bootstrap, seed)
-    layer = layer_index(site_name)
     common: dict[str, Any] = {
         "claim": claim,
-        "dataset": name,
-        "layer": layer,
-        "position": prepared.where,
         "statistic_name": "steering_slope",
         "effect_size_name": "slope_minus_placebo_mean",
         "n": prepared.n,
@@ -271,12 +267,10 @@ def steering_test(
     comparisons.append(("random", "random_direction", randoms[0], randoms[1:]))
     for placebo, control, concept_slopes, placebo_slopes in comparisons:
         slope, effect, low, high, p, z = _placebo_test(concept_slopes, placebo_slopes, counts, level, p_method)
-        suffix = f"vs_{placebo}" if control is None else "random_direction_as_concept"
         rows.append(
             TestResult(
-                test_id=f"steering/{name}/{site_name}/{prepared.where}/{suffix}",
-                method=f"steering_vs_{placebo}",
-                control=control,
+                key=TestKey(test="steering", dataset=name, method=f"steering_vs_{placebo}", site=site_name,
+                            position=prepared.where, control=control, model=model_kind(model)),
                 statistic=slope,
                 effect_size=effect,
                 ci_low=low,

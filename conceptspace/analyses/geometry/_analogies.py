@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from conceptspace.analyses.geometry._naming import geometry_test_id, site_layer
+from conceptspace.analyses.geometry._naming import geometry_key
 from conceptspace.analyses.geometry._vector_ops import (
     bootstrap_group_rows,
     check_vectors,
@@ -185,13 +185,8 @@ def analogy_tests(
             base_lo, base_hi = np.quantile(boot_base, [0.025, 0.975])
             results.append(
                 TestResult(
-                    test_id=geometry_test_id("analogy", dataset, site, method, name, control=control),
+                    key=geometry_key("analogy", dataset, site, position, method, name, control=control),
                     claim=claim,
-                    dataset=dataset,
-                    layer=site_layer(site),
-                    position=position,
-                    method=method,
-                    control=control,
                     statistic_name="accuracy",
                     statistic=float(m_hits.mean()),
                     effect_size_name="accuracy_minus_only_b",

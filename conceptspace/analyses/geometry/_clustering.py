@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering, KMeans
 
-from conceptspace.analyses.geometry._naming import geometry_test_id, null_summary, site_layer
+from conceptspace.analyses.geometry._naming import geometry_key, null_summary
 from conceptspace.analyses.geometry._vector_ops import (
     check_class_labels,
     check_vectors,
@@ -201,13 +201,8 @@ def clustering_tests(
         lo, hi = q_lo - bias - ns["null_mean"], q_hi - bias - ns["null_mean"]
         results.append(
             TestResult(
-                test_id=geometry_test_id("clustering", dataset, site, method, metric, control=control),
+                key=geometry_key("clustering", dataset, site, position, method, metric, control=control),
                 claim=claim,
-                dataset=dataset,
-                layer=site_layer(site),
-                position=position,
-                method=method,
-                control=control,
                 statistic_name=metric,
                 statistic=observed,
                 effect_size_name=f"{metric}_minus_null_mean",

@@ -32,13 +32,13 @@ import numpy as np
 import torch
 
 from conceptspace.activations._extract import extract
-from conceptspace.analyses.geometry._naming import geometry_test_id, null_summary, site_layer
+from conceptspace.analyses.geometry._naming import geometry_key, null_summary
 from conceptspace.analyses.geometry._vector_ops import residualize, standardized_ranks, unit_rows
 from conceptspace.errors import InvalidInputError
 from conceptspace.models._load import ConceptModel
 from conceptspace.models._weights import final_norm, output_head
 from conceptspace.stats._permutation import permutation_p_value
-from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._results import TRAINED, UNTRAINED, ResultSet, TestResult
 
 
 @functools.lru_cache(maxsize=4)
@@ -147,9 +147,8 @@ def proximity_probability_tests(
         lo, hi = np.quantile(boot - ns["null_mean"], [0.025, 0.975])
         results.append(
             TestResult(
-                test_id=geometry_test_id("proximity", dataset, site, name, control=control),
-                claim=claim, dataset=dataset, layer=site_layer(site), position="last", method=name,
-                control=control, statistic_name=stat_name, statistic=obs,
+                key=geometry_key("proximity", dataset, site, "last", name, control=control),
+                claim=claim, statistic_name=stat_name, statistic=obs,
                 effect_size_name=f"{stat_name}_minus_shuffled_context",
                 effect_size=obs - ns["null_mean"], ci_low=float(lo), ci_high=float(hi),
                 p_value=float(permutation_p_value(obs, null)), n=n, n_groups=n,
@@ -177,11 +176,9 @@ def proximity_probability_tests(
     rho_dot = np.diag(standardized_ranks(dot) @ Zlp.T)
     results.append(
         TestResult(
-            test_id=geometry_test_id(
-                "proximity", dataset, "final_norm", "dot_vs_logp", control or "trained", control="identity"
-            ),
-            claim=claim, dataset=dataset, layer=None, position="last", method="dot_vs_logp",
-            control="identity", statistic_name="mean_spearman_rho", statistic=float(rho_dot.mean()),
+            key=geometry_key("proximity", dataset, "final_norm", "last", "dot_vs_logp", control="identity",
+                             model=UNTRAINED if control == UNTRAINED else TRAINED),
+            claim=claim, statistic_name="mean_spearman_rho", statistic=float(rho_dot.mean()),
             effect_size_name="mean_spearman_rho", effect_size=float(rho_dot.mean()),
             ci_low=float(rho_dot.min()), ci_high=float(rho_dot.max()), p_value=1.0, n=n, n_groups=n,
             extra={"site": "final_norm", "sanity_check": True, "model_control": control,

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from conceptspace.models._sites import LAYER_PREFIX
+from conceptspace.stats._results import TRAINED, UNTRAINED, TestKey
 
 
-def site_layer(site: str | None) -> int | None:
-    """Block index of ``"layer.<i>"``; None for ``embed``, ``final_norm``, ``unembed`` or anything else."""
-    if site is not None and site.startswith(LAYER_PREFIX):
-        tail = site[len(LAYER_PREFIX) :]
-        if tail.lstrip("-").isdigit():
-            return int(tail)
-    return None
-
-
-def geometry_test_id(*parts: str | None, control: str | None = None) -> str:
-    """``part/part/.../control`` with empty parts dropped; ``task`` stands for the real (uncontrolled) test."""
-    return "/".join([*(p for p in parts if p), control or "task"])
+def geometry_key(test: str, dataset: str, site: str | None, position: str | None, method: str, *detail: str,
+                 control: str | None = None, model: str | None = None) -> TestKey:
+    """The key of one geometry test; the twin's tests (``control="untrained"``) ran on the untrained model."""
+    if model is None:
+        model = UNTRAINED if control == UNTRAINED else TRAINED
+    return TestKey(test=test, dataset=dataset, method=method, site=site, position=position, detail=detail,
+                   control=control, model=model)
 
 
 def null_summary(null: np.ndarray) -> dict[str, float]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from conceptspace.analyses.geometry._naming import geometry_test_id, null_summary, site_layer
+from conceptspace.analyses.geometry._naming import geometry_key, null_summary
 from conceptspace.analyses.geometry._vector_ops import (
     CausalInnerProduct,
     check_vectors,
@@ -149,13 +149,9 @@ def relation_consistency_tests(
             lo, hi = np.nanquantile(boot - ns["null_mean"], [0.025, 0.975])
             results.append(
                 TestResult(
-                    test_id=geometry_test_id("relation", dataset, site, geometry, stat_name, name, control=control),
+                    key=geometry_key("relation", dataset, site, position, f"{stat_name}_{geometry}", name,
+                                     control=control),
                     claim=claim,
-                    dataset=dataset,
-                    layer=site_layer(site),
-                    position=position,
-                    method=f"{stat_name}_{geometry}",
-                    control=control,
                     statistic_name=stat_name,
                     statistic=observed,
                     effect_size_name=f"{stat_name}_minus_repaired_null_mean",
@@ -228,13 +224,9 @@ def relation_orthogonality_tests(
         d = A.shape[1]
         results.append(
             TestResult(
-                test_id=geometry_test_id("orthogonality", dataset, site, geometry, f"{r1}~{r2}", control=control),
+                key=geometry_key("orthogonality", dataset, site, position, f"abs_cosine_{geometry}", f"{r1}~{r2}",
+                                 control=control),
                 claim=claim,
-                dataset=dataset,
-                layer=site_layer(site),
-                position=position,
-                method=f"abs_cosine_{geometry}",
-                control=control,
                 statistic_name="abs_cosine",
                 statistic=observed,
                 effect_size_name="reference_median_minus_abs_cosine",

@@ -32,9 +32,8 @@ from conceptspace.concepts._tokenization import tokenization_report
 from conceptspace.errors import InvalidInputError
 from conceptspace.models._load import ConceptModel
 from conceptspace.models._weights import embedding_rows, unembedding_matrix, unembedding_rows
+from conceptspace.site_names import UNEMBED
 from conceptspace.stats._results import ResultSet
-
-UNEMBED = "unembed"
 
 __all__ = [
     "ANALOGY_METHODS",

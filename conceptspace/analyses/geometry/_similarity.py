@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from conceptspace.analyses.geometry._naming import geometry_test_id, null_summary, site_layer
+from conceptspace.analyses.geometry._naming import geometry_key, null_summary
 from conceptspace.analyses.geometry._vector_ops import bootstrap_group_rows, check_vectors, cosine_matrix, group_codes
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._permutation import permutation_p_value
@@ -119,13 +119,8 @@ def rsa_tests(
     boot = np.array([_spearman_on_rows(M, R, rows) for rows in bootstrap_group_rows(codes, n_boot, seed + 1)])
     lo, hi = np.nanquantile(boot, [0.025, 0.975])
     result = TestResult(
-        test_id=geometry_test_id("rsa", dataset, site, reference_name, control=control),
+        key=geometry_key("rsa", dataset, site, position, "rsa_mantel_spearman", reference_name, control=control),
         claim=claim,
-        dataset=dataset,
-        layer=site_layer(site),
-        position=position,
-        method="rsa_mantel_spearman",
-        control=control,
         statistic_name="spearman_rho",
         statistic=rho,
         effect_size_name="spearman_rho",

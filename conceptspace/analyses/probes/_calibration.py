@@ -21,11 +21,12 @@ import pandas as pd
 
 from conceptspace.analyses.probes._estimators import RidgeProbe
 from conceptspace.errors import InvalidInputError
+from conceptspace.site_names import layer_site
 from conceptspace.stats._effects import wilson_interval
 from conceptspace.stats._exact import OperatorCache
 from conceptspace.stats._folds import group_folds
 from conceptspace.stats._permutation import Scheme, permutation_test_layers
-from conceptspace.stats._results import Correction, ResultSet, TestResult
+from conceptspace.stats._results import Correction, ResultSet, TestKey, TestResult
 from conceptspace.validation import check_features, check_groups
 
 
@@ -78,13 +79,9 @@ def _family_rejects(p_values: np.ndarray, alpha: float, correction: Correction, 
         return bool(np.min(p_values) <= alpha / p_values.size)
     family = ResultSet(
         TestResult(
-            test_id=f"L{layer}",
+            key=TestKey(test="calibration", dataset="noise", method="calibration", site=layer_site(layer),
+                        control="shuffled"),
             claim=None,
-            dataset="noise",
-            layer=layer,
-            position=None,
-            method="calibration",
-            control="shuffled",
             statistic_name=scoring,
             statistic=np.nan,
             effect_size_name="none",

@@ -18,11 +18,12 @@ import pandas as pd
 from sklearn.base import clone
 
 from conceptspace.errors import InvalidInputError
+from conceptspace.site_names import EMBED, is_site_name, layer_site
 from conceptspace.stats._bootstrap import bootstrap_cv_scores, percentile_intervals
 from conceptspace.stats._exact import iter_outputs
 from conceptspace.stats._folds import Fold, fold_ids, grouped_folds
 from conceptspace.stats._permutation import Scheme, _label_linear_spec, permutation_test_layers, prepare_labels
-from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._results import TRAINED, UNTRAINED, ResultSet, TestKey, TestResult
 from conceptspace.stats._scoring import chance_level, check_scoring, default_scoring, needs_decision, score_one
 from conceptspace.validation import check_features, check_groups, check_labels, infer_task
 
@@ -116,9 +117,16 @@ def cross_validate_layers(
     )
 
 
-def _test_id(dataset: str, method: str, layer: int | None, control: str | None, prefix: str | None) -> str:
-    parts = [p for p in (prefix, dataset, method, "lexical" if layer is None else f"L{layer}") if p]
-    return "/".join([*parts, control or "task"])
+def row_site(name: int | str | None) -> str:
+    """The site a row of X was read at: an int is a block (``layer.<i>``), a string a site name, and None a
+    layer-less input such as the static embedding of the last token (the lexical baseline reads ``embed``)."""
+    if name is None:
+        return EMBED
+    if isinstance(name, str):
+        if not is_site_name(name):
+            raise InvalidInputError(f"{name!r} is not a site name (embed, layer.<i>, final_norm, unembed)")
+        return name
+    return layer_site(int(name))
 
 
 def probe_layers(
@@ -128,7 +136,7 @@ def probe_layers(
     groups: Groups = None,
     *,
     dataset: str,
-    layers: Sequence[int | None] | None = None,
+    layers: Sequence[int | str | None] | None = None,
     claim: str | None = None,
     position: str | None = None,
     control: str | None = None,
@@ -140,12 +148,14 @@ def probe_layers(
     seed: int = 0,
     level: float = 0.95,
     folds: list[Fold] | None = None,
-    test_id_prefix: str | None = None,
+    test: str = "probe",
 ) -> tuple[ResultSet, CVResult]:
     """One :class:`TestResult` per layer: grouped-CV score, score - chance with grouped-bootstrap CI, perm p.
 
-    ``layers`` names the rows of X (default 0..L-1; ``None`` entries for a layer-less input such as the
-    static-embedding baseline). Returns the results and the CV details (for paired comparisons).
+    ``layers`` names the rows of X: block indices (default 0..L-1), site names (``"embed"``, ``"final_norm"``),
+    or ``None`` for the static embedding of the last token (the lexical baseline). ``test`` names the family in
+    each result's :class:`~conceptspace.stats.TestKey`. Returns the results and the CV details (for paired
+    comparisons).
     """
     X = check_features(X_layers, ndim=3)
     cv = cross_validate_layers(probe, X, y, groups, n_splits=n_splits, scoring=scoring, seed=seed, folds=folds)
@@ -172,13 +182,9 @@ def probe_layers(
     method = type(probe).__name__
     results = [
         TestResult(
-            test_id=_test_id(dataset, method, names[i], control, test_id_prefix),
+            key=TestKey(test=test, dataset=dataset, method=method, site=row_site(names[i]), position=position,
+                        control=control, model=UNTRAINED if control == UNTRAINED else TRAINED),
             claim=claim,
-            dataset=dataset,
-            layer=names[i],
-            position=position,
-            method=method,
-            control=control,
             statistic_name=cv.scoring,
             statistic=float(cv.scores[i]),
             effect_size_name=f"{cv.scoring}_minus_chance",

@@ -1,0 +1,244 @@
+"""What an analysis kind is: its name, the claims it serves, one frozen parameter class, ``run`` and its figures.
+
+Why one class per kind, found in a registry: before, a kind lived in four places (a schema in the suite, a
+``run_X`` in the runner, an id grammar in the theory, an ``if kind in (...)`` in the report). Now a kind is one
+module in ``conceptspace/analyses/kinds/``; the suite validates a ``[[analysis]]`` table against the kind's
+parameter dataclass (the single home of every default and type), the runner calls ``run``, and the report
+asks the kind for its figures. Nothing outside the module names the kind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from conceptspace.analyses._figures import Figure, layer_curves, paired_bars
+from conceptspace.concepts import ConceptSet
+from conceptspace.errors import InvalidInputError
+from conceptspace.models import ConceptModel
+from conceptspace.site_names import is_site_name
+from conceptspace.stats import ResultSet, TestResult
+
+
+# ------------------------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class ParamSpec:
+    """How a suite may set one parameter: a type check and its human name (the default lives on the field)."""
+
+    check: Callable[[Any], bool]
+    type_name: str
+    doc: str = ""
+
+
+def param(default: Any = dataclasses.MISSING, *, check: Callable[[Any], bool], type_name: str, doc: str = "") -> Any:
+    """A parameter field: its default, and what the suite accepts for it (``default`` omitted = required)."""
+    metadata = {"spec": ParamSpec(check, type_name, doc)}
+    if isinstance(default, list):
+        frozen = tuple(default)
+        return field(default_factory=lambda: list(frozen), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+
+
+def optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def is_layers(v: Any) -> bool:
+    """``"all"`` or a list of block indices (negative from the end)."""
+    return v == "all" or (isinstance(v, list) and all(is_int(x) for x in v))
+
+
+def is_sites(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and is_site_name(x) for x in v)
+
+
+def param_fields(params_class: type) -> dict[str, dataclasses.Field[Any]]:
+    """The suite-settable fields of a parameter class, in declaration order."""
+    return {f.name: f for f in dataclasses.fields(params_class) if "spec" in f.metadata}
+
+
+def param_default(f: dataclasses.Field[Any]) -> Any:
+    """A field's default (``...`` when the parameter is required)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return ...
+
+
+# ---------------------------------------------------------------------------------------------- running
+@dataclass(frozen=True)
+class RunContext:
+    """What every analysis of a run shares: the model, its untrained twin (or None), and the run's numbers."""
+
+    model: ConceptModel
+    twin: ConceptModel | None
+    claim: str
+    seed: int = 0
+    n_permutations: int = 999
+    n_bootstrap: int = 500
+    progress: bool = False
+
+
+@dataclass
+class AnalysisOutput:
+    """The tests an analysis produced, plus data its figures need beyond the tests (e.g. dose-response)."""
+
+    results: ResultSet
+    figure_data: dict[str, Any] = field(default_factory=dict)
+
+
+class Analysis:
+    """Base class of an analysis kind. Subclasses set the class attributes and implement :meth:`run`.
+
+    ``kind`` is the name a suite uses; ``claims`` the claims it can serve; ``Params`` a frozen dataclass whose
+    fields (declared with :func:`param`) are the kind's parameters; ``description`` one line for listings.
+    """
+
+    kind: ClassVar[str]
+    claims: ClassVar[tuple[str, ...]]
+    Params: ClassVar[type]
+    description: ClassVar[str]
+
+    def run(self, context: RunContext, params: Any) -> AnalysisOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def figures(self, name: str, title: str, results: Sequence[TestResult],
+                figure_data: Mapping[str, Any]) -> list[Figure]:
+        """The kind's pictures of one analysis (``name``: its id, for file names; ``title``: for the plots).
+
+        Default: the effect with its CI per test, the model beside its untrained twin."""
+        png = paired_bars(title, results, "effect size (95% CI)")
+        if png is None:
+            return []
+        return [Figure(f"{_slug(name)}.png", f"{name}: effect with 95% CI, model beside its untrained twin", png)]
+
+    def make_params(self, values: Mapping[str, Any]) -> Any:
+        """The parameter object from validated suite values (unknown names are the suite's error to report)."""
+        return self.Params(**values)
+
+
+class LayerCurveFigures:
+    """Mixin for kinds measured across layers: one effect-per-layer curve per method, controls overlaid."""
+
+    def figures(self, name: str, title: str, results: Sequence[TestResult],
+                figure_data: Mapping[str, Any]) -> list[Figure]:
+        out = []
+        by_method: dict[str, list[TestResult]] = {}
+        for r in results:
+            by_method.setdefault(r.method, []).append(r)
+        for method, group in by_method.items():
+            png = layer_curves(f"{title}: {method} ({group[0].dataset})", group, group[0].effect_size_name)
+            if png:
+                out.append(Figure(f"{_slug(name)}-{_slug(method)}.png",
+                                  f"{name}, {method}: effect per layer with 95% CI band; untrained twin and controls "
+                                  "overlaid; stars: significant after correction", png))
+        return out
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+# --------------------------------------------------------------------------------------------- registry
+_REGISTRY: dict[str, Analysis] = {}
+
+
+def register(cls: type[Analysis]) -> type[Analysis]:
+    """Class decorator: make a kind known under ``cls.kind`` (a second class with the same kind is an error)."""
+    for attribute in ("kind", "claims", "Params", "description"):
+        if not hasattr(cls, attribute):
+            raise TypeError(f"{cls.__name__} must define {attribute!r} to be an analysis kind")
+    if not dataclasses.is_dataclass(cls.Params):
+        raise TypeError(f"{cls.__name__}.Params must be a frozen dataclass")
+    existing = _REGISTRY.get(cls.kind)
+    if existing is not None and type(existing) is not cls:
+        raise TypeError(f"analysis kind {cls.kind!r} is defined twice ({type(existing).__name__}, {cls.__name__})")
+    _REGISTRY[cls.kind] = cls()
+    return cls
+
+
+def registry() -> dict[str, Analysis]:
+    """Every analysis kind, by name: each module of ``conceptspace.analyses.kinds`` registers its own."""
+    package = importlib.import_module("conceptspace.analyses.kinds")
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{info.name}")
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_kind(kind: str) -> Analysis:
+    kinds = registry()
+    if kind not in kinds:
+        raise InvalidInputError(f"unknown analysis kind {kind!r}; kinds are {', '.join(kinds)}")
+    return kinds[kind]
+
+
+# ------------------------------------------------------------------------------------------ shared steps
+def subsample_rows(concept_set: ConceptSet, max_items: int | None, seed: int) -> np.ndarray:
+    """Seeded subset of whole groups, up to ``max_items`` rows (groups are never split: folds respect them)."""
+    n = len(concept_set)
+    if max_items is None or n <= max_items:
+        return np.arange(n)
+    groups = np.asarray(concept_set.groups)
+    unique = np.unique(groups)
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for g in rng.permutation(unique):
+        members = np.flatnonzero(groups == g).tolist()
+        if len(chosen) + len(members) > max_items and chosen:
+            continue
+        chosen.extend(members)
+        if len(chosen) >= max_items:
+            break
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
+def subset(concept_set: ConceptSet, rows: np.ndarray) -> ConceptSet:
+    """The concept set restricted to ``rows`` (itself when every row is kept)."""
+    if rows.size == len(concept_set):
+        return concept_set
+    return concept_set.replace(data=concept_set.data.select(rows.tolist()))
+
+
+def block_indices(model: ConceptModel, layers: Any) -> list[int]:
+    """Block indices of a suite's layer list; negative ones count from the end, out-of-range ones are refused."""
+    if layers == "all":
+        return list(range(model.n_layers))
+    out = []
+    for x in layers:
+        index = int(x)
+        if not -model.n_layers <= index < model.n_layers:
+            raise InvalidInputError(
+                f"layer {index} does not exist in {model.name} (blocks 0..{model.n_layers - 1}, or -1 for the last); "
+                "the suite's layer lists are written for one model: adapt them to this one"
+            )
+        out.append(index % model.n_layers)
+    return out
+
+
+def last_token_ids(model: ConceptModel, texts: list[str]) -> np.ndarray:
+    """The id of each text's last token (as the model tokenizes it): the lexical baseline and control types."""
+    encoded = model.tokenizer(texts, add_special_tokens=True)["input_ids"]
+    return np.array([ids[-1] for ids in encoded], dtype=np.int64)

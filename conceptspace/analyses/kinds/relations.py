@@ -1,0 +1,43 @@
+"""C2: do the difference vectors of one relation point the same way (Euclidean and causal inner product)?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from conceptspace.analyses import geometry
+from conceptspace.analyses._base import (
+    Analysis,
+    AnalysisOutput,
+    RunContext,
+    is_sites,
+    is_str,
+    list_of,
+    optional,
+    param,
+    register,
+)
+from conceptspace.concepts import load_concepts
+
+
+@dataclass(frozen=True)
+class RelationsParams:
+    dataset: str = param(check=is_str, type_name="string")
+    sites: list[str] = param(["unembed"], check=is_sites, type_name="list of sites")
+    statistics: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
+    geometries: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
+
+
+@register
+class RelationsAnalysis(Analysis):
+    kind = "relations"
+    claims = ("C2",)
+    Params = RelationsParams
+    description = "consistency of pair-difference directions per relation (Euclidean and causal inner product)"
+
+    def run(self, context: RunContext, params: RelationsParams) -> AnalysisOutput:
+        cs = load_concepts(params.dataset)
+        results = geometry.run_relations(
+            context.model, cs, params.sites, twin=context.twin, n_permutations=context.n_permutations,
+            n_boot=context.n_bootstrap, seed=context.seed,
+        )
+        return AnalysisOutput(results)
