@@ -414,7 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "list models and datasets, extract activations, run probe suites.",
         epilog=_exit_status_epilog(),
     )
-    parser.add_argument("--version", action="version", version=f"conceptspace {__version__}")
+    parser.add_argument("--version", action="version", version=f"conceptspace {__version__}",
+                        help="print the version and exit")
     parser.add_argument("--debug", action="store_true",
                         help="show debug logs, and a traceback instead of the one-line error message")
     commands = parser.add_subparsers(dest="command", required=True)
