@@ -206,14 +206,19 @@ def test_messages_name_the_file_line_and_fix(tiny_model_dirs, tmp_path, capsys):
             assert fragment in err, (case, err)
 
 
-def test_cuda_request_fails_before_the_model_loads(tiny_model_dirs, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("case", ["extract on cuda without cuda", "run on cuda without cuda", "extract --out is a file",
+                                  "extract --out under a file", "extract --out unwritable", "run --out is a file",
+                                  "run --out unwritable"])
+def test_device_and_output_folder_fail_before_the_model_loads(case, tiny_model_dirs, tmp_path, monkeypatch, capsys):
+    """A run that cannot use its device or save its results must fail in a second, not after the forwards."""
     from conceptspace import models
 
-    _no_cuda(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    argv = CASES[case](tmp_path, tiny_model_dirs, monkeypatch)
     monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("the model must not load"))
-    assert main(["extract", "--model", str(tiny_model_dirs["llama"]), "--texts", str(_texts(tmp_path)),
-                 "--device", "cuda:0", "--quiet"]) == EXIT_ERROR
-    assert "torch sees no CUDA GPU" in capsys.readouterr().err
+    assert main([*argv, "--quiet"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "torch sees no CUDA GPU" in err if "cuda" in case else "--out" in err
 
 
 def test_run_with_failed_analyses_writes_the_report_and_exits_3(tiny_model_dirs, tmp_path, monkeypatch, capsys):
