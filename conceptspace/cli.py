@@ -51,9 +51,9 @@ EXIT_INTERRUPTED = 130
 EXIT_STATUS = {
     EXIT_OK: "success",
     EXIT_BUG: "unexpected internal error (a bug: rerun with --debug and report the traceback)",
-    EXIT_ERROR: "an error you can fix (arguments, input file, model, device, suite, output folder, disk); "
-                "nothing was written",
-    EXIT_FAILED_ANALYSES: "run: the report was written but at least one analysis failed (the report says why)",
+    EXIT_ERROR: "an error you can fix (arguments, input file, model, device, suite, output folder, disk);\n"
+                "       no output folder or report is written",
+    EXIT_FAILED_ANALYSES: "run: the report was written, but an analysis failed (the report says why)",
     EXIT_INTERRUPTED: "interrupted",
 }
 _DEBUG_HINT = "rerun with --debug for the traceback"
@@ -364,8 +364,8 @@ def _failed_analyses_line(outcome: Any, report: Path) -> str | None:
     if not failed:
         return None
     names = "; ".join(f"{r.spec.id}: {r.reason or r.status}" for r in failed)
-    return (f"{len(failed)} of {len(outcome.records)} analyses failed ({names}); the report records this: {report} "
-            f"(fix the suite or the model, or {_DEBUG_HINT})")
+    return (f"{len(failed)} of {len(outcome.records)} analyses failed or were not run ({names}); the report "
+            f"records this: {report} (fix the suite or the model, or {_DEBUG_HINT})")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -404,15 +404,16 @@ def _positive_int(value: str) -> int:
 
 
 def _exit_status_epilog() -> str:
-    return "exit status: " + "; ".join(f"{code} {what}" for code, what in EXIT_STATUS.items())
+    return "exit status:\n" + "\n".join(f"  {code:<4d} {what}" for code, what in EXIT_STATUS.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="conceptspace",
-        description="Test whether directions in a transformer's embedding space act as semantic concepts: "
+        description="Test whether directions in a transformer's embedding space act as semantic concepts:\n"
                     "list models and datasets, extract activations, run probe suites.",
         epilog=_exit_status_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"conceptspace {__version__}",
                         help="print the version and exit")
@@ -430,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.set_defaults(handler=_cmd_datasets)
 
     extract = commands.add_parser("extract", help="extract activations into the cache (and optionally a folder)",
-                                  epilog=_exit_status_epilog())
+                                  epilog=_exit_status_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     extract.add_argument("--model", default="smollm2-135m", help="alias, folder, .gguf file or Hub id")
     extract.add_argument("--texts", help="a UTF-8 .txt (one text per line), .jsonl, .json, .csv or .tsv file")
     extract.add_argument("--text-column", default="text",
@@ -454,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.set_defaults(handler=_cmd_extract)
 
     run = commands.add_parser("run", help="run a probe suite and write report.md, report.html, results.json",
-                              epilog=_exit_status_epilog())
+                              epilog=_exit_status_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("suite", help="a suite file (probes/concept_space.toml) or a bundled suite name")
     run.add_argument("--model", default=None, help="override the suite's model (alias, folder, .gguf, Hub id)")
     run.add_argument("--out", default=None,
@@ -477,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--partial", action="store_true", help="clear only unfinished extractions")
     cache.add_argument("--json", action="store_true", help=json_help + " (info)")
     cache.set_defaults(handler=_cmd_cache)
+    for sub in (models, datasets, extract, run, cache):  # --debug also after the command name
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                         help="show a traceback instead of the one-line error message")
     return parser
 
 

@@ -231,7 +231,8 @@ def test_run_with_failed_analyses_writes_the_report_and_exits_3(tiny_model_dirs,
     captured = capsys.readouterr()
     assert code == EXIT_FAILED_ANALYSES
     lines = captured.err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("conceptspace: error: 2 of 2 analyses failed"), captured.err
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("conceptspace: error: 2 of 2 analyses failed or were not run"), captured.err
     assert "layer 99" in lines[0] and "layer -99" in lines[0] and "Traceback" not in captured.err
     doc = json.loads((tmp_path / "reports" / "tiny-llama" / "results.json").read_text())
     assert [a["status"] for a in doc["analyses"]] == ["failed", "failed"]
@@ -255,9 +256,12 @@ def test_disk_full_while_writing_the_report_leaves_no_folder(tiny_model_dirs, tm
     assert not (tmp_path / "deep").exists()  # the parent folders it made are gone too
 
 
-def test_debug_shows_the_traceback(tmp_path):
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback(tmp_path, where):
+    texts = str(_texts(tmp_path, "x.txt", b"\xff\xfe"))
+    argv = ["--debug", "extract", "--texts", texts] if where == "before" else ["extract", "--texts", texts, "--debug"]
     with pytest.raises(Exception, match="not valid UTF-8"):
-        main(["--debug", "extract", "--texts", str(_texts(tmp_path, "x.txt", b"\xff\xfe"))])
+        main(argv)
 
 
 def test_real_process_prints_one_line_and_exit_status(tmp_path):
@@ -336,4 +340,4 @@ def test_help_has_no_raw_markup_and_every_option_is_explained(capsys):
         for action in sub._actions:
             if action.dest not in ("command", "help"):
                 assert action.help, (name, action.option_strings or action.dest)
-    assert "exit status: 0 success" in parser.format_help().replace("\n", " ").replace("  ", " ")
+    assert "exit status:\n  0    success\n  1    unexpected internal error" in parser.format_help()
