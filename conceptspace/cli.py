@@ -216,7 +216,7 @@ def _move_into(source: Path, target: Path) -> None:
             os.replace(item, destination)
 
 
-def publish_folder(out: Path, fill: Callable[[Path], None]) -> None:
+def publish_folder(out: Path, fill: Callable[[Path], object]) -> None:
     """Write an output folder all-or-nothing: ``fill`` writes into a staging folder beside ``out``, then it moves.
 
     Why: a disk that fills up or a failure half-way through writing must not leave a folder that looks like a
