@@ -110,17 +110,42 @@ def _read_texts(path: Path, column: str) -> list[str]:
     Every error names the file (and the line where there is one): binary or non-UTF-8 bytes, a malformed JSON
     line, a field of mixed JSON types, a missing or empty text, a header-only CSV, a file with no texts.
     """
-    from conceptspace.concept_files import read_json_table, read_table_file, read_text_strict
+    from conceptspace.concept_files import read_json_table, read_text_strict
 
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         texts = _column_texts(read_json_table(path, "texts file"), column, "field")
     elif suffix in (".csv", ".tsv"):
-        texts = _column_texts(read_table_file(path, "texts file"), column, "column")
+        texts = _csv_texts(path, column, "," if suffix == ".csv" else "\t")
     else:
         texts = [line for line in read_text_strict(path, "texts file").splitlines() if line.strip()]
     if not texts:
         raise DatasetError(f"{path}: no texts (the file is empty or holds only blank lines)")
+    return texts
+
+
+def _csv_texts(path: Path, column: str, delimiter: str) -> list[str]:
+    """A CSV/TSV column as texts, every cell a string as written (no number inference: '1' stays '1')."""
+    import csv
+    import io
+
+    from conceptspace.concept_files import check_has_data_rows, read_text_strict
+
+    text = read_text_strict(path, "texts file")
+    if not text.strip():
+        raise DatasetError(f"{path}: the file is empty")
+    check_has_data_rows(text, str(path), delimiter)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    if reader.fieldnames is None or column not in reader.fieldnames:
+        raise DatasetError(f"{path}: no column {column!r} (columns: {', '.join(reader.fieldnames or [])}); "
+                           "pick one with --text-column")
+    texts = []
+    for row in reader:
+        value = row.get(column)
+        if not value or not value.strip():
+            raise DatasetError(f"{path}:{reader.line_num}: column {column!r} is missing or empty; every row needs a "
+                               "text")
+        texts.append(value)
     return texts
 
 
@@ -195,14 +220,13 @@ def check_output_folder(path: Path, flag: str = "--out") -> None:
     os.unlink(probe)
 
 
-def _make_folders(folder: Path) -> list[Path]:
-    """``mkdir -p folder``; return the folders this call created, outermost first (to undo on failure)."""
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders ``mkdir -p folder`` would create, outermost first (so a failure can remove exactly those)."""
     missing = []
     probe = folder
     while not probe.exists():
         missing.append(probe)
         probe = probe.parent
-    folder.mkdir(parents=True, exist_ok=True)
     return list(reversed(missing))
 
 
@@ -220,13 +244,15 @@ def publish_folder(out: Path, fill: Callable[[Path], object]) -> None:
     """Write an output folder all-or-nothing: ``fill`` writes into a staging folder beside ``out``, then it moves.
 
     Why: a disk that fills up or a failure half-way through writing must not leave a folder that looks like a
-    finished report (or a mix of a new results.json with an old report.md). On failure the staging folder and
-    every parent folder this call created are removed, and the error propagates.
+    finished report. The staging folder sits on the same disk, so the final step is renames, which need no
+    space. On failure the staging folder and every parent folder this call created are removed, and the error
+    propagates; files already in an existing ``out`` are replaced only by name, never deleted.
     """
     out = out.resolve()
-    created = _make_folders(out.parent)
+    created = _missing_folders(out.parent)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         staging.mkdir()  # not mkdtemp: its 0700 mode would become the final folder's
         fill(staging)
         if out.is_dir():
