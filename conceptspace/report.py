@@ -173,7 +173,8 @@ def render_markdown(data: ReportData) -> str:
     Every string that a user or a model file controls (suite name and source, model name and architecture,
     twin name, test ids, reasons, caveats) goes through ``md_text`` / ``md_code``: report.md is rendered by
     tools that pass raw HTML and links through, so a name like ``<img onerror=...>`` must stay inert text.
-    Claim statements and the numbers are ours and stay as written.
+    Claim statements, verdict rules (built from validated suite values) and the numbers are ours and stay as
+    written.
     """
     doc = data.document
     model, suite = doc["model"], doc["suite"]
@@ -193,7 +194,7 @@ def render_markdown(data: ReportData) -> str:
           r["p_adj"], r["twin"], r["n_tests"]] for r in data.verdict_rows],
     ))
     out += ["", "Verdict rules (fixed in the suite before the run):", ""]
-    out += [f"- {md_text(v['rule'])}" for v in doc["verdicts"]]
+    out += [f"- {v['rule']}" for v in doc["verdicts"]]  # built from validated suite values only
     for s in data.sections:
         verdict = md_text(s.verdict["verdict"])
         out += ["", f"## {s.claim}: {s.title} ({verdict})", "", f"*Claim.* {s.statement}", "",
