@@ -537,6 +537,17 @@ def _is_accelerator_error(error: BaseException) -> bool:
     )
 
 
+# Libraries whose exceptions mean "the network, the Hub or NDIF said no", not a bug: their classes are matched
+# by module so that none of them has to be imported just to classify an error.
+_NETWORK_MODULES = ("httpx", "httpcore", "requests", "urllib3", "websocket", "huggingface_hub",
+                    "nnsight.intervention.backends.remote")
+
+
+def _is_network_error(error: BaseException) -> bool:
+    """An HTTP/websocket/Hub/NDIF error (httpx errors, nnsight's RemoteError, ...), whatever its base class."""
+    return any(cls.__module__.startswith(_NETWORK_MODULES) for cls in type(error).__mro__)
+
+
 def describe_error(error: BaseException) -> tuple[int, str]:
     """The exit status and the one-line message for an exception that reached :func:`main`."""
     if isinstance(error, KeyboardInterrupt):
@@ -545,6 +556,9 @@ def describe_error(error: BaseException) -> tuple[int, str]:
         return EXIT_ERROR, str(error)
     if isinstance(error, UnicodeDecodeError):
         return EXIT_ERROR, f"input is not valid UTF-8 ({error.reason} at byte {error.start}; re-save it as UTF-8)"
+    if _is_network_error(error):
+        return EXIT_ERROR, (f"remote request failed: {type(error).__name__}: {error} (check the network, "
+                            "NDIF_API_KEY and the model id; --remote-dry-run checks the remote path offline)")
     if isinstance(error, OSError):
         return EXIT_ERROR, _os_error_message(error)
     if isinstance(error, MemoryError):

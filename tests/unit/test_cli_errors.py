@@ -291,6 +291,34 @@ def test_describe_error_maps_each_family():
     assert bug[0] == EXIT_BUG and "bug" in bug[1] and "--debug" in bug[1]
 
 
+def test_network_and_ndif_errors_are_user_errors():
+    """httpx errors (the Hub client) and nnsight's RemoteError (NDIF refused or unreachable) are not bugs."""
+    import httpx
+    from nnsight.intervention.backends.remote import RemoteError as NdifError
+
+    for error in (httpx.ConnectError("[Errno -2] Name or service not known"),
+                  NdifError("Failed to send request: 401 invalid API key")):
+        code, message = describe_error(error)
+        assert code == EXIT_ERROR and "remote request failed" in message and "NDIF_API_KEY" in message
+
+
+def test_ndif_refusal_during_extraction_is_one_line(tiny_model_dirs, tmp_path, monkeypatch, capsys):
+    """NDIF unreachable mid-extraction (the trace is sent when extraction starts): one line, exit 2, no --out."""
+    import httpx
+
+    from conceptspace import activations
+
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(activations, "extract", unreachable)
+    code = main(["extract", "--model", str(tiny_model_dirs["llama"]), "--texts", str(_texts(tmp_path)),
+                 "--remote-dry-run", "--out", str(tmp_path / "acts"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == EXIT_ERROR and err.count("\n") == 1 and "Connection refused" in err
+    assert not (tmp_path / "acts").exists()
+
+
 def test_torch_cuda_errors_are_user_errors():
     """The error torch itself raises when CUDA is missing (AssertionError or RuntimeError) becomes exit 2."""
     import torch
