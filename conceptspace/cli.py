@@ -1,24 +1,62 @@
-"""The ``conceptspace`` command: models, datasets, extract, cache, run.
+"""The conceptspace command: models, datasets, extract, cache, run.
 
 Heavy imports (torch, transformers, nnsight) happen inside the subcommands, so ``conceptspace --help`` and
-``conceptspace cache info`` answer at once. Errors a user can fix are printed as one line without a traceback
-(exit status 2); ``--debug`` shows the traceback.
+``conceptspace cache info`` answer at once.
+
+Errors: every failure goes through one boundary, :func:`main`, which prints exactly one line
+``conceptspace: error: <what> (<how to fix>)`` on stderr and returns a documented exit status; ``--debug``
+shows the traceback instead. Arguments, the input file, the device and the output folder are checked before
+any model is loaded, and output folders are written through a staging folder, so a failure leaves no
+half-written output behind.
+
+Exit status (see ``EXIT_STATUS``):
+
+* 0: success;
+* 1: an unexpected internal error, i.e. a bug (rerun with ``--debug`` and report the traceback);
+* 2: an error you can fix: bad arguments, input file, model, device, suite, output folder, full disk
+  (argparse's own usage errors use 2 too); nothing is written;
+* 3: ``run`` finished and wrote its report, but at least one analysis failed (the report records why);
+* 130: interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import errno
 import json
 import logging
+import os
+import secrets
 import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conceptspace import __version__
-from conceptspace.errors import ConceptspaceError
+from conceptspace.errors import ConceptspaceError, DatasetError, DeviceError, InvalidInputError, OutputError
+from conceptspace.text_safety import one_line, safe_file_name
+
+if TYPE_CHECKING:
+    from conceptspace.concepts._validation import RawTable
+
+EXIT_OK = 0
+EXIT_BUG = 1
+EXIT_ERROR = 2
+EXIT_FAILED_ANALYSES = 3
+EXIT_INTERRUPTED = 130
+EXIT_STATUS = {
+    EXIT_OK: "success",
+    EXIT_BUG: "unexpected internal error (a bug: rerun with --debug and report the traceback)",
+    EXIT_ERROR: "an error you can fix (arguments, input file, model, device, suite, output folder, disk);\n"
+                "       no output folder or report is written",
+    EXIT_FAILED_ANALYSES: "run: the report was written, but an analysis failed (the report says why)",
+    EXIT_INTERRUPTED: "interrupted",
+}
+_DEBUG_HINT = "rerun with --debug for the traceback"
 
 
 def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
@@ -66,28 +104,63 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _read_texts(path: Path, column: str) -> list[str]:
-    """One text per line (.txt), or a ``column`` of a .jsonl / .csv file."""
-    if not path.exists():
-        raise ConceptspaceError(f"texts file {path} does not exist")
-    if path.suffix == ".jsonl":
-        texts = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            if column not in record:
-                raise ConceptspaceError(f"{path}:{number}: no field {column!r} (fields: {', '.join(record)})")
-            texts.append(record[column])
-        return texts
-    if path.suffix == ".csv":
-        import csv
+    """One text per line (.txt), or a ``column`` of a .jsonl / .json / .csv / .tsv file; strict UTF-8.
 
-        with path.open(encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None or column not in reader.fieldnames:
-                raise ConceptspaceError(f"{path}: no column {column!r} (columns: {reader.fieldnames})")
-            return [row[column] for row in reader]
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    Every error names the file (and the line where there is one): binary or non-UTF-8 bytes, a malformed JSON
+    line, a field of mixed JSON types, a missing or empty text, a header-only CSV, a file with no texts.
+    """
+    from conceptspace.concepts._files import read_json_table, read_text_strict
+
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        texts = _column_texts(read_json_table(path, "texts file"), column, "field")
+    elif suffix in (".csv", ".tsv"):
+        texts = _csv_texts(path, column, "," if suffix == ".csv" else "\t")
+    else:
+        texts = [line for line in read_text_strict(path, "texts file").splitlines() if line.strip()]
+    if not texts:
+        raise DatasetError(f"{path}: no texts (the file is empty or holds only blank lines)")
+    return texts
+
+
+def _csv_texts(path: Path, column: str, delimiter: str) -> list[str]:
+    """A CSV/TSV column as texts, every cell a string as written (no number inference: '1' stays '1')."""
+    import csv
+    import io
+
+    from conceptspace.concepts._files import check_has_data_rows, read_text_strict
+
+    text = read_text_strict(path, "texts file")
+    if not text.strip():
+        raise DatasetError(f"{path}: the file is empty")
+    check_has_data_rows(text, str(path), delimiter)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    if reader.fieldnames is None or column not in reader.fieldnames:
+        raise DatasetError(f"{path}: no column {column!r} (columns: {', '.join(reader.fieldnames or [])}); "
+                           "pick one with --text-column")
+    texts = []
+    for row in reader:
+        value = row.get(column)
+        if not value or not value.strip():
+            raise DatasetError(f"{path}:{reader.line_num}: column {column!r} is missing or empty; every row needs a "
+                               "text")
+        texts.append(value)
+    return texts
+
+
+def _column_texts(table: RawTable, column: str, noun: str) -> list[str]:
+    """The ``column`` of a RawTable as texts: each must be a non-empty string, else an error naming its row."""
+    if column not in table.columns:
+        raise DatasetError(
+            f"{table.origin}: no {noun} {column!r} ({noun}s: {', '.join(table.columns)}); pick one with --text-column"
+        )
+    texts = []
+    for row, value in enumerate(table.columns[column]):
+        if not isinstance(value, str) or not value.strip():
+            what = "missing or empty" if value is None or isinstance(value, str) else f"{value!r}, not a string"
+            raise DatasetError(f"{table.where(row)}: {noun} {column!r} is {what}; every text must be a string")
+        texts.append(value)
+    return texts
 
 
 def _parse_layers(value: str) -> list[str] | None:
@@ -96,18 +169,148 @@ def _parse_layers(value: str) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _cmd_extract(args: argparse.Namespace) -> int:
-    from conceptspace.activations._extract import extract
-    from conceptspace.models._load import load_model
+# ------------------------------------------------------------------------------ checks before any work
+def check_device(device: str | None) -> None:
+    """Refuse a device this machine lacks before a model is loaded (torch would fail later, with a traceback)."""
+    if device is None or device in ("cpu", "auto"):
+        return
+    import torch
 
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"--device {device!r} is not a device name (use cpu, cuda, cuda:N, mps or auto)") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {device}: torch sees no CUDA GPU on this machine "
+                              "(use --device cpu, or --device auto to take a GPU only where there is one)")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise DeviceError(f"--device {device}: this machine has {count} CUDA GPU(s), numbered 0..{count - 1}")
+    elif resolved.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise DeviceError(f"--device {device}: torch sees no Apple MPS device here (use --device cpu)")
+    elif resolved.type != "cpu":
+        raise DeviceError(f"--device {device}: unsupported device type {resolved.type!r} "
+                          "(use cpu, cuda, cuda:N, mps or auto)")
+
+
+def check_output_folder(path: Path, flag: str = "--out") -> None:
+    """Make sure ``path`` can become (or already is) a writable folder, creating nothing.
+
+    Called before the model is loaded, so a run that could not save its results fails in a second, not after
+    an hour of forwards. The write test is a real temporary file (permission bits say nothing for root or on a
+    read-only mount); it is removed at once.
+    """
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{flag} {path} is an existing file, not a folder (choose a folder path)")
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"{flag} {path}: {ancestor} is a file, so no folder can be made below it "
+                          "(choose another path)")
+    try:
+        handle, probe = tempfile.mkstemp(dir=ancestor, prefix=".conceptspace-write-test-")
+    except OSError as error:
+        raise OutputError(f"{flag} {path}: cannot write in {ancestor} ({error.strerror or error}) "
+                          "(choose a folder you can write, or fix its permissions)") from None
+    os.close(handle)
+    os.unlink(probe)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders ``mkdir -p folder`` would create, outermost first (so a failure can remove exactly those)."""
+    missing = []
+    probe = folder
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    return list(reversed(missing))
+
+
+def _move_into(source: Path, target: Path) -> None:
+    """Move every file of ``source`` into the existing folder ``target``, replacing files of the same name."""
+    for item in sorted(source.rglob("*")):
+        destination = target / item.relative_to(source)
+        if item.is_dir():
+            destination.mkdir(exist_ok=True)
+        else:
+            os.replace(item, destination)
+
+
+def publish_folder(out: Path, fill: Callable[[Path], object]) -> None:
+    """Write an output folder all-or-nothing: ``fill`` writes into a staging folder beside ``out``, then it moves.
+
+    Why: a disk that fills up or a failure half-way through writing must not leave a folder that looks like a
+    finished report. The staging folder sits on the same disk, so the final step is renames, which need no
+    space. On failure the staging folder and every parent folder this call created are removed, and the error
+    propagates; files already in an existing ``out`` are replaced only by name, never deleted.
+    """
+    out = out.resolve()
+    created = _missing_folders(out.parent)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()  # not mkdtemp: its 0700 mode would become the final folder's
+        fill(staging)
+        if out.is_dir():
+            _move_into(staging, out)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _copy_activations(acts: Any, folder: Path) -> None:
+    """The arrays (and manifest) of an extraction into ``folder``."""
+    if acts.folder is not None:
+        for file in acts.folder.iterdir():
+            shutil.copy2(file, folder / file.name)
+        return
+    import numpy as np
+
+    for site in acts.sites:
+        np.save(folder / f"{site}.npy", acts.arrays[site])
+
+
+def _quiet_libraries() -> None:
+    """Turn off Hugging Face progress bars and retry warnings: --quiet leaves stderr to the one error line."""
+    import huggingface_hub.utils
+    import transformers.utils.logging
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    huggingface_hub.utils.disable_progress_bars()
+    huggingface_hub.utils.logging.set_verbosity_error()
+
+
+# -------------------------------------------------------------------------------------------- commands
+def _cmd_extract(args: argparse.Namespace) -> int:
     if (args.texts is None) == (args.dataset is None):
-        raise ConceptspaceError("give exactly one of --texts FILE or --dataset NAME")
+        raise InvalidInputError("give exactly one of --texts FILE or --dataset NAME")
     if args.texts is not None:
         items: Any = _read_texts(Path(args.texts), args.text_column)
     else:
         from conceptspace.concepts import load_concepts
 
         items = load_concepts(args.dataset)
+    check_device(args.device)
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        check_output_folder(out)
+
+    if args.quiet:
+        _quiet_libraries()
+    from conceptspace.activations import extract
+    from conceptspace.models import load_model
+
     model = load_model(
         args.model,
         untrained=args.untrained,
@@ -136,20 +339,11 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         "d_model": acts.d_model,
         "cache_folder": str(acts.folder) if acts.folder else None,
     }
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        if acts.folder is not None:
-            for file in acts.folder.iterdir():
-                shutil.copy2(file, out / file.name)
-        else:
-            import numpy as np
-
-            for site in acts.sites:
-                np.save(out / f"{site}.npy", acts.arrays[site])
+    if out is not None:
+        publish_folder(out, lambda folder: _copy_activations(acts, folder))
         summary["out"] = str(out)
     print(json.dumps(summary, indent=2))
-    return 0
+    return EXIT_OK
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
@@ -183,49 +377,97 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_report_folder(suite_name: str, model: str) -> Path:
+    """``reports/<suite>-<model>`` from safe file names: neither part can climb out of reports/."""
+    model_name = Path(model.rstrip("/\\")).name
+    return Path("reports") / f"{safe_file_name(suite_name)}-{safe_file_name(model_name, fallback='model')}"
+
+
+def _failed_analyses_line(outcome: Any, report: Path) -> str | None:
+    """One line naming the analyses that did not finish, or None when all of them did."""
+    failed = [r for r in outcome.records if r.status != "ok"]
+    if not failed:
+        return None
+    names = "; ".join(f"{r.spec.id}: {r.reason or r.status}" for r in failed)
+    return (f"{len(failed)} of {len(outcome.records)} analyses failed or were not run ({names}); the report "
+            f"records this: {report} (fix the suite or the model, or {_DEBUG_HINT})")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from conceptspace.models._load import RemoteMode
-    from conceptspace.report import write_report
-    from conceptspace.suite._runner import run_suite
-    from conceptspace.suite._spec import load_suite
+    from conceptspace.suite import load_suite
 
     suite = load_suite(args.suite).for_run(quick=args.quick, seed=args.seed, model=args.model)
-    out = Path(args.out) if args.out else Path("reports") / f"{suite.name}-{Path(suite.model).name}"
+    out = Path(args.out) if args.out else default_report_folder(suite.name, suite.model)
+    check_device(args.device)
+    check_output_folder(out)
+
+    from conceptspace.models import RemoteMode
+    from conceptspace.report import write_report
+    from conceptspace.suite._runner import run_suite
+
+    if args.quiet:
+        _quiet_libraries()
     remote: RemoteMode = "local" if args.remote_dry_run else bool(args.remote)
     outcome = run_suite(suite, quick=args.quick, device=args.device, remote=remote, twin=args.twin,
-                        progress=not args.quiet)
-    paths = write_report(outcome, out)
+                        progress=not args.quiet, debug=bool(getattr(args, "debug", False)))
+    publish_folder(out, lambda folder: write_report(outcome, folder))
     for verdict in outcome.verdicts:
         print(f"{verdict.claim:3s} {verdict.verdict:14s} {verdict.reason}")
-    print(f"report: {paths['markdown']}  {paths['html']}  {paths['json']}")
-    return 0
+    print(f"report: {out / 'report.md'}  {out / 'report.html'}  {out / 'results.json'}")
+    failed = _failed_analyses_line(outcome, out / "report.md")
+    if failed is not None:
+        _print_error(failed)
+        return EXIT_FAILED_ANALYSES
+    return EXIT_OK
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def _exit_status_epilog() -> str:
+    return "exit status:\n" + "\n".join(f"  {code:<4d} {what}" for code, what in EXIT_STATUS.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="conceptspace", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--version", action="version", version=f"conceptspace {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser = argparse.ArgumentParser(
+        prog="conceptspace",
+        description="Test whether directions in a transformer's embedding space act as semantic concepts:\n"
+                    "list models and datasets, extract activations, run probe suites.",
+        epilog=_exit_status_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"conceptspace {__version__}",
+                        help="print the version and exit")
+    parser.add_argument("--debug", action="store_true",
+                        help="show debug logs, and a traceback instead of the one-line error message")
     commands = parser.add_subparsers(dest="command", required=True)
+    json_help = "print JSON instead of a table"
 
     models = commands.add_parser("models", help="list the bundled model aliases and whether they are installed")
-    models.add_argument("--json", action="store_true")
+    models.add_argument("--json", action="store_true", help=json_help)
     models.set_defaults(handler=_cmd_models)
 
     datasets = commands.add_parser("datasets", help="list the bundled concept datasets")
-    datasets.add_argument("--json", action="store_true")
+    datasets.add_argument("--json", action="store_true", help=json_help)
     datasets.set_defaults(handler=_cmd_datasets)
 
-    extract = commands.add_parser("extract", help="extract activations into the cache (and optionally a folder)")
+    extract = commands.add_parser("extract", help="extract activations into the cache (and optionally a folder)",
+                                  epilog=_exit_status_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     extract.add_argument("--model", default="smollm2-135m", help="alias, folder, .gguf file or Hub id")
-    extract.add_argument("--texts", help="a .txt (one text per line), .jsonl or .csv file")
-    extract.add_argument("--text-column", default="text", help="field of a .jsonl/.csv texts file (default: text)")
-    extract.add_argument("--dataset", help="a bundled concept dataset name (see `conceptspace datasets`)")
+    extract.add_argument("--texts", help="a UTF-8 .txt (one text per line), .jsonl, .json, .csv or .tsv file")
+    extract.add_argument("--text-column", default="text",
+                         help="field of a .jsonl/.json or column of a .csv/.tsv texts file (default: text)")
+    extract.add_argument("--dataset", help="a bundled concept dataset name ('conceptspace datasets' lists them)")
     extract.add_argument("--layers", default="all", help="'all' or a comma list: embed,0,5,-1,final_norm")
     extract.add_argument("--position", default="last", help="last | mean | all | span:first | span:last | span:mean")
-    extract.add_argument("--batch-size", type=int, default=32)
+    extract.add_argument("--batch-size", type=_positive_int, default=32, help="texts per forward (default 32)")
     extract.add_argument("--dtype", default=None, help="storage dtype: float32 | float16 | bfloat16")
     extract.add_argument("--model-dtype", default=None, help="compute dtype of the model (default float32)")
-    extract.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto")
+    extract.add_argument("--device", default=None, help="cpu | cuda | cuda:N | mps | auto (default cpu)")
     extract.add_argument("--untrained", action="store_true", help="use the untrained twin of the model")
     extract.add_argument("--seed", type=int, default=0, help="seed of the untrained twin")
     where = extract.add_mutually_exclusive_group()
@@ -233,20 +475,22 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--remote-dry-run", action="store_true", help="nnsight's in-process remote round trip")
     extract.add_argument("--truncate", action="store_true", help="cut texts longer than the model's context")
     extract.add_argument("--no-cache", action="store_true", help="keep activations in memory only")
-    extract.add_argument("--out", help="also copy the arrays and manifest into this folder")
+    extract.add_argument("--out", help="also copy the arrays and manifest into this folder (checked before the run)")
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
     extract.set_defaults(handler=_cmd_extract)
 
-    run = commands.add_parser("run", help="run a probe suite and write report.md, report.html, results.json")
+    run = commands.add_parser("run", help="run a probe suite and write report.md, report.html, results.json",
+                              epilog=_exit_status_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("suite", help="a suite file (probes/concept_space.toml) or a bundled suite name")
     run.add_argument("--model", default=None, help="override the suite's model (alias, folder, .gguf, Hub id)")
-    run.add_argument("--out", default=None, help="output folder (default reports/<suite>-<model>)")
+    run.add_argument("--out", default=None,
+                     help="output folder, checked before the run (default reports/<suite name>-<model name>)")
     run.add_argument("--seed", type=int, default=None, help="override the suite's seed")
-    run.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto")
+    run.add_argument("--device", default=None, help="cpu | cuda | cuda:N | mps | auto (default cpu)")
     run_where = run.add_mutually_exclusive_group()
     run_where.add_argument("--remote", action="store_true", help="run on NDIF (Hub ids; key from NDIF_API_KEY)")
     run_where.add_argument("--remote-dry-run", action="store_true",
-                     help="run every trace through nnsight's in-process remote round trip (weights held apart)")
+                           help="run every trace through nnsight's in-process remote round trip (weights held apart)")
     run.add_argument("--twin", default="config",
                      help="untrained control: 'config' (the model's own architecture, built locally), 'none', "
                           "or a model whose untrained version stands in (e.g. a smaller one of the same family)")
@@ -255,14 +499,86 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_cmd_run)
 
     cache = commands.add_parser("cache", help="inspect or clear the activation cache")
-    cache.add_argument("action", choices=["info", "clear"])
+    cache.add_argument("action", choices=["info", "clear"], help="info: list the entries; clear: delete them")
     cache.add_argument("--partial", action="store_true", help="clear only unfinished extractions")
-    cache.add_argument("--json", action="store_true")
+    cache.add_argument("--json", action="store_true", help=json_help + " (info)")
     cache.set_defaults(handler=_cmd_cache)
+    for sub in (models, datasets, extract, run, cache):  # --debug also after the command name
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                         help="show a traceback instead of the one-line error message")
     return parser
 
 
+# ------------------------------------------------------------------------------------ the error boundary
+def _os_error_message(error: OSError) -> str:
+    """What went wrong with a file operation, and what to do about it, in one sentence."""
+    name = error.filename or ""
+    where = f": {name}" if name else ""
+    if error.errno == errno.ENOSPC:
+        return (f"no space left on the device{where} (free some space, or point CONCEPTSPACE_CACHE / --out at a "
+                "disk with room; an interrupted extraction resumes, 'conceptspace cache clear --partial' drops it)")
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied{where} (choose a path you can write, or fix its permissions)"
+    if error.errno == errno.EROFS:
+        return f"read-only file system{where} (choose a path on a writable disk)"
+    if isinstance(error, FileNotFoundError):
+        return f"no such file or folder{where} (check the path)"
+    if isinstance(error, IsADirectoryError):
+        return f"{name} is a folder, a file was expected (check the path)"
+    return f"{error.strerror or error}{where} ({_DEBUG_HINT})"
+
+
+def _is_accelerator_error(error: BaseException) -> bool:
+    """torch's 'CUDA not available' family: AssertionError / RuntimeError naming CUDA, NVIDIA or a driver."""
+    text = str(error)
+    return isinstance(error, (RuntimeError, AssertionError)) and any(
+        word in text for word in ("CUDA", "cuda", "NVIDIA", "MPS")
+    )
+
+
+# Libraries whose exceptions mean "the network, the Hub or NDIF said no", not a bug: their classes are matched
+# by module so that none of them has to be imported just to classify an error.
+_NETWORK_MODULES = ("httpx", "httpcore", "requests", "urllib3", "websocket", "huggingface_hub",
+                    "nnsight.intervention.backends.remote")
+
+
+def _is_network_error(error: BaseException) -> bool:
+    """An HTTP/websocket/Hub/NDIF error (httpx errors, nnsight's RemoteError, ...), whatever its base class."""
+    return any(cls.__module__.startswith(_NETWORK_MODULES) for cls in type(error).__mro__)
+
+
+def describe_error(error: BaseException) -> tuple[int, str]:
+    """The exit status and the one-line message for an exception that reached :func:`main`."""
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(error, ConceptspaceError):
+        return EXIT_ERROR, str(error)
+    if isinstance(error, UnicodeDecodeError):
+        return EXIT_ERROR, f"input is not valid UTF-8 ({error.reason} at byte {error.start}; re-save it as UTF-8)"
+    if _is_network_error(error):
+        return EXIT_ERROR, (f"remote request failed: {type(error).__name__}: {error} (check the network, "
+                            "NDIF_API_KEY and the model id; --remote-dry-run checks the remote path offline)")
+    if isinstance(error, OSError):
+        return EXIT_ERROR, _os_error_message(error)
+    if isinstance(error, MemoryError):
+        return EXIT_ERROR, "out of memory (use a smaller --batch-size or a smaller model)"
+    if type(error).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
+        return EXIT_ERROR, (f"the GPU ran out of memory: {error} (use a smaller --batch-size, "
+                            "--model-dtype bfloat16, or --device cpu)")
+    if _is_accelerator_error(error):
+        return EXIT_ERROR, f"{error} (use --device cpu, or --device auto to take a GPU only where there is one)"
+    if isinstance(error, ValueError):
+        return EXIT_ERROR, f"{error} ({_DEBUG_HINT})"
+    return EXIT_BUG, (f"unexpected {type(error).__name__}: {error} (this is a bug in conceptspace: {_DEBUG_HINT} "
+                      "and report it)")
+
+
+def _print_error(message: str) -> None:
+    print(f"conceptspace: error: {one_line(message)}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return its exit status (see ``EXIT_STATUS``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -270,11 +586,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args))
-    except (ConceptspaceError, FileNotFoundError) as error:
+    except (Exception, KeyboardInterrupt) as error:
         if args.debug:
             raise
-        print(f"conceptspace: error: {error}", file=sys.stderr)
-        return 2
+        code, message = describe_error(error)
+        _print_error(message)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

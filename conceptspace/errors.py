@@ -37,3 +37,11 @@ class RemoteError(ConceptspaceError, RuntimeError):
 
 class DatasetError(ConceptspaceError, ValueError):
     """A concept dataset that cannot be loaded or fails validation; the message names the file, column or row."""
+
+
+class DeviceError(ConceptspaceError, RuntimeError):
+    """A ``device`` that this machine does not have (e.g. 'cuda' where torch sees no GPU)."""
+
+
+class OutputError(ConceptspaceError, OSError):
+    """An output folder that cannot be created or written (an existing file, no permission, read-only disk)."""

@@ -51,12 +51,14 @@ class RawTable:
     """Columns exactly as read, before validation.
 
     ``line_offset``: the file line of data row 0 (2 for a CSV with a header, 1 for JSONL), or 0 when rows do not
-    map to lines; used only to make error messages point at the right line.
+    map to lines; used only to make error messages point at the right line. ``row_lines``, when given, is the
+    file line of each row (a JSON-lines file may hold blank lines, so rows and lines need not be in step).
     """
 
     columns: Mapping[str, Sequence[Any]]
     origin: str
     line_offset: int = 0
+    row_lines: Sequence[int] | None = None
 
     @property
     def n_rows(self) -> int:
@@ -67,6 +69,8 @@ class RawTable:
 
     def where(self, row: int) -> str:
         """Human-readable position of data row ``row`` (0-based) in the source."""
+        if self.row_lines is not None and row < len(self.row_lines):
+            return f"{self.origin}: row {row + 1}, line {self.row_lines[row]}"
         line = f", line {row + self.line_offset}" if self.line_offset else ""
         return f"{self.origin}: row {row + 1}{line}"
 

@@ -3,51 +3,64 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 from conceptspace.report._build import ReportData, execution_note, twin_note
+from conceptspace.text_safety import md_code, md_fence, md_text
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    def esc(c: str) -> str:
-        return c.replace("|", "\\|").replace("\n", " ")
+    """A GitHub table; cells must already be escaped (``md_text`` / ``md_code(in_table=True)`` / our numbers)."""
+    def cell(c: str) -> str:
+        return c.replace("\n", " ")
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def render_markdown(data: ReportData) -> str:
-    """report.md: verdict table first, then one section per claim."""
+    """report.md: verdict table first, then one section per claim.
+
+    Every string that a user or a model file controls (suite name and source, model name and architecture,
+    twin name, test ids, reasons, caveats) goes through ``md_text`` / ``md_code``: report.md is rendered by
+    tools that pass raw HTML and links through, so a name like ``<img onerror=...>`` must stay inert text.
+    Claim statements, verdict rules (built from validated suite values) and the numbers are ours and stay as
+    written.
+    """
     doc = data.document
     model, suite = doc["model"], doc["suite"]
-    out = [f"# conceptspace report: {suite['name']} on {model['name']}", ""]
-    out.append(f"Suite `{suite['source']}`{' (--quick)' if doc['quick'] else ''}; seed {doc['seed']}; "
+    out = [f"# conceptspace report: {md_text(suite['name'])} on {md_text(model['name'])}", ""]
+    out.append(f"Suite {md_code(suite['source'])}{' (--quick)' if doc['quick'] else ''}; seed {doc['seed']}; "
                f"{suite['correction']} correction across {sum(not t['sanity_check'] for t in doc['tests'])} tests at "
                f"alpha {suite['alpha']}; {suite['n_permutations']} permutations, {suite['n_bootstrap']} bootstrap "
-               f"samples. Model: {model['name']} ({model['architecture']}, {model['n_layers']} layers, "
-               f"d={model['d_model']}, {model['parameters']:,} parameters, weights sha256 "
-               f"`{str(model.get('weights_sha256'))[:16]}...`){execution_note(doc)}; {twin_note(doc)}.")
+               f"samples. Model: {md_text(model['name'])} ({md_text(model['architecture'])}, {model['n_layers']} "
+               f"layers, d={model['d_model']}, {model['parameters']:,} parameters, weights sha256 "
+               f"{md_code(str(model.get('weights_sha256'))[:16] + '...')}){execution_note(doc)}; "
+               f"{md_text(twin_note(doc))}.")
     out += ["", "## Verdicts", ""]
     out.append(_md_table(
         ["claim", "verdict", "best test", "effect", "95% CI", "p (adj.)", "untrained twin", "tests"],
-        [[f"{r['claim']} {r['title']}", f"**{r['verdict']}**", f"`{r['best']}`", r["effect"], r["ci"], r["p_adj"],
-          r["twin"], r["n_tests"]] for r in data.verdict_rows],
+        [[f"{r['claim']} {md_text(r['title'])}", f"**{md_text(r['verdict'])}**",
+          md_code(r["best"], in_table=True) if r["best"] != "-" else "-", md_text(r["effect"]), r["ci"],
+          r["p_adj"], r["twin"], r["n_tests"]] for r in data.verdict_rows],
     ))
     out += ["", "Verdict rules (fixed in the suite before the run):", ""]
-    out += [f"- {v['rule']}" for v in doc["verdicts"]]
+    out += [f"- {v['rule']}" for v in doc["verdicts"]]  # built from validated suite values only
     for s in data.sections:
-        out += ["", f"## {s.claim}: {s.title} ({s.verdict['verdict']})", "", f"*Claim.* {s.statement}", "",
+        verdict = md_text(s.verdict["verdict"])
+        out += ["", f"## {s.claim}: {s.title} ({verdict})", "", f"*Claim.* {s.statement}", "",
                 f"*Tested by.* {s.tests}", "", f"*Controls.* {s.controls}", "",
-                f"*Verdict.* **{s.verdict['verdict']}**: {s.verdict['reason']}.", ""]
+                f"*Verdict.* **{verdict}**: {md_text(s.verdict['reason'])}.", ""]
         for a in s.analyses:
-            status = a["status"] + (f" ({a['reason']})" if a["reason"] else "")
-            out.append(f"- analysis `{a['id']}` ({a['kind']}): {status}; {a['n_tests']} tests")
+            status = md_text(a["status"] + (f" ({a['reason']})" if a["reason"] else ""))
+            out.append(f"- analysis {md_code(a['id'])} ({md_text(a['kind'])}): {status}; {a['n_tests']} tests")
         for f in s.figures:
-            out += ["", f"![{f.caption}](figures/{f.name})", "", f"*{f.caption}*"]
+            out += ["", f"![{md_text(f.caption)}](figures/{quote(f.name)})", "", f"*{md_text(f.caption)}*"]
         if s.summary:
-            out += ["", "```", s.summary, "```"]
+            out += ["", md_fence(s.summary)]
         if s.caveats:
-            out += ["", "Caveats:", ""] + [f"- {c}" for c in s.caveats]
-    out += ["", "## Run", "", f"Timings (s): {json.dumps(doc['timings'])}", "",
-            "Packages: " + ", ".join(f"{k} {v}" for k, v in doc["packages"].items()), ""]
+            out += ["", "Caveats:", ""] + [f"- {md_text(c)}" for c in s.caveats]
+    out += ["", "## Run", "", f"Timings (s): {md_text(json.dumps(doc['timings']))}", "",
+            "Packages: " + ", ".join(f"{md_text(k)} {md_text(v)}" for k, v in doc["packages"].items()), ""]
     return "\n".join(out)

@@ -116,6 +116,7 @@ def run_suite(
     remote: RemoteMode = False,
     twin: str = "config",
     progress: bool = True,
+    debug: bool = False,
 ) -> RunOutcome:
     """Execute every analysis of ``suite`` (already adjusted with :meth:`Suite.for_run`) and judge the claims.
 
@@ -125,6 +126,8 @@ def run_suite(
     architecture here (it needs only the config, so this works for a remote model that fits this machine's
     memory), ``"none"`` runs without it (claims whose rule beats the twin cannot then be supported), and any
     other value names a model whose untrained version stands in (a smaller model of the same family).
+    An analysis that fails is recorded with its reason (one line in the progress log); ``debug=True`` also
+    prints its traceback.
     """
     import conceptspace
     from conceptspace.models._load import load_model
@@ -158,7 +161,7 @@ def run_suite(
             record.status, record.reason = "not run", f"analysis module not available: {error}"
         except Exception as error:
             record.status, record.reason = "failed", f"{type(error).__name__}: {error}"
-            if progress:
+            if debug:
                 traceback.print_exc(file=sys.stderr)
         record.seconds = time.perf_counter() - start
         record.downloaded_bytes = model.downloaded_bytes - bytes_before

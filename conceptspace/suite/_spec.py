@@ -297,6 +297,23 @@ def _check_analysis(where: _Where, index: int, table: Any, known: set[str], clai
     return AnalysisSpec(id=checked.pop("id"), claim=claim, kind=checked.pop("kind"), params=checked, quick=quick)
 
 
+def _check_name(where: _Where, name: str) -> None:
+    """Refuse a suite name that could act as a path: it names the default output folder ``reports/<name>-...``.
+
+    Why here and not only in the CLI: a name like ``../../elsewhere/x`` is a mistake (or an attack) in the
+    file itself, and the file's line is where to fix it; ``--out`` is the one way to choose a folder.
+    """
+    if not name.strip():
+        raise where.error(("suite", "name"), "must not be empty")
+    bad = next((c for c in name if c in "/\\" or ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise where.error(("suite", "name"), f"{name!r} holds {bad!r}; a name is a label, not a path (no '/', '\\' "
+                          "or control characters); choose the output folder with --out")
+    if ".." in name or name.startswith("."):
+        raise where.error(("suite", "name"), f"{name!r} must not start with '.' or contain '..'; a name is a label, "
+                          "not a path; choose the output folder with --out")
+
+
 def parse_suite(text: str, source: str = "<suite>") -> Suite:
     """Parse and validate suite TOML text; errors name ``source:line: key``."""
     try:
@@ -310,6 +327,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     if "suite" not in raw:
         raise SuiteError(f"{source}: missing the [suite] table (name, model, seed, alpha, correction, ...)")
     settings = _check_table(where, ("suite",), raw["suite"], SUITE_KEYS)
+    _check_name(where, settings["name"])
     quick = _check_table(where, ("quick",), raw.get("quick", {}), QUICK_KEYS, fill=False)
     claims_raw = raw.get("claims", {})
     if not isinstance(claims_raw, dict):

@@ -85,3 +85,21 @@ def test_run_remote_dry_run_without_twin_writes_a_report_that_says_so(tiny_model
     assert doc["timings"]["download_mb_total"] > 0
     markdown = (out / "report.md").read_text()
     assert "remote dry run" in markdown and "no untrained twin in this run" in markdown
+
+
+def test_texts_files_are_read_exactly(tmp_path):
+    """Texts come back as written: no JSON quoting, no number inference ('1984' stays a string), blank lines skipped."""
+    from conceptspace.cli import _read_texts
+
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text('{"text": "He said \\"yes\\"."}\n\n{"text": "1984"}\n', encoding="utf-8")
+    assert _read_texts(jsonl, "text") == ['He said "yes".', "1984"]
+    csv_file = tmp_path / "t.csv"
+    csv_file.write_text('id,text\n1,1984\n2,"a, b"\n', encoding="utf-8")
+    assert _read_texts(csv_file, "text") == ["1984", "a, b"]
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("text\nx\ty\n", encoding="utf-8")
+    assert _read_texts(tsv, "text") == ["x"]
+    txt = tmp_path / "t.txt"
+    txt.write_text("caf\u00e9\n\n  \nna\u00efve\n", encoding="utf-8")
+    assert _read_texts(txt, "text") == ["caf\u00e9", "na\u00efve"]
