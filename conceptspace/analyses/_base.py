@@ -114,13 +114,16 @@ class Analysis:
     """Base class of an analysis kind. Subclasses set the class attributes and implement :meth:`run`.
 
     ``kind`` is the name a suite uses; ``claims`` the claims it can serve; ``Params`` a frozen dataclass whose
-    fields (declared with :func:`param`) are the kind's parameters; ``description`` one line for listings.
+    fields (declared with :func:`param`) are the kind's parameters; ``description`` one line for listings;
+    ``smoke_params`` a few-seconds configuration on a tiny model, run by the contract test.
     """
 
     kind: ClassVar[str]
     claims: ClassVar[tuple[str, ...]]
     Params: ClassVar[type]
     description: ClassVar[str]
+    #: parameters for a seconds-long run on a tiny random model (the registry's contract test runs every kind so)
+    smoke_params: ClassVar[dict[str, Any]]
 
     def run(self, context: RunContext, params: Any) -> AnalysisOutput:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -168,7 +171,7 @@ _REGISTRY: dict[str, Analysis] = {}
 
 def register(cls: type[Analysis]) -> type[Analysis]:
     """Class decorator: make a kind known under ``cls.kind`` (a second class with the same kind is an error)."""
-    for attribute in ("kind", "claims", "Params", "description"):
+    for attribute in ("kind", "claims", "Params", "description", "smoke_params"):
         if not hasattr(cls, attribute):
             raise TypeError(f"{cls.__name__} must define {attribute!r} to be an analysis kind")
     if not dataclasses.is_dataclass(cls.Params):

@@ -13,7 +13,8 @@ from typing import Any
 
 from conceptspace.analyses import Figure, registry
 from conceptspace.stats._results import UNTRAINED, ResultSet
-from conceptspace.suite._runner import RunOutcome, results_document
+from conceptspace.suite._document import results_document
+from conceptspace.suite._runner import RunOutcome
 from conceptspace.theory._verdicts import CLAIMS, is_sanity_check
 
 

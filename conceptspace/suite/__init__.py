@@ -7,17 +7,21 @@ so it is the one place where "p-values corrected across every test of the run" c
 
 from __future__ import annotations
 
-from conceptspace.suite._runner import AnalysisRecord, RunOutcome, results_document, run_suite
+from conceptspace.suite._document import RESULTS_SCHEMA_VERSION, load_results, result_from_record, results_document
+from conceptspace.suite._runner import AnalysisRecord, RunOutcome, run_suite
 from conceptspace.suite._spec import AnalysisSpec, Suite, SuiteError, load_suite, parse_suite
 
 __all__ = [
+    "RESULTS_SCHEMA_VERSION",
     "AnalysisRecord",
     "AnalysisSpec",
     "RunOutcome",
     "Suite",
     "SuiteError",
+    "load_results",
     "load_suite",
     "parse_suite",
+    "result_from_record",
     "results_document",
     "run_suite",
 ]

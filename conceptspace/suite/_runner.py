@@ -20,11 +20,9 @@ from typing import Any
 
 from conceptspace.analyses import RunContext, registry
 from conceptspace.models._load import ConceptModel, RemoteMode
-from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._results import ResultSet
 from conceptspace.suite._spec import AnalysisSpec, Suite
 from conceptspace.theory._verdicts import Verdict, is_sanity_check, judge_all
-
-RESULTS_SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -219,60 +217,3 @@ def _twin_caveats(twin: ConceptModel | None, choice: str, model: ConceptModel) -
                 f"a re-initialised {model.name} ({model.n_layers} layers, d={model.d_model}): it controls for the "
                 "architecture family and the data, not for this model's exact shape."]
     return []
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that produce the numbers (for results.json)."""
-    from importlib import metadata
-
-    out = {}
-    for name in ("conceptspace", "torch", "transformers", "nnsight", "numpy", "scipy", "scikit-learn",
-                 "statsmodels", "pandas", "matplotlib"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            if name == "conceptspace":
-                import conceptspace
-
-                out[name] = conceptspace.__version__
-    import platform
-
-    out["python"] = platform.python_version()
-    return out
-
-
-def results_document(outcome: RunOutcome) -> dict[str, Any]:
-    """The results.json document (schema in docs/RESULTS_SCHEMA.md)."""
-    return {
-        "schema": "conceptspace.results",
-        "schema_version": RESULTS_SCHEMA_VERSION,
-        "model": outcome.model,
-        "twin": outcome.twin,
-        "suite": outcome.suite.to_dict(),
-        "quick": outcome.quick,
-        "seed": outcome.suite.seed,
-        "packages": package_versions(),
-        "timings": outcome.timings,
-        "analyses": [
-            {"id": r.spec.id, "claim": r.spec.claim, "kind": r.spec.kind, "status": r.status, "reason": r.reason,
-             "params": r.params, "n_tests": len(r.results)}
-            for r in outcome.records
-        ],
-        "tests": [_test_record(r) for r in outcome.results],
-        "verdicts": [v.to_dict() for v in outcome.verdicts],
-        "caveats": outcome.caveats,
-    }
-
-
-def _test_record(r: TestResult) -> dict[str, Any]:
-    d = r.to_dict()
-    return {
-        "id": d["test_id"], "key": d["key"], "claim": d["claim"], "dataset": d["dataset"], "site": d["site"],
-        "layer": d["layer"],
-        "position": d["position"], "method": d["method"], "control": d["control"],
-        "statistic_name": d["statistic_name"], "statistic": d["statistic"],
-        "effect_size_name": d["effect_size_name"], "effect_size": d["effect_size"], "ci_low": d["ci_low"],
-        "ci_high": d["ci_high"], "p": d["p_value"], "p_adjusted": d["p_adjusted"], "significant": d["significant"],
-        "n": d["n"], "n_groups": d["n_groups"], "correction": d["correction"], "alpha": d["alpha"],
-        "sanity_check": is_sanity_check(r), "extra": d["extra"],
-    }

@@ -289,7 +289,7 @@ def erasure_test(
     if kl is not None:
         extra["off_target_kl_leace"] = float(kl[0])
         extra["off_target_kl_random_median"] = float(np.median(kl[1:]))
-    rows = [row_before, row_after]
+    rows = [row_before.replace(model=model_kind(model)), row_after.replace(model=model_kind(model))]
     for control, obs_index, null_rows in (
         (None, 0, slice(1, None)),
         ("random_subspace", 1, slice(2, None)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,6 +38,10 @@ class AggregationAnalysis(Analysis):
     Params = AggregationParams
     description = ("order (permuted non-final tokens) vs content (frequency-matched replacements); "
                    "bag-of-embeddings R^2")
+    smoke_params: ClassVar[dict[str, Any]] = {
+        "datasets": ["truth_is_universal/animal_class"],
+        "max_items": 24,
+    }
 
     def run(self, context: RunContext, params: AggregationParams) -> AnalysisOutput:
         texts: list[str] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from conceptspace.analyses import geometry
 from conceptspace.analyses._base import (
@@ -33,6 +34,11 @@ class AnalogiesAnalysis(Analysis):
     claims = ("C3",)
     Params = AnalogiesParams
     description = "analogy accuracy (3CosAdd/3CosMul) against the only-b baseline"
+    smoke_params: ClassVar[dict[str, Any]] = {
+        "dataset": "google_analogy/family",
+        "sites": ["unembed"],
+        "max_per_relation": 6,
+    }
 
     def run(self, context: RunContext, params: AnalogiesParams) -> AnalysisOutput:
         cs = load_concepts(params.dataset)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from conceptspace.analyses import geometry
 from conceptspace.analyses._base import (
@@ -38,6 +39,11 @@ class ClusteringAnalysis(Analysis):
     claims = ("C1",)
     Params = ClusteringParams
     description = "clustering of word vectors against their category labels (permutation null)"
+    smoke_params: ClassVar[dict[str, Any]] = {
+        "dataset": "function_vectors/categories",
+        "sites": ["unembed", "layer.1"],
+        "max_per_class": 4,
+    }
 
     def run(self, context: RunContext, params: ClusteringParams) -> AnalysisOutput:
         cs = load_concepts(params.dataset)

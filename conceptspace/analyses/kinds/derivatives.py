@@ -4,6 +4,7 @@ more often than along random directions? (model and twin)"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -45,6 +46,15 @@ class DerivativesAnalysis(Analysis):
     claims = ("C5",)
     Params = DerivativesParams
     description = "TCAV-style directional derivatives of the target score along the concept vs random directions"
+    smoke_params: ClassVar[dict[str, Any]] = {
+        "dataset": "vader_lexicon/polarity",
+        "layer": 1,
+        "max_items": 24,
+        "positive": ["a", "e"],
+        "negative": ["o", "u"],
+        "prompts": ["The movie was", "Today I feel", "The food is", "My day was"],
+        "n_random": 4,
+    }
 
     def run(self, context: RunContext, params: DerivativesParams) -> AnalysisOutput:
         full = load_concepts(params.dataset)

@@ -4,6 +4,7 @@ than under erasure of random subspaces? (model and twin)"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -46,6 +47,16 @@ class ErasureAnalysis(Analysis):
     claims = ("C5",)
     Params = ErasureParams
     description = "LEACE erasure: probe accuracy before/after, prediction change vs erasure of random subspaces"
+    smoke_params: ClassVar[dict[str, Any]] = {
+        "dataset": "vader_lexicon/polarity",
+        "layer": 1,
+        "max_items": 24,
+        "positive": ["a", "e"],
+        "negative": ["o", "u"],
+        "prompts": ["The movie was", "Today I feel", "The food is", "My day was"],
+        "n_random": 4,
+        "n_splits": 3,
+    }
 
     def run(self, context: RunContext, params: ErasureParams) -> AnalysisOutput:
         full = load_concepts(params.dataset)

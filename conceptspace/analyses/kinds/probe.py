@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -70,6 +70,12 @@ class ProbeAnalysis(LayerCurveFigures, Analysis):
     Params = ProbeParams
     description = ("grouped-CV linear probe per layer with control task, untrained twin and last-token embedding "
                    "baseline")
+    smoke_params: ClassVar[dict[str, Any]] = {
+        "dataset": "truth_is_universal/animal_class_polarity",
+        "layers": [0, -1],
+        "max_items": 40,
+        "n_splits": 3,
+    }
 
     def run(self, context: RunContext, params: ProbeParams) -> AnalysisOutput:
         model, twin = context.model, context.twin

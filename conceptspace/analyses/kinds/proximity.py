@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from conceptspace.analyses import geometry
 from conceptspace.analyses._base import (
@@ -40,6 +40,11 @@ class ProximityAnalysis(LayerCurveFigures, Analysis):
     claims = ("P5",)
     Params = ProximityParams
     description = "logit-lens rank correlation of proximity and log-probability across layers, frequency-controlled"
+    smoke_params: ClassVar[dict[str, Any]] = {
+        "dataset": "truth_is_universal/animal_class",
+        "layers": [0, -1],
+        "max_items": 12,
+    }
 
     def run(self, context: RunContext, params: ProximityParams) -> AnalysisOutput:
         full = load_concepts(params.dataset)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from conceptspace.analyses import geometry
 from conceptspace.analyses._base import (
@@ -33,6 +34,10 @@ class RelationsAnalysis(Analysis):
     claims = ("C2",)
     Params = RelationsParams
     description = "consistency of pair-difference directions per relation (Euclidean and causal inner product)"
+    smoke_params: ClassVar[dict[str, Any]] = {
+        "dataset": "google_analogy/family",
+        "sites": ["unembed"],
+    }
 
     def run(self, context: RunContext, params: RelationsParams) -> AnalysisOutput:
         cs = load_concepts(params.dataset)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -51,6 +51,16 @@ class SteeringAnalysis(Analysis):
     claims = ("C5",)
     Params = SteeringParams
     description = "steering dose-response along a mass-mean direction vs norm-matched random and orthogonal directions"
+    smoke_params: ClassVar[dict[str, Any]] = {
+        "dataset": "vader_lexicon/polarity",
+        "layer": 1,
+        "max_items": 24,
+        "positive": ["a", "e"],
+        "negative": ["o", "u"],
+        "prompts": ["The movie was", "Today I feel", "The food is", "My day was"],
+        "alphas": [-1.0, 1.0],
+        "n_random": 4,
+    }
 
     def run(self, context: RunContext, params: SteeringParams) -> AnalysisOutput:
         full = load_concepts(params.dataset)
