@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     steer = steering_test(model, direction, ["The movie was", "Today I feel"],
                           ([" good", " great", " happy"], [" bad", " terrible", " sad"]), site="layer.15",
-                          alphas=(-1.0, 1.0), n_random=args.random, n_orthogonal=args.random,
+                          strengths=(-1.0, 1.0), n_random=args.random, n_orthogonal=args.random,
                           n_bootstrap=200, seed=0)
     print(steer.results.summary("Steering along the sentiment direction"))
     frame = steer.dose_response()

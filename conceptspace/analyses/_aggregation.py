@@ -34,6 +34,7 @@ import numpy as np
 import scipy.stats
 import torch
 
+from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.probes._estimators import RidgeRegressionProbe
 from conceptspace.analyses.probes._evaluation import probe_layers
 from conceptspace.errors import InvalidInputError
@@ -200,12 +201,13 @@ def _cosine_change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 1.0 - num / np.maximum(den, 1e-12)
 
 
+@renamed_keywords(n_boot="n_bootstrap")
 def order_vs_content_test(
     delta_perm: np.ndarray,
     delta_sub: np.ndarray,
     *,
     ratio_threshold: float = 0.5,
-    n_boot: int = 1000,
+    n_bootstrap: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, Any]:
@@ -215,7 +217,7 @@ def order_vs_content_test(
     n = delta_perm.size
     ratio = float(delta_perm.mean() / max(delta_sub.mean(), 1e-12))
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
+    idx = rng.integers(0, n, size=(n_bootstrap, n))
     boot = 1.0 - delta_perm[idx].mean(axis=1) / np.maximum(delta_sub[idx].mean(axis=1), 1e-12)
     tail = (1.0 - level) / 2
     lo, hi = np.quantile(boot, [tail, 1.0 - tail])
@@ -283,7 +285,7 @@ def aggregation_tests(
         c0 = context_vectors(m, pert.original)
         dp = _cosine_change(c0, context_vectors(m, pert.permuted))
         ds = _cosine_change(c0, context_vectors(m, pert.substituted))
-        ovc = order_vs_content_test(dp, ds, ratio_threshold=ratio_threshold, n_boot=n_bootstrap, seed=seed)
+        ovc = order_vs_content_test(dp, ds, ratio_threshold=ratio_threshold, n_bootstrap=n_bootstrap, seed=seed)
         details[label] = {"delta_perm": dp.tolist(), "delta_sub": ds.tolist()}
         results.append(TestResult(
             key=TestKey(test="aggregation", dataset=dataset, method="permute_vs_substitute", site=FINAL_NORM,

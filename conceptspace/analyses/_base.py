@@ -124,6 +124,8 @@ class Analysis:
     description: ClassVar[str]
     #: parameters for a seconds-long run on a tiny random model (the registry's contract test runs every kind so)
     smoke_params: ClassVar[dict[str, Any]]
+    #: old suite key -> new one: still read for one release, with a DeprecationWarning naming the new key
+    renamed_params: ClassVar[dict[str, str]] = {}
 
     def run(self, context: RunContext, params: Any) -> AnalysisOutput:  # pragma: no cover - abstract
         raise NotImplementedError

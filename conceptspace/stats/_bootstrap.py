@@ -18,35 +18,38 @@ from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 
+from conceptspace._deprecation import renamed_keywords
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._scoring import score_one
 from conceptspace.validation import check_groups
 
 
-def group_counts(groups: Sequence[Hashable] | np.ndarray | None, n: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n) multiplicity of each row: how often its group was drawn (G draws with replacement)."""
+@renamed_keywords(n_boot="n_bootstrap")
+def group_counts(groups: Sequence[Hashable] | np.ndarray | None, n: int, n_bootstrap: int, seed: int) -> np.ndarray:
+    """(n_bootstrap, n) multiplicity of each row: how often its group was drawn (G draws with replacement)."""
     codes = check_groups(groups, n)
     n_groups = int(codes.max()) + 1
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
-    per_group = np.zeros((n_boot, n_groups), dtype=np.float64)
-    np.add.at(per_group, (np.arange(n_boot)[:, None], draws), 1.0)
+    draws = rng.integers(0, n_groups, size=(n_bootstrap, n_groups))
+    per_group = np.zeros((n_bootstrap, n_groups), dtype=np.float64)
+    np.add.at(per_group, (np.arange(n_bootstrap)[:, None], draws), 1.0)
     return per_group[:, codes]
 
 
+@renamed_keywords(n_boot="n_bootstrap")
 def grouped_bootstrap(
     statistic: Callable[[np.ndarray], float],
     groups: Sequence[Hashable] | np.ndarray | None,
     n: int,
     *,
-    n_boot: int = 1000,
+    n_bootstrap: int = 1000,
     seed: int = 0,
 ) -> np.ndarray:
     """Bootstrap distribution of ``statistic(row_indices)`` with groups resampled with replacement.
 
     ``row_indices`` lists each row of a drawn group once per draw (so its length varies between replicates).
     """
-    counts = group_counts(groups, n, n_boot, seed).astype(np.int64)
+    counts = group_counts(groups, n, n_bootstrap, seed).astype(np.int64)
     rows = np.arange(n)
     return np.array([statistic(np.repeat(rows, c)) for c in counts])
 
@@ -67,6 +70,7 @@ def percentile_intervals(replicates: np.ndarray, level: float = 0.95) -> tuple[n
     return lo, hi
 
 
+@renamed_keywords(n_boot="n_bootstrap")
 def bootstrap_cv_scores(
     scoring: str,
     truth: np.ndarray,
@@ -75,20 +79,20 @@ def bootstrap_cv_scores(
     groups: Sequence[Hashable] | np.ndarray | None,
     *,
     n_classes: int | None = None,
-    n_boot: int = 1000,
+    n_bootstrap: int = 1000,
     seed: int = 0,
 ) -> np.ndarray:
-    """Replicates (L, n_boot) of the fold-mean CV score from fixed out-of-fold outputs.
+    """Replicates (L, n_bootstrap) of the fold-mean CV score from fixed out-of-fold outputs.
 
     truth: (n,) class codes or (n,) / (n, k) targets. outputs: (L, n[, k]) per-layer out-of-fold predicted
     codes, decision values (``roc_auc``) or predictions (regression). Accuracy, balanced accuracy and R^2 use
     multiplicity weights (fast); AUROC and Spearman resample explicitly (slower, one metric call per replicate).
     """
     n = truth.shape[0]
-    weights = group_counts(groups, n, n_boot, seed)
+    weights = group_counts(groups, n, n_bootstrap, seed)
     n_folds = int(fold_id.max()) + 1
     masks = [fold_id == f for f in range(n_folds)]
-    per_fold = np.full((n_folds, n_boot, outputs.shape[0]), np.nan)
+    per_fold = np.full((n_folds, n_bootstrap, outputs.shape[0]), np.nan)
     if scoring in ("accuracy", "balanced_accuracy"):
         correct = (outputs == truth[None, :]).astype(np.float64)  # (L, n)
         for f, m in enumerate(masks):
@@ -118,7 +122,7 @@ def bootstrap_cv_scores(
     else:
         counts = weights.astype(np.int64)
         rows = np.arange(n)
-        for b in range(n_boot):
+        for b in range(n_bootstrap):
             idx = np.repeat(rows, counts[b])
             for f in range(n_folds):
                 sel = idx[fold_id[idx] == f]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -247,6 +248,21 @@ def _check_table(
     return out
 
 
+def _renamed(where: _Where, path: tuple[str | int, ...], table: dict[str, Any], renamed: Mapping[str, str]) -> (
+    dict[str, Any]
+):
+    """Read an old key under its new name for one release, warning with the file and line to edit."""
+    out = dict(table)
+    for old, new in renamed.items():
+        if old in out:
+            if new in out:
+                raise where.error((*path, old), f"{old!r} is the old name of {new!r}; give only {new!r}")
+            warnings.warn(f"{where((*path, old))}: {old!r} is renamed {new!r}; the old name goes away in the next "
+                          "release", DeprecationWarning, stacklevel=2)
+            out[new] = out.pop(old)
+    return out
+
+
 def _dataset_names() -> set[str]:
     from conceptspace.concepts import list_concepts
 
@@ -277,6 +293,9 @@ def _check_analysis(where: _Where, index: int, table: Any, known: set[str], clai
         raise where.error((*path, "kind"), f"unknown analysis kind {kind_name!r}{hint}")
     kind = kinds[kind_name]
     keys = kind_keys(kind_name)
+    table = _renamed(where, path, table, kind.renamed_params)
+    if isinstance(table.get("quick"), dict):
+        table = {**table, "quick": _renamed(where, (*path, "quick"), table["quick"], kind.renamed_params)}
     allowed = {**COMMON_KEYS, **keys}
     checked = _check_table(where, path, {k: v for k, v in table.items() if k != "quick"},
                            {k: v for k, v in allowed.items() if k != "quick"})

@@ -59,8 +59,9 @@ def test_word_classes_cluster_by_category(models: tuple) -> None:
     model, twin = models
     cs = load_concepts("function_vectors/categories")
     rows = select_rows(cs, classes=["animal", "color", "fruit", "verb"], max_per_class=15, seed=0)
-    res = run_clustering(model, cs, SITES, rows=rows, methods=("kmeans",), twin=twin, n_permutations=200, n_boot=200)
-    rsa = run_similarity(model, cs, SITES, rows=rows, twin=twin, n_permutations=200, n_boot=100)
+    res = run_clustering(model, cs, SITES, rows=rows, methods=("kmeans",), twin=twin, n_permutations=200,
+                         n_bootstrap=200)
+    rsa = run_similarity(model, cs, SITES, rows=rows, twin=twin, n_permutations=200, n_bootstrap=100)
     _collected.extend([res, rsa])
     real = _one(res, layer=8, method="kmeans", statistic_name="ari", control=None)
     untrained = _one(res, layer=8, method="kmeans", statistic_name="ari", control="untrained")
@@ -75,10 +76,10 @@ def test_analogies_and_relation_directions(models: tuple) -> None:
     full = load_concepts("google_analogy/all")
     keep = [i for i, r in enumerate(full.relations) if r in RELATIONS]
     cs = full.replace(data=full.data.select(keep), name="google_analogy/subset")
-    analogies = run_analogies(model, cs, SITES, twin=twin, max_per_relation=60, n_permutations=200, n_boot=200)
+    analogies = run_analogies(model, cs, SITES, twin=twin, max_per_relation=60, n_permutations=200, n_bootstrap=200)
     relations = run_relations(
         model, cs, ["unembed", *SITES], twin=twin, orthogonal=[("family", "gram8-plural")], n_permutations=200,
-        n_boot=200,
+        n_bootstrap=200,
     )
     _collected.extend([analogies, relations])
     for r in analogies:
@@ -103,7 +104,7 @@ def test_proximity_and_probability(models: tuple) -> None:
     last = model.n_layers - 1
     res = run_proximity_probability(
         model, texts, layers=[0, 15, last], dataset="trilemma_city_locations/true_false", twin=twin,
-        n_permutations=500, n_boot=500,
+        n_permutations=500, n_bootstrap=500,
     )
     _collected.append(res)
     for r in res.filter(control="identity"):

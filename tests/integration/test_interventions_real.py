@@ -75,10 +75,10 @@ def test_steering_valence_direction_vs_placebos(setup):
         targets,
         site=SITE,
         off_target_prompts=OFF_TARGET,
-        alphas=(-0.5, 0.5),
+        strengths=(-0.5, 0.5),
         n_random=20,
         n_orthogonal=3,
-        name="vader_valence",
+        dataset="vader_valence",
     )
     print(f"\n[steering {time.perf_counter() - start:.1f}s]\n{result.summary()}")
     assert result.delta.shape == (24, 2, len(PROMPTS)) and np.isfinite(result.delta).all()
@@ -116,7 +116,7 @@ def test_tcav_valence_direction(setup):
     model, _, _, direction, targets = setup
     start = time.perf_counter()
     result = directional_derivative_test(
-        model, direction, PROMPTS, targets, site=SITE, n_random=50, name="vader_valence"
+        model, direction, PROMPTS, targets, site=SITE, n_random=50, dataset="vader_valence"
     )
     print(f"\n[tcav {time.perf_counter() - start:.1f}s]\n{result.summary()}")
     assert np.isfinite(result.derivatives).all() and result.random_scores.shape == (50,)

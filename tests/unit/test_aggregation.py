@@ -44,10 +44,10 @@ def test_perturb_is_seeded():
 def test_order_vs_content_detects_aggregation_and_its_absence():
     rng = np.random.default_rng(0)
     sub = rng.uniform(0.4, 0.6, 60)
-    aggregating = order_vs_content_test(0.1 * sub + rng.normal(0, 0.01, 60), sub, n_boot=200)
+    aggregating = order_vs_content_test(0.1 * sub + rng.normal(0, 0.01, 60), sub, n_bootstrap=200)
     assert aggregating["ratio"] < 0.2 and aggregating["p"] < 1e-6
     assert aggregating["ci"][0] <= aggregating["effect"] <= aggregating["ci"][1]
-    order_matters = order_vs_content_test(0.9 * sub, sub, n_boot=200)
+    order_matters = order_vs_content_test(0.9 * sub, sub, n_bootstrap=200)
     assert order_matters["effect"] < 0.2 and order_matters["p"] > 0.5
 
 

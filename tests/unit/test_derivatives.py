@@ -26,7 +26,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 
 def test_planted_direction_is_detected(planted):
     info, model = planted
-    result = directional_derivative_test(model, info.v, PROMPTS, (GOOD, BAD), site="layer.0", name="planted")
+    result = directional_derivative_test(model, info.v, PROMPTS, (GOOD, BAD), site="layer.0", dataset="planted")
     assert result.tcav_score == 1.0 and (result.derivatives > 0).all()
     score = result.results.filter(method="tcav_score", control=None)[0]
     mean = result.results.filter(method="directional_derivative", control=None)[0]
@@ -40,7 +40,7 @@ def test_planted_direction_is_detected(planted):
 
 def test_null_direction_is_not_detected(planted):
     info, model = planted
-    result = directional_derivative_test(model, info.u, PROMPTS, (GOOD, BAD), site="layer.0", name="null")
+    result = directional_derivative_test(model, info.u, PROMPTS, (GOOD, BAD), site="layer.0", dataset="null")
     assert result.tcav_score == 0.5  # every derivative is zero up to float noise: ties count half
     for row in result.results.filter(control=None):
         assert row.p_value > 0.5

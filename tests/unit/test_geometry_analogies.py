@@ -90,7 +90,7 @@ def test_planted_parallelograms_are_solved_and_beat_only_b() -> None:
     q = questions_from_pairs(pairs, relations, words, quads)
     assert analogy_correct(V, q, "3cosadd").mean() > 0.95
     assert analogy_correct(V, q, "3cosmul").mean() > 0.9
-    res = analogy_tests(V, q, n_permutations=199, n_boot=200, seed=0, dataset="planted")
+    res = analogy_tests(V, q, n_permutations=199, n_bootstrap=200, seed=0, dataset="planted")
     overall = res.filter(method="3cosadd")[0]
     assert overall.extra["relation"] == "all"
     assert overall.extra["only_b_accuracy"] < 0.2
@@ -115,7 +115,7 @@ def test_only_b_baseline_is_reported_and_absorbs_neighbour_solutions() -> None:
     words = [w for p in pairs for w in p]
     quads = [(i, j) for i in range(n) for j in range(n) if i != j]
     q = questions_from_pairs(pairs, ["near"] * n, words, quads)
-    res = analogy_tests(np.array(vectors), q, methods=("3cosadd",), n_permutations=199, n_boot=100)
+    res = analogy_tests(np.array(vectors), q, methods=("3cosadd",), n_permutations=199, n_bootstrap=100)
     r = res[0]
     assert r.extra["only_b_accuracy"] > 0.9
     assert abs(r.effect_size) < 0.1
@@ -131,7 +131,7 @@ def test_pure_noise_is_rarely_significant() -> None:
         pairs = [(words[2 * k], words[2 * k + 1]) for k in range(20)]
         quads = [(i, j) for i in range(20) for j in range(20) if i != j]
         q = questions_from_pairs(pairs, ["r"] * 20, words, quads)
-        r = analogy_tests(V, q, methods=("3cosadd",), n_permutations=99, n_boot=20, seed=s)[0]
+        r = analogy_tests(V, q, methods=("3cosadd",), n_permutations=99, n_bootstrap=20, seed=s)[0]
         hits += r.p_value <= 0.05
     assert hits <= 3
 
@@ -139,8 +139,8 @@ def test_pure_noise_is_rarely_significant() -> None:
 def test_same_seed_same_numbers_and_errors() -> None:
     V, words, pairs, relations, quads = _parallelograms(3, noise=1.0)
     q = questions_from_pairs(pairs, relations, words, quads)
-    assert analogy_tests(V, q, n_permutations=50, n_boot=50, seed=4) == analogy_tests(
-        V, q, n_permutations=50, n_boot=50, seed=4
+    assert analogy_tests(V, q, n_permutations=50, n_bootstrap=50, seed=4) == analogy_tests(
+        V, q, n_permutations=50, n_bootstrap=50, seed=4
     )
     with pytest.raises(InvalidInputError, match="not in the vocabulary"):
         questions_from_pairs([("x", "y")], ["r"], ["x"], [(0, 0)])

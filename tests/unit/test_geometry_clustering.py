@@ -65,7 +65,7 @@ def test_planted_clusters_are_found(method: str) -> None:
 
 def test_planted_clusters_are_significant_with_positive_effect() -> None:
     X, labels = _planted(3)
-    res = clustering_tests(X, labels, n_permutations=199, n_boot=100, seed=0, dataset="planted")
+    res = clustering_tests(X, labels, n_permutations=199, n_bootstrap=100, seed=0, dataset="planted")
     assert len(res) == 3 * 3 + 1
     for r in res:
         assert r.p_value == pytest.approx(1 / 200)
@@ -80,7 +80,7 @@ def test_pure_noise_is_significant_at_about_the_nominal_rate() -> None:
         rng = np.random.default_rng(100 + s)
         X = rng.normal(size=(40, 8))
         labels = rng.integers(0, 3, 40)
-        res = clustering_tests(X, labels, methods=("kmeans",), n_permutations=99, n_boot=20, seed=s)
+        res = clustering_tests(X, labels, methods=("kmeans",), n_permutations=99, n_bootstrap=20, seed=s)
         hits += res.filter(statistic_name="ari")[0].p_value <= 0.05
     assert hits / trials <= 0.15
 
@@ -88,15 +88,15 @@ def test_pure_noise_is_significant_at_about_the_nominal_rate() -> None:
 def test_group_labels_are_permuted_by_group() -> None:
     X, labels = _planted(4, n_per=10)
     groups = np.arange(labels.size) // 2  # pairs of rows with one label each
-    res = clustering_tests(X, labels, groups=groups, methods=("kmeans",), n_permutations=50, n_boot=20)
+    res = clustering_tests(X, labels, groups=groups, methods=("kmeans",), n_permutations=50, n_bootstrap=20)
     assert res[0].extra["permutation_scheme"] == "group"
     assert res[0].n_groups == labels.size // 2
 
 
 def test_same_seed_same_numbers() -> None:
     X, labels = _planted(5, spread=3.0)
-    a = clustering_tests(X, labels, n_permutations=50, n_boot=30, seed=7)
-    b = clustering_tests(X, labels, n_permutations=50, n_boot=30, seed=7)
+    a = clustering_tests(X, labels, n_permutations=50, n_bootstrap=30, seed=7)
+    b = clustering_tests(X, labels, n_permutations=50, n_bootstrap=30, seed=7)
     assert a == b
 
 
@@ -125,6 +125,6 @@ def test_bootstrap_interval_brackets_the_effect_even_near_the_null():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(80, 16))
     labels = np.repeat(np.arange(4), 20)
-    results = clustering_tests(X, labels, methods=("kmeans",), n_permutations=200, n_boot=300, seed=0)
+    results = clustering_tests(X, labels, methods=("kmeans",), n_permutations=200, n_bootstrap=300, seed=0)
     for r in results:
         assert r.ci_low <= r.effect_size <= r.ci_high, (r.statistic_name, r.ci_low, r.effect_size, r.ci_high)

@@ -25,7 +25,7 @@ CONTEXTS = ["The capital of France is", "Dogs bark and cats", "The quick brown f
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_logit_lens_identity_and_twin(tiny_models: dict, arch: str) -> None:
     model = tiny_models[arch]
-    res = run_proximity_probability(model, CONTEXTS, layers=[0, model.n_layers - 1], n_permutations=50, n_boot=50)
+    res = run_proximity_probability(model, CONTEXTS, layers=[0, model.n_layers - 1], n_permutations=50, n_bootstrap=50)
     identity = res.filter(control="identity")
     assert len(identity) == 2  # model and twin
     for r in identity:
@@ -36,7 +36,8 @@ def test_logit_lens_identity_and_twin(tiny_models: dict, arch: str) -> None:
     assert len(res.filter(control="untrained")) == len(evidence)
     for r in res:
         assert 0 < r.p_value <= 1 and np.isfinite(r.statistic)
-    again = run_proximity_probability(model, CONTEXTS, layers=[0, model.n_layers - 1], n_permutations=50, n_boot=50)
+    again = run_proximity_probability(model, CONTEXTS, layers=[0, model.n_layers - 1], n_permutations=50,
+                                      n_bootstrap=50)
     assert again == res
 
 
@@ -53,22 +54,23 @@ def test_word_set_runners_record_tokenization_and_twin(tiny_models: dict) -> Non
     model = tiny_models["llama"]
     cs = load_concepts("function_vectors/categories")
     rows = select_rows(cs, classes=["animal", "color", "fruit"], max_per_class=6, seed=0)
-    res = run_clustering(model, cs, ["embed", "layer.1"], rows=rows, methods=("kmeans",), n_permutations=30, n_boot=30)
+    res = run_clustering(model, cs, ["embed", "layer.1"], rows=rows, methods=("kmeans",), n_permutations=30,
+                         n_bootstrap=30)
     assert {r.control for r in res} == {None, "untrained"}
     tok = res[0].extra["tokenization"]
     assert tok["n_words"] == len(rows)
     assert tok["span_single_token_in_context"] + tok["span_multi_token_in_context"] == len(rows)
-    rsa = run_similarity(model, cs, ["unembed"], rows=rows, n_permutations=30, n_boot=20, twin=False)
+    rsa = run_similarity(model, cs, ["unembed"], rows=rows, n_permutations=30, n_bootstrap=20, twin=False)
     assert len(rsa) == 1 and rsa[0].layer is None and rsa[0].extra["site"] == "unembed"
 
 
 def test_pairs_runners(tiny_models: dict) -> None:
     model = tiny_models["gpt2"]
     cs = load_concepts("google_analogy/family")
-    res = run_analogies(model, cs, ["layer.0"], n_permutations=30, n_boot=30)
+    res = run_analogies(model, cs, ["layer.0"], n_permutations=30, n_bootstrap=30)
     assert len(res) == 2 * 2  # two methods, model + twin, one relation
     assert all("only_b_accuracy" in r.extra and r.extra["tokenization"]["n_words"] == 2 * len(cs) for r in res)
-    rel = run_relations(model, cs, ["embed"], n_permutations=20, n_boot=20, twin=False)
+    rel = run_relations(model, cs, ["embed"], n_permutations=20, n_bootstrap=20, twin=False)
     assert {r.extra["inner_product"] for r in rel} == {"euclidean", "causal"}
 
 

@@ -41,7 +41,7 @@ def test_planted_relation_is_consistent_under_both_inner_products() -> None:
     A, B, rel = _pairs(1, rng.normal(size=(2, 20)) * 2)
     U = rng.normal(size=(500, 20)) * np.linspace(0.5, 3, 20)
     for ip in (None, causal_inner_product(U)):
-        res = relation_consistency_tests(A, B, rel, inner_product=ip, n_permutations=199, n_boot=100, seed=0)
+        res = relation_consistency_tests(A, B, rel, inner_product=ip, n_permutations=199, n_bootstrap=100, seed=0)
         assert len(res) == 4
         for r in res:
             assert r.p_value == pytest.approx(1 / 200), r.test_id
@@ -55,7 +55,7 @@ def test_noise_relations_are_significant_at_about_the_nominal_rate() -> None:
     for s in range(trials):
         rng = np.random.default_rng(200 + s)
         A, B = rng.normal(size=(10, 15)), rng.normal(size=(10, 15))
-        r = relation_consistency_tests(A, B, ["r"] * 10, n_permutations=99, n_boot=20, seed=s)
+        r = relation_consistency_tests(A, B, ["r"] * 10, n_permutations=99, n_bootstrap=20, seed=s)
         hits += r.filter(statistic_name="mean_pairwise_cosine")[0].p_value <= 0.05
     assert hits / trials <= 0.2
 
@@ -68,7 +68,7 @@ def test_class_offset_without_pairing_is_not_significant() -> None:
     for s in range(20):
         A = rng.normal(size=(10, 15))
         B = rng.normal(size=(10, 15)) + shift
-        r = relation_consistency_tests(A, B, ["r"] * 10, n_permutations=99, n_boot=20, seed=s)[0]
+        r = relation_consistency_tests(A, B, ["r"] * 10, n_permutations=99, n_bootstrap=20, seed=s)[0]
         assert r.statistic > 0.5  # raw cosine is high: the offset is shared
         hits += r.p_value <= 0.05
     assert hits <= 4
@@ -97,7 +97,7 @@ def test_planted_orthogonal_pair_ranks_below_every_reference_pair() -> None:
     offsets[0] = np.eye(d)[0] * 3
     offsets[1] = np.eye(d)[1] * 3
     A, B, rel = _pairs(6, offsets, noise=0.05)
-    res = relation_orthogonality_tests(A, B, rel, [("r0", "r1")], n_boot=100, seed=0)
+    res = relation_orthogonality_tests(A, B, rel, [("r0", "r1")], n_bootstrap=100, seed=0)
     r = res[0]
     assert r.statistic < 0.1
     assert r.p_value == pytest.approx(1 / (r.extra["n_reference_pairs"] + 1))
@@ -116,9 +116,8 @@ def test_bad_input_is_rejected() -> None:
         relation_orthogonality_tests(A, B, rel, [("r0", "zz")])
     with pytest.raises(InvalidInputError, match="itself"):
         relation_orthogonality_tests(A, B, rel, [("r0", "r0")])
-    assert relation_consistency_tests(A, B, rel, n_permutations=20, n_boot=20, seed=1) == relation_consistency_tests(
-        A, B, rel, n_permutations=20, n_boot=20, seed=1
-    )
+    first = relation_consistency_tests(A, B, rel, n_permutations=20, n_bootstrap=20, seed=1)
+    assert first == relation_consistency_tests(A, B, rel, n_permutations=20, n_bootstrap=20, seed=1)
 
 
 def test_cliffs_delta_is_unbiased_on_noise() -> None:
@@ -127,6 +126,6 @@ def test_cliffs_delta_is_unbiased_on_noise() -> None:
     for s in range(15):
         rng = np.random.default_rng(400 + s)
         A, B = rng.normal(size=(20, 30)), rng.normal(size=(20, 30))
-        res = relation_consistency_tests(A, B, ["r"] * 20, n_permutations=40, n_boot=10, seed=s)
+        res = relation_consistency_tests(A, B, ["r"] * 20, n_permutations=40, n_bootstrap=10, seed=s)
         deltas.append(res.filter(statistic_name="mean_loo_cosine")[0].extra["cliffs_delta_vs_repaired"])
     assert abs(float(np.mean(deltas))) < 0.05

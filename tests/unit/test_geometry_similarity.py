@@ -38,7 +38,7 @@ def test_planted_categories_are_found() -> None:
     rng = np.random.default_rng(1)
     labels = np.repeat(np.arange(4), 10)
     X = rng.normal(size=(4, 12))[labels] * 2 + rng.normal(size=(40, 12))
-    r = rsa_tests(X, category_similarity(labels), n_permutations=199, n_boot=100)[0]
+    r = rsa_tests(X, category_similarity(labels), n_permutations=199, n_bootstrap=100)[0]
     assert r.statistic > 0.3 and r.ci_low > 0.2
     assert r.p_value == pytest.approx(1 / 200)
 
@@ -48,7 +48,7 @@ def test_noise_is_significant_at_about_the_nominal_rate() -> None:
     for s in range(trials):
         rng = np.random.default_rng(300 + s)
         labels = rng.integers(0, 3, 24)
-        r = rsa_tests(rng.normal(size=(24, 6)), category_similarity(labels), n_permutations=99, n_boot=10, seed=s)
+        r = rsa_tests(rng.normal(size=(24, 6)), category_similarity(labels), n_permutations=99, n_bootstrap=10, seed=s)
         hits += r[0].p_value <= 0.05
     assert hits / trials <= 0.15
 

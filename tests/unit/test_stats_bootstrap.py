@@ -35,9 +35,10 @@ def test_grouped_ci_covers_the_truth_where_row_bootstrap_does_not():
     sims = 60
     for _ in range(sims):
         values = rng.standard_normal(20)[groups] + 0.3 * rng.standard_normal(200)
-        lo, hi = percentile_interval(grouped_bootstrap(lambda idx, v=values: v[idx].mean(), groups, 200, n_boot=300))
+        draws = grouped_bootstrap(lambda idx, v=values: v[idx].mean(), groups, 200, n_bootstrap=300)
+        lo, hi = percentile_interval(draws)
         covered_grouped += lo <= 0 <= hi
-        lo, hi = percentile_interval(grouped_bootstrap(lambda idx, v=values: v[idx].mean(), None, 200, n_boot=300))
+        lo, hi = percentile_interval(grouped_bootstrap(lambda idx, v=values: v[idx].mean(), None, 200, n_bootstrap=300))
         covered_rows += lo <= 0 <= hi
     assert covered_grouped / sims >= 0.85
     assert covered_rows / sims <= 0.6
@@ -58,7 +59,7 @@ def test_weighted_bootstrap_matches_explicit_resampling(scoring):
     else:
         truth = rng.integers(0, 3, n)
         outputs = np.where(rng.random((2, n)) < 0.6, truth[None], rng.integers(0, 3, (2, n)))
-    reps = bootstrap_cv_scores(scoring, truth, outputs, fold_id, groups, n_classes=3, n_boot=6, seed=4)
+    reps = bootstrap_cv_scores(scoring, truth, outputs, fold_id, groups, n_classes=3, n_bootstrap=6, seed=4)
     counts = group_counts(groups, n, 6, seed=4).astype(int)
     for b in range(6):
         idx = np.repeat(np.arange(n), counts[b])

@@ -33,7 +33,7 @@ def _run(model, direction, **kwargs):  # type: ignore[no-untyped-def]
 
 def test_planted_direction_beats_every_placebo(planted):
     info, model = planted
-    result = _run(model, info.v, name="planted")
+    result = _run(model, info.v, dataset="planted")
     vs_random = result.results.filter(method="steering_vs_random", control=None)[0]
     vs_orth = result.results.filter(method="steering_vs_orthogonal")[0]
     assert vs_random.p_value == pytest.approx(1 / 21)  # the smallest p 20 placebos allow
@@ -48,7 +48,7 @@ def test_planted_direction_beats_every_placebo(planted):
 
 def test_null_direction_does_not_fire(planted):
     info, model = planted
-    result = _run(model, info.u, name="null")
+    result = _run(model, info.u, dataset="null")
     row = result.results.filter(method="steering_vs_random", control=None)[0]
     assert abs(row.statistic) < 1e-4  # u only changes the norm: an even function of alpha, zero slope
     assert row.p_value > 0.2

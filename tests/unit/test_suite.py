@@ -102,3 +102,42 @@ def test_bad_quick_key_and_toml_syntax():
 def test_duplicate_ids():
     block = GOOD[GOOD.index("[[analysis]]"):]
     assert "duplicate analysis id" in _error(GOOD + "\n" + block)
+
+
+def test_renamed_keys_still_read_for_one_release_with_a_warning():
+    """One vocabulary: steering's ``alphas`` is now ``strengths``; an old suite still runs, and is told where."""
+    import warnings
+
+    from conceptspace.analyses.causal import steering_test
+
+    text = """\
+[suite]
+name = "old"
+[claims.C5]
+min_effect = 0.1
+[[analysis]]
+id = "steer"
+claim = "C5"
+kind = "steering"
+dataset = "vader_lexicon/polarity"
+layer = 1
+positive = ["a"]
+negative = ["o"]
+prompts = ["x"]
+alphas = [-1.0, 1.0]
+quick = { alphas = [1.0] }
+"""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spec = parse_suite(text, "old.toml").analyses[0]
+    assert spec.params["strengths"] == [-1.0, 1.0] and spec.quick["strengths"] == [1.0]
+    messages = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert any("old.toml:15" in m and "'strengths'" in m for m in messages), messages
+    with pytest.raises(SuiteError, match="give only 'strengths'"):
+        parse_suite(text.replace("alphas = [-1.0, 1.0]", "alphas = [1.0]\nstrengths = [1.0]"), "both.toml")
+    with pytest.warns(DeprecationWarning, match="'n_boot' is renamed 'n_bootstrap'"):
+        from conceptspace.stats import grouped_bootstrap
+
+        grouped_bootstrap(lambda rows: float(len(rows)), None, 10, n_boot=5, seed=0)
+    with pytest.raises(TypeError, match="both 'name'"):
+        steering_test(None, None, [], ([], []), site=0, name="a", dataset="b")

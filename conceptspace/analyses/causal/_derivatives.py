@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.causal._inputs import (
     TargetTokens,
     Where,
@@ -84,6 +85,7 @@ def tcav_p_value(observed: float, null: np.ndarray) -> float:
     return float(permutation_p_value(abs(observed - 0.5), np.abs(np.asarray(null) - 0.5)))
 
 
+@renamed_keywords(name="dataset")
 def directional_derivative_test(
     model: ConceptModel,
     direction: Any,
@@ -96,7 +98,7 @@ def directional_derivative_test(
     n_bootstrap: int = 1000,
     seed: int = 0,
     level: float = 0.95,
-    name: str = "concept",
+    dataset: str = "concept",
     claim: str | None = None,
     max_rows: int = 32,
 ) -> DerivativeResult:
@@ -142,7 +144,7 @@ def directional_derivative_test(
         (None, concept_d, random_d, random_scores),
         ("random_direction", random_d[0], random_d[1:], random_scores[1:]),
     ):
-        key = TestKey(test="tcav", dataset=name, method="tcav_score", site=site_name, position=prepared.where,
+        key = TestKey(test="tcav", dataset=dataset, method="tcav_score", site=site_name, position=prepared.where,
                       control=control, model=model_kind(model))
         score = float(tcav_scores(observed_d, tie))
         signs = np.where(np.abs(observed_d) <= tie, 0.5, (observed_d > 0).astype(np.float64))
@@ -189,7 +191,7 @@ def directional_derivative_test(
             )
         )
     return DerivativeResult(
-        name=name,
+        name=dataset,
         site=site_name,
         derivatives=concept_d,
         tcav_score=concept_score,

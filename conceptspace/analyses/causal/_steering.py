@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.causal._inputs import (
     TargetTokens,
     Where,
@@ -142,6 +143,7 @@ def _placebo_test(
     return slope, effect, low, high, p, z
 
 
+@renamed_keywords(alphas="strengths", name="dataset")
 def steering_test(
     model: ConceptModel,
     direction: Any,
@@ -150,14 +152,14 @@ def steering_test(
     *,
     site: str | int,
     off_target_prompts: Sequence[str] | None = None,
-    alphas: Sequence[float] = (-1.0, -0.5, 0.5, 1.0),
+    strengths: Sequence[float] = (-1.0, -0.5, 0.5, 1.0),
     where: Where = "last",
     n_random: int = 20,
     n_orthogonal: int = 20,
     n_bootstrap: int = 1000,
     seed: int = 0,
     level: float = 0.95,
-    name: str = "concept",
+    dataset: str = "concept",
     claim: str | None = None,
     max_rows: int = 256,
     p_method: str = "rank",
@@ -167,13 +169,15 @@ def steering_test(
     ``targets``: :class:`TargetTokens` or ``(positive_words, negative_words)``; the direction should point
     towards the positive words' concept (a probe's ``direction_`` points from class 0 to class 1).
     ``where``: ``"last"`` token, ``"all"`` real tokens, or one character span per prompt (off-target prompts
-    are then steered at their last token). Returns curves and three :class:`TestResult` rows (vs random,
-    vs orthogonal, and a random direction as a negative control) in ``results``.
+    are then steered at their last token). ``strengths`` are multiples of the site's activation scale (the
+    median norm) added along the unit direction. ``dataset`` names the concept in the results' keys. Returns
+    curves and three :class:`TestResult` rows (vs random, vs orthogonal, and a random direction as a negative
+    control) in ``results``.
     """
     require_causal(model, "steering")
     site_name = check_site(model, site)
     v = unit_direction(direction, model.d_model)
-    grid = relative_alphas(alphas)
+    grid = relative_alphas(strengths)
     target = as_targets(model, targets)
     n_random = check_count(n_random, "n_random", 2)
     n_orthogonal = check_count(n_orthogonal, "n_orthogonal", 0)
@@ -269,7 +273,7 @@ def steering_test(
         slope, effect, low, high, p, z = _placebo_test(concept_slopes, placebo_slopes, counts, level, p_method)
         rows.append(
             TestResult(
-                key=TestKey(test="steering", dataset=name, method=f"steering_vs_{placebo}", site=site_name,
+                key=TestKey(test="steering", dataset=dataset, method=f"steering_vs_{placebo}", site=site_name,
                             position=prepared.where, control=control, model=model_kind(model)),
                 statistic=slope,
                 effect_size=effect,
@@ -287,7 +291,7 @@ def steering_test(
             )
         )
     return SteeringResult(
-        name=name,
+        name=dataset,
         site=site_name,
         where=prepared.where,
         alphas=grid,

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.geometry._naming import geometry_key
 from conceptspace.analyses.geometry._vector_ops import (
     bootstrap_group_rows,
@@ -135,6 +136,7 @@ def analogy_correct(vectors: np.ndarray, questions: AnalogyQuestions, method: st
     return np.argmax(analogy_scores(vectors, questions, method), axis=1) == questions.b_star
 
 
+@renamed_keywords(n_boot="n_bootstrap")
 def analogy_tests(
     vectors: Any,
     questions: AnalogyQuestions,
@@ -142,7 +144,7 @@ def analogy_tests(
     methods: Sequence[str] = ANALOGY_METHODS,
     per_relation: bool = True,
     n_permutations: int = 1000,
-    n_boot: int = 1000,
+    n_bootstrap: int = 1000,
     seed: int = 0,
     dataset: str = "",
     site: str | None = None,
@@ -177,7 +179,7 @@ def analogy_tests(
             null = null_hits[:, mask].mean(axis=1)
             codes = group_codes(questions.group[mask], int(mask.sum()))
             observed_diff = float(m_hits.mean() - m_base.mean())
-            boots = bootstrap_group_rows(codes, n_boot, rng_seed + 1)
+            boots = bootstrap_group_rows(codes, n_bootstrap, rng_seed + 1)
             boot_acc = np.array([m_hits[r].mean() for r in boots])
             boot_base = np.array([m_base[r].mean() for r in boots])
             lo, hi = np.quantile(boot_acc - boot_base, [0.025, 0.975])
@@ -207,7 +209,7 @@ def analogy_tests(
                         "n_candidates": n_candidates,
                         "chance": 1.0 / max(n_candidates, 1),
                         "n_permutations": n_permutations,
-                        "n_boot": n_boot,
+                        "n_bootstrap": n_bootstrap,
                         **(extra or {}),
                     },
                 )

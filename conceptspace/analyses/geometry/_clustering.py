@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering, KMeans
 
+from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.geometry._naming import geometry_key, null_summary
 from conceptspace.analyses.geometry._vector_ops import (
     check_class_labels,
@@ -154,6 +155,7 @@ def silhouette_values(distances: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return out if np.ndim(codes) == 2 else out[0]
 
 
+@renamed_keywords(n_boot="n_bootstrap")
 def clustering_tests(
     X: Any,
     labels: Any,
@@ -161,7 +163,7 @@ def clustering_tests(
     groups: Sequence[Hashable] | np.ndarray | None = None,
     methods: Sequence[str] = CLUSTER_METHODS,
     n_permutations: int = 500,
-    n_boot: int = 500,
+    n_bootstrap: int = 500,
     seed: int = 0,
     dataset: str = "",
     site: str | None = None,
@@ -180,13 +182,13 @@ def clustering_tests(
     X = check_vectors(X, min_rows=4)
     codes = check_class_labels(labels, X.shape[0])
     gcodes = group_codes(groups, X.shape[0])
-    if n_permutations < 1 or n_boot < 1:
-        raise InvalidInputError("n_permutations and n_boot must be >= 1")
+    if n_permutations < 1 or n_bootstrap < 1:
+        raise InvalidInputError("n_permutations and n_bootstrap must be >= 1")
     K = int(codes.max()) + 1
     perms, scheme = draw_permutations(codes, None if groups is None else gcodes, n_permutations, seed=seed)
     permuted = codes[perms]  # (B, n)
-    weights = group_counts(gcodes, X.shape[0], n_boot, seed + 1)  # row multiplicities per bootstrap sample
-    base_extra = {"site": site, "n_classes": K, "n_permutations": n_permutations, "n_boot": n_boot,
+    weights = group_counts(gcodes, X.shape[0], n_bootstrap, seed + 1)  # row multiplicities per bootstrap sample
+    base_extra = {"site": site, "n_classes": K, "n_permutations": n_permutations, "n_bootstrap": n_bootstrap,
                   "permutation_scheme": scheme, **(extra or {})}
     results: list[TestResult] = []
 

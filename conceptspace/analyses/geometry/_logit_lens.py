@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from conceptspace._deprecation import renamed_keywords
 from conceptspace.activations._extract import extract
 from conceptspace.analyses.geometry._naming import geometry_key, null_summary
 from conceptspace.analyses.geometry._vector_ops import residualize, standardized_ranks, unit_rows
@@ -90,13 +91,14 @@ def _context_tests(
     return float(per_context.mean()), null, boot, per_context
 
 
+@renamed_keywords(n_boot="n_bootstrap")
 def proximity_probability_tests(
     model: ConceptModel,
     texts: Sequence[str],
     *,
     layers: Sequence[int] | None = None,
     n_permutations: int = 500,
-    n_boot: int = 500,
+    n_bootstrap: int = 500,
     seed: int = 0,
     dataset: str = "",
     control: str | None = None,
@@ -133,12 +135,12 @@ def proximity_probability_tests(
     n = len(texts)
     rng = np.random.default_rng(seed)
     perms = np.argsort(rng.random((n_permutations, n)), axis=1)
-    boot_rows = rng.integers(0, n, size=(n_boot, n))
+    boot_rows = rng.integers(0, n, size=(n_bootstrap, n))
     freq_rho = float((Zlp @ Zf).mean())
     norm_rho = float((Zlp @ Znorm).mean())
     top_true = np.argsort(-logp, axis=1)[:, :top_k]
     results: list[TestResult] = []
-    common = {"n_permutations": n_permutations, "n_boot": n_boot, "vocab_size": int(U.shape[0]),
+    common = {"n_permutations": n_permutations, "n_bootstrap": n_bootstrap, "vocab_size": int(U.shape[0]),
               "frequency_baseline_rho": freq_rho, "norm_baseline_rho": norm_rho,
               "null": "contexts shuffled (cosines of one context vs log p of another)"}
 

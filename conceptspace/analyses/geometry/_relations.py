@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.geometry._naming import geometry_key, null_summary
 from conceptspace.analyses.geometry._vector_ops import (
     CausalInnerProduct,
@@ -75,6 +76,7 @@ def _permuted_b(n: int, n_permutations: int, rng: np.random.Generator) -> np.nda
     return np.argsort(rng.random((n_permutations, n)), axis=1)
 
 
+@renamed_keywords(n_boot="n_bootstrap")
 def relation_consistency_tests(
     A: Any,
     B: Any,
@@ -82,7 +84,7 @@ def relation_consistency_tests(
     *,
     inner_product: CausalInnerProduct | None = None,
     n_permutations: int = 500,
-    n_boot: int = 500,
+    n_bootstrap: int = 500,
     seed: int = 0,
     dataset: str = "",
     site: str | None = None,
@@ -128,16 +130,16 @@ def relation_consistency_tests(
                 cosines = np.sum(unit_rows(Dp[moved]) * unit_rows(direction[moved]), axis=1)
                 repaired_on_true.append(cosines)
         mismatched = np.concatenate(repaired_on_true) if repaired_on_true else np.zeros(1)
-        boot_rows = rng.integers(0, n, size=(n_boot, n))
+        boot_rows = rng.integers(0, n, size=(n_bootstrap, n))
         cos = unit_rows(D) @ unit_rows(D).T
-        boot_pair = np.empty(n_boot)
+        boot_pair = np.empty(n_bootstrap)
         for r, rows in enumerate(boot_rows):
             sub = cos[np.ix_(rows, rows)]
             distinct = rows[:, None] != rows[None, :]
             boot_pair[r] = sub[distinct].mean() if distinct.any() else np.nan
         boot_loo = loo[boot_rows].mean(axis=1)
         common = {"site": site, "relation": name, "inner_product": geometry, "n_permutations": n_permutations,
-                  "n_boot": n_boot, "null": "b re-paired within the relation", "skipped_relations": skipped,
+                  "n_bootstrap": n_bootstrap, "null": "b re-paired within the relation", "skipped_relations": skipped,
                   **(extra or {})}
         for stat_name, observed, null, boot, more in (
             ("mean_pairwise_cosine", obs_pair, null_pair, boot_pair, {}),
@@ -176,6 +178,7 @@ def _abs_cos(x: np.ndarray, y: np.ndarray) -> float:
     return float(abs(unit_rows(x[None])[0] @ unit_rows(y[None])[0]))
 
 
+@renamed_keywords(n_boot="n_bootstrap")
 def relation_orthogonality_tests(
     A: Any,
     B: Any,
@@ -183,7 +186,7 @@ def relation_orthogonality_tests(
     targets: Sequence[tuple[str, str]],
     *,
     inner_product: CausalInnerProduct | None = None,
-    n_boot: int = 500,
+    n_bootstrap: int = 500,
     seed: int = 0,
     dataset: str = "",
     site: str | None = None,
@@ -215,8 +218,8 @@ def relation_orthogonality_tests(
             _abs_cos(dirs[x], dirs[y]) for i, x in enumerate(names) for y in names[i + 1 :] if {x, y} != {r1, r2}
         ])
         i1, i2 = np.flatnonzero(rel == r1), np.flatnonzero(rel == r2)
-        boot = np.empty(n_boot)
-        for k in range(n_boot):
+        boot = np.empty(n_bootstrap)
+        for k in range(n_bootstrap):
             s1, s2 = rng.choice(i1, i1.size), rng.choice(i2, i2.size)
             boot[k] = _abs_cos((B[s1] - A[s1]).mean(axis=0), (B[s2] - A[s2]).mean(axis=0))
         median_ref = float(np.median(reference))
@@ -240,7 +243,7 @@ def relation_orthogonality_tests(
                        "n_reference_pairs": int(reference.size), "reference_median": median_ref,
                        "abs_cosine_ci": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
                        "random_direction_expected_abs_cosine": float(np.sqrt(2.0 / (np.pi * d))),
-                       "n_boot": n_boot, **(extra or {})},
+                       "n_bootstrap": n_bootstrap, **(extra or {})},
             )
         )
     return ResultSet(results)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from conceptspace._deprecation import renamed_keywords
 from conceptspace.activations._extract import extract
 from conceptspace.analyses.geometry._analogies import ANALOGY_METHODS, analogy_tests, questions_from_pairs
 from conceptspace.analyses.geometry._clustering import CLUSTER_METHODS, cluster, clustering_tests, contingency
@@ -209,6 +210,7 @@ def _models(
 
 
 # ------------------------------------------------------------------------------------------------ runners
+@renamed_keywords(n_boot="n_bootstrap")
 def run_clustering(
     model: ConceptModel,
     concept_set: ConceptSet,
@@ -219,7 +221,7 @@ def run_clustering(
     twin: bool | ConceptModel | None = True,
     twin_seed: int = 0,
     n_permutations: int = 500,
-    n_boot: int = 500,
+    n_bootstrap: int = 500,
     seed: int = 0,
 ) -> ResultSet:
     """Clustering against the set's labels at each site, for the model and its untrained twin."""
@@ -233,7 +235,7 @@ def run_clustering(
         for site in sites:
             X = vectors[site]
             results = results + clustering_tests(
-                X, labels, groups=groups, methods=methods, n_permutations=n_permutations, n_boot=n_boot,
+                X, labels, groups=groups, methods=methods, n_permutations=n_permutations, n_bootstrap=n_bootstrap,
                 seed=seed, dataset=concept_set.name, site=site, control=control,
                 position=None if site == UNEMBED else ("span:mean" if concept_set.spans else "last"),
                 extra={"tokenization": tokenization},
@@ -241,6 +243,7 @@ def run_clustering(
     return results
 
 
+@renamed_keywords(n_boot="n_bootstrap")
 def run_analogies(
     model: ConceptModel,
     concept_set: ConceptSet,
@@ -251,7 +254,7 @@ def run_analogies(
     twin: bool | ConceptModel | None = True,
     twin_seed: int = 0,
     n_permutations: int = 1000,
-    n_boot: int = 500,
+    n_bootstrap: int = 500,
     seed: int = 0,
 ) -> ResultSet:
     """3CosAdd / 3CosMul vs only-b on a pairs set; candidates are every distinct word of the set."""
@@ -272,7 +275,7 @@ def run_analogies(
             A, B = a_vectors[site], b_vectors[site]
             V = np.stack([A[first_a[w]] if w in first_a else B[first_b[w]] for w in vocabulary])
             results = results + analogy_tests(
-                V, questions, methods=methods, n_permutations=n_permutations, n_boot=n_boot, seed=seed,
+                V, questions, methods=methods, n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=seed,
                 dataset=concept_set.name, site=site, control=control,
                 position=None if site == UNEMBED else "span:mean",
                 extra={"tokenization": tokenization, "max_per_relation": max_per_relation},
@@ -280,6 +283,7 @@ def run_analogies(
     return results
 
 
+@renamed_keywords(n_boot="n_bootstrap")
 def run_relations(
     model: ConceptModel,
     concept_set: ConceptSet,
@@ -289,7 +293,7 @@ def run_relations(
     twin: bool | ConceptModel | None = True,
     twin_seed: int = 0,
     n_permutations: int = 500,
-    n_boot: int = 500,
+    n_bootstrap: int = 500,
     seed: int = 0,
 ) -> ResultSet:
     """Relation consistency (and orthogonality of the ``orthogonal`` relation pairs), Euclidean and causal.
@@ -309,7 +313,7 @@ def run_relations(
             for ip in (None, causal):
                 common: dict[str, Any] = {"dataset": concept_set.name, "site": site, "control": control,
                                           "position": position, "seed": seed, "inner_product": ip,
-                                          "n_boot": n_boot, "extra": {"tokenization": tokenization}}
+                                          "n_bootstrap": n_bootstrap, "extra": {"tokenization": tokenization}}
                 results = results + relation_consistency_tests(A, B, relations, n_permutations=n_permutations,
                                                                **common)
                 if orthogonal:
@@ -317,6 +321,7 @@ def run_relations(
     return results
 
 
+@renamed_keywords(n_boot="n_bootstrap")
 def run_similarity(
     model: ConceptModel,
     concept_set: ConceptSet,
@@ -328,7 +333,7 @@ def run_similarity(
     twin: bool | ConceptModel | None = True,
     twin_seed: int = 0,
     n_permutations: int = 1000,
-    n_boot: int = 300,
+    n_bootstrap: int = 300,
     seed: int = 0,
 ) -> ResultSet:
     """RSA against ``reference`` (n x n over the selected rows) or, by default, shared-category similarity."""
@@ -342,13 +347,14 @@ def run_similarity(
         for site in sites:
             X = vectors[site]
             results = results + rsa_tests(
-                X, ref, groups=groups, n_permutations=n_permutations, n_boot=n_boot, seed=seed,
+                X, ref, groups=groups, n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=seed,
                 dataset=concept_set.name, reference_name=name, site=site, control=control,
                 position=None if site == UNEMBED else ("span:mean" if concept_set.spans else "last"),
             )
     return results
 
 
+@renamed_keywords(n_boot="n_bootstrap")
 def run_proximity_probability(
     model: ConceptModel,
     texts: Sequence[str],
@@ -358,14 +364,14 @@ def run_proximity_probability(
     twin: bool | ConceptModel | None = True,
     twin_seed: int = 0,
     n_permutations: int = 500,
-    n_boot: int = 500,
+    n_bootstrap: int = 500,
     seed: int = 0,
 ) -> ResultSet:
     """Claim 5 (logit lens) for the model and its untrained twin; see ``_logit_lens``."""
     results = ResultSet()
     for m, control in _models(model, twin, twin_seed):
         results = results + proximity_probability_tests(
-            m, texts, layers=layers, n_permutations=n_permutations, n_boot=n_boot, seed=seed, dataset=dataset,
+            m, texts, layers=layers, n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=seed, dataset=dataset,
             control=control,
         )
     return results

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.geometry._naming import geometry_key, null_summary
 from conceptspace.analyses.geometry._vector_ops import bootstrap_group_rows, check_vectors, cosine_matrix, group_codes
 from conceptspace.errors import InvalidInputError
@@ -90,13 +91,14 @@ def _spearman_on_rows(M: np.ndarray, R: np.ndarray, rows: np.ndarray) -> float:
     return float(x @ y / den) if den > 0 else np.nan
 
 
+@renamed_keywords(n_boot="n_bootstrap")
 def rsa_tests(
     X: Any,
     reference_similarity: Any,
     *,
     groups: Sequence[Hashable] | np.ndarray | None = None,
     n_permutations: int = 1000,
-    n_boot: int = 300,
+    n_bootstrap: int = 300,
     seed: int = 0,
     dataset: str = "",
     reference_name: str = "reference",
@@ -116,7 +118,7 @@ def rsa_tests(
     M = cosine_matrix(X)
     rho, null = mantel_test(M, R, n_permutations=n_permutations, seed=seed)
     codes = group_codes(groups, X.shape[0])
-    boot = np.array([_spearman_on_rows(M, R, rows) for rows in bootstrap_group_rows(codes, n_boot, seed + 1)])
+    boot = np.array([_spearman_on_rows(M, R, rows) for rows in bootstrap_group_rows(codes, n_bootstrap, seed + 1)])
     lo, hi = np.nanquantile(boot, [0.025, 0.975])
     result = TestResult(
         key=geometry_key("rsa", dataset, site, position, "rsa_mantel_spearman", reference_name, control=control),
@@ -130,7 +132,7 @@ def rsa_tests(
         p_value=float(permutation_p_value(rho, null)),
         n=X.shape[0],
         n_groups=int(codes.max()) + 1,
-        extra={"site": site, "reference": reference_name, "n_permutations": n_permutations, "n_boot": n_boot,
+        extra={"site": site, "reference": reference_name, "n_permutations": n_permutations, "n_bootstrap": n_bootstrap,
                **null_summary(null), **(extra or {})},
     )
     return ResultSet([result])

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from conceptspace._deprecation import renamed_keywords
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._bootstrap import group_counts
 from conceptspace.validation import check_features, check_groups
@@ -64,9 +65,10 @@ def group_codes(groups: Sequence[Hashable] | np.ndarray | None, n: int) -> np.nd
     return check_groups(groups, n)
 
 
-def bootstrap_group_rows(codes: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
-    """Row indices of ``n_boot`` grouped bootstrap samples: :func:`group_counts`'s draws as index lists."""
-    counts = group_counts(codes, codes.shape[0], n_boot, seed).astype(np.int64)
+@renamed_keywords(n_boot="n_bootstrap")
+def bootstrap_group_rows(codes: np.ndarray, n_bootstrap: int, seed: int) -> list[np.ndarray]:
+    """Row indices of ``n_bootstrap`` grouped bootstrap samples: :func:`group_counts`'s draws as index lists."""
+    counts = group_counts(codes, codes.shape[0], n_bootstrap, seed).astype(np.int64)
     rows = np.arange(codes.shape[0])
     return [np.repeat(rows, c) for c in counts]
 

@@ -44,6 +44,7 @@ class AnalogiesAnalysis(Analysis):
         cs = load_concepts(params.dataset)
         results = geometry.run_analogies(
             context.model, cs, params.sites, max_per_relation=params.max_per_relation, methods=params.methods,
-            twin=context.twin, n_permutations=context.n_permutations, n_boot=context.n_bootstrap, seed=context.seed,
+            twin=context.twin, n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap,
+            seed=context.seed,
         )
         return AnalysisOutput(results)

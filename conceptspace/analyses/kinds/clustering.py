@@ -50,6 +50,6 @@ class ClusteringAnalysis(Analysis):
         rows = geometry.select_rows(cs, classes=params.classes, max_per_class=params.max_per_class, seed=context.seed)
         results = geometry.run_clustering(
             context.model, cs, params.sites, rows=rows.tolist(), methods=params.methods, twin=context.twin,
-            n_permutations=context.n_permutations, n_boot=context.n_bootstrap, seed=context.seed,
+            n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap, seed=context.seed,
         )
         return AnalysisOutput(results)

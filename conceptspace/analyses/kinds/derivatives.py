@@ -71,7 +71,7 @@ class DerivativesAnalysis(Analysis):
             direction = MassMeanProbe().fit(X, cs.labels).direction_
             tcav = directional_derivative_test(
                 m, direction, params.prompts, (params.positive, params.negative), site=site,
-                n_random=params.n_random, n_bootstrap=context.n_bootstrap, seed=context.seed, name=cs.name,
+                n_random=params.n_random, n_bootstrap=context.n_bootstrap, seed=context.seed, dataset=cs.name,
                 claim=context.claim,
             )
             results = results + tcav.results

@@ -51,7 +51,8 @@ class ProximityAnalysis(LayerCurveFigures, Analysis):
         cs = subset(full, subsample_rows(full, params.max_items, context.seed))
         results = geometry.run_proximity_probability(
             context.model, cs.texts, layers=block_indices(context.model, params.layers), dataset=cs.name,
-            twin=context.twin, n_permutations=context.n_permutations, n_boot=context.n_bootstrap, seed=context.seed,
+            twin=context.twin, n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap,
+            seed=context.seed,
         )
         if params.methods is not None:
             results = ResultSet(r for r in results if r.method in params.methods or is_sanity_check(r))

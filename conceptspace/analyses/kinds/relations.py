@@ -43,6 +43,6 @@ class RelationsAnalysis(Analysis):
         cs = load_concepts(params.dataset)
         results = geometry.run_relations(
             context.model, cs, params.sites, twin=context.twin, n_permutations=context.n_permutations,
-            n_boot=context.n_bootstrap, seed=context.seed,
+            n_bootstrap=context.n_bootstrap, seed=context.seed,
         )
         return AnalysisOutput(results)

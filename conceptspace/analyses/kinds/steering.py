@@ -39,7 +39,8 @@ class SteeringParams:
     negative: list[str] = param(check=list_of(is_str), type_name="list of strings")
     prompts: list[str] = param(check=list_of(is_str), type_name="list of strings")
     off_target_prompts: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
-    alphas: list[float] = param([-1.0, -0.5, 0.5, 1.0], check=list_of(is_number), type_name="list of numbers")
+    strengths: list[float] = param([-1.0, -0.5, 0.5, 1.0], check=list_of(is_number), type_name="list of numbers",
+                                   doc="multiples of the site's activation scale added along the direction")
     n_random: int = param(20, check=is_int, type_name="integer")
     p_method: str = param("rank", check=is_str, type_name="string")
     max_items: int | None = param(None, check=optional(is_int), type_name="integer")
@@ -51,6 +52,7 @@ class SteeringAnalysis(Analysis):
     claims = ("C5",)
     Params = SteeringParams
     description = "steering dose-response along a mass-mean direction vs norm-matched random and orthogonal directions"
+    renamed_params: ClassVar[dict[str, str]] = {"alphas": "strengths"}
     smoke_params: ClassVar[dict[str, Any]] = {
         "dataset": "vader_lexicon/polarity",
         "layer": 1,
@@ -58,7 +60,7 @@ class SteeringAnalysis(Analysis):
         "positive": ["a", "e"],
         "negative": ["o", "u"],
         "prompts": ["The movie was", "Today I feel", "The food is", "My day was"],
-        "alphas": [-1.0, 1.0],
+        "strengths": [-1.0, 1.0],
         "n_random": 4,
     }
 
@@ -78,8 +80,8 @@ class SteeringAnalysis(Analysis):
             direction = MassMeanProbe().fit(X, cs.labels).direction_
             steer = steering_test(
                 m, direction, params.prompts, (params.positive, params.negative), site=site,
-                off_target_prompts=params.off_target_prompts, alphas=params.alphas, n_random=params.n_random,
-                n_orthogonal=params.n_random, n_bootstrap=context.n_bootstrap, seed=context.seed, name=cs.name,
+                off_target_prompts=params.off_target_prompts, strengths=params.strengths, n_random=params.n_random,
+                n_orthogonal=params.n_random, n_bootstrap=context.n_bootstrap, seed=context.seed, dataset=cs.name,
                 claim=context.claim, p_method=params.p_method,
             )
             results = results + steer.results

@@ -171,7 +171,7 @@ def probe_layers(
         folds=list(cv.folds),
     )
     boot = bootstrap_cv_scores(
-        cv.scoring, cv.truth, cv.outputs, cv.fold_id, groups, n_classes=cv.n_classes, n_boot=n_bootstrap, seed=seed
+        cv.scoring, cv.truth, cv.outputs, cv.fold_id, groups, n_classes=cv.n_classes, n_bootstrap=n_bootstrap, seed=seed
     )
     chance = chance_level(cv.scoring, cv.n_classes)
     lo, hi = percentile_intervals(boot - chance, level)
@@ -235,7 +235,7 @@ def probe_with_controls(
     task_rs, task_cv = probe_layers(probe, X, y, groups, dataset=dataset, **kwargs)
     out = task_rs
     extras: list[dict[str, Any]] = [dict(r.extra) for r in task_rs]
-    n_boot = kwargs.get("n_bootstrap", 1000)
+    n_bootstrap = kwargs.get("n_bootstrap", 1000)
     seed = kwargs.get("seed", 0)
     level = kwargs.get("level", 0.95)
     shared = {**kwargs, "folds": list(task_cv.folds)}
@@ -252,7 +252,7 @@ def probe_with_controls(
             task_cv.fold_id,
             groups,
             n_classes=task_cv.n_classes,
-            n_boot=n_boot,
+            n_bootstrap=n_bootstrap,
             seed=seed,
         )
         boot_ctl = bootstrap_cv_scores(
@@ -262,7 +262,7 @@ def probe_with_controls(
             ctl_cv.fold_id,
             groups,
             n_classes=ctl_cv.n_classes,
-            n_boot=n_boot,
+            n_bootstrap=n_bootstrap,
             seed=seed,
         )
         lo, hi = percentile_intervals(boot_task - boot_ctl, level)
