@@ -130,7 +130,7 @@ class _WhiteningCache:
 
     def get(self, features: np.ndarray) -> _Whitening:
         contiguous = np.ascontiguousarray(features, dtype=np.float64)
-        key = (contiguous.shape, hashlib.blake2b(contiguous, digest_size=20).digest())
+        key = (contiguous.shape, hashlib.blake2b(contiguous.data, digest_size=20).digest())
         found = self._entries.get(key)
         if found is not None:
             self.hits += 1
