@@ -105,7 +105,7 @@ def bootstrap_cv_scores(
                 for k in range(n_classes):
                     wk = w * (truth == k)
                     recalls.append(_ratio(wk @ correct.T, wk.sum(axis=1)[:, None]))
-                per_fold[f] = np.nanmean(np.stack(recalls), axis=0) if recalls else np.nan
+                per_fold[f] = _mean_of_present(np.stack(recalls)) if recalls else np.nan
     elif scoring == "r2":
         y = truth.reshape(n, -1)
         pred = outputs.reshape(outputs.shape[0], n, -1)
@@ -130,8 +130,18 @@ def bootstrap_cv_scores(
                     continue
                 for layer in range(outputs.shape[0]):
                     per_fold[f, b, layer] = score_one(scoring, truth[sel], outputs[layer][sel])
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(per_fold, axis=0).T
+    return _mean_of_present(per_fold).T
+
+
+def _mean_of_present(values: np.ndarray) -> np.ndarray:
+    """Mean over the first axis of the non-NaN entries, NaN where there are none.
+
+    ``np.nanmean`` computes the same sum / count but warns "Mean of empty slice" for every all-NaN column, and
+    all-NaN columns are expected here: a bootstrap replicate can draw no item of a fold, or of a class within
+    a fold, and that replicate's fold score or recall is then undefined (NaN), not an error.
+    """
+    present = ~np.isnan(values)
+    return _ratio(np.where(present, values, 0.0).sum(axis=0), present.sum(axis=0))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

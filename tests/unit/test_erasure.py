@@ -7,12 +7,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from concept_erasure import LeaceEraser, LeaceFitter
 from sklearn.linear_model import RidgeClassifier
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 
-from conceptspace.activations._extract import extract
-from conceptspace.analyses.causal._erasure import LeaceTransformer, erasure_test, fit_leace, random_subspaces
+from conceptspace.activations import extract
+from conceptspace.analyses.causal import _erasure as erasure_module
+from conceptspace.analyses.causal._erasure import (
+    WHITENING_CACHE,
+    LeaceTransformer,
+    apply_eraser,
+    erasure_test,
+    fit_leace,
+    random_subspaces,
+)
 from conceptspace.analyses.causal._inputs import prepare_prompts
 from conceptspace.analyses.causal._trace import Edits, run_edits
 from conceptspace.errors import InvalidInputError
@@ -52,6 +61,116 @@ def test_leace_in_a_pipeline_takes_a_probe_to_chance():
     torch.testing.assert_close(class_means[0], class_means[1], atol=1e-5, rtol=0)
 
 
+def _ill_conditioned(seed: int, d: int = 48, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Covariance condition number ~1e6 and a large common offset, like residual-stream activations."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], n // 2)
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    X = (rng.normal(size=(n, d)) * np.logspace(0, 3, d)) @ q.T + 1000.0 * rng.normal(size=d)
+    X += np.outer(y, 3.0 * q[:, 0] + 300.0 * q[:, -1])
+    return X, y
+
+
+def _relative_gap(erased: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
+    gap = np.abs(erased[y == 1].mean(axis=0) - erased[y == 0].mean(axis=0)).max()
+    return float(gap / np.abs(X).max())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_float64_fit_erases_ill_conditioned_data_where_a_float32_fit_does_not(seed):
+    X, y = _ill_conditioned(seed)
+    assert np.linalg.cond(np.cov(X.T)) > 5e5
+    x32 = torch.as_tensor(X, dtype=torch.float32)
+    float32_fit = LeaceEraser.fit(x32, torch.as_tensor(y, dtype=torch.float32)[:, None])
+    # The control: the float32 fit (what this module used to do) leaves a class-mean gap above the bound.
+    assert _relative_gap(float32_fit(x32).double().numpy(), X, y) > 1e-8
+    assert _relative_gap(apply_eraser(fit_leace(X, y), X), X, y) < 1e-8
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+def test_fit_leace_equals_concept_erasure_in_float64(n_classes):
+    rng = np.random.default_rng(n_classes)
+    X = rng.normal(size=(150, 20)) * np.logspace(0, 2, 20) + 5.0
+    y = rng.integers(0, n_classes, 150)
+    X[:, 2] += y
+    codes = torch.as_tensor(np.unique(y, return_inverse=True)[1])
+    z = codes.double()[:, None] if n_classes == 2 else torch.nn.functional.one_hot(codes).double()
+    reference = LeaceEraser.fit(torch.as_tensor(X), z)
+    ours = fit_leace(X, y)
+    eye = torch.eye(20, dtype=torch.float64)
+    torch.testing.assert_close(eye - ours.proj_left @ ours.proj_right, reference.P, atol=1e-10, rtol=0)
+    assert ours.bias is not None and reference.bias is not None
+    torch.testing.assert_close(ours.bias, reference.bias, atol=1e-12, rtol=0)
+    assert ours.proj_left.dtype == torch.float64
+
+
+def test_refits_on_the_same_features_reuse_the_label_free_part():
+    X, y = _ill_conditioned(3, d=24, n=120)
+    WHITENING_CACHE.clear()
+    first = fit_leace(X, y)
+    permuted = np.random.default_rng(0).permutation(y)
+    cached = fit_leace(X, permuted)
+    assert (WHITENING_CACHE.misses, WHITENING_CACHE.hits) == (1, 1)
+    WHITENING_CACHE.clear()
+    fresh = fit_leace(X, permuted)
+    assert WHITENING_CACHE.misses == 1
+    torch.testing.assert_close(cached.proj_left @ cached.proj_right, fresh.proj_left @ fresh.proj_right)
+    # Different labels, different eraser: the cache holds nothing label-dependent.
+    assert not torch.allclose(first.proj_left @ first.proj_right, cached.proj_left @ cached.proj_right)
+    fit_leace(X + 1e-9, y)  # other bytes, other entry
+    assert WHITENING_CACHE.misses == 2
+
+
+def test_a_trace_increase_falls_back_to_concept_erasures_own_fit(monkeypatch):
+    X, y = _ill_conditioned(4, d=16, n=80)
+    monkeypatch.setattr(erasure_module, "_trace_grows", lambda *args: True)
+    ours = fit_leace(X, y)
+    reference = LeaceFitter.fit(torch.as_tensor(X), torch.as_tensor(y, dtype=torch.float64)[:, None]).eraser
+    torch.testing.assert_close(ours.proj_left, reference.proj_left)
+
+
+def test_apply_eraser_keeps_the_activations_dtype():
+    X, y = _ill_conditioned(5, d=16, n=80)
+    eraser = fit_leace(X, y)
+    assert apply_eraser(eraser, X.astype(np.float32)).dtype == np.float32
+    assert apply_eraser(eraser, X).dtype == np.float64
+    transformer = LeaceTransformer().fit(X, y)
+    np.testing.assert_array_equal(transformer.transform(X), apply_eraser(eraser, X))
+
+
+def test_probe_only_erasure_needs_no_model_or_prompts():
+    X, y = _ill_conditioned(6, d=24, n=120)
+    result = erasure_test(None, X.astype(np.float32), y, site="layer.3", **FAST)
+    assert [(r.key.test, r.site, r.key.detail) for r in result.results] == [
+        ("erasure", "layer.3", ("probe_before",)),
+        ("erasure", "layer.3", ("probe_after",)),
+    ]
+    assert result.probe_before > 0.8 and abs(result.probe_after - 0.5) <= 0.15
+    assert result.change_leace is None and result.change_random is None and result.kl_leace is None
+    assert result.erased.dtype == np.float32 and result.erased.shape == X.shape
+    np.testing.assert_array_equal(result.erased, apply_eraser(result.eraser, X.astype(np.float32)))
+    assert _relative_gap(apply_eraser(result.eraser, X), X, y) < 1e-8
+    assert result.edit_norm_leace > 0 and result.edit_norm_random.shape == (FAST["n_random"],)
+    assert "score change" not in result.summary()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"prompts": ["a prompt"]}, "both prompts and targets"),
+        ({"targets": (["a"], ["b"])}, "both prompts and targets"),
+        ({"off_target_prompts": ["x"]}, "off_target_prompts needs"),
+        ({"prompts": ["a prompt"], "targets": (["a"], ["b"])}, "needs the model"),
+        ({"site": 3}, "without a model, site must be"),
+    ],
+)
+def test_probe_only_mode_errors_say_what_to_pass(kwargs, message):
+    X, y = _ill_conditioned(7, d=8, n=40)
+    args = {"site": "layer.3", **kwargs}
+    with pytest.raises(InvalidInputError, match=message):
+        erasure_test(None, X, y, **args, **FAST)
+
+
 def test_planted_concept_erasure_is_detected(planted):
     _, model = planted
     texts, X, y = _concept(model, POSITIVE, NEGATIVE)
@@ -62,7 +181,7 @@ def test_planted_concept_erasure_is_detected(planted):
         site="layer.0",
         prompts=texts,
         targets=(GOOD, BAD),
-        name="planted",
+        dataset="planted",
         off_target_prompts=prompts(NEUTRAL[:6]),
         **FAST,
     )
@@ -73,6 +192,7 @@ def test_planted_concept_erasure_is_detected(planted):
     main = result.results.filter(method="LEACE")[0]
     assert main.p_value == pytest.approx(1 / 21) and main.ci_low > 0
     assert result.rank == 1
+    assert result.erased.shape == X.shape and result.eraser.proj_left.dtype == torch.float64
     control = result.results.filter(control="random_subspace")[0]
     assert control.p_value > 0.05
     assert len(result.results.correct("fdr_bh")) == 4
@@ -81,7 +201,7 @@ def test_planted_concept_erasure_is_detected(planted):
 def test_erasing_a_concept_nothing_reads_is_not_detected(planted):
     _, model = planted
     texts, X, y = _concept(model, NULL_POS, NULL_NEG)
-    result = erasure_test(model, X, y, site="layer.0", prompts=texts, targets=(GOOD, BAD), name="null", **FAST)
+    result = erasure_test(model, X, y, site="layer.0", prompts=texts, targets=(GOOD, BAD), dataset="null", **FAST)
     assert result.probe_before > 0.9  # the null concept is perfectly readable ...
     main = result.results.filter(method="LEACE")[0]
     assert main.p_value > 0.1  # ... but erasing it moves predictions no more than a random subspace does

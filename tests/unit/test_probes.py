@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.base import clone
-from sklearn.linear_model import Ridge
+import scipy.sparse
+from sklearn.base import clone, is_classifier
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -140,19 +141,63 @@ def test_layerwise_ridge_equals_one_fit_per_layer():
 @pytest.mark.parametrize(
     ("X", "y", "message"),
     [
-        (np.empty((0, 3)), np.empty(0, dtype=int), "empty"),
+        (np.empty((0, 3)), np.empty(0, dtype=int), "0 sample"),
         (np.ones((4, 3)), np.zeros(4, dtype=int), "single class"),
         (np.array([[np.nan, 1.0], [0.0, 1.0]]), np.array([0, 1]), "NaN"),
         (np.array([[np.inf, 1.0], [0.0, 1.0]]), np.array([0, 1]), "NaN or infinite"),
-        (np.ones((4, 3)), np.array([0, 1, 0]), "3 entries but X has 4"),
-        (np.ones(4), np.array([0, 1, 0, 1]), "shape"),
+        (np.ones((4, 3)), np.array([0, 1, 0]), "inconsistent numbers of samples: \\[4, 3\\]"),
+        (np.ones(4), np.array([0, 1, 0, 1]), "Reshape your data"),
+        (np.ones((1, 3)), np.array([0]), "1 sample"),
+        (np.ones((4, 3)), np.array([0.5, 1.5, 0.2, 0.1]), "Unknown label type: continuous"),
         (np.ones((2, 2)), np.array([0.0, np.nan]), "NaN"),
     ],
 )
 def test_invalid_inputs_raise_clear_errors(X, y, message):
-    probe = RidgeRegressionProbe() if y.dtype.kind == "f" else RidgeProbe()
+    probe = RidgeRegressionProbe() if y.dtype.kind == "f" and "label type" not in message else RidgeProbe()
     with pytest.raises(InvalidInputError, match=message):
         probe.fit(X, y)
+
+
+@pytest.mark.parametrize("probe", [*BINARY_PROBES, RidgeRegressionProbe()], ids=lambda p: repr(p))
+def test_predict_checks_the_fitted_width_and_input_kind(probe):
+    X, y, _ = planted(seed=9)
+    fitted = clone(probe).fit(X, y if is_classifier(probe) else y.astype(float))
+    with pytest.raises(InvalidInputError, match=r"X has 11 features, but \w+ is expecting 12 features"):
+        fitted.predict(X[:, :11])
+    with pytest.raises(TypeError, match="Sparse data was passed"):
+        fitted.predict(scipy.sparse.csr_matrix(X))
+    with pytest.raises(InvalidInputError, match="Complex data not supported"):
+        fitted.predict(X.astype(complex))
+    with pytest.raises(InvalidInputError, match="requires y to be passed"):
+        clone(probe).fit(X, None)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_logistic_probe_probabilities_equal_sklearn(n_classes):
+    rng = np.random.default_rng(10)
+    y = rng.integers(0, n_classes, 150)
+    X = rng.standard_normal((150, 6)) + rng.standard_normal((n_classes, 6))[y]
+    ours = LogisticProbe(C=0.5).fit(X, y)
+    ref = LogisticRegression(C=0.5, max_iter=2000).fit(X, y)
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours.predict_log_proba(X), ref.predict_log_proba(X), rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+    np.testing.assert_array_equal(ours.n_iter_, ref.n_iter_)
+
+
+def test_layerwise_ridge_on_2d_x_is_one_layer_without_the_layer_axis():
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((3, 60, 5))
+    y = rng.integers(0, 2, 60)
+    layered = LayerwiseRidgeProbe(alpha=0.2).fit(X, y)
+    single = LayerwiseRidgeProbe(alpha=0.2).fit(X[1], y)
+    np.testing.assert_array_equal(single.predict(X[1]), layered.predict(X)[1])
+    np.testing.assert_allclose(single.decision_function(X[1]), layered.decision_function(X)[1], rtol=1e-12)
+    assert single.n_features_in_ == layered.n_features_in_ == 5
+    with pytest.raises(InvalidInputError, match="fitted on X of shape \\(n_layers, n, d\\)"):
+        layered.predict(X[0])
+    with pytest.raises(InvalidInputError, match="2 layers of 5 features"):
+        layered.predict(X[:2])
 
 
 def test_mass_mean_rejects_multiclass_and_bad_hyperparameters():

@@ -74,7 +74,7 @@ class ErasureAnalysis(Analysis):
                 m, X, cs.labels, cs.groups, site=site, prompts=params.prompts,
                 targets=(params.positive, params.negative), off_target_prompts=params.off_target_prompts,
                 n_random=params.n_random, n_splits=params.n_splits, n_permutations=context.n_permutations,
-                n_bootstrap=context.n_bootstrap, seed=context.seed, name=cs.name, claim=context.claim,
+                n_bootstrap=context.n_bootstrap, seed=context.seed, dataset=cs.name, claim=context.claim,
             )
             results = results + erased.results
         return AnalysisOutput(results)

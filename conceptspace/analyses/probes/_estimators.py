@@ -8,8 +8,14 @@ from class ``classes_[0]`` towards ``classes_[1]``, which is what geometry and i
 
 The ridge, LDA and mass-mean probes are *linear in the labels* once X is fixed: the out-of-fold decision values
 are a fixed matrix times the label vector (up to a positive per-fit scale for LDA/mass-mean). They say so
-through :meth:`label_linear_spec`, which the exact permutation path in :mod:`conceptspace.stats` uses to
+through :meth:`label_linear_spec`, which the exact permutation path in :mod:`conceptspace.stats._permutation` uses to
 score a thousand label permutations with matrix products instead of a thousand refits.
+
+Input checks go through scikit-learn's ``validate_data`` first (so sparse, complex, object, 1-D, empty and
+wrong-width inputs get scikit-learn's messages, feature names and ``n_features_in_`` are tracked, and every
+probe passes ``sklearn.utils.estimator_checks.check_estimator``), then through the toolkit's own checks
+(non-finite values, a single class), which say what to fix. scikit-learn's ``ValueError`` is re-raised as
+:class:`~conceptspace.errors.InvalidInputError` (a ``ValueError``) with the same message.
 """
 
 from __future__ import annotations
@@ -18,15 +24,27 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+import scipy.special
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils import Tags
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._exact import LabelLinearSpec
 from conceptspace.stats._linear import as_tensor, ridge_fit
 from conceptspace.validation import check_features, check_labels, infer_task
+
+__all__ = [
+    "LDAProbe",
+    "LayerwiseRidgeProbe",
+    "LogisticProbe",
+    "MassMeanProbe",
+    "RidgeProbe",
+    "RidgeRegressionProbe",
+]
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -34,6 +52,39 @@ def _unit(v: np.ndarray) -> np.ndarray:
     if norm == 0.0:
         raise InvalidInputError("the fitted direction is the zero vector: the classes have identical means")
     return v / norm
+
+
+def _features(estimator: BaseEstimator, X: Any, *, reset: bool, min_samples: int = 1) -> np.ndarray:
+    """X (n, d) as float64 via ``validate_data`` (``reset`` in fit, not in predict), then finite-checked."""
+    try:
+        arr = validate_data(
+            estimator, X, reset=reset, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=min_samples
+        )
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from exc
+    return check_features(arr)
+
+
+def _features_and_targets(estimator: BaseEstimator, X: Any, y: Any, *, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) for ``fit``: scikit-learn's checks (at least two samples; y 1-D for classifiers), then ours."""
+    regression = task == "regression"
+    try:
+        X_arr, y_arr = validate_data(
+            estimator,
+            X,
+            y,
+            dtype=np.float64,
+            ensure_all_finite=False,
+            ensure_min_samples=2,
+            multi_output=regression,
+            y_numeric=regression,
+        )
+        if not regression:
+            check_classification_targets(y_arr)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from exc
+    X_arr = check_features(X_arr)
+    return X_arr, check_labels(y_arr, X_arr.shape[0], task=task)
 
 
 def _class_codes(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,9 +102,7 @@ class _LinearClassifier(ClassifierMixin, BaseEstimator):
     def decision_function(self, X: Any) -> np.ndarray:
         """Binary: a score whose sign picks ``classes_[1]``; multiclass: one column per class."""
         check_is_fitted(self, "coef_")
-        X = check_features(X)
-        if X.shape[1] != self.coef_.shape[-1]:
-            raise InvalidInputError(f"X has {X.shape[1]} features but the probe was fitted on {self.coef_.shape[-1]}")
+        X = _features(self, X, reset=False)
         return X @ self.coef_.T + self.intercept_
 
     def predict(self, X: Any) -> np.ndarray:
@@ -76,10 +125,10 @@ class LogisticProbe(_LinearClassifier):
 
     def fit(self, X: Any, y: Any) -> LogisticProbe:
         """Fit on (n, d) features and class labels."""
-        X = check_features(X)
-        y = check_labels(y, X.shape[0], task="classification")
+        X, y = _features_and_targets(self, X, y, task="classification")
         model = LogisticRegression(C=self.C, max_iter=self.max_iter)
         model.fit(X, y)
+        self.n_iter_ = model.n_iter_
         self.classes_ = model.classes_
         if self.classes_.size == 2:
             self.coef_ = model.coef_[0].copy()
@@ -89,8 +138,26 @@ class LogisticProbe(_LinearClassifier):
             self.coef_ = model.coef_.copy()
             self.intercept_ = model.intercept_.copy()
             self.directions_ = np.stack([_unit(c) for c in self.coef_])
-        self.n_features_in_ = X.shape[1]
         return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (n, K), columns in ``classes_`` order; equal to ``LogisticRegression``'s.
+
+        Binary: the logistic sigmoid of the decision value; multiclass: the softmax of the K decision values
+        (scikit-learn's multinomial model).
+        """
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            positive = scipy.special.expit(scores)
+            return np.column_stack([1.0 - positive, positive])
+        return scipy.special.softmax(scores, axis=1)
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Log of :meth:`predict_proba`, computed stably from the decision values."""
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            return np.column_stack([scipy.special.log_expit(-scores), scipy.special.log_expit(scores)])
+        return scipy.special.log_softmax(scores, axis=1)
 
 
 class RidgeProbe(_LinearClassifier):
@@ -111,8 +178,7 @@ class RidgeProbe(_LinearClassifier):
         """Fit on (n, d) features and class labels."""
         if self.alpha <= 0:
             raise InvalidInputError(f"alpha must be > 0; got {self.alpha}")
-        X = check_features(X)
-        y = check_labels(y, X.shape[0], task="classification")
+        X, y = _features_and_targets(self, X, y, task="classification")
         self.classes_, codes = _class_codes(y)
         k = self.classes_.size
         targets = codes[:, None].astype(np.float64) if k == 2 else np.eye(k)[codes]
@@ -126,7 +192,6 @@ class RidgeProbe(_LinearClassifier):
             self.coef_ = coef_np
             self.intercept_ = intercept_np
             self.directions_ = np.stack([_unit(c) for c in self.coef_])
-        self.n_features_in_ = X.shape[1]
         return self
 
 
@@ -185,8 +250,7 @@ class LDAProbe(_LinearClassifier):
             raise InvalidInputError(
                 f"shrinkage must be > 0 (the within-class scatter may be singular); got {self.shrinkage}"
             )
-        X = check_features(X)
-        y = check_labels(y, X.shape[0], task="classification")
+        X, y = _features_and_targets(self, X, y, task="classification")
         self.classes_, codes = _class_codes(y)
         n, d = X.shape
         if self.classes_.size == 2:
@@ -204,7 +268,6 @@ class LDAProbe(_LinearClassifier):
             self.intercept_ = -0.5 * np.einsum("kd,kd->k", means, sol) + np.log(priors)
             centred = scipy.linalg.solve(cov, (means - X.mean(axis=0)).T, assume_a="pos").T
             self.directions_ = np.stack([_unit(c) for c in centred])
-        self.n_features_in_ = d
         return self
 
 
@@ -227,21 +290,27 @@ class MassMeanProbe(_LinearClassifier):
             return None
         return LabelLinearSpec(kind="fisher", penalty=float(self.shrinkage) if self.covariance_adjusted else None)
 
+    def __sklearn_tags__(self) -> Tags:
+        """Binary only: scikit-learn's conformance checks then skip the multiclass ones."""
+        tags = super().__sklearn_tags__()
+        assert tags.classifier_tags is not None
+        tags.classifier_tags.multi_class = False
+        return tags
+
     def fit(self, X: Any, y: Any) -> MassMeanProbe:
         """Fit on (n, d) features and two-class labels."""
-        X = check_features(X)
-        y = check_labels(y, X.shape[0], task="classification")
+        X, y = _features_and_targets(self, X, y, task="classification")
         self.classes_, codes = _class_codes(y)
         if self.classes_.size != 2:
             raise InvalidInputError(
-                f"MassMeanProbe is binary; y has {self.classes_.size} classes. Use LDAProbe or RidgeProbe"
+                f"Only binary classification is supported. MassMeanProbe is binary; y has {self.classes_.size} "
+                "classes. Use LDAProbe or RidgeProbe for more"
             )
         if self.covariance_adjusted and self.shrinkage <= 0:
             raise InvalidInputError(f"shrinkage must be > 0; got {self.shrinkage}")
         penalty = float(self.shrinkage) if self.covariance_adjusted else None
         w, self.coef_, self.intercept_ = _fisher_binary(X, codes == 1, penalty)
         self.direction_ = _unit(w)
-        self.n_features_in_ = X.shape[1]
         return self
 
 
@@ -258,6 +327,12 @@ class RidgeRegressionProbe(RegressorMixin, BaseEstimator):
     def __init__(self, alpha: float = 0.1) -> None:
         self.alpha = alpha
 
+    def __sklearn_tags__(self) -> Tags:
+        """Multi-output regression: y may be (n, k)."""
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
     def label_linear_spec(self, n_classes: int | None) -> LabelLinearSpec | None:
         """Ridge predictions are linear in the targets (``n_classes`` is None for regression)."""
         return LabelLinearSpec(kind="ridge", penalty=float(self.alpha))
@@ -266,8 +341,7 @@ class RidgeRegressionProbe(RegressorMixin, BaseEstimator):
         """Fit on (n, d) features and (n,) or (n, k) float targets."""
         if self.alpha <= 0:
             raise InvalidInputError(f"alpha must be > 0; got {self.alpha}")
-        X = check_features(X)
-        y = check_labels(y, X.shape[0], task="regression")
+        X, y = _features_and_targets(self, X, y, task="regression")
         targets = y[:, None] if y.ndim == 1 else y
         coef, intercept = ridge_fit(as_tensor(X)[None], as_tensor(targets), float(self.alpha))
         coef_np, intercept_np = coef[0].numpy().T, intercept[0].numpy()
@@ -277,33 +351,67 @@ class RidgeRegressionProbe(RegressorMixin, BaseEstimator):
         else:
             self.coef_, self.intercept_ = coef_np, intercept_np
             self.directions_ = np.stack([_unit(c) for c in self.coef_])
-        self.n_features_in_ = X.shape[1]
         return self
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted targets, (n,) or (n, k)."""
         check_is_fitted(self, "coef_")
-        X = check_features(X)
+        X = _features(self, X, reset=False)
         return X @ self.coef_.T + self.intercept_
 
 
-class LayerwiseRidgeProbe:
+class LayerwiseRidgeProbe(BaseEstimator):
     """Ridge fitted on every layer at once: X is (n_layers, n, d); one batched solve, not one fit per layer.
 
-    Not a scikit-learn estimator (its first axis is layers, which ``cross_val_score`` would split); use
-    :func:`conceptspace.analyses.probes.cross_validate_layers` for grouped CV over layers. Classification targets
-    are coded 0/1 or one-hot as in :class:`RidgeProbe`; float targets are regressed as in
-    :class:`RidgeRegressionProbe`.
+    A 2-D X (n, d) is a single layer, and then the probe is an ordinary scikit-learn estimator: predictions have
+    no layer axis, which is the form scikit-learn's conformance checks exercise. With 3-D X do not use
+    ``cross_val_score`` (it would split the layer axis); use :func:`conceptspace.analyses.probes.cross_validate_layers`
+    for grouped CV over layers. Classification targets (anything but floats) are coded 0/1 or one-hot as in
+    :class:`RidgeProbe`; float targets are regressed as in :class:`RidgeRegressionProbe`.
     """
 
     def __init__(self, alpha: float = 0.1) -> None:
         self.alpha = alpha
 
+    def __sklearn_tags__(self) -> Tags:
+        """3-D input (layers first) besides 2-D; y required; float y may be (n, k)."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _layers(self, X: Any, *, reset: bool) -> np.ndarray:
+        """X as (L, n, d) float64: 2-D through ``validate_data``; 3-D checked here (``n_features_in_`` = d).
+
+        Fitting (``reset``) needs at least two samples (scikit-learn's message for 2-D X).
+        """
+        if np.ndim(X) != 3:
+            return _features(self, X, reset=reset, min_samples=2 if reset else 1)[None]
+        try:
+            arr = check_array(X, allow_nd=True, dtype=np.float64, ensure_all_finite=False, input_name="X")
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from exc
+        arr = check_features(arr, ndim=3)
+        if reset and arr.shape[1] < 2:
+            raise InvalidInputError(f"fitting needs at least 2 samples per layer; got n_samples={arr.shape[1]}")
+        if reset:
+            self.n_features_in_ = arr.shape[2]
+        elif arr.shape[2] != self.n_features_in_ or arr.shape[0] != self.coef_.shape[0]:
+            raise InvalidInputError(
+                f"X has {arr.shape[0]} layers of {arr.shape[2]} features, but {type(self).__name__} was fitted on "
+                f"{self.coef_.shape[0]} layers of {self.n_features_in_}"
+            )
+        return arr
+
     def fit(self, X: Any, y: Any) -> LayerwiseRidgeProbe:
         """Fit all layers; sets ``coef_`` (L, k, d), ``intercept_`` (L, k) and ``direction_`` (L, d) if k == 1."""
         if self.alpha <= 0:
             raise InvalidInputError(f"alpha must be > 0; got {self.alpha}")
-        X = check_features(X, ndim=3)
+        if y is None:
+            raise InvalidInputError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        self.layered_ = bool(np.ndim(X) == 3)
+        X = self._layers(X, reset=True)
         self.task_ = infer_task(y)
         y = check_labels(y, X.shape[1], task=self.task_)
         if self.task_ == "classification":
@@ -321,17 +429,29 @@ class LayerwiseRidgeProbe:
         self.targets_1d_ = bool(np.asarray(y).ndim == 1)
         return self
 
+    def _checked_layers(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        if bool(np.ndim(X) == 3) != self.layered_:
+            fitted = "(n_layers, n, d)" if self.layered_ else "(n, d)"
+            raise InvalidInputError(f"{type(self).__name__} was fitted on X of shape {fitted}; pass X of that form")
+        return self._layers(X, reset=False)
+
     def decision_function(self, X: Any) -> np.ndarray:
-        """Fitted values (L, n, k); for binary classification the 0/1 scale (threshold 1/2)."""
-        X = check_features(X, ndim=3)
-        out = torch.einsum("lnd,lkd->lnk", as_tensor(X), as_tensor(self.coef_)) + as_tensor(self.intercept_)[:, None]
-        return out.numpy()
+        """Fitted values (L, n, k), or (n, k) for 2-D X; for binary classification the 0/1 scale (threshold 1/2)."""
+        layers = self._checked_layers(X)
+        out = torch.einsum("lnd,lkd->lnk", as_tensor(layers), as_tensor(self.coef_))
+        raw = (out + as_tensor(self.intercept_)[:, None]).numpy()
+        return raw if self.layered_ else raw[0]
 
     def predict(self, X: Any) -> np.ndarray:
-        """Class labels or targets per layer: (L, n) (or (L, n, k) for multi-output regression)."""
+        """Class labels or targets per layer: (L, n) (or (L, n, k) for multi-output regression); no L for 2-D X."""
         raw = self.decision_function(X)
+        if not self.layered_:
+            raw = raw[None]
         if self.task_ == "regression":
-            return raw[..., 0] if self.targets_1d_ else raw
-        if raw.shape[2] == 1:
-            return self.classes_[(raw[..., 0] > 0.5).astype(np.int64)]
-        return self.classes_[np.argmax(raw, axis=2)]
+            out = raw[..., 0] if self.targets_1d_ else raw
+        elif raw.shape[2] == 1:
+            out = self.classes_[(raw[..., 0] > 0.5).astype(np.int64)]
+        else:
+            out = self.classes_[np.argmax(raw, axis=2)]
+        return out if self.layered_ else out[0]

@@ -36,6 +36,8 @@ class CVResult:
 
     ``outputs`` (L, n[, k]): predicted class codes, decision values (``roc_auc``) or predictions.
     ``truth``: class codes (classification) or targets, aligned with ``outputs``.
+    ``test_folds_missing_class``: how many test folds lack at least one class (small classes; see
+    :func:`_split`); such a fold is scored over the classes it holds.
     """
 
     scores: np.ndarray
@@ -47,6 +49,31 @@ class CVResult:
     scoring: str
     task: str
     n_classes: int | None
+    test_folds_missing_class: int = 0
+
+
+def _split(y: np.ndarray, groups: Groups, *, n_splits: int, seed: int, task: str) -> list[Fold]:
+    """:func:`grouped_folds`, with scikit-learn's "least populated class" warning replaced by a reported count.
+
+    ``StratifiedGroupKFold`` warns when a class has fewer *items* than folds, because then some test folds
+    cannot hold it. With groups that item count is not even the right quantity (a class of 6 items in 2 groups
+    reaches only 2 test folds, and scikit-learn stays silent). What matters is checked on the actual folds:
+    :func:`grouped_folds` refuses folds whose *training* part lacks a class (no probe could learn it), and a
+    test fold without a class is scored over the classes it holds (as every permuted labelling is), with the
+    number of such folds reported (``CVResult.test_folds_missing_class`` and the result's ``extra``). So the
+    splitter's generic warning, which would repeat on every call with no way to act on it, is not passed on;
+    every other warning is.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class in y has only", category=UserWarning)
+        return grouped_folds(y, groups, n_splits=n_splits, seed=seed, task=task)
+
+
+def _folds_missing_class(truth: np.ndarray, folds: Sequence[Fold], n_classes: int | None) -> int:
+    """How many test folds lack at least one of the ``n_classes`` class codes (0 for regression)."""
+    if n_classes is None:
+        return 0
+    return sum(int(np.unique(truth[te]).size < n_classes) for _, te in folds)
 
 
 def cross_validate_layers(
@@ -72,7 +99,7 @@ def cross_validate_layers(
     labels = prepare_labels(y_arr, task)
     scoring = check_scoring(scoring or default_scoring(task), task, labels.n_classes)
     if folds is None:
-        folds = grouped_folds(y_arr, groups, n_splits=n_splits, seed=seed, task=task)
+        folds = _split(y_arr, groups, n_splits=n_splits, seed=seed, task=task)
     fid = fold_ids(folds, n)
     truth = labels.codes if task == "classification" else y_arr
     assert truth is not None
@@ -100,7 +127,11 @@ def cross_validate_layers(
                     outputs[layer, te] = est.predict(X[layer][te])
     fold_scores = np.empty((n_layers, len(folds)))
     with warnings.catch_warnings():
+        # A test fold may lack a class (counted in test_folds_missing_class); balanced accuracy is then the mean
+        # recall of the classes it holds, as in the exact permutation path, and scikit-learn's two warnings
+        # about that fold say nothing more.
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", message="A single label was found in 'y_true' and 'y_pred'")
         for layer in range(n_layers):
             for f, (_, te) in enumerate(folds):
                 fold_scores[layer, f] = score_one(scoring, truth[te], outputs[layer][te])
@@ -114,6 +145,7 @@ def cross_validate_layers(
         scoring=scoring,
         task=task,
         n_classes=labels.n_classes,
+        test_folds_missing_class=_folds_missing_class(truth, folds, labels.n_classes),
     )
 
 
@@ -180,6 +212,7 @@ def probe_layers(
         raise InvalidInputError(f"layers names {len(names)} rows but X has {X.shape[0]} layers")
     n_groups = int(check_groups(groups, X.shape[1]).max()) + 1
     method = type(probe).__name__
+    missing = {"test_folds_missing_a_class": cv.test_folds_missing_class} if cv.test_folds_missing_class else {}
     results = [
         TestResult(
             key=TestKey(test=test, dataset=dataset, method=method, site=row_site(names[i]), position=position,
@@ -204,6 +237,7 @@ def probe_layers(
                 "ci_level": level,
                 "fold_scores": cv.fold_scores[i].tolist(),
                 "seed": seed,
+                **missing,
             },
         )
         for i in range(X.shape[0])
