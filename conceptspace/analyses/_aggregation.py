@@ -301,7 +301,7 @@ def aggregation_tests(
         X = bag_features(m, pert.original, decay)
         Y = leading_components(c0, min(n_components, c0.shape[1]))
         rs, _ = probe_layers(
-            RidgeRegressionProbe(alpha=penalty), X[None], Y, group_arr, dataset=dataset, layers=[None],
+            RidgeRegressionProbe(penalty=penalty), X[None], Y, group_arr, dataset=dataset, layers=[None],
             claim=claim, position="last", control=control, scoring="r2", n_permutations=n_permutations,
             n_bootstrap=n_bootstrap, seed=seed,
         )

@@ -355,11 +355,9 @@ class ConceptModel:
         return self.module_envoy(module_path(parse_site(site, self.site_map), self.site_map))
 
     def module_envoy(self, path: str) -> Any:
-        """The nnsight envoy of the module at a dotted ``path`` (e.g. ``lm_head``, ``model.layers.3``)."""
-        node: Any = self.traced()
-        for part in path.split("."):
-            node = node[int(part)] if part.isdigit() else getattr(node, part)
-        return node
+        """The nnsight envoy of the module at a dotted ``path`` (e.g. ``lm_head``, ``model.layers.3``), found by
+        nnsight's own navigation (``Envoy.get``)."""
+        return self.traced().get(path)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def test_ridge_probe_equals_sklearn_ridge_with_the_relative_penalty():
     alpha = 0.3
     centred = X - X.mean(axis=0)
     absolute = alpha * np.sum(centred**2) / X.shape[1]
-    ours = RidgeProbe(alpha=alpha).fit(X, y)
+    ours = RidgeProbe(penalty=alpha).fit(X, y)
     ref = Ridge(alpha=absolute).fit(X, y.astype(float))
     np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-8, atol=1e-12)
     np.testing.assert_allclose(ours.intercept_ + 0.5, ref.intercept_, rtol=1e-8)
@@ -119,10 +119,10 @@ def test_ridge_regression_probe_single_and_multi_output():
     X = rng.standard_normal((200, 10))
     W = rng.standard_normal((10, 2))
     Y = X @ W + 0.1 * rng.standard_normal((200, 2))
-    probe = RidgeRegressionProbe(alpha=0.001).fit(X, Y)
+    probe = RidgeRegressionProbe(penalty=0.001).fit(X, Y)
     assert probe.score(X, Y) > 0.98
     assert probe.directions_.shape == (2, 10)
-    single = RidgeRegressionProbe(alpha=0.001).fit(X, Y[:, 0])
+    single = RidgeRegressionProbe(penalty=0.001).fit(X, Y[:, 0])
     assert single.direction_ @ (W[:, 0] / np.linalg.norm(W[:, 0])) > 0.99
 
 
@@ -130,9 +130,9 @@ def test_layerwise_ridge_equals_one_fit_per_layer():
     rng = np.random.default_rng(8)
     X = rng.standard_normal((4, 90, 6)) * np.array([1.0, 10.0, 100.0, 1000.0])[:, None, None]
     y = rng.integers(0, 2, 90)
-    batched = LayerwiseRidgeProbe(alpha=0.2).fit(X, y)
+    batched = LayerwiseRidgeProbe(penalty=0.2).fit(X, y)
     for layer in range(4):
-        single = RidgeProbe(alpha=0.2).fit(X[layer], y)
+        single = RidgeProbe(penalty=0.2).fit(X[layer], y)
         np.testing.assert_allclose(batched.coef_[layer, 0], single.coef_, rtol=1e-8)
         np.testing.assert_allclose(batched.direction_[layer], single.direction_, rtol=1e-8)
         np.testing.assert_array_equal(batched.predict(X)[layer], single.predict(X[layer]))
@@ -189,8 +189,8 @@ def test_layerwise_ridge_on_2d_x_is_one_layer_without_the_layer_axis():
     rng = np.random.default_rng(11)
     X = rng.standard_normal((3, 60, 5))
     y = rng.integers(0, 2, 60)
-    layered = LayerwiseRidgeProbe(alpha=0.2).fit(X, y)
-    single = LayerwiseRidgeProbe(alpha=0.2).fit(X[1], y)
+    layered = LayerwiseRidgeProbe(penalty=0.2).fit(X, y)
+    single = LayerwiseRidgeProbe(penalty=0.2).fit(X[1], y)
     np.testing.assert_array_equal(single.predict(X[1]), layered.predict(X)[1])
     np.testing.assert_allclose(single.decision_function(X[1]), layered.decision_function(X)[1], rtol=1e-12)
     assert single.n_features_in_ == layered.n_features_in_ == 5
@@ -204,7 +204,16 @@ def test_mass_mean_rejects_multiclass_and_bad_hyperparameters():
     X = np.random.default_rng(0).standard_normal((9, 2))
     with pytest.raises(InvalidInputError, match="binary"):
         MassMeanProbe().fit(X, np.arange(9) % 3)
-    with pytest.raises(InvalidInputError, match="alpha"):
-        RidgeProbe(alpha=0).fit(X, np.arange(9) % 2)
+    with pytest.raises(InvalidInputError, match="penalty"):
+        RidgeProbe(penalty=0).fit(X, np.arange(9) % 2)
     with pytest.raises(InvalidInputError, match="shrinkage"):
         LDAProbe(shrinkage=0).fit(X, np.arange(9) % 2)
+
+
+def test_ridge_strength_is_called_penalty_and_the_old_name_warns():
+    """``alpha`` means only a significance level in conceptspace; a ridge strength is ``penalty``."""
+    X, y = np.random.default_rng(0).normal(size=(30, 4)), np.arange(30) % 2
+    with pytest.warns(DeprecationWarning, match="'alpha' is renamed 'penalty'"):
+        old = RidgeProbe(alpha=0.3)
+    assert old.get_params() == {"penalty": 0.3}
+    np.testing.assert_array_equal(old.fit(X, y).coef_, RidgeProbe(penalty=0.3).fit(X, y).coef_)

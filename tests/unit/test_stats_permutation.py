@@ -48,7 +48,7 @@ CASES = [
     (RidgeProbe(), "binary", "balanced_accuracy"),
     (RidgeProbe(), "binary", "accuracy"),
     (RidgeProbe(), "binary", "roc_auc"),
-    (RidgeProbe(alpha=0.01), "multiclass", "balanced_accuracy"),
+    (RidgeProbe(penalty=0.01), "multiclass", "balanced_accuracy"),
     (LDAProbe(), "binary", "balanced_accuracy"),
     (LDAProbe(shrinkage=0.5), "binary", "roc_auc"),
     (MassMeanProbe(), "binary", "accuracy"),

@@ -58,8 +58,8 @@ class ProbeParams:
 def make_probe(name: str, continuous: bool, penalty: float) -> Any:
     """The estimator a suite names (continuous targets always take the ridge regression probe)."""
     if continuous:
-        return RidgeRegressionProbe(alpha=penalty)
-    return {"ridge": lambda: RidgeProbe(alpha=penalty), "lda": LDAProbe, "mass_mean": MassMeanProbe,
+        return RidgeRegressionProbe(penalty=penalty)
+    return {"ridge": lambda: RidgeProbe(penalty=penalty), "lda": LDAProbe, "mass_mean": MassMeanProbe,
             "logistic": LogisticProbe}[name]()
 
 

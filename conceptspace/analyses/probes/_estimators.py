@@ -32,6 +32,7 @@ from sklearn.utils import Tags
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from conceptspace._deprecation import renamed_keywords
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._exact import LabelLinearSpec
 from conceptspace.stats._linear import as_tensor, ridge_fit
@@ -163,26 +164,27 @@ class LogisticProbe(_LinearClassifier):
 class RidgeProbe(_LinearClassifier):
     """Ridge regression on 0/1 (binary) or one-hot (multiclass) targets, read out by threshold/argmax.
 
-    ``alpha`` is relative to the mean eigenvalue of the training scatter (see :mod:`conceptspace.stats._linear`), so
-    one value means the same amount of shrinkage at every layer.
+    ``penalty`` (the ridge strength) is relative to the mean eigenvalue of the training scatter (see
+    ``conceptspace.stats._linear``), so one value means the same amount of shrinkage at every layer.
     """
 
-    def __init__(self, alpha: float = 0.1) -> None:
-        self.alpha = alpha
+    @renamed_keywords(alpha="penalty")
+    def __init__(self, penalty: float = 0.1) -> None:
+        self.penalty = penalty
 
     def label_linear_spec(self, n_classes: int | None) -> LabelLinearSpec | None:
         """Ridge predictions are linear in the (one-hot) labels."""
-        return LabelLinearSpec(kind="ridge", penalty=float(self.alpha))
+        return LabelLinearSpec(kind="ridge", penalty=float(self.penalty))
 
     def fit(self, X: Any, y: Any) -> RidgeProbe:
         """Fit on (n, d) features and class labels."""
-        if self.alpha <= 0:
-            raise InvalidInputError(f"alpha must be > 0; got {self.alpha}")
+        if self.penalty <= 0:
+            raise InvalidInputError(f"penalty must be > 0; got {self.penalty}")
         X, y = _features_and_targets(self, X, y, task="classification")
         self.classes_, codes = _class_codes(y)
         k = self.classes_.size
         targets = codes[:, None].astype(np.float64) if k == 2 else np.eye(k)[codes]
-        coef, intercept = ridge_fit(as_tensor(X)[None], as_tensor(targets), float(self.alpha))
+        coef, intercept = ridge_fit(as_tensor(X)[None], as_tensor(targets), float(self.penalty))
         coef_np, intercept_np = coef[0].numpy().T, intercept[0].numpy()
         if k == 2:
             self.coef_ = coef_np[0]
@@ -324,8 +326,9 @@ class RidgeRegressionProbe(RegressorMixin, BaseEstimator):
     coef_: np.ndarray
     intercept_: np.ndarray | float
 
-    def __init__(self, alpha: float = 0.1) -> None:
-        self.alpha = alpha
+    @renamed_keywords(alpha="penalty")
+    def __init__(self, penalty: float = 0.1) -> None:
+        self.penalty = penalty
 
     def __sklearn_tags__(self) -> Tags:
         """Multi-output regression: y may be (n, k)."""
@@ -335,15 +338,15 @@ class RidgeRegressionProbe(RegressorMixin, BaseEstimator):
 
     def label_linear_spec(self, n_classes: int | None) -> LabelLinearSpec | None:
         """Ridge predictions are linear in the targets (``n_classes`` is None for regression)."""
-        return LabelLinearSpec(kind="ridge", penalty=float(self.alpha))
+        return LabelLinearSpec(kind="ridge", penalty=float(self.penalty))
 
     def fit(self, X: Any, y: Any) -> RidgeRegressionProbe:
         """Fit on (n, d) features and (n,) or (n, k) float targets."""
-        if self.alpha <= 0:
-            raise InvalidInputError(f"alpha must be > 0; got {self.alpha}")
+        if self.penalty <= 0:
+            raise InvalidInputError(f"penalty must be > 0; got {self.penalty}")
         X, y = _features_and_targets(self, X, y, task="regression")
         targets = y[:, None] if y.ndim == 1 else y
-        coef, intercept = ridge_fit(as_tensor(X)[None], as_tensor(targets), float(self.alpha))
+        coef, intercept = ridge_fit(as_tensor(X)[None], as_tensor(targets), float(self.penalty))
         coef_np, intercept_np = coef[0].numpy().T, intercept[0].numpy()
         if y.ndim == 1:
             self.coef_, self.intercept_ = coef_np[0], float(intercept_np[0])
@@ -370,8 +373,9 @@ class LayerwiseRidgeProbe(BaseEstimator):
     :class:`RidgeProbe`; float targets are regressed as in :class:`RidgeRegressionProbe`.
     """
 
-    def __init__(self, alpha: float = 0.1) -> None:
-        self.alpha = alpha
+    @renamed_keywords(alpha="penalty")
+    def __init__(self, penalty: float = 0.1) -> None:
+        self.penalty = penalty
 
     def __sklearn_tags__(self) -> Tags:
         """3-D input (layers first) besides 2-D; y required; float y may be (n, k)."""
@@ -406,8 +410,8 @@ class LayerwiseRidgeProbe(BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> LayerwiseRidgeProbe:
         """Fit all layers; sets ``coef_`` (L, k, d), ``intercept_`` (L, k) and ``direction_`` (L, d) if k == 1."""
-        if self.alpha <= 0:
-            raise InvalidInputError(f"alpha must be > 0; got {self.alpha}")
+        if self.penalty <= 0:
+            raise InvalidInputError(f"penalty must be > 0; got {self.penalty}")
         if y is None:
             raise InvalidInputError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         self.layered_ = bool(np.ndim(X) == 3)
@@ -420,7 +424,7 @@ class LayerwiseRidgeProbe(BaseEstimator):
             targets = codes[:, None].astype(np.float64) if k == 2 else np.eye(k)[codes]
         else:
             targets = y[:, None] if y.ndim == 1 else y
-        coef, intercept = ridge_fit(as_tensor(X), as_tensor(targets), float(self.alpha))
+        coef, intercept = ridge_fit(as_tensor(X), as_tensor(targets), float(self.penalty))
         self.coef_ = coef.transpose(1, 2).numpy()
         self.intercept_ = intercept.numpy()
         if self.coef_.shape[1] == 1:
