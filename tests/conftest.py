@@ -4,13 +4,46 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import pytest
+
+# Tests never reach the Hugging Face Hub (nothing can be downloaded here; a timeout would cost 20-40 s each).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from conceptspace.models._nnsight import import_nnsight
 
 # Keep the code on nnsight's current API: any deprecated call fails the test that makes it.
 warnings.simplefilter("error", import_nnsight().NNsightDeprecationWarning)
+
+
+# ------------------------------------------------------------------------------------------- test tiers
+# Every tier marker is set here, from the test's folder or from this table, never in the test files:
+#   integration  everything under tests/integration/ (the real bundled models)
+#   slow         a unit test that takes over ~10 s on the 2-core machine: it runs with the integration tier
+#   calibration  long statistical calibration (minutes): its own tox env, `tox -e calibration`
+# The unit tier (`tox -e py311`) is what is left; it stays under 3 minutes.
+SLOW = {
+    "tests/unit/test_cache.py::test_killed_extraction_resumes_from_whole_shards":
+        "kills a real extraction subprocess twice and resumes it",
+}
+CALIBRATION = {
+    "tests/unit/test_stats_calibration.py::test_realistic_null_calibration_30_layers":
+        "200 label sets x 30 layers at d=576 (3-6 minutes)",
+    "tests/integration/test_calibration_real.py": "null rates on real SmolLM2 activations (3-10 minutes)",
+}
+_INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        file_id = item.nodeid.split("::")[0]
+        if Path(item.path).is_relative_to(_INTEGRATION_DIR):
+            item.add_marker(pytest.mark.integration)
+        if item.nodeid in SLOW or file_id in SLOW:
+            item.add_marker(pytest.mark.slow)
+        if item.nodeid in CALIBRATION or file_id in CALIBRATION:
+            item.add_marker(pytest.mark.calibration)
 
 
 @pytest.fixture(autouse=True)

@@ -12,15 +12,14 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 from conceptspace.activations._extract import extract
 from conceptspace.analyses.probes import calibrate_null
 from conceptspace.concepts import load_concepts
 from conceptspace.models._load import load_model
 
-# ~3 minutes on an idle 2-core CPU (10 under load): outside the default CI run; `tox -e calibration` runs it.
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# ~3 minutes on an idle 2-core CPU (10 under load): outside the default CI run; `tox -e calibration` runs it
+# (the tier is set in tests/conftest.py).
 
 
 def _subset_by_group(groups: list[str], n_groups: int, seed: int) -> np.ndarray:

@@ -12,8 +12,6 @@ import pytest
 
 from conceptspace.concepts import load_concepts, load_user_concepts, tokenization_report
 
-pytestmark = pytest.mark.integration
-
 WORD_SETS = ("function_vectors/categories", "empath_categories", "vader_lexicon/valence", "google_analogy/all")
 
 

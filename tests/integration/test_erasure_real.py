@@ -18,8 +18,6 @@ from conceptspace.analyses.causal._erasure import apply_eraser, erasure_test, fi
 from conceptspace.concepts import load_concepts
 from conceptspace.models._load import load_model
 
-pytestmark = pytest.mark.integration
-
 SITE = "layer.15"
 CONCEPTS = "truth_is_universal/animal_class_polarity"
 

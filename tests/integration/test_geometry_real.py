@@ -23,8 +23,6 @@ from conceptspace.analyses.geometry import (
 from conceptspace.concepts import load_concepts
 from conceptspace.stats._results import ResultSet
 
-pytestmark = pytest.mark.integration
-
 SITES = ["embed", "layer.8"]
 RELATIONS = ("family", "gram8-plural", "gram9-plural-verbs", "capital-common-countries")
 _collected: list[ResultSet] = []

@@ -25,8 +25,6 @@ from conceptspace.concepts import load_concepts
 from conceptspace.models._load import load_model
 from conceptspace.stats._results import ResultSet
 
-pytestmark = pytest.mark.integration
-
 SITE = "layer.10"
 N_PER_CLASS = 60
 POSITIVE = [" good", " great", " wonderful", " excellent", " amazing"]

@@ -15,8 +15,6 @@ import torch
 from conceptspace.activations._extract import extract
 from conceptspace.models._load import load_model
 
-pytestmark = pytest.mark.integration
-
 SENTENCES = [
     "The capital of France is",
     "The salmon is a fish.",

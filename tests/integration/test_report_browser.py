@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.integration
-
 REFERENCE = Path(__file__).resolve().parents[2] / "reports" / "smollm2-135m" / "report.html"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from conceptspace.cli import main
-
-pytestmark = pytest.mark.integration
 
 SUITE = """\
 [suite]

@@ -80,14 +80,13 @@ def test_family_decision_matches_result_set_correction(method):
         assert _family_rejects(p, 0.05, method, "s") == any(r.significant for r in family)
 
 
-@pytest.mark.slow
 def test_realistic_null_calibration_30_layers(request):
     """The issue's criterion on bundled-model-sized synthetic data (d=576, 30 layers, 200 label sets).
 
-    ~3-6 minutes on 2 cores, so it runs only when asked for: ``pytest -m slow``.
+    ~3-6 minutes on 2 cores, so it runs only in the calibration tier (``tox -e calibration``).
     """
-    if "slow" not in (request.config.getoption("-m") or ""):
-        pytest.skip("slow calibration (minutes); run with -m slow")
+    if "calibration" not in (request.config.getoption("-m") or ""):
+        pytest.skip("slow calibration (minutes); run with -m calibration")
     data = synthetic_activations(n_groups=150, items_per_group=4, d=576, n_layers=30, seed=0)
     res = calibrate_null(data.X, data.groups, n_label_sets=200, seed=0, n_permutations=999)
     assert 0.02 <= res.false_positive_rate <= 0.08
