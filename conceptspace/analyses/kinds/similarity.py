@@ -1,0 +1,44 @@
+"""C1: representational similarity: do words of one category have more similar vectors (RSA, Mantel test)?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from conceptspace.analyses import geometry
+from conceptspace.analyses._base import (
+    Analysis,
+    AnalysisOutput,
+    RunContext,
+    is_int,
+    is_sites,
+    is_str,
+    optional,
+    param,
+    register,
+)
+from conceptspace.concepts import load_concepts
+
+
+@dataclass(frozen=True)
+class SimilarityParams:
+    dataset: str = param(check=is_str, type_name="string", doc="a categorical word set")
+    sites: list[str] = param(["unembed"], check=is_sites, type_name="list of sites")
+    max_per_class: int | None = param(None, check=optional(is_int), type_name="integer")
+
+
+@register
+class SimilarityAnalysis(Analysis):
+    kind = "similarity"
+    claims = ("C1",)
+    Params = SimilarityParams
+    description = "RSA of word-vector cosines against shared-category similarity (Mantel permutation test)"
+    smoke_params: ClassVar[dict[str, Any]] = {"dataset": "function_vectors/categories", "max_per_class": 4}
+
+    def run(self, context: RunContext, params: SimilarityParams) -> AnalysisOutput:
+        cs = load_concepts(params.dataset)
+        rows = geometry.select_rows(cs, max_per_class=params.max_per_class, seed=context.seed)
+        return AnalysisOutput(geometry.run_similarity(
+            context.model, cs, params.sites, rows=rows.tolist(), twin=context.twin,
+            n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap, seed=context.seed,
+        ))
