@@ -35,6 +35,7 @@ import scipy.stats
 import torch
 
 from conceptspace._deprecation import renamed_keywords
+from conceptspace.analyses.geometry._logit_lens import token_zipf
 from conceptspace.analyses.probes._estimators import RidgeRegressionProbe
 from conceptspace.analyses.probes._evaluation import probe_layers
 from conceptspace.errors import InvalidInputError
@@ -266,8 +267,6 @@ def aggregation_tests(
     claim: str = "A6",
 ) -> tuple[ResultSet, dict[str, Any]]:
     """Both A6 tests on the model and (when given) its untrained twin; returns results and per-item details."""
-    from conceptspace.analyses.geometry._logit_lens import token_zipf
-
     tok = model.tokenizer
     encoded = tok(list(texts), add_special_tokens=True)["input_ids"]
     vocab = vocab_size(model)

@@ -25,7 +25,7 @@ import torch
 
 from conceptspace.errors import ModelNotFoundError, RemoteError
 from conceptspace.models._nnsight import import_nnsight
-from conceptspace.models._sites import SiteMap, discover_sites, get_submodule
+from conceptspace.models._sites import SiteMap, discover_sites, get_submodule, module_path, parse_site
 from conceptspace.paths import model_cache_dir
 
 log = logging.getLogger(__name__)
@@ -350,8 +350,6 @@ class ConceptModel:
 
     def envoy(self, site: str | int) -> Any:
         """The nnsight envoy whose ``.output`` is a standard site (for interventions inside a trace)."""
-        from conceptspace.models._sites import module_path, parse_site
-
         return self.module_envoy(module_path(parse_site(site, self.site_map), self.site_map))
 
     def module_envoy(self, path: str) -> Any:
