@@ -69,7 +69,7 @@ def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from conceptspace.models._load import DEFAULT_MODEL, installed_models
+    from conceptspace.models import DEFAULT_MODEL, installed_models
 
     rows = installed_models()
     if args.json:

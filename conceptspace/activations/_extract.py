@@ -35,7 +35,7 @@ from conceptspace.activations._host_memory import release_free_heap
 from conceptspace.activations._positions import Position, pool_plan, token_span
 from conceptspace.activations._staging import HostStaging
 from conceptspace.errors import InvalidInputError, NonFiniteActivationError
-from conceptspace.models._load import ConceptModel
+from conceptspace.models import ConceptModel
 from conceptspace.models._nnsight import import_nnsight
 from conceptspace.models._sites import parse_sites
 

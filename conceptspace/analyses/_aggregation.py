@@ -39,7 +39,7 @@ from conceptspace.analyses.geometry._logit_lens import token_zipf
 from conceptspace.analyses.probes._estimators import RidgeRegressionProbe
 from conceptspace.analyses.probes._evaluation import probe_layers
 from conceptspace.errors import InvalidInputError
-from conceptspace.models._load import ConceptModel
+from conceptspace.models import ConceptModel
 from conceptspace.models._nnsight import import_nnsight
 from conceptspace.models._weights import embedding_rows, vocab_size
 from conceptspace.paths import activation_cache_dir

@@ -20,7 +20,7 @@ from typing import Any
 
 from conceptspace import __version__
 from conceptspace.analyses import RunContext, registry
-from conceptspace.models._load import ConceptModel, RemoteMode, load_model
+from conceptspace.models import ConceptModel, RemoteMode, load_model
 from conceptspace.stats._results import ResultSet
 from conceptspace.suite._spec import AnalysisSpec, Suite
 from conceptspace.theory._verdicts import Verdict, is_sanity_check, judge_all

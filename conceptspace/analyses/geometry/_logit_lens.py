@@ -36,7 +36,7 @@ from conceptspace.activations._extract import extract
 from conceptspace.analyses.geometry._naming import geometry_key, null_summary
 from conceptspace.analyses.geometry._vector_ops import residualize, standardized_ranks, unit_rows
 from conceptspace.errors import InvalidInputError
-from conceptspace.models._load import ConceptModel
+from conceptspace.models import ConceptModel
 from conceptspace.models._weights import final_norm, output_head
 from conceptspace.stats._permutation import permutation_p_value
 from conceptspace.stats._results import TRAINED, UNTRAINED, ResultSet, TestResult

@@ -31,7 +31,7 @@ from conceptspace.concepts._pairs import analogy_quadruples
 from conceptspace.concepts._schema import ConceptSet
 from conceptspace.concepts._tokenization import tokenization_report
 from conceptspace.errors import InvalidInputError
-from conceptspace.models._load import ConceptModel
+from conceptspace.models import ConceptModel
 from conceptspace.models._weights import embedding_rows, unembedding_matrix, unembedding_rows
 from conceptspace.site_names import UNEMBED
 from conceptspace.stats._results import ResultSet
