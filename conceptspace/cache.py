@@ -231,11 +231,19 @@ class EntryLock:
         stale = _read_owner(fd)
         if stale is not None and stale.pid != os.getpid():
             log.info("taking over the lock %s left by %s, which no longer holds it", self.path, stale.describe())
-        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(owner).encode(), 0)
         self._fd = fd
+        self._record_owner(fd)
         return True
+
+    @staticmethod
+    def _record_owner(fd: int) -> None:
+        """Best effort: the owner is only for messages, so a full disk must not leave the lock half taken."""
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(owner).encode(), 0)
+        except OSError as error:
+            log.debug("could not record the lock owner (%s); the lock holds regardless", error)
 
     def acquire(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the lock; a clear :class:`CacheError` says who holds it if not."""
