@@ -111,13 +111,13 @@ def _flip_byte(path: Path, position: int, *, keep_mtime: bool = False) -> None:
 
 _RUN = textwrap.dedent(
     """
-    import json, sys, time
+    import json, os, sys, time, traceback
     import numpy as np
     from conceptspace import cache as cache_store
     from conceptspace.activations import extract
     from conceptspace.models import load_model
 
-    model_dir, cache_dir, texts_file, out_dir, delay, merge_delay = sys.argv[1:7]
+    model_dir, cache_dir, texts_file, out_dir, delay, merge_delay, n_runs, stagger = sys.argv[1:9]
     model = load_model(model_dir)
     block = model.hf_model.get_submodule("model.layers.0")
     original = block.forward
@@ -133,35 +133,78 @@ _RUN = textwrap.dedent(
         write_rows(self, first_row, values)
     cache_store.NpyRowWriter.write_rows = slow_rows
     texts = json.loads(open(texts_file).read())
-    acts = extract(model, texts, sites=[0, 2], position="all", batch_size=2, cache_dir=cache_dir, progress=False)
-    for site in acts.sites:
-        np.save(f"{out_dir}/{site}.npy", np.asarray(acts.arrays[site]))
-    np.save(f"{out_dir}/offsets.npy", np.asarray(acts.offsets))
-    print(json.dumps({"forwards": calls[0]}))
+
+    def run(number):
+        out = f"{out_dir}/{number}"
+        os.makedirs(out, exist_ok=True)
+        started = time.time()
+        acts = extract(model, texts, sites=[0, 2], position="all", batch_size=2, cache_dir=cache_dir, progress=False)
+        ended = time.time()
+        for site in acts.sites:
+            np.save(f"{out}/{site}.npy", np.asarray(acts.arrays[site]))
+        np.save(f"{out}/offsets.npy", np.asarray(acts.offsets))
+        with open(f"{out}/report.json", "w") as stream:
+            json.dump({"forwards": calls[0], "started": started, "ended": ended, "pid": os.getpid()}, stream)
+
+    open(f"{out_dir}/ready", "w").close()
+    while not os.path.exists(f"{out_dir}/go"):
+        time.sleep(0.005)
+    if int(n_runs) == 1:
+        run(0)
+    else:  # separate processes, forked from one that loaded everything once (loading takes seconds)
+        children = []
+        for number in range(int(n_runs)):
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    run(number)
+                except BaseException:
+                    traceback.print_exc()
+                    code = 1
+                sys.stderr.flush()
+                os._exit(code)
+            children.append(pid)
+            time.sleep(float(stagger))
+        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+        if any(codes):
+            print(f"exit codes of the runs: {codes}", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(1)
+    sys.stdout.flush()
+    os._exit(0)  # skips the interpreter's teardown of torch, which takes seconds
     """
 )
 
 
-def _start(tiny_model_dirs: dict[str, Path], tmp_path: Path, cache_dir: Path, name: str, delay: float = 0.0,
-           merge_delay: float = 0.0) -> tuple[subprocess.Popen[str], Path]:
-    """A separate Python process running one extraction (slowed down as asked); it saves what it got."""
+def _start(tiny_model_dirs: dict[str, Path], tmp_path: Path, cache_dir: Path, *, delay: float = 0.0,
+           merge_delay: float = 0.0, runs: int = 1, stagger: float = 0.0) -> tuple[subprocess.Popen[str], Path]:
+    """A separate Python process that loads the model and says ``ready``; on ``go`` it runs the extraction
+    (slowed down as asked), itself or in ``runs`` forked processes started ``stagger`` seconds apart."""
     script = tmp_path / "run.py"
     script.write_text(_RUN)
     texts = tmp_path / "texts.json"
     texts.write_text(json.dumps(TEXTS))
-    out = tmp_path / f"out-{name}"
+    out = tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(script), str(tiny_model_dirs["llama"]), str(cache_dir), str(texts), str(out),
-               str(delay), str(merge_delay)]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), out
+               str(delay), str(merge_delay), str(runs), str(stagger)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: (out / "ready").exists(), process, "the model to load")
+    (out / "go").touch()
+    return process, out
 
 
-def _finish(process: subprocess.Popen[str], out: Path) -> tuple[dict[str, np.ndarray], int]:
-    stdout, stderr = process.communicate(timeout=180)
+def _finish(process: subprocess.Popen[str], out: Path) -> list[tuple[dict[str, np.ndarray], dict[str, float]]]:
+    """What every run got (its arrays) and did (forward passes, start and end times)."""
+    _, stderr = process.communicate(timeout=180)
     assert process.returncode == 0, stderr[-3000:]
-    values = {path.stem: np.load(path) for path in out.glob("*.npy")}
-    return values, int(json.loads(stdout.strip().splitlines()[-1])["forwards"])
+    results = []
+    for folder in sorted((p for p in out.iterdir() if p.is_dir()), key=lambda p: int(p.name)):
+        values = {path.stem: np.load(path) for path in folder.glob("*.npy")}
+        results.append((values, json.loads((folder / "report.json").read_text())))
+    return results
 
 
 def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], what: str, limit: float = 120) -> None:
@@ -169,7 +212,7 @@ def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], wha
     while not condition():
         assert process.poll() is None, f"the run ended before {what}: {process.communicate()[1][-2000:]}"
         assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+        time.sleep(0.005)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -179,18 +222,23 @@ def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], wha
 
 @pytest.mark.parametrize("n_processes", [2, 3])
 def test_concurrent_resumes_of_one_key_match_a_single_run(tiny_model_dirs, tmp_path, reference, n_processes):
-    """The reported bug: a second resumer truncated the first one's arrays, which then published zero rows."""
+    """The reported bug: a second resumer truncated the first one's arrays, which then published zero rows.
+
+    The processes start 0.3 s apart while the first still has eight slowed batches (0.1 s each) to go, so they
+    really overlap (checked below).
+    """
     cache_dir = tmp_path / "cache"
     _interrupt(tiny_model_dirs, cache_dir, after=4)
-    runs = []
-    for number in range(n_processes):
-        runs.append(_start(tiny_model_dirs, tmp_path, cache_dir, str(number), delay=0.05))
-        time.sleep(0.3)
-    results = [_finish(process, out) for process, out in runs]
+    process, out = _start(tiny_model_dirs, tmp_path, cache_dir, delay=0.1, runs=n_processes, stagger=0.3)
+    results = _finish(process, out)
+    assert len(results) == n_processes
     for values, _ in results:
         _assert_bit_identical(values, reference["all"])
     # the lock makes one process do the missing batches and the others read what it published
-    assert sorted(forwards for _, forwards in results) == [0] * (n_processes - 1) + [N_BATCHES - 4]
+    forwards = [int(report["forwards"]) for _, report in results]
+    assert sorted(forwards) == [0] * (n_processes - 1) + [N_BATCHES - 4]
+    worker = results[forwards.index(N_BATCHES - 4)][1]
+    assert all(report["started"] < worker["ended"] for _, report in results), "the runs did not overlap"
     assert [p.name for p in cache_dir.iterdir()] == [next(cache_dir.iterdir()).name]  # one entry, no leftovers
     _assert_bit_identical(_extract(_model(tiny_model_dirs), cache_dir), reference["all"])
 
@@ -235,7 +283,7 @@ def test_clear_partial_leaves_a_running_extraction_and_other_areas_alone(tiny_mo
     (cache_dir / "notes").mkdir()
     (cache_dir / "notes" / "readme.txt").write_text("mine")
     (cache_dir / "0123abcd.partial").mkdir()  # an abandoned extraction: nobody holds its lock
-    process, out = _start(tiny_model_dirs, tmp_path, cache_dir, "running", delay=0.15)
+    process, out = _start(tiny_model_dirs, tmp_path, cache_dir, delay=0.15)
     _wait_for(lambda: len(list(cache_dir.glob("*.partial/shard-*"))) >= 1, process, "a first shard")
 
     info = cache_store.cache_info(cache_dir)
@@ -250,9 +298,9 @@ def test_clear_partial_leaves_a_running_extraction_and_other_areas_alone(tiny_mo
     assert sorted(report.left_alone) == ["notes", "token-sequences", "weights"]
     report = cache_store.cache_clear(cache_dir)  # a full clear must not break the running job either
     assert report.running == [running["key"]]
-    values, forwards = _finish(process, out)
+    [(values, report)] = _finish(process, out)
     _assert_bit_identical(values, reference["all"])
-    assert forwards == N_BATCHES
+    assert report["forwards"] == N_BATCHES
     assert (cache_dir / "weights" / "model-key" / "lm_head.weight.npy").exists()
     assert (cache_dir / "token-sequences" / "final_norm-last-abc.npy").exists()
     assert (cache_dir / "notes" / "readme.txt").read_text() == "mine"
@@ -295,7 +343,7 @@ def test_clear_removes_stale_locks_and_every_kind_of_activation_entry(tiny_model
 
 def test_kill_during_the_merge_resumes_bit_identically(tiny_model_dirs, tmp_path, reference):
     cache_dir = tmp_path / "cache"
-    process, _ = _start(tiny_model_dirs, tmp_path, cache_dir, "killed", merge_delay=0.05)
+    process, _ = _start(tiny_model_dirs, tmp_path, cache_dir, merge_delay=0.05)
     _wait_for(lambda: any(cache_dir.glob("*.partial/layer.0.npy")), process, "the merge")
     time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
