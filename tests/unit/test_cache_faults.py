@@ -645,3 +645,15 @@ def test_shard_names_that_are_not_shards_are_ignored(tmp_path):
     (tmp_path / ".shard-000001.safetensors.tmp").write_bytes(b"")
     (tmp_path / "shard-000002.safetensors").write_bytes(b"")
     assert cache_store.completed_shards(tmp_path) == {2}
+
+
+def test_parallel_file_hashes_equal_plain_sha256(tmp_path):
+    import hashlib
+
+    sizes = [0, 1, (1 << 20) - 1, 1 << 20, (3 << 20) + 5]
+    paths = []
+    for number, size in enumerate(sizes):
+        path = tmp_path / f"f{number}.bin"
+        path.write_bytes(np.random.default_rng(number).integers(0, 256, size, dtype=np.uint8).tobytes())
+        paths.append(path)
+    assert cache_store.hash_files(paths) == [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
