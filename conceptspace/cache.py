@@ -342,7 +342,7 @@ def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         tensor = tensors[name].detach().contiguous().cpu()
         digest.update(json.dumps([name, str(tensor.dtype), list(tensor.shape)]).encode())
-        digest.update(np.ascontiguousarray(_numpy_view(tensor)).reshape(-1).view(np.uint8))
+        digest.update(np.ascontiguousarray(_numpy_view(tensor)).reshape(-1).view(np.uint8).data)
     return digest.hexdigest()
 
 
@@ -494,7 +494,7 @@ def _expected_shapes(manifest: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     counts = manifest.get("token_counts")
     every_token = str(manifest.get("position")) == "all"
     rows = int(sum(counts)) if every_token and counts is not None else n_items
-    shapes = {f"{site}.npy": (rows, d_model) for site in manifest["sites"]}
+    shapes: dict[str, tuple[int, ...]] = {f"{site}.npy": (rows, d_model) for site in manifest["sites"]}
     if every_token:
         shapes["offsets.npy"] = (n_items + 1,)
     return shapes
