@@ -276,7 +276,7 @@ class EntryLock:
                 who = owner.describe() if owner else "another process"
                 raise CacheError(
                     f"the activation cache entry {self.path.stem} is being computed by {who} (lock {self.path}); "
-                    f"gave up after {timeout:.0f} s. Let that run finish, raise {LOCK_TIMEOUT_ENV}, "
+                    f"gave up after {timeout:g} s. Let that run finish, raise {LOCK_TIMEOUT_ENV}, "
                     "or pass cache=False"
                 )
             if not told and waited > 2:

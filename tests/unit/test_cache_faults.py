@@ -250,7 +250,7 @@ def test_waiting_for_a_held_lock_times_out_with_a_clear_error(tiny_model_dirs, t
     monkeypatch.setenv(cache_store.LOCK_TIMEOUT_ENV, "0.5")
     with cache_store.EntryLock(cache_store.lock_path(cache_dir, key)):
         start = time.monotonic()
-        with pytest.raises(CacheError, match=rf"being computed by pid {os.getpid()} on .*gave up after 0 s"):
+        with pytest.raises(CacheError, match=rf"being computed by pid {os.getpid()} on .*gave up after 0.5 s"):
             _extract(_model(tiny_model_dirs), cache_dir)
         assert 0.4 < time.monotonic() - start < 5
     monkeypatch.setenv(cache_store.LOCK_TIMEOUT_ENV, "soon")
@@ -306,7 +306,8 @@ def test_clear_partial_leaves_a_running_extraction_and_other_areas_alone(tiny_mo
     assert (cache_dir / "notes" / "readme.txt").read_text() == "mine"
 
 
-def test_clear_removes_stale_locks_and_every_kind_of_activation_entry(tiny_model_dirs, tmp_path, capsys):
+def test_clear_removes_stale_locks_and_every_kind_of_activation_entry(tiny_model_dirs, tmp_path, capsys,
+                                                                    monkeypatch):
     from conceptspace.cli import main
 
     cache_dir = tmp_path / "cache"
@@ -320,7 +321,7 @@ def test_clear_removes_stale_locks_and_every_kind_of_activation_entry(tiny_model
     (cache_dir / "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee.partial").mkdir()
     assert held.try_acquire()
     try:
-        os.environ["CONCEPTSPACE_CACHE"] = str(cache_dir)  # the autouse fixture restores it
+        monkeypatch.setenv("CONCEPTSPACE_CACHE", str(cache_dir))
         assert main(["cache", "info"]) == 0
         shown = capsys.readouterr().out
         assert f"damaged {damaged.folder.name}: cache manifest" in shown and "not valid JSON" in shown
