@@ -273,6 +273,35 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tiny_model_dirs, tmp_path, 
     assert counter["calls"] == N_BATCHES - 3 and not lock.exists()
 
 
+def test_a_waiter_takes_over_when_the_lock_holder_is_killed(tiny_model_dirs, tmp_path, reference):
+    """kill -9 the process that holds the lock while another waits: the waiter resumes from its shards."""
+    import threading
+
+    cache_dir = tmp_path / "cache"
+    process, _ = _start(tiny_model_dirs, tmp_path, cache_dir, delay=0.3)
+    _wait_for(lambda: len(list(cache_dir.glob("*.partial/shard-*"))) >= 2, process, "two shards")
+    counter = {"calls": 0}
+    model = _model(tiny_model_dirs, counter)
+    outcome: dict[str, Any] = {}
+
+    def wait_and_extract() -> None:
+        try:
+            outcome["acts"] = _extract(model, cache_dir)
+        except BaseException as error:  # reported by the assertion below
+            outcome["error"] = error
+
+    waiter = threading.Thread(target=wait_and_extract)
+    waiter.start()
+    time.sleep(0.3)
+    assert waiter.is_alive() and counter["calls"] == 0, "the second run did not wait for the lock"
+    process.kill()
+    process.communicate()
+    waiter.join(120)
+    assert not waiter.is_alive() and "error" not in outcome, outcome.get("error")
+    assert 2 <= N_BATCHES - counter["calls"] < N_BATCHES  # it ran only what the killed run had not finished
+    _assert_bit_identical(outcome["acts"], reference["all"])
+
+
 def test_clear_partial_leaves_a_running_extraction_and_other_areas_alone(tiny_model_dirs, tmp_path, reference):
     """The reported bug: `cache clear --partial` deleted a running job's folder and the weights/ area."""
     cache_dir = tmp_path / "cache"
