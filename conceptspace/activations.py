@@ -677,7 +677,8 @@ def open_activations(folder: str | Path, *, verify: bool | None = None) -> Activ
     """Open a finished cache entry; arrays are read-only memory maps.
 
     Sizes, shapes and dtypes are checked every time; the content hashes on the first open of each file in this
-    process, or every time with ``verify=True`` (``verify=False`` skips them). A damaged entry raises
+    process, or every time with ``verify=True`` (``verify=False`` skips them; without ``verify``,
+    ``CONCEPTSPACE_CACHE_VERIFY=always|never`` changes the default). A damaged entry raises
     :class:`~conceptspace.cache.CacheDamageError` naming the file and what is wrong.
     """
     folder = Path(folder)

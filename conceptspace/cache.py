@@ -68,6 +68,10 @@ DAMAGED_MARK = ".damaged-"
 HASH = "sha256"
 LOCK_TIMEOUT_ENV = "CONCEPTSPACE_CACHE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_S = 3 * 3600.0
+#: When opens hash: ``first`` (default: the first open of each file in a process), ``always``, or ``never``
+#: (sizes, shapes and dtypes only: for entries so large that reading them once per process costs too much).
+VERIFY_ENV = "CONCEPTSPACE_CACHE_VERIFY"
+_VERIFY_MODES: dict[str, bool | None] = {"first": None, "always": True, "never": False}
 
 #: Other caches that live in the same folder. They are never activation entries: ``cache clear`` leaves them.
 OTHER_AREAS = {
@@ -471,12 +475,22 @@ def check_array(path: Path, record: Mapping[str, Any] | None) -> np.memmap:
     return array
 
 
+def verify_mode() -> bool | None:
+    """``CONCEPTSPACE_CACHE_VERIFY`` as the ``hashes`` argument of :func:`check_hashes` (None: first open)."""
+    value = os.environ.get(VERIFY_ENV, "first").strip().lower() or "first"
+    if value not in _VERIFY_MODES:
+        raise CacheError(f"{VERIFY_ENV}={value!r}: use one of {', '.join(_VERIFY_MODES)}")
+    return _VERIFY_MODES[value]
+
+
 def check_hashes(expected: Mapping[Path, str], *, hashes: bool | None) -> None:
     """Compare files with their recorded sha256 (:class:`CacheDamageError` for the first that differs).
 
-    ``hashes`` True: every file; None: only files (same device, inode, size and mtime) not yet hashed in this
-    process; False: none.
+    ``hashes`` True: every file; False: none; None: as ``CONCEPTSPACE_CACHE_VERIFY`` says, by default only files
+    (same device, inode, size and mtime) not yet hashed in this process.
     """
+    if hashes is None:
+        hashes = verify_mode()
     if hashes is False:
         return
     keys = {path: _stat_key(path, digest) for path, digest in expected.items()}

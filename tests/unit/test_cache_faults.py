@@ -605,6 +605,21 @@ def test_bit_rot_is_caught_on_the_first_open_in_a_process_and_with_verify(tiny_m
     _assert_bit_identical(got, reference["last"])
 
 
+def test_the_verify_setting_chooses_when_opens_hash(tiny_model_dirs, tmp_path, monkeypatch):
+    cache_dir = tmp_path / "cache"
+    folder = _extract(_model(tiny_model_dirs), cache_dir, position="last").folder
+    _flip_byte(folder / "layer.0.npy", (folder / "layer.0.npy").stat().st_size - 3, keep_mtime=True)
+    monkeypatch.setattr(cache_store, "_VERIFIED", set())  # a new process
+    monkeypatch.setenv(cache_store.VERIFY_ENV, "never")
+    open_activations(folder)  # sizes and shapes only, as asked
+    monkeypatch.setenv(cache_store.VERIFY_ENV, "always")
+    with pytest.raises(CacheDamageError, match="do not match their sha256"):
+        open_activations(folder)
+    monkeypatch.setenv(cache_store.VERIFY_ENV, "sometimes")
+    with pytest.raises(CacheError, match="use one of first, always, never"):
+        open_activations(folder)
+
+
 def test_a_format_1_entry_opens_with_a_warning_and_is_listed_as_outdated(tiny_model_dirs, tmp_path, reference):
     cache_dir = tmp_path / "cache"
     folder = _extract(_model(tiny_model_dirs), cache_dir).folder
