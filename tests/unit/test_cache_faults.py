@@ -248,10 +248,11 @@ def test_waiting_for_a_held_lock_times_out_with_a_clear_error(tiny_model_dirs, t
     _interrupt(tiny_model_dirs, cache_dir, after=2)
     key = next(cache_dir.glob("*.partial")).name.removesuffix(".partial")
     monkeypatch.setenv(cache_store.LOCK_TIMEOUT_ENV, "0.5")
+    model = _model(tiny_model_dirs)
     with cache_store.EntryLock(cache_store.lock_path(cache_dir, key)):
         start = time.monotonic()
         with pytest.raises(CacheError, match=rf"being computed by pid {os.getpid()} on .*gave up after 0.5 s"):
-            _extract(_model(tiny_model_dirs), cache_dir)
+            _extract(model, cache_dir)
         assert 0.4 < time.monotonic() - start < 5
     monkeypatch.setenv(cache_store.LOCK_TIMEOUT_ENV, "soon")
     with pytest.raises(CacheError, match="not a number of seconds"):
@@ -312,7 +313,7 @@ def test_clear_partial_leaves_a_running_extraction_and_other_areas_alone(tiny_mo
     (cache_dir / "notes").mkdir()
     (cache_dir / "notes" / "readme.txt").write_text("mine")
     (cache_dir / "0123abcd.partial").mkdir()  # an abandoned extraction: nobody holds its lock
-    process, out = _start(tiny_model_dirs, tmp_path, cache_dir, delay=0.15)
+    process, out = _start(tiny_model_dirs, tmp_path, cache_dir, delay=0.2)
     _wait_for(lambda: len(list(cache_dir.glob("*.partial/shard-*"))) >= 1, process, "a first shard")
 
     info = cache_store.cache_info(cache_dir)
