@@ -33,6 +33,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -566,6 +567,12 @@ def set_aside(folder: Path, reason: str) -> Path:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _npy_bytes(array: np.ndarray) -> bytes:
+    stream = io.BytesIO()
+    np.save(stream, array)
+    return stream.getvalue()
+
+
 @dataclass
 class EntryWriter:
     """Streams finished shards into the per-site arrays of one cache entry, then publishes it.
@@ -603,8 +610,9 @@ class EntryWriter:
     def publish(self, arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any]) -> Path:
         """Write the remaining arrays, hash every array into the manifest, drop the shards, move into place."""
         for name, array in arrays.items():
-            np.save(self.partial / f"{name}.npy", array)
-        records = file_records(sorted(self.partial.glob("*.npy")))
+            atomic_write_bytes(self.partial / f"{name}.npy", _npy_bytes(array))
+        names = [*(f"{site}.npy" for site in manifest["sites"]), *(f"{name}.npy" for name in arrays)]
+        records = file_records([self.partial / name for name in names])
         sealed = seal_manifest({**manifest, "format": CACHE_FORMAT_VERSION, "created": time.time(), "files": records})
         atomic_write_json(self.partial / MANIFEST, sealed)
         return self._move_into_place()
