@@ -348,32 +348,23 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 def _cmd_cache(args: argparse.Namespace) -> int:
     from conceptspace.activations._cache import cache_clear, cache_info
+    from conceptspace.errors import InvalidInputError
 
     if args.action == "info":
-        info = cache_info()
+        info = cache_info(verify=args.verify)
         if args.json:
             print(json.dumps(info, indent=2))
-            return 0
-        print(f"activation cache: {info['root']}  ({info['bytes'] / 1e6:.1f} MB in {len(info['entries'])} entries)")
-        if info["entries"]:
-            _print_table(
-                [
-                    (
-                        e["key"][:16],
-                        "yes" if e["complete"] else "partial",
-                        e["model"],
-                        e["n_items"],
-                        e["sites"],
-                        e["position"],
-                        f"{e['bytes'] / 1e6:.1f}",
-                    )
-                    for e in info["entries"]
-                ],
-                ("key", "complete", "model", "items", "sites", "position", "MB"),
-            )
-        return 0
-    removed = cache_clear(partial_only=args.partial)
-    print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'}")
+        else:
+            _print_cache_info(info)
+        return 1 if args.verify and any(e["state"] == "damaged" for e in info["entries"]) else 0
+    if args.verify:
+        raise InvalidInputError("--verify goes with `cache info`; `cache clear` removes damaged entries anyway")
+    report = cache_clear(partial_only=args.partial)
+    print(f"removed {len(report.removed)} cache entr{'y' if len(report.removed) == 1 else 'ies'}")
+    for name in report.running:
+        print(f"kept {name}: an extraction holds its lock (still running)")
+    for name in report.left_alone:
+        print(f"left alone {name}/: not an activation cache entry")
     return 0
 
 
@@ -391,6 +382,34 @@ def _failed_analyses_line(outcome: Any, report: Path) -> str | None:
     names = "; ".join(f"{r.spec.id}: {r.reason or r.status}" for r in failed)
     return (f"{len(failed)} of {len(outcome.records)} analyses failed or were not run ({names}); the report "
             f"records this: {report} (fix the suite or the model, or {_DEBUG_HINT})")
+
+
+def _print_cache_info(info: dict[str, Any]) -> None:
+    """The human-readable ``cache info``: one row per entry (damaged ones say why), then the other areas."""
+    print(f"activation cache: {info['root']}  ({info['bytes'] / 1e6:.1f} MB in {len(info['entries'])} entries)")
+    if info["entries"]:
+        _print_table(
+            [
+                (
+                    e["key"][:16] if e["state"] == "complete" else e["key"],
+                    e["state"],
+                    e["model"],
+                    e["n_items"],
+                    e["sites"],
+                    e["position"],
+                    f"{e['bytes'] / 1e6:.1f}",
+                )
+                for e in info["entries"]
+            ],
+            ("key", "state", "model", "items", "sites", "position", "MB"),
+        )
+    for entry in info["entries"]:
+        if entry["problem"] and entry["state"] == "damaged":
+            print(f"damaged {entry['key']}: {entry['problem']}")
+        if entry["locked_by"]:
+            print(f"locked {entry['key']}: held by {entry['locked_by']}")
+    for area in info["areas"]:
+        print(f"other area {area['name']}/: {area['what']} ({area['bytes'] / 1e6:.1f} MB; not cleared)")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -501,6 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     cache = commands.add_parser("cache", help="inspect or clear the activation cache")
     cache.add_argument("action", choices=["info", "clear"], help="info: list the entries; clear: delete them")
     cache.add_argument("--partial", action="store_true", help="clear only unfinished extractions")
+    cache.add_argument("--verify", action="store_true",
+                       help="info: hash every array against its manifest (reads the whole cache; exit 1 if damaged)")
     cache.add_argument("--json", action="store_true", help=json_help + " (info)")
     cache.set_defaults(handler=_cmd_cache)
     for sub in (models, datasets, extract, run, cache):  # --debug also after the command name

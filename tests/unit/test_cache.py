@@ -87,8 +87,8 @@ def test_cache_info_and_clear(tiny_models, tmp_path):
     (tmp_path / "deadbeef.partial").mkdir()
     info = cache_store.cache_info(tmp_path)
     assert [e["complete"] for e in info["entries"]].count(False) == 1 and info["bytes"] > 0
-    assert cache_store.cache_clear(tmp_path, partial_only=True) == 1
-    assert cache_store.cache_clear(tmp_path) == 1
+    assert cache_store.cache_clear(tmp_path, partial_only=True).removed == ["deadbeef.partial"]
+    assert len(cache_store.cache_clear(tmp_path).removed) == 1
     assert cache_store.cache_info(tmp_path)["entries"] == []
 
 
