@@ -18,7 +18,7 @@ from conceptspace.errors import InvalidInputError
 from conceptspace.stats._results import ResultSet, TestResult, is_sanity_check
 from conceptspace.suite._runner import RunOutcome
 
-RESULTS_SCHEMA_VERSION = 1
+RESULTS_SCHEMA_VERSION = 2
 _RENAMED = {"id": "test_id", "p": "p_value"}  # record name -> TestResult name
 _DISPLAY_ONLY = ("test_id", "dataset", "site", "layer", "position", "method", "control", "sanity_check")
 
