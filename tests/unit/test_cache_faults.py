@@ -127,7 +127,7 @@ _RUN = textwrap.dedent(
     from conceptspace.activations import extract
     from conceptspace.models import load_model
 
-    model_dir, cache_dir, texts_file, out_dir, delay, merge_delay, n_runs, stagger = sys.argv[1:9]
+    model_dir, cache_dir, texts_file, out_dir, delay, merge_delay, n_runs, stagger, distinct = sys.argv[1:10]
     model = load_model(model_dir)
     block = model.hf_model.get_submodule("model.layers.0")
     original = block.forward
@@ -148,7 +148,8 @@ _RUN = textwrap.dedent(
         out = f"{out_dir}/{number}"
         os.makedirs(out, exist_ok=True)
         started = time.time()
-        acts = extract(model, texts, sites=[0, 2], position="all", batch_size=2, cache_dir=cache_dir, progress=False)
+        mine = texts[number::int(n_runs)] if distinct == "1" else texts  # distinct: one key per process
+        acts = extract(model, mine, sites=[0, 2], position="all", batch_size=2, cache_dir=cache_dir, progress=False)
         ended = time.time()
         for site in acts.sites:
             np.save(f"{out}/{site}.npy", np.asarray(acts.arrays[site]))
@@ -188,7 +189,8 @@ _RUN = textwrap.dedent(
 
 
 def _start(tiny_model_dirs: dict[str, Path], tmp_path: Path, cache_dir: Path, *, delay: float = 0.0,
-           merge_delay: float = 0.0, runs: int = 1, stagger: float = 0.0) -> tuple[subprocess.Popen[str], Path]:
+           merge_delay: float = 0.0, runs: int = 1, stagger: float = 0.0,
+           distinct: bool = False) -> tuple[subprocess.Popen[str], Path]:
     """A separate Python process that loads the model and says ``ready``; on ``go`` it runs the extraction
     (slowed down as asked), itself or in ``runs`` forked processes started ``stagger`` seconds apart."""
     script = tmp_path / "run.py"
@@ -199,7 +201,7 @@ def _start(tiny_model_dirs: dict[str, Path], tmp_path: Path, cache_dir: Path, *,
     out.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(script), str(tiny_model_dirs["llama"]), str(cache_dir), str(texts), str(out),
-               str(delay), str(merge_delay), str(runs), str(stagger)]
+               str(delay), str(merge_delay), str(runs), str(stagger), "1" if distinct else "0"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(lambda: (out / "ready").exists(), process, "the model to load")
     (out / "go").touch()
@@ -251,6 +253,26 @@ def test_concurrent_resumes_of_one_key_match_a_single_run(tiny_model_dirs, tmp_p
     assert all(report["started"] < worker["ended"] for _, report in results), "the runs did not overlap"
     assert [p.name for p in cache_dir.iterdir()] == [next(cache_dir.iterdir()).name]  # one entry, no leftovers
     _assert_bit_identical(_extract(_model(tiny_model_dirs), cache_dir), reference["all"])
+
+
+def test_concurrent_extractions_of_different_keys_do_not_disturb_each_other(tiny_model_dirs, tmp_path):
+    """Three processes, three keys, one cache folder at the same time: each gets exactly its own single-run
+    values, and the cache ends with three complete entries and nothing else."""
+    cache_dir = tmp_path / "cache"
+    process, out = _start(tiny_model_dirs, tmp_path, cache_dir, delay=0.05, runs=3, distinct=True)
+    results = _finish(process, out)
+    assert len(results) == 3
+    model = _model(tiny_model_dirs)
+    for number, (values, report) in enumerate(results):
+        alone = extract(model, TEXTS[number::3], sites=SITES, position="all", batch_size=BATCH,
+                        cache_dir=tmp_path / f"alone-{number}", progress=False)
+        _assert_bit_identical(values, _values(alone))
+        assert int(report["forwards"]) == N_BATCHES // 3
+    starts = [report["started"] for _, report in results]
+    ends = [report["ended"] for _, report in results]
+    assert max(starts) < min(ends), "the three runs did not overlap"
+    entries = sorted(p.name for p in cache_dir.iterdir() if not p.name.endswith(cache_store.LOCK_SUFFIX))
+    assert len(entries) == 3 and not any(name.endswith(cache_store.PARTIAL_SUFFIX) for name in entries)
 
 
 def test_waiting_for_a_held_lock_times_out_with_a_clear_error(tiny_model_dirs, tmp_path, monkeypatch):
