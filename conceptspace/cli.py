@@ -451,11 +451,22 @@ def _exit_status_epilog() -> str:
     return "exit status:\n" + "\n".join(f"  {code:<4d} {what}" for code, what in EXIT_STATUS.items())
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from conceptspace.report import compare_runs, write_comparison
+
+    compare_runs(args.runs, args.label)  # every run readable, labels matching, before anything is written
+    out = Path(args.out)
+    check_output_folder(out)
+    publish_folder(out, lambda folder: write_comparison(args.runs, folder, args.label))
+    print(f"comparison: {out / 'compare.md'}  {out / 'compare.html'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="conceptspace",
         description="Test whether directions in a transformer's embedding space act as semantic concepts:\n"
-                    "list models and datasets, extract activations, run probe suites.",
+                    "list models and datasets, extract activations, run probe suites, compare runs.",
         epilog=_exit_status_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -524,7 +535,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="info: hash every array against its manifest (reads the whole cache; exit 1 if damaged)")
     cache.add_argument("--json", action="store_true", help=json_help + " (info)")
     cache.set_defaults(handler=_cmd_cache)
-    for sub in (models, datasets, extract, run, cache):  # --debug also after the command name
+
+    compare = commands.add_parser("compare", help="one report across several runs, layers aligned by relative depth",
+                                  epilog=_exit_status_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare.add_argument("runs", nargs="+", help="two or more folders written by 'conceptspace run'")
+    compare.add_argument("--label", action="append", default=None,
+                         help="a name for each run, in order (repeat the flag; default: model, seed, --quick)")
+    compare.add_argument("--out", default="reports/compare", help="output folder (default reports/compare)")
+    compare.set_defaults(handler=_cmd_compare)
+    for sub in (models, datasets, extract, run, cache, compare):  # --debug also after the command name
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                          help="show a traceback instead of the one-line error message")
     return parser
