@@ -99,7 +99,7 @@ def test_leace_erasure_of_valence(setup):
         probe=RidgeClassifier(),
         n_permutations=10,
         n_random=20,
-        name="vader_valence",
+        dataset="vader_valence",
     )
     print(f"\n[erasure {time.perf_counter() - start:.1f}s]\n{result.summary()}")
     assert result.probe_before > 0.75  # valence of strong single-token words is linearly readable at layer 10
