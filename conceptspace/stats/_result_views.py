@@ -7,7 +7,6 @@ results as a plain sequence.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -16,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from conceptspace._html_table import html_table
 
 if TYPE_CHECKING:
     from conceptspace.stats._results import TestResult
@@ -115,15 +116,6 @@ def short_repr(results: Sequence[TestResult]) -> str:
     if len(results) > _REPR_ROWS:
         lines.append(f"  ... {len(results) - _REPR_ROWS} more (.summary() or .to_frame() for all)")
     return "\n".join(lines)
-
-
-def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], caption: str, more: int = 0) -> str:
-    """A small escaped HTML table (notebook ``_repr_html_``)."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    foot = f"<p>... {more} more</p>" if more > 0 else ""
-    return (f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>{foot}")
 
 
 def results_html(results: Sequence[TestResult]) -> str:
