@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,7 @@ class NothingToDraw(InvalidInputError):
     """The data holds nothing this figure shows (e.g. no per-layer results for a layer curve)."""
 
 
-ResultsLike = ResultSet | Sequence[TestResult] | pd.DataFrame
+ResultsLike: TypeAlias = ResultSet | Sequence[TestResult] | pd.DataFrame
 
 _MODEL = ""  # the control value of the real test in a frame (None/NaN there)
 _STYLE = {_MODEL: ("#1f5fa8", "model"), UNTRAINED: ("#c0392b", "untrained twin"),
@@ -81,7 +81,7 @@ def _results_frame(data: ResultsLike, needs: Sequence[str]) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         frame = data.copy()
     else:
-        items = list(data)
+        items: list[Any] = list(data)
         if items and not all(isinstance(r, TestResult) for r in items):
             raise InvalidInputError("figures take a ResultSet, a sequence of TestResult or a pandas DataFrame")
         frame = ResultSet(items).to_frame(flat=False)
@@ -183,7 +183,7 @@ def paired_bars(data: ResultsLike, *, title: str = "", xlabel: str = "effect siz
     return fig
 
 
-DoseLike = Any  # a SteeringResult, its dose_response() frame, or a mapping label -> either
+DoseLike: TypeAlias = Any  # a SteeringResult, its dose_response() frame, or a mapping label -> either
 
 
 def _dose_frames(data: DoseLike) -> dict[str, pd.DataFrame]:
