@@ -218,15 +218,17 @@ def dose_response(data: DoseLike, *, title: str = "", ax: Axes | None = None) ->
     fig, ax = _new_axes(ax, (7.0, 3.4))
     for color, (label, frame) in zip(_CURVE_COLORS * len(frames), frames.items(), strict=False):
         alphas = frame["alpha"].to_numpy(dtype=float)
+        prefix = f"{label}: " if len(frames) > 1 else ""
         ax.plot(alphas, frame["concept"], marker="o", color=color, label=label)
         ax.fill_between(alphas, frame["concept_ci_low"], frame["concept_ci_high"], color=color, alpha=0.18,
                         linewidth=0)
         if {"random_low", "random_high"} <= set(frame.columns):
             ax.fill_between(alphas, frame["random_low"], frame["random_high"], facecolor="none", edgecolor=color,
-                            hatch="///", alpha=0.5, linewidth=0, label=f"{label}: random directions (95%)")
+                            hatch="///", alpha=0.5, linewidth=0, label=f"{prefix}random directions (95%)")
         if "random_median" in frame.columns:
             ax.plot(alphas, frame["random_median"], linestyle="--", color=color, alpha=0.7, linewidth=1)
     ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set_xticks(sorted({0.0, *(float(a) for f in frames.values() for a in f["alpha"])}))  # the grid, no crowding
     ax.set_xlabel("strength (multiple of the site's typical norm)")
     ax.set_ylabel("change in target log-odds")
     ax.set_title(title, fontsize=10)
