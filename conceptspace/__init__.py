@@ -17,6 +17,8 @@ _LAZY = {
     "extract": "conceptspace.activations",
     "Activations": "conceptspace.activations",
     "Position": "conceptspace.activations",
+    "load_results": "conceptspace.suite",
+    "ResultSet": "conceptspace.stats",
 }
 
 

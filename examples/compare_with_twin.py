@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from conceptspace import extract, load_model
-from conceptspace.analyses._figures import layer_curves
+from conceptspace.analyses.figures import layer_curves
 from conceptspace.analyses.probes._estimators import RidgeProbe
 from conceptspace.analyses.probes._evaluation import probe_with_controls, side_by_side
 from conceptspace.concepts import load_concepts
@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> Path:
                                   X_untrained=X_twin, layers=layers, n_permutations=args.permutations,
                                   n_bootstrap=300, seed=0).correct("holm")
     print(side_by_side(results))
-    png = layer_curves("word sentiment: model vs untrained twin", list(results), "balanced accuracy - chance")
+    fig = layer_curves(results, title="word sentiment: model vs untrained twin", ylabel="balanced accuracy - chance")
     out = Path(args.out)
-    out.write_bytes(png or b"")
+    fig.savefig(out, dpi=120, bbox_inches="tight")
     print(f"figure: {out}")
     return out
 

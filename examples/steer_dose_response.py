@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from conceptspace import extract, load_model
-from conceptspace.analyses._figures import dose_response
 from conceptspace.analyses.causal import steering_test
+from conceptspace.analyses.figures import dose_response
 from conceptspace.analyses.probes._estimators import MassMeanProbe
 from conceptspace.concepts import load_concepts
 
@@ -35,12 +35,9 @@ def main(argv: list[str] | None = None) -> Path:
                           strengths=(-1.0, 1.0), n_random=args.random, n_orthogonal=args.random,
                           n_bootstrap=200, seed=0)
     print(steer.results.summary("Steering along the sentiment direction"))
-    frame = steer.dose_response()
-    print(frame)
-    curves = {"task": {c: [float(v) for v in frame[c]] for c in frame.columns
-                       if np.issubdtype(frame[c].dtype, np.number)}}
+    print(steer.dose_response())
     out = Path(args.out)
-    out.write_bytes(dose_response("sentiment steering at layer 15", curves) or b"")
+    dose_response(steer, title="sentiment steering at layer 15").savefig(out, dpi=120, bbox_inches="tight")
     print(f"figure: {out}")
     return out
 

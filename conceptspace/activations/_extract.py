@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 import conceptspace.activations._cache as cache_store
+from conceptspace._html_table import html_table
 from conceptspace.activations._host_memory import release_free_heap
 from conceptspace.activations._positions import Position, pool_plan, token_span
 from conceptspace.activations._staging import HostStaging
@@ -56,7 +57,10 @@ class TokenizedTexts:
         return [len(ids) for ids in self.input_ids]
 
 
-@dataclass
+_REPR_SITES = 6  # sites listed by repr(); _repr_html_ lists all
+
+
+@dataclass(repr=False)
 class Activations:
     """Activations of ``n_items`` texts at several sites.
 
@@ -102,6 +106,27 @@ class Activations:
     @property
     def layer_sites(self) -> tuple[str, ...]:
         return tuple(self._layers())
+
+    def _site_rows(self) -> list[list[str]]:
+        """``[site, shape, dtype]`` per site, read from array metadata (no values are loaded)."""
+        return [[s, str(tuple(self.arrays[s].shape)), self.storage_dtype] for s in self.sites]
+
+    def _headline(self) -> str:
+        where = f"cached at {self.folder}" if self.folder is not None else "in memory (not cached)"
+        name = self.model.get("name", "?") if isinstance(self.model, Mapping) else "?"
+        return (f"Activations({self.n_items} items, position={self.position!r}, d_model={self.d_model}, "
+                f"dtype={self.storage_dtype}, model={name!r}, {where})")
+
+    def __repr__(self) -> str:
+        """The shape of the extraction, never the arrays (a memory-mapped array prints every row it has)."""
+        rows = self._site_rows()
+        shown = [f"  {site}: {shape}" for site, shape, _ in rows[:_REPR_SITES]]
+        if len(rows) > _REPR_SITES:
+            shown.append(f"  ... {len(rows) - _REPR_SITES} more sites ({', '.join(self.sites[-2:])} last)")
+        return "\n".join([self._headline(), *shown])
+
+    def _repr_html_(self) -> str:
+        return html_table(["site", "shape", "dtype"], self._site_rows(), self._headline())
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from conceptspace.analyses._figures import Figure, layer_curves, paired_bars
+from conceptspace.analyses._figures import Figure, NothingToDraw, layer_curves, paired_bars, to_png
 from conceptspace.concepts import ConceptSet
 from conceptspace.errors import InvalidInputError
 from conceptspace.models import ConceptModel
@@ -135,8 +135,9 @@ class Analysis:
         """The kind's pictures of one analysis (``name``: its id, for file names; ``title``: for the plots).
 
         Default: the effect with its CI per test, the model beside its untrained twin."""
-        png = paired_bars(title, results, "effect size (95% CI)")
-        if png is None:
+        try:
+            png = to_png(paired_bars(results, title=title, xlabel="effect size (95% CI)"))
+        except NothingToDraw:
             return []
         return [Figure(f"{_slug(name)}.png", f"{name}: effect with 95% CI, model beside its untrained twin", png)]
 
@@ -155,9 +156,11 @@ class LayerCurveFigures:
         for r in results:
             by_method.setdefault(r.method, []).append(r)
         for method, group in by_method.items():
-            png = layer_curves(f"{title}: {method} ({group[0].dataset})", group, group[0].effect_size_name)
-            if png:
-                out.append(Figure(f"{_slug(name)}-{_slug(method)}.png",
+            try:
+                png = to_png(layer_curves(group, title=f"{title}: {method} ({group[0].dataset})"))
+            except NothingToDraw:
+                continue
+            out.append(Figure(f"{_slug(name)}-{_slug(method)}.png",
                                   f"{name}, {method}: effect per layer with 95% CI band; untrained twin and controls "
                                   "overlaid; stars: significant after correction", png))
         return out

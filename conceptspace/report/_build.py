@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from conceptspace._html_table import html_table
 from conceptspace.analyses import Figure, registry
 from conceptspace.stats._results import UNTRAINED, ResultSet
 from conceptspace.suite._document import results_document
@@ -34,13 +35,28 @@ class ClaimSection:
     caveats: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(repr=False)
 class ReportData:
     """Everything rendered: header facts, the verdict table rows, one section per claim, the JSON document."""
 
     document: dict[str, Any]
     verdict_rows: list[dict[str, str]]
     sections: list[ClaimSection]
+
+    def _headline(self) -> str:
+        model = self.document.get("model") or {}
+        n_figures = sum(len(s.figures) for s in self.sections)
+        return (f"ReportData(model={model.get('name', '?')!r}, {len(self.document.get('tests', []))} tests, "
+                f"{len(self.verdict_rows)} claims, {n_figures} figures)")
+
+    def __repr__(self) -> str:
+        """The verdicts, one line per claim, never the document or the figures' bytes."""
+        lines = [f"  {r['claim']}: {r['verdict']} (best {r['best']}, effect {r['effect']})" for r in self.verdict_rows]
+        return "\n".join([self._headline(), *lines])
+
+    def _repr_html_(self) -> str:
+        columns = ["claim", "title", "verdict", "best", "effect", "ci", "p_adj", "twin", "n_tests"]
+        return html_table(columns, [[r.get(c, "-") for c in columns] for r in self.verdict_rows], self._headline())
 
 
 def fmt(x: Any, digits: int = 3) -> str:

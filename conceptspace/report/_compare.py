@@ -25,8 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from conceptspace.analyses._figures import Figure
-from conceptspace.analyses._figures import _png as to_png
+from conceptspace.analyses._figures import Figure, to_png
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats import ResultSet, TestResult, is_sanity_check
 from conceptspace.suite import load_results

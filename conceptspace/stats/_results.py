@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, overload
 
@@ -19,8 +20,9 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
-from conceptspace.errors import InvalidInputError
+from conceptspace.errors import ConceptspaceError, InvalidInputError
 from conceptspace.site_names import EMBED, site_layer
+from conceptspace.stats._result_views import export_frame, flat_extra_columns, json_text, results_html, short_repr
 
 Correction = Literal["holm", "fdr_bh"]
 TRAINED = "trained"
@@ -300,7 +302,11 @@ class ResultSet(Sequence[TestResult]):
         return hash(tuple(r.test_id for r in self._items))
 
     def __repr__(self) -> str:
-        return f"ResultSet({len(self)} results)"
+        return short_repr(self._items)
+
+    def _repr_html_(self) -> str:
+        """A small escaped HTML table for notebooks (the first rows; ``to_frame`` has everything)."""
+        return results_html(self._items)
 
     def correct(self, method: Correction = "holm", alpha: float = 0.05) -> ResultSet:
         """Adjust p-values across *every* result in the set (Holm or Benjamini-Hochberg).
@@ -334,11 +340,39 @@ class ResultSet(Sequence[TestResult]):
             raise InvalidInputError(f"unknown field(s) {sorted(unknown)}; fields are {_COLUMNS}")
         return ResultSet(r for r in self._items if all(getattr(r, k) == v for k, v in field_equals.items()))
 
-    def to_frame(self) -> pd.DataFrame:
-        """One row per result, one column per field (``extra`` as a dict column)."""
+    def to_frame(self, flat: bool = True) -> pd.DataFrame:
+        """One row per result, one column per field; ``extra`` stays as a dict column.
+
+        With ``flat`` (the default) the numbers a reader compares across tests are also columns of their own,
+        read from ``extra`` (NaN where a test has none): ``selectivity`` with ``selectivity_ci_low/high``,
+        ``twin_score`` (the untrained twin's score), ``control_task_score``, ``lexical_score``, ``null_mean``,
+        ``null_sd`` and ``null_q95``. Hiding them in a dict column made them unsortable and unplottable.
+        """
         rows = [{**r.to_dict(), "extra": dict(r.extra)} for r in self._items]
         frame = pd.DataFrame(rows, columns=_COLUMNS)
+        if flat:
+            for column, values in flat_extra_columns(self._items).items():
+                frame.insert(len(frame.columns) - 1, column, values)
         return frame
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write :meth:`to_frame` as CSV (``extra`` as JSON text, so the file stays one value per cell)."""
+        out = Path(path)
+        export_frame(self.to_frame()).to_csv(out, index=False)
+        return out
+
+    def to_parquet(self, path: str | Path) -> Path:
+        """Write :meth:`to_frame` as Parquet (``extra`` as JSON text); needs pyarrow (``conceptspace[parquet]``)."""
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as exc:
+            raise ConceptspaceError(
+                "ResultSet.to_parquet needs pyarrow; install it with `pip install 'conceptspace[parquet]'` "
+                "(or `pip install pyarrow`), or use to_csv"
+            ) from exc
+        out = Path(path)
+        export_frame(self.to_frame()).to_parquet(out, index=False)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """``{"results": [...]}`` of strict-JSON-ready dicts."""
@@ -354,9 +388,21 @@ class ResultSet(Sequence[TestResult]):
         return cls(TestResult.from_dict(d) for d in data["results"])
 
     @classmethod
-    def from_json(cls, text: str) -> ResultSet:
-        """Inverse of :meth:`to_json`."""
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, source: str | Path) -> ResultSet:
+        """Inverse of :meth:`to_json`; also reads a results.json file (or its text) like ``load_results``.
+
+        ``source`` is JSON text or the path of a file holding it; which document it is (this class's own
+        ``{"results": [...]}`` or a suite's results.json) is read from its content.
+        """
+        from conceptspace.stats._document_reader import is_results_document, results_from_document
+
+        text, origin = json_text(source)
+        data = json.loads(text)
+        if is_results_document(data):
+            return results_from_document(data, source=origin)
+        if not isinstance(data, Mapping) or "results" not in data:
+            raise InvalidInputError(f"{origin} is neither ResultSet.to_json output nor a results.json document")
+        return cls.from_dict(data)
 
     def summary(self, title: str = "Test results") -> str:
         """A statsmodels-style fixed-width table: one line per test, raw and adjusted p side by side."""

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from conceptspace import __version__
-from conceptspace.errors import InvalidInputError
+from conceptspace.stats._document_reader import RESULTS_SCHEMA_VERSION, result_from_record, results_from_document
 from conceptspace.stats._results import ResultSet, TestResult, is_sanity_check
 from conceptspace.suite._runner import RunOutcome
 
-RESULTS_SCHEMA_VERSION = 2
-_RENAMED = {"id": "test_id", "p": "p_value"}  # record name -> TestResult name
-_DISPLAY_ONLY = ("test_id", "dataset", "site", "layer", "position", "method", "control", "sanity_check")
+__all__ = ["RESULTS_SCHEMA_VERSION", "load_results", "package_versions", "result_from_record", "results_document"]
 
 
 def package_versions() -> dict[str, str]:
@@ -74,20 +71,9 @@ def _test_record(r: TestResult) -> dict[str, Any]:
     }
 
 
-def result_from_record(record: Mapping[str, Any]) -> TestResult:
-    """The :class:`TestResult` behind one ``tests`` record of results.json (inverse of the record writer)."""
-    if "key" not in record:
-        raise InvalidInputError("this test record has no 'key' (written before conceptspace 0.2); re-run the suite")
-    values = {_RENAMED.get(k, k): v for k, v in record.items()}
-    return TestResult.from_dict({k: v for k, v in values.items() if k not in _DISPLAY_ONLY})
-
-
 def load_results(path: str | Path) -> ResultSet:
-    """Every test of a results.json file, corrected values and all, as a :class:`ResultSet`."""
+    """Every test of a results.json file, corrected values and all, as a :class:`ResultSet`.
+
+    The same reader as ``ResultSet.from_json(path)`` (``conceptspace.stats._document_reader``)."""
     document = json.loads(Path(path).read_text(encoding="utf-8"))
-    if document.get("schema") != "conceptspace.results":
-        raise InvalidInputError(f"{path} is not a conceptspace results.json (schema {document.get('schema')!r})")
-    if document.get("schema_version") != RESULTS_SCHEMA_VERSION:
-        raise InvalidInputError(f"{path} has results schema version {document.get('schema_version')}; this "
-                                f"conceptspace reads version {RESULTS_SCHEMA_VERSION}")
-    return ResultSet(result_from_record(t) for t in document["tests"])
+    return results_from_document(document, source=str(path))

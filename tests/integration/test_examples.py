@@ -29,3 +29,10 @@ def test_compare_with_twin_saves_a_figure(tmp_path):
 def test_steer_dose_response_saves_a_figure(tmp_path):
     out = _load("steer_dose_response").main(["--items", "30", "--random", "2", "--out", str(tmp_path / "s.png")])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_steer_and_read_prints_three_different_generations():
+    texts = _load("steer_and_read").main(["--tokens", "8"])
+    assert sorted(texts) == [-0.4, 0.0, 0.4]
+    assert all(len(row) == 2 and all(t.strip() for t in row) for row in texts.values())
+    assert texts[0.4] != texts[0.0] and texts[-0.4] != texts[0.0] and texts[0.4] != texts[-0.4]

@@ -57,3 +57,29 @@ def test_bundled_resources_are_found():
 
     assert datasets_dir().is_dir() and probes_dir().is_dir()
     assert not list(datasets_dir().rglob("*.py")), "datasets/ must hold data only (it would shadow HF datasets)"
+
+
+def test_the_wheel_ships_py_typed_so_type_checkers_read_the_hints(tmp_path):
+    """PEP 561: without ``py.typed`` in the installed package, mypy and pyright ignore every annotation."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    import pytest
+
+    pytest.importorskip("setuptools")
+    pytest.importorskip("wheel")
+    assert (ROOT / "conceptspace" / "py.typed").is_file()
+    source = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in ("conceptspace", "datasets", "probes"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=ignore)
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-q", "-w",
+                    str(tmp_path / "dist"), str(source)], check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("conceptspace-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "conceptspace/py.typed" in names
+    assert "conceptspace/stats/_results.py" in names

@@ -10,6 +10,7 @@ nnsight and measure what it then predicts, always against placebo directions or 
 * ``_steering`` - dose-response of adding ``alpha * v`` vs norm-matched random/orthogonal directions
 * ``_erasure`` - LEACE: fresh-probe accuracy before/after, prediction change vs random subspaces
 * ``_derivatives`` - TCAV-style directional derivatives vs random directions
+* ``_generate`` - ``steer(model, direction, strength, site).generate(prompt)``: read a steering as text
 * ``_inputs`` / ``_trace`` - shared checks and traces
 
 Example (bundled model)::
@@ -31,6 +32,7 @@ from conceptspace.analyses.causal._erasure import (
     fit_leace,
     random_subspaces,
 )
+from conceptspace.analyses.causal._generate import SteeredModel, steer
 from conceptspace.analyses.causal._inputs import (
     PreparedPrompts,
     TargetTokens,
@@ -48,6 +50,7 @@ __all__ = [
     "ErasureResult",
     "LeaceTransformer",
     "PreparedPrompts",
+    "SteeredModel",
     "SteeringResult",
     "TargetTokens",
     "directional_derivative_test",
@@ -59,6 +62,7 @@ __all__ = [
     "resolve_targets",
     "run_edits",
     "run_gradients",
+    "steer",
     "steering_test",
     "tcav_p_value",
     "unit_direction",

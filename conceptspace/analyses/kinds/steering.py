@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 
 from conceptspace.activations import extract
 from conceptspace.analyses._base import (
@@ -24,7 +25,7 @@ from conceptspace.analyses._base import (
     subsample_rows,
     subset,
 )
-from conceptspace.analyses._figures import Figure, dose_response
+from conceptspace.analyses._figures import Figure, dose_response, to_png
 from conceptspace.analyses.causal import steering_test
 from conceptspace.analyses.probes import MassMeanProbe
 from conceptspace.concepts import load_concepts
@@ -71,8 +72,8 @@ class SteeringAnalysis(Analysis):
         spans = cs.spans
         position = "span:mean" if spans is not None else "last"
         results = ResultSet()
-        curves: dict[str, Any] = {}
-        for m, label in ((context.model, "task"), (context.twin, "untrained")):
+        curves: dict[str, pd.DataFrame] = {}  # legend label -> SteeringResult.dose_response()
+        for m, label in ((context.model, "model"), (context.twin, "untrained twin")):
             if m is None:
                 continue
             X = np.asarray(extract(m, cs.texts, sites=[site], position=position, spans=spans,
@@ -85,16 +86,15 @@ class SteeringAnalysis(Analysis):
                 claim=context.claim, p_method=params.p_method,
             )
             results = results + steer.results
-            frame = steer.dose_response()
-            curves[label] = {col: [float(v) for v in frame[col]] for col in frame.columns
-                             if np.issubdtype(frame[col].dtype, np.number)}
+            curves[label] = steer.dose_response()
         return AnalysisOutput(results, {"dose_response": curves})
 
     def figures(self, name: str, title: str, results: Sequence[TestResult],
                 figure_data: Mapping[str, Any]) -> list[Figure]:
         out = super().figures(name, title, results, figure_data)
         curves = figure_data.get("dose_response")
-        png = dose_response(f"{title}: dose-response", curves) if curves else None
-        if png:
-            out.append(Figure(f"{name}-dose-response.png", f"{name}: steering dose-response vs placebo", png))
+        if curves:
+            png = to_png(dose_response(curves, title=f"{title}: dose-response"))
+            out.append(Figure(f"{name}-dose-response.png", f"{name}: steering dose-response (95% CI band) vs the "
+                              "placebo band of random directions (hatched; dashed: their median)", png))
         return out
