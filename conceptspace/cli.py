@@ -385,7 +385,7 @@ def default_report_folder(suite_name: str, model: str) -> Path:
 
 def _failed_analyses_line(outcome: Any, report: Path) -> str | None:
     """One line naming the analyses that did not finish, or None when all of them did."""
-    failed = [r for r in outcome.records if r.status != "ok"]
+    failed = [r for r in outcome.records if r.status not in ("ok", "not applicable")]  # n/a: the model's, not ours
     if not failed:
         return None
     names = "; ".join(f"{r.spec.id}: {r.reason or r.status}" for r in failed)
@@ -396,7 +396,7 @@ def _failed_analyses_line(outcome: Any, report: Path) -> str | None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from conceptspace.suite import load_suite
 
-    suite = load_suite(args.suite).for_run(quick=args.quick, seed=args.seed, model=args.model)
+    suite = load_suite(args.suite).for_run(quick=args.quick, seed=args.seed, model=args.model, layers=args.layers)
     out = Path(args.out) if args.out else default_report_folder(suite.name, suite.model)
     check_device(args.device)
     check_output_folder(out)
@@ -419,6 +419,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_error(failed)
         return EXIT_FAILED_ANALYSES
     return EXIT_OK
+
+
+def _layers_argument(value: str) -> Any:
+    """``--layers``: "all", or comma-separated block indices (``3,-1``) and fractions of depth (``0.25,0.5``); a
+    number with a decimal point is a fraction (so ``1`` is block 1 and ``1.0`` the last block)."""
+    text = value.strip()
+    if text == "all":
+        return "all"
+    out: list[int | float] = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            number: int | float = float(part) if any(c in part for c in ".eE") else int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{part!r} is not a layer: give 'all' or comma-separated block indices (3,-1) or fractions of "
+                "depth in [0, 1] (0.25,0.5,0.75)") from None
+        if isinstance(number, float) and not 0.0 <= number <= 1.0:
+            raise argparse.ArgumentTypeError(
+                f"{part} is a fraction of depth outside [0, 1]; write an int ({int(number)}) for a block index")
+        out.append(number)
+    return out
 
 
 def _positive_int(value: str) -> int:
@@ -495,6 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="untrained control: 'config' (the model's own architecture, built locally), 'none', "
                           "or a model whose untrained version stands in (e.g. a smaller one of the same family)")
     run.add_argument("--quick", action="store_true", help="the suite's reduced battery (CI, smoke tests)")
+    run.add_argument("--layers", type=_layers_argument, default=None, metavar="LAYERS",
+                     help="override every analysis's layers: 'all', block indices (3,-1) or fractions of depth "
+                          "(0.25,0.5,0.75: block floor(f * n_layers), 1.0 the last); single-layer kinds (steering, "
+                          "erasure, derivatives) take the middle value; recorded in results.json")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(handler=_cmd_run)
 

@@ -10,11 +10,13 @@ import numpy as np
 
 from conceptspace.activations import extract
 from conceptspace.analyses._base import (
+    LAYER_TYPE,
     Analysis,
     AnalysisOutput,
     RunContext,
     block_indices,
     is_int,
+    is_layer,
     is_number,
     is_str,
     list_of,
@@ -26,6 +28,7 @@ from conceptspace.analyses._base import (
 )
 from conceptspace.analyses._figures import Figure, dose_response
 from conceptspace.analyses.causal import steering_test
+from conceptspace.analyses.causal._inputs import require_causal
 from conceptspace.analyses.probes import MassMeanProbe
 from conceptspace.concepts import load_concepts
 from conceptspace.stats import ResultSet, TestResult
@@ -34,7 +37,7 @@ from conceptspace.stats import ResultSet, TestResult
 @dataclass(frozen=True)
 class SteeringParams:
     dataset: str = param(check=is_str, type_name="string")
-    layer: int = param(check=is_int, type_name="integer")
+    layer: int | float = param(check=is_layer, type_name=LAYER_TYPE)
     positive: list[str] = param(check=list_of(is_str), type_name="list of strings")
     negative: list[str] = param(check=list_of(is_str), type_name="list of strings")
     prompts: list[str] = param(check=list_of(is_str), type_name="list of strings")
@@ -65,6 +68,7 @@ class SteeringAnalysis(Analysis):
     }
 
     def run(self, context: RunContext, params: SteeringParams) -> AnalysisOutput:
+        require_causal(context.model, "steering")  # before extracting anything: an encoder has no next token
         full = load_concepts(params.dataset)
         cs = subset(full, subsample_rows(full, params.max_items, context.seed))
         site = f"layer.{block_indices(context.model, [params.layer])[0]}"
