@@ -483,7 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--text-column", default="text",
                          help="field of a .jsonl/.json or column of a .csv/.tsv texts file (default: text)")
     extract.add_argument("--dataset", help="a bundled concept dataset name ('conceptspace datasets' lists them)")
-    extract.add_argument("--layers", default="all", help="'all' or a comma list: embed,0,5,-1,final_norm")
+    extract.add_argument("--layers", default="all",
+                         help="'all' or a comma list: embed,0,5,-1,final_norm; a decimal is a fraction of depth "
+                              "(0.5 or layer@0.5: block floor(f * n_layers), the one at mid-depth)")
     extract.add_argument("--position", default="last", help="last | mean | all | span:first | span:last | span:mean")
     extract.add_argument("--batch-size", type=_positive_int, default=32, help="texts per forward (default 32)")
     extract.add_argument("--dtype", default=None, help="storage dtype: float32 | float16 | bfloat16")

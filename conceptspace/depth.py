@@ -10,8 +10,8 @@ The rule (one rule everywhere):
 * a **float in [0, 1]** is a fraction of depth: the ``n`` blocks split depth evenly, block ``i`` covering
   ``[i/n, (i+1)/n)``, and ``f`` names the block whose share contains it: ``min(floor(f * n), n - 1)``.
   ``0.0`` is the first block, ``1.0`` the last, ``0.5`` the block at mid-depth (block 15 of SmolLM2's 30,
-  block 3 of MiniLM's 6). ``f`` is read as the decimal it is written as (``0.3`` is 3/10, not the binary float
-  just below it), so ``0.3 * 30`` is exactly block 9;
+  block 3 of MiniLM's 6). ``f`` is read as the decimal it is written as (``0.7`` is 7/10, not the binary float
+  just below it), so ``0.7 * 90`` is exactly block 63 where a float product would give 62.99... and block 62;
 * ``"all"`` is every block.
 
 Beware the TOML/Python distinction this rests on: ``1`` is block 1, ``1.0`` is the last block.
@@ -79,7 +79,7 @@ def block_at(fraction: float, n_layers: int) -> int:
         raise InvalidInputError(
             f"depth fraction {fraction!r} is not a float in [0, 1] ({_RULE}); for a block index write an int"
         )
-    exact = Fraction(repr(fraction))  # the decimal as written: 0.3 is 3/10, not 0.29999999999999998...
+    exact = Fraction(repr(fraction))  # the decimal as written: 0.7 is 7/10, not 0.69999999999999996...
     return min(math.floor(exact * n_layers), n_layers - 1)
 
 

@@ -136,6 +136,8 @@ def parse_site(site: str | int | float, site_map: SiteMap) -> str:
         return f"{LAYER_PREFIX}{block_at(fraction, n)}"
     if text.lstrip("-").isdigit():
         return parse_site(int(text), site_map)
+    if "." in text and text.replace(".", "", 1).lstrip("-").isdigit():  # "0.5" from a command line: a fraction
+        return parse_site(float(text), site_map)
     if text.startswith(LAYER_PREFIX) and text[len(LAYER_PREFIX) :].lstrip("-").isdigit():
         return parse_site(int(text[len(LAYER_PREFIX) :]), site_map)
     if text == EMBED:
