@@ -66,13 +66,15 @@ def _log(message: str, progress: bool) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- the run
-def _tag(results: ResultSet, spec: AnalysisSpec, n_layers: int) -> ResultSet:
-    """Scope every key to the suite analysis that ran it, set the claim and record the kind in ``extra``, and
-    the relative depth of a block's tests (``extra["depth"]``, :func:`conceptspace.depth.site_depth`) where the
-    analysis did not set it."""
+def _tag(results: ResultSet, spec: AnalysisSpec, n_layers: int | None = None) -> ResultSet:
+    """Scope every key to the suite analysis that ran it, set the claim and record the kind in ``extra``, and,
+    given the model's ``n_layers``, the relative depth of every test (``extra["depth"]``,
+    :func:`conceptspace.depth.site_depth`: null off the blocks) where the analysis did not set it."""
+    def depth(site: str | None) -> dict[str, float | None]:
+        return {} if n_layers is None else {"depth": site_depth(site, n_layers)}
+
     return ResultSet(
-        r.replace(analysis=spec.id, claim=spec.claim,
-                  extra={"depth": site_depth(r.site, n_layers), **dict(r.extra), "kind": spec.kind})
+        r.replace(analysis=spec.id, claim=spec.claim, extra={**depth(r.site), **dict(r.extra), "kind": spec.kind})
         for r in results
     )
 

@@ -13,6 +13,7 @@ from conceptspace.analyses.probes._evaluation import (
     layer_rows,
     probe_layers,
     probe_with_controls,
+    side_by_side,
 )
 from conceptspace.errors import InvalidInputError
 
@@ -122,3 +123,16 @@ def test_controls_read_the_twin_at_the_same_sites():
     assert task[1].extra["depth"] == pytest.approx(2 / 3) and task[1].statistic > untrained[1].statistic + 0.3
     assert task[1].extra["untrained_score"] == untrained[1].statistic
     assert [r.site for r in rs.filter(control="lexical")] == ["embed"]
+    table = side_by_side(rs)  # rows are sites in the order probed: embed keeps its own row
+    assert list(table.index) == ["embed", "layer.2", "lexical"]
+    assert table.loc["layer.2", "task"] == task[1].statistic and table.loc["embed", "task"] == task[0].statistic
+    assert table.loc["lexical", "lexical"] == rs.filter(control="lexical")[0].statistic
+
+
+def test_side_by_side_orders_blocks_by_depth_not_as_text():
+    acts, y, groups = activations()
+    many = Activations(sites=tuple(f"layer.{i}" for i in (2, 10)), position="last", n_items=N_ITEMS, d_model=D,
+                       model={"n_layers": 12}, arrays={"layer.2": acts["layer.1"], "layer.10": acts["layer.2"]})
+    rs, _ = probe_layers(RidgeProbe(), many, y, groups, dataset="toy", **FAST)
+    assert list(side_by_side(rs).index) == ["layer.2", "layer.10"]
+    assert [r.extra["depth"] for r in rs] == [pytest.approx(2 / 11), pytest.approx(10 / 11)]

@@ -488,11 +488,15 @@ def _folds_cover_classes(folds: Sequence[Fold], y: Any) -> bool:
 
 
 def side_by_side(results: ResultSet) -> pd.DataFrame:
-    """Statistic per layer (rows) and control (columns: ``task``, ``control_task``, ``untrained``, ...)."""
-    frame = results.to_frame()
-    frame["control"] = frame["control"].fillna("task")
-    frame["layer"] = frame["layer"].astype("object").where(frame["layer"].notna(), "lexical")
-    return frame.pivot_table(index="layer", columns="control", values="statistic", aggfunc="first", dropna=False)
+    """Statistic per site (rows, in the order probed: ``embed``, ``layer.<i>``, ``final_norm``; the lexical
+    baseline's row is ``lexical``) and control (columns: ``task``, ``control_task``, ``untrained``, ...).
+
+    Rows are sites, not block numbers, so that ``embed`` and ``final_norm`` keep rows of their own."""
+    rows = ["lexical" if r.control == "lexical" else (r.site or "lexical") for r in results]
+    frame = pd.DataFrame({"site": rows, "control": [r.control or "task" for r in results],
+                          "statistic": [r.statistic for r in results]})
+    table = frame.pivot_table(index="site", columns="control", values="statistic", aggfunc="first", dropna=False)
+    return table.reindex(list(dict.fromkeys(rows)))
 
 
 def control_task_labels(types: Sequence[Hashable] | np.ndarray, y: Any, *, seed: int = 0) -> np.ndarray:
