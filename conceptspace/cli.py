@@ -53,7 +53,8 @@ EXIT_STATUS = {
     EXIT_BUG: "unexpected internal error (a bug: rerun with --debug and report the traceback)",
     EXIT_ERROR: "an error you can fix (arguments, input file, model, device, suite, output folder, disk);\n"
                 "       no output folder or report is written",
-    EXIT_FAILED_ANALYSES: "run: the report was written, but an analysis failed (the report says why)",
+    EXIT_FAILED_ANALYSES: "run: the report was written, but an analysis failed (the report says why; one the "
+                          "model cannot take, e.g. steering on an encoder, is 'not applicable', not a failure)",
     EXIT_INTERRUPTED: "interrupted",
 }
 _DEBUG_HINT = "rerun with --debug for the traceback"

@@ -2,7 +2,7 @@
 
 The suites name layers by depth (probes/README.md), so none of them may fail on a model of another depth; what
 an encoder cannot take (next-token tests, the logit lens, A6's final context vector) must be recorded as "not
-applicable" with its reason, and the run must still exit 0. About 60 s on two CPU cores for all six suites.
+applicable" with its reason, and the run must still exit 0. About 25 s on two CPU cores for all six suites.
 """
 
 from __future__ import annotations

@@ -136,3 +136,14 @@ def test_side_by_side_orders_blocks_by_depth_not_as_text():
     rs, _ = probe_layers(RidgeProbe(), many, y, groups, dataset="toy", **FAST)
     assert list(side_by_side(rs).index) == ["layer.2", "layer.10"]
     assert [r.extra["depth"] for r in rs] == [pytest.approx(2 / 11), pytest.approx(10 / 11)]
+
+
+def test_activations_are_indexed_by_depth_too():
+    acts, _, _ = activations()
+    assert acts[0.5] is acts["layer@0.5"] is acts["layer.2"]
+    assert acts[1.0] is acts[-1] is acts["layer.3"]
+    assert acts.stack([0.0, "final_norm"]).shape == (2, N_ITEMS, D)
+    with pytest.raises(InvalidInputError, match=r"\[0, 1\]"):
+        acts[1.5]
+    with pytest.raises(InvalidInputError, match="decimal point"):
+        acts["layer@1"]
