@@ -148,4 +148,6 @@ def test_run_with_layers_records_the_override_and_the_sites_read(tiny_model_dirs
     depths = {t["site"]: t["extra"]["depth"] for t in doc["tests"]}
     assert depths == {"layer.0": 0.0, f"layer.{n_layers - 1}": 1.0}
     report = (out / "report.md").read_text()
-    assert "--layers 0.0, 1.0" in report and f"read at layer.0, layer.{n_layers - 1}" in report
+    assert "in this run. Layers set on the command line (--layers 0.0, 1.0)" in report
+    assert f"read at layer.0, layer.{n_layers - 1}" in report
+    assert "Layers set on the command line (--layers 0.0, 1.0)" in (out / "report.html").read_text()
