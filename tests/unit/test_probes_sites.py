@@ -77,6 +77,10 @@ def test_one_int_per_stacked_row_is_refused():
     acts, _, _ = activations()
     with pytest.raises(InvalidInputError, match=r"one int per stacked row.*embed and final_norm would be mislabelled"):
         layer_rows(acts, list(range(len(SITES))))
+    some = Activations(sites=("layer.0", "layer.2"), position="last", n_items=N_ITEMS, d_model=D,
+                       model={"n_layers": N_BLOCKS}, arrays={"layer.0": acts["layer.0"], "layer.2": acts["layer.2"]})
+    assert layer_rows(some, [0, 2]).sites == ("layer.0", "layer.2")  # block indices that happen to be two
+    assert layer_rows(some, [2, 0]).sites == ("layer.2", "layer.0")
 
 
 def test_sites_not_extracted_and_repeats_are_refused():

@@ -183,8 +183,9 @@ def _activation_site(name: LayerName, depth: int | None) -> str:
 
 def _refuse_row_numbers(names: Sequence[LayerName], acts: Activations, depth: int | None) -> None:
     """Ints are block indices; a list of row numbers over acts.stack() (embed first) would relabel every row."""
-    ints = all(isinstance(x, int) and not isinstance(x, bool) for x in names)
-    if ints and depth is not None and len(names) == len(acts.sites) != depth:
+    row_numbers = list(range(len(acts.sites)))
+    as_blocks = [layer_site(i) for i in row_numbers]
+    if list(names) == row_numbers and list(acts.sites) != as_blocks and depth is not None:
         raise InvalidInputError(
             f"layers={list(names)[:3]}... has one int per stacked row ({len(acts.sites)}: "
             f"{acts.sites[0]}..{acts.sites[-1]}), but ints are block indices (0..{depth - 1}), so embed and "
