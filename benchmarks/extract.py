@@ -36,7 +36,7 @@ import torch
 
 from conceptspace.activations._extract import build_batch, extract, length_sorted_batches, padding_stats, tokenize
 from conceptspace.concepts import load_concepts
-from conceptspace.models._load import converted_folder, load_model
+from conceptspace.models import converted_folder, load_model
 from conceptspace.models._nnsight import import_nnsight
 
 HERE = Path(__file__).resolve().parent
@@ -74,7 +74,7 @@ def peak_rss_of_full_extraction(n_items: int, batch_size: int) -> tuple[float, f
 import sys, tempfile, threading, time
 sys.path.insert(0, {str(HERE)!r})
 from extract import workload
-from conceptspace.models._load import converted_folder, load_model
+from conceptspace.models import converted_folder, load_model
 from conceptspace.models._nnsight import import_nnsight
 from conceptspace.activations._extract import extract
 

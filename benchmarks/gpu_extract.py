@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from conceptspace.activations._extract import BatchInputs, extract, trace_batch  # noqa: E402
 from conceptspace.activations._positions import Position  # noqa: E402
 from conceptspace.activations._staging import HostStaging  # noqa: E402
-from conceptspace.models._load import ConceptModel, ModelIdentity, load_model  # noqa: E402
+from conceptspace.models import ConceptModel, ModelIdentity, load_model  # noqa: E402
 from conceptspace.models._nnsight import import_nnsight  # noqa: E402
 from tests.tiny_models import make_tiny_model, make_tokenizer  # noqa: E402
 

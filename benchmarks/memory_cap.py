@@ -70,7 +70,7 @@ import json, os, resource, sys, threading, time
 sys.path.insert(0, {here!r})
 from memory_cap import texts_for
 from conceptspace.activations._extract import extract
-from conceptspace.models._load import load_model
+from conceptspace.models import load_model
 
 def status():
     fields = {{}}
@@ -109,7 +109,7 @@ NAIVE_CHILD = """
 import sys, torch
 sys.path.insert(0, {here!r})
 from memory_cap import texts_for
-from conceptspace.models._load import load_model
+from conceptspace.models import load_model
 
 model = load_model("smollm2-135m")
 texts = texts_for({tokens}, model.tokenizer)

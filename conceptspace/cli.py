@@ -70,7 +70,7 @@ def _print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from conceptspace.models._load import DEFAULT_MODEL, installed_models
+    from conceptspace.models import DEFAULT_MODEL, installed_models
 
     rows = installed_models()
     if args.json:
@@ -349,32 +349,23 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 def _cmd_cache(args: argparse.Namespace) -> int:
     from conceptspace.activations._cache import cache_clear, cache_info
+    from conceptspace.errors import InvalidInputError
 
     if args.action == "info":
-        info = cache_info()
+        info = cache_info(verify=args.verify)
         if args.json:
             print(json.dumps(info, indent=2))
-            return 0
-        print(f"activation cache: {info['root']}  ({info['bytes'] / 1e6:.1f} MB in {len(info['entries'])} entries)")
-        if info["entries"]:
-            _print_table(
-                [
-                    (
-                        e["key"][:16],
-                        "yes" if e["complete"] else "partial",
-                        e["model"],
-                        e["n_items"],
-                        e["sites"],
-                        e["position"],
-                        f"{e['bytes'] / 1e6:.1f}",
-                    )
-                    for e in info["entries"]
-                ],
-                ("key", "complete", "model", "items", "sites", "position", "MB"),
-            )
-        return 0
-    removed = cache_clear(partial_only=args.partial)
-    print(f"removed {removed} cache entr{'y' if removed == 1 else 'ies'}")
+        else:
+            _print_cache_info(info)
+        return 1 if args.verify and any(e["state"] == "damaged" for e in info["entries"]) else 0
+    if args.verify:
+        raise InvalidInputError("--verify goes with `cache info`; `cache clear` removes damaged entries anyway")
+    report = cache_clear(partial_only=args.partial)
+    print(f"removed {len(report.removed)} cache entr{'y' if len(report.removed) == 1 else 'ies'}")
+    for name in report.running:
+        print(f"kept {name}: an extraction holds its lock (still running)")
+    for name in report.left_alone:
+        print(f"left alone {name}/: not an activation cache entry")
     return 0
 
 
@@ -392,6 +383,34 @@ def _failed_analyses_line(outcome: Any, report: Path) -> str | None:
     names = "; ".join(f"{r.spec.id}: {r.reason or r.status}" for r in failed)
     return (f"{len(failed)} of {len(outcome.records)} analyses failed or were not run ({names}); the report "
             f"records this: {report} (fix the suite or the model, or {_DEBUG_HINT})")
+
+
+def _print_cache_info(info: dict[str, Any]) -> None:
+    """The human-readable ``cache info``: one row per entry (damaged ones say why), then the other areas."""
+    print(f"activation cache: {info['root']}  ({info['bytes'] / 1e6:.1f} MB in {len(info['entries'])} entries)")
+    if info["entries"]:
+        _print_table(
+            [
+                (
+                    e["key"][:16] if e["state"] == "complete" else e["key"],
+                    e["state"],
+                    e["model"],
+                    e["n_items"],
+                    e["sites"],
+                    e["position"],
+                    f"{e['bytes'] / 1e6:.1f}",
+                )
+                for e in info["entries"]
+            ],
+            ("key", "state", "model", "items", "sites", "position", "MB"),
+        )
+    for entry in info["entries"]:
+        if entry["problem"] and entry["state"] == "damaged":
+            print(f"damaged {entry['key']}: {entry['problem']}")
+        if entry["locked_by"]:
+            print(f"locked {entry['key']}: held by {entry['locked_by']}")
+    for area in info["areas"]:
+        print(f"other area {area['name']}/: {area['what']} ({area['bytes'] / 1e6:.1f} MB; not cleared)")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -454,11 +473,22 @@ def _exit_status_epilog() -> str:
     return "exit status:\n" + "\n".join(f"  {code:<4d} {what}" for code, what in EXIT_STATUS.items())
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from conceptspace.report import compare_runs, write_comparison
+
+    compare_runs(args.runs, args.label)  # every run readable, labels matching, before anything is written
+    out = Path(args.out)
+    check_output_folder(out)
+    publish_folder(out, lambda folder: write_comparison(args.runs, folder, args.label))
+    print(f"comparison: {out / 'compare.md'}  {out / 'compare.html'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="conceptspace",
         description="Test whether directions in a transformer's embedding space act as semantic concepts:\n"
-                    "list models and datasets, extract activations, run probe suites.",
+                    "list models and datasets, extract activations, run probe suites, compare runs.",
         epilog=_exit_status_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -529,9 +559,19 @@ def build_parser() -> argparse.ArgumentParser:
     cache = commands.add_parser("cache", help="inspect or clear the activation cache")
     cache.add_argument("action", choices=["info", "clear"], help="info: list the entries; clear: delete them")
     cache.add_argument("--partial", action="store_true", help="clear only unfinished extractions")
+    cache.add_argument("--verify", action="store_true",
+                       help="info: hash every array against its manifest (reads the whole cache; exit 1 if damaged)")
     cache.add_argument("--json", action="store_true", help=json_help + " (info)")
     cache.set_defaults(handler=_cmd_cache)
-    for sub in (models, datasets, extract, run, cache):  # --debug also after the command name
+
+    compare = commands.add_parser("compare", help="one report across several runs, layers aligned by relative depth",
+                                  epilog=_exit_status_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare.add_argument("runs", nargs="+", help="two or more folders written by 'conceptspace run'")
+    compare.add_argument("--label", action="append", default=None,
+                         help="a name for each run, in order (repeat the flag; default: model, seed, --quick)")
+    compare.add_argument("--out", default="reports/compare", help="output folder (default reports/compare)")
+    compare.set_defaults(handler=_cmd_compare)
+    for sub in (models, datasets, extract, run, cache, compare):  # --debug also after the command name
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                          help="show a traceback instead of the one-line error message")
     return parser

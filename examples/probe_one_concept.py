@@ -8,8 +8,7 @@ from __future__ import annotations
 import argparse
 
 from conceptspace import extract, load_model
-from conceptspace.analyses.probes._estimators import RidgeProbe
-from conceptspace.analyses.probes._evaluation import probe_layers
+from conceptspace.analyses.probes import RidgeProbe, probe_layers
 from conceptspace.concepts import load_concepts
 
 

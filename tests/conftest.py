@@ -70,6 +70,6 @@ def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, objec
 @pytest.fixture(scope="session")
 def tiny_models(tiny_model_dirs: dict[str, object]) -> dict[str, object]:
     """The tiny models loaded through conceptspace.load_model (the user-folder code path)."""
-    from conceptspace.models._load import load_model
+    from conceptspace.models import load_model
 
     return {arch: load_model(str(folder)) for arch, folder in tiny_model_dirs.items()}

@@ -22,7 +22,7 @@ import logging
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from conceptspace.activations._positions import Position, pool_plan, token_span
 from conceptspace.activations._staging import HostStaging
 from conceptspace.depth import DEPTH_PREFIX, block_at, site_fraction
 from conceptspace.errors import InvalidInputError, NonFiniteActivationError
-from conceptspace.models._load import ConceptModel
+from conceptspace.models import ConceptModel
 from conceptspace.models._nnsight import import_nnsight
 from conceptspace.models._sites import parse_sites
 
@@ -483,17 +483,97 @@ def _extract_into(
     progress: bool,
     staging: HostStaging | None,
 ) -> Activations:
-    existing = cache_store.load_manifest(root / key)
-    if existing is not None:
-        return open_activations(root / key)
+    """Serve the entry if it is there and sound; otherwise compute it under the entry's lock.
+
+    The lock covers resume, merge and publish: a second process asking for the same key waits, then finds the
+    published entry (and runs no forward pass). An entry that fails its checks is set aside and recomputed.
+    """
+    request = _Request(len(tokens.input_ids), sites, str(position), storage_name, tokens.lengths)
+    found = _open_if_sound(root / key, request, set_aside=False)
+    if found is not None:
+        return found
     cache_store.ensure_writable(root)
-    writer = cache_store.EntryWriter(root, key)
-    done = writer.start()
-    if done:
-        log.info("resuming extraction %s: %d of %d batches already on disk", key, len(done), len(batches))
+    with cache_store.disk_full_is_a_cache_error(root), cache_store.EntryLock(cache_store.lock_path(root, key)):
+        found = _open_if_sound(root / key, request, set_aside=True)  # published while we waited?
+        if found is not None:
+            return found
+        writer = cache_store.EntryWriter(root, key)
+        done = writer.start()
+        published = writer.finish_interrupted_publish()
+        if published is not None:
+            return open_activations(published)
+
+        def compute(missing: set[int], show: bool) -> None:
+            _write_shards(model, tokens, batches, missing, writer, sites, position, padding_side, storage, staging,
+                          show)
+
+        done &= set(range(len(batches)))
+        if done:
+            log.info("resuming extraction %s: %d of %d batches already on disk", key, len(done), len(batches))
+        compute(set(range(len(batches))) - done, progress)
+        return _consolidate(model, tokens, batches, writer, sites, position, storage, storage_name, compute)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What the caller asked for, to check a cached manifest against (a key collision or a foreign manifest)."""
+
+    n_items: int
+    sites: tuple[str, ...]
+    position: str
+    dtype: str
+    lengths: Sequence[int]
+
+    def mismatch(self, manifest: Mapping[str, Any]) -> str | None:
+        asked = (self.n_items, list(self.sites), self.position, self.dtype, list(self.lengths))
+        held = (manifest.get("n_items"), manifest.get("sites"), manifest.get("position"), manifest.get("dtype"),
+                manifest.get("token_counts"))
+        names = ("n_items", "sites", "position", "dtype", "token_counts")
+        for name, want, have in zip(names, asked, held, strict=True):
+            if want != have:
+                return f"its manifest has {name} {str(have)[:80]}, the request {str(want)[:80]}"
+        return None
+
+
+def _open_if_sound(folder: Path, request: _Request, *, set_aside: bool) -> Activations | None:
+    """The entry at ``folder`` if it exists and passes every check; else None (set aside if asked and damaged).
+
+    Only a lock holder may set an entry aside, so without the lock a damaged entry is just not used.
+    """
+    if not folder.exists():
+        return None
+    try:
+        manifest, arrays = cache_store.verify_entry(folder)
+        problem = request.mismatch(manifest)
+    except cache_store.CacheDamageError as error:
+        problem = str(error)
+    except FileNotFoundError:  # set aside or cleared by another process just now
+        return None
+    if problem is None:
+        return _activations(folder, manifest, arrays)
+    if set_aside:
+        cache_store.set_aside(folder, problem)
+    return None
+
+
+def _write_shards(
+    model: ConceptModel,
+    tokens: TokenizedTexts,
+    batches: list[list[int]],
+    missing: set[int],
+    writer: cache_store.EntryWriter,
+    sites: tuple[str, ...],
+    position: Position,
+    padding_side: str,
+    storage: torch.dtype,
+    staging: HostStaging | None,
+    progress: bool,
+) -> None:
+    """Run the ``missing`` batches and write each as a shard the moment it is done."""
     from tqdm.auto import tqdm
 
-    remaining = sum(len(b) for n, b in enumerate(batches) if n not in done)
+    done = set(range(len(batches))) - missing
+    remaining = sum(len(batches[n]) for n in missing)
     bar = tqdm(total=remaining, disable=not progress, desc=f"extract {model.name}", unit="text", leave=False)
     try:
         for number, stored in _batches_to_extract(
@@ -508,7 +588,40 @@ def _extract_into(
         raise
     finally:
         bar.close()
-    return _consolidate(model, tokens, batches, writer, sites, position, storage, storage_name)
+
+
+def _checked_shard(
+    writer: cache_store.EntryWriter,
+    number: int,
+    batch: Sequence[int],
+    rows: int,
+    d_model: int,
+    sites: tuple[str, ...],
+    storage: torch.dtype,
+) -> dict[str, torch.Tensor] | None:
+    """A shard that passes its hash and fits its batch (items, rows, width, dtype); None (and a warning) if not."""
+    try:
+        shard = cache_store.read_shard(writer.partial, number)
+        problem = None
+        if sorted(shard) != sorted([*sites, "__index__"]):
+            problem = f"it holds {sorted(shard)}"
+        elif shard["__index__"].tolist() != list(batch):
+            problem = "it holds other items than its batch"
+        else:
+            wrong = [s for s in sites if tuple(shard[s].shape) != (rows, d_model) or shard[s].dtype != storage]
+            if wrong:
+                problem = f"site {wrong[0]} is {shard[wrong[0]].dtype} {tuple(shard[wrong[0]].shape)}"
+    except cache_store.CacheDamageError as error:
+        problem = str(error)
+    if problem is None:
+        return shard
+    warnings.warn(
+        f"activation cache entry {writer.key}: shard {number} is damaged ({problem}); recomputing that batch",
+        cache_store.CacheWarning,
+        stacklevel=4,
+    )
+    (writer.partial / cache_store._shard_name(number)).unlink(missing_ok=True)
+    return None
 
 
 def _consolidate(
@@ -520,8 +633,12 @@ def _consolidate(
     position: Position,
     storage: torch.dtype,
     storage_name: str,
+    compute: Callable[[set[int], bool], None],
 ) -> Activations:
-    """Stream the shards into one array per site, in the caller's item order; memory stays one shard deep."""
+    """Stream the shards into one array per site, in the caller's item order; memory stays one shard deep.
+
+    Every shard is checked as it is read; a damaged one is recomputed (``compute``) before it is merged.
+    """
     n_items = len(tokens.input_ids)
     d_model = model.d_model
     lengths = np.asarray(tokens.lengths, dtype=np.int64)
@@ -530,8 +647,17 @@ def _consolidate(
     numpy_dtype = np.dtype(np.uint16) if storage == torch.bfloat16 else torch.empty((), dtype=storage).numpy().dtype
     outputs = {site: writer.open_array(site, (rows, d_model), numpy_dtype) for site in sites}
     try:
-        for number in range(len(batches)):
-            shard = cache_store.read_shard(writer.partial, number)
+        for number, batch in enumerate(batches):
+            batch_rows = len(batch) if offsets is None else int(lengths[batch].sum())
+            shard = _checked_shard(writer, number, batch, batch_rows, d_model, sites, storage)
+            if shard is None:
+                compute({number}, False)
+                shard = _checked_shard(writer, number, batch, batch_rows, d_model, sites, storage)
+                if shard is None:
+                    raise cache_store.CacheError(
+                        f"shard {number} of {writer.partial} fails its check right after being written; "
+                        "the disk or its filesystem is corrupting data"
+                    )
             indices = shard.pop("__index__").tolist()
             for site, tensor in shard.items():
                 values = cache_store._numpy_view(tensor)
@@ -561,23 +687,39 @@ def _consolidate(
     return open_activations(folder)
 
 
-def open_activations(folder: str | Path) -> Activations:
-    """Open a finished cache entry; arrays are read-only memory maps."""
+def open_activations(folder: str | Path, *, verify: bool | None = None) -> Activations:
+    """Open a finished cache entry; arrays are read-only memory maps.
+
+    Sizes, shapes and dtypes are checked every time; the content hashes on the first open of each file in this
+    process, or every time with ``verify=True`` (``verify=False`` skips them; without ``verify``,
+    ``CONCEPTSPACE_CACHE_VERIFY=always|never`` changes the default). A damaged entry raises
+    :class:`~conceptspace.cache.CacheDamageError` naming the file and what is wrong.
+    """
     folder = Path(folder)
-    manifest = cache_store.load_manifest(folder)
-    if manifest is None:
+    if not (folder / cache_store.MANIFEST).exists():
         raise InvalidInputError(f"{folder} is not a finished activation cache entry (no manifest.json)")
+    manifest, arrays = cache_store.verify_entry(folder, hashes=verify)
+    if "files" not in manifest:
+        warnings.warn(
+            f"{folder} was written by an older conceptspace (cache format {manifest.get('format', 1)}) and has no "
+            "content hashes: only its sizes and shapes were checked; extract again for a verified entry",
+            cache_store.CacheWarning,
+            stacklevel=2,
+        )
+    return _activations(folder, manifest, arrays)
+
+
+def _activations(folder: Path, manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Activations:
+    """An :class:`Activations` over the verified arrays of one entry."""
     sites = tuple(manifest["sites"])
-    arrays = {site: cache_store.open_array(folder, site) for site in sites}
-    offsets = cache_store.open_array(folder, "offsets") if (folder / "offsets.npy").exists() else None
     return Activations(
         sites=sites,
         position=manifest["position"],
         n_items=int(manifest["n_items"]),
         d_model=int(manifest["d_model"]),
         model=manifest["model"],
-        arrays=arrays,
-        offsets=offsets,
+        arrays={site: arrays[site] for site in sites},
+        offsets=arrays.get("offsets"),
         folder=folder,
         storage_dtype=manifest["dtype"],
         token_counts=np.asarray(manifest["token_counts"]),

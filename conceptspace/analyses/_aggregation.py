@@ -35,10 +35,11 @@ import scipy.stats
 import torch
 
 from conceptspace._deprecation import renamed_keywords
+from conceptspace.analyses.geometry._logit_lens import token_zipf
 from conceptspace.analyses.probes._estimators import RidgeRegressionProbe
 from conceptspace.analyses.probes._evaluation import probe_layers
 from conceptspace.errors import InvalidInputError, NotApplicableError
-from conceptspace.models._load import ConceptModel
+from conceptspace.models import ConceptModel
 from conceptspace.models._nnsight import import_nnsight
 from conceptspace.models._weights import embedding_rows, vocab_size
 from conceptspace.paths import activation_cache_dir
@@ -267,8 +268,6 @@ def aggregation_tests(
     claim: str = "A6",
 ) -> tuple[ResultSet, dict[str, Any]]:
     """Both A6 tests on the model and (when given) its untrained twin; returns results and per-item details."""
-    from conceptspace.analyses.geometry._logit_lens import token_zipf
-
     if model.site_map.final_norm is None:  # said before any work: an encoder has no final context vector
         raise NotApplicableError(f"{model.name} has no final norm; A6 reads the final context vector (the input of "
                                  "the LM head), which an encoder such as BERT does not have")

@@ -9,18 +9,16 @@ rules. Public: :func:`load_model`, :class:`ConceptModel`, the site vocabulary, a
 
 from __future__ import annotations
 
-from conceptspace.models._load import (
+from conceptspace.models._bundled import (
+    BUNDLED_MODELS,
     DEFAULT_MODEL,
     BundledModel,
-    ConceptModel,
-    ModelIdentity,
-    RemoteMode,
     bundled_model_path,
-    converted_folder,
     installed_models,
-    load_model,
-    load_tokenizer,
 )
+from conceptspace.models._gguf import converted_folder
+from conceptspace.models._load import load_model, load_tokenizer
+from conceptspace.models._model import ConceptModel, ModelIdentity, RemoteMode
 from conceptspace.models._sites import (
     EMBED,
     FINAL_NORM,
@@ -41,6 +39,7 @@ from conceptspace.models._weights import (
 )
 
 __all__ = [
+    "BUNDLED_MODELS",
     "DEFAULT_MODEL",
     "EMBED",
     "FINAL_NORM",

@@ -21,7 +21,7 @@ import torch
 
 from conceptspace._atomic import atomic_write_json
 from conceptspace.errors import InvalidInputError, NotApplicableError
-from conceptspace.models._load import ConceptModel
+from conceptspace.models._model import ConceptModel
 from conceptspace.models._nnsight import import_nnsight
 from conceptspace.models._sites import get_submodule
 from conceptspace.paths import activation_cache_dir

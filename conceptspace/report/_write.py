@@ -1,4 +1,4 @@
-"""Write a run's report folder: results.json, report.md, report.html and figures/*.png."""
+"""Write a run's report folder: results.json, report.md, report.html and ``figures/*.png``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from conceptspace.suite._runner import RunOutcome
 
 
 def write_report(outcome: RunOutcome, out_dir: str | Path) -> dict[str, Path]:
-    """Write results.json, report.md, report.html and figures/*.png into ``out_dir``; return their paths."""
+    """Write results.json, report.md, report.html and ``figures/*.png`` into ``out_dir``; return their paths."""
     folder = Path(out_dir)
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     data = build_report(outcome)

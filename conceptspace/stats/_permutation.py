@@ -202,8 +202,10 @@ def _refit_scores(
 ) -> np.ndarray:
     out = np.empty(perm_idx.shape[0])
     with warnings.catch_warnings():
-        # A permuted test fold may lack a class; scikit-learn warns, the score is still defined.
+        # A permuted test fold may lack a class; scikit-learn warns, the score is still defined (and the task's
+        # own folds report how many lack a class: CVResult.test_folds_missing_class).
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", message="A single label was found in 'y_true' and 'y_pred'")
         for b, rows in enumerate(perm_idx):
             out[b] = _refit_one(probe, X, y[rows], folds, scoring)
     return out

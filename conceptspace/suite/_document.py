@@ -7,23 +7,24 @@ Why a module of its own: the document is the run's public record; other tools, t
 from __future__ import annotations
 
 import json
+import platform
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from conceptspace import __version__
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._results import ResultSet, TestResult, is_sanity_check
 from conceptspace.suite._runner import RunOutcome
 
-RESULTS_SCHEMA_VERSION = 1
+RESULTS_SCHEMA_VERSION = 2
 _RENAMED = {"id": "test_id", "p": "p_value"}  # record name -> TestResult name
 _DISPLAY_ONLY = ("test_id", "dataset", "site", "layer", "position", "method", "control", "sanity_check")
 
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that produce the numbers (for results.json)."""
-    from importlib import metadata
-
     out = {}
     for name in ("conceptspace", "torch", "transformers", "nnsight", "numpy", "scipy", "scikit-learn",
                  "statsmodels", "pandas", "matplotlib"):
@@ -31,11 +32,7 @@ def package_versions() -> dict[str, str]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             if name == "conceptspace":
-                import conceptspace
-
-                out[name] = conceptspace.__version__
-    import platform
-
+                out[name] = __version__
     out["python"] = platform.python_version()
     return out
 

@@ -18,10 +18,11 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from conceptspace import __version__
 from conceptspace.analyses import RunContext, registry
 from conceptspace.depth import site_depth
 from conceptspace.errors import NotApplicableError
-from conceptspace.models._load import ConceptModel, RemoteMode
+from conceptspace.models import ConceptModel, RemoteMode, load_model
 from conceptspace.stats._results import ResultSet
 from conceptspace.suite._spec import AnalysisSpec, Suite
 from conceptspace.theory._verdicts import Verdict, is_sanity_check, judge_all
@@ -138,9 +139,6 @@ def run_suite(
     An analysis that fails is recorded with its reason (one line in the progress log); ``debug=True`` also
     prints its traceback.
     """
-    import conceptspace
-    from conceptspace.models._load import load_model
-
     t0 = time.perf_counter()
     _log(f"conceptspace run: suite {suite.name} on {suite.model} (seed {suite.seed}{', quick' if quick else ''})",
          progress)
@@ -196,7 +194,7 @@ def run_suite(
         timings["download_mb"] = {r.spec.id: round(r.downloaded_bytes / 2**20, 3) for r in records}
         timings["download_mb_total"] = round(model.downloaded_bytes / 2**20, 3)
     _log(f"done in {total:.1f}s", progress)
-    model_record = {**model.describe(), "package": f"conceptspace {conceptspace.__version__}"}
+    model_record = {**model.describe(), "package": f"conceptspace {__version__}"}
     return RunOutcome(
         suite=suite, quick=quick, model=model_record, twin=_twin_record(twin_model, twin),
         records=records, results=corrected, verdicts=verdicts, timings=timings,
@@ -206,8 +204,6 @@ def run_suite(
 
 def build_twin(model: ConceptModel, choice: str, seed: int, device: str | None = None) -> ConceptModel | None:
     """The untrained control for ``model``: ``"config"`` (its own architecture), ``"none"``, or a model name."""
-    from conceptspace.models._load import load_model
-
     if choice == "none":
         return None
     if choice == "config":

@@ -27,8 +27,10 @@ import tomllib
 
 from conceptspace.analyses import get_kind, param_default, param_fields, registry
 from conceptspace.analyses._base import is_int, is_number, is_str, list_of
+from conceptspace.concepts import list_concepts
 from conceptspace.depth import is_layers
 from conceptspace.errors import ConceptspaceError
+from conceptspace.resources import probes_dir
 from conceptspace.theory._claims import CLAIMS, ClaimRule
 
 CLAIM_IDS = tuple(CLAIMS)
@@ -297,8 +299,6 @@ def _renamed(where: _Where, path: tuple[str | int, ...], table: dict[str, Any], 
 
 
 def _dataset_names() -> set[str]:
-    from conceptspace.concepts import list_concepts
-
     return {info.name for info in list_concepts()}
 
 
@@ -426,8 +426,6 @@ def load_suite(path: str | Path) -> Suite:
     """Read a suite file: a path, or the name of a bundled suite (``concept_space`` or ``truth.toml``)."""
     candidate = Path(path)
     if not candidate.exists():
-        from conceptspace.resources import probes_dir
-
         bundled = probes_dir() / (candidate.name if candidate.suffix == ".toml" else f"{candidate.name}.toml")
         if not bundled.exists():
             raise SuiteError(f"suite {path} does not exist (bundled suites live in {probes_dir()})")

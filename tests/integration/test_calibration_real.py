@@ -16,7 +16,7 @@ import numpy as np
 from conceptspace.activations._extract import extract
 from conceptspace.analyses.probes import calibrate_null
 from conceptspace.concepts import load_concepts
-from conceptspace.models._load import load_model
+from conceptspace.models import load_model
 
 # ~3 minutes on an idle 2-core CPU (10 under load): outside the default CI run; `tox -e calibration` runs it
 # (the tier is set in tests/conftest.py).

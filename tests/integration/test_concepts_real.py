@@ -31,7 +31,7 @@ def _direct_tokenizer(alias: str) -> Any:
 
 def _tokenizer(alias: str) -> Any:
     try:
-        from conceptspace.models._load import load_tokenizer
+        from conceptspace.models import load_tokenizer
     except (ImportError, AttributeError):
         return _direct_tokenizer(alias)
     return load_tokenizer(alias)

@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from conceptspace.activations import extract
 from conceptspace.analyses.causal._erasure import apply_eraser, erasure_test, fit_leace
 from conceptspace.concepts import load_concepts
-from conceptspace.models._load import load_model
+from conceptspace.models import load_model
 
 SITE = "layer.15"
 CONCEPTS = "truth_is_universal/animal_class_polarity"

@@ -18,7 +18,7 @@ def _load(name: str):
 
 def test_probe_one_concept_prints_a_summary():
     table = _load("probe_one_concept").main(["--items", "40", "--permutations", "49"])
-    assert "Correction: holm" in table and "L25" in table
+    assert "Correction: holm" in table and "/layer.25/" in table
 
 
 def test_compare_with_twin_saves_a_figure(tmp_path):

@@ -30,7 +30,7 @@ _collected: list[ResultSet] = []
 
 @pytest.fixture(scope="module")
 def models() -> tuple[object, object]:
-    from conceptspace.models._load import load_model
+    from conceptspace.models import load_model
 
     model = load_model("smollm2-135m")
     return model, model.untrained(0)

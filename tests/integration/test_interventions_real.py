@@ -22,7 +22,7 @@ from conceptspace.analyses.causal._inputs import resolve_targets
 from conceptspace.analyses.causal._steering import steering_test
 from conceptspace.analyses.probes._estimators import MassMeanProbe
 from conceptspace.concepts import load_concepts
-from conceptspace.models._load import load_model
+from conceptspace.models import load_model
 from conceptspace.stats._results import ResultSet
 
 SITE = "layer.10"

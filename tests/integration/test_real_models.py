@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conceptspace.activations._extract import extract
-from conceptspace.models._load import load_model
+from conceptspace.models import load_model
 
 SENTENCES = [
     "The capital of France is",

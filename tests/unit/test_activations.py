@@ -124,7 +124,7 @@ def _count_calls(module: torch.nn.Module, counter: dict[str, int], name: str) ->
 
 
 def test_forward_stops_after_deepest_site(tiny_model_dirs):
-    from conceptspace.models._load import load_model
+    from conceptspace.models import load_model
 
     model = load_model(str(tiny_model_dirs["llama"]))  # a fresh copy: its modules are patched below
     calls = {"layer1": 0, "layer2": 0, "norm": 0, "head": 0}
@@ -139,7 +139,7 @@ def test_forward_stops_after_deepest_site(tiny_model_dirs):
 
 
 def test_remote_local_round_trip_matches_local(tiny_model_dirs):
-    from conceptspace.models._load import load_model
+    from conceptspace.models import load_model
 
     local = load_model(str(tiny_model_dirs["llama"]))
     dry_run = load_model(str(tiny_model_dirs["llama"]), remote="local")
@@ -184,7 +184,7 @@ def test_unknown_position_and_missing_spans(tiny_models):
 
 
 def test_non_finite_activations_raise_and_cache_nothing(tiny_model_dirs, tmp_path):
-    from conceptspace.models._load import load_model
+    from conceptspace.models import load_model
 
     model = load_model(str(tiny_model_dirs["gpt2"]))
     block = model.hf_model.transformer.h[1]

@@ -32,7 +32,7 @@ def _count_forward(model, counter: dict[str, int]) -> None:
 
 
 def test_second_extraction_is_served_from_cache_without_a_forward(tiny_model_dirs, tmp_path):
-    from conceptspace.models._load import load_model
+    from conceptspace.models import load_model
 
     model = load_model(str(tiny_model_dirs["llama"]))
     counter = {"calls": 0}
@@ -87,8 +87,8 @@ def test_cache_info_and_clear(tiny_models, tmp_path):
     (tmp_path / "deadbeef.partial").mkdir()
     info = cache_store.cache_info(tmp_path)
     assert [e["complete"] for e in info["entries"]].count(False) == 1 and info["bytes"] > 0
-    assert cache_store.cache_clear(tmp_path, partial_only=True) == 1
-    assert cache_store.cache_clear(tmp_path) == 1
+    assert cache_store.cache_clear(tmp_path, partial_only=True).removed == ["deadbeef.partial"]
+    assert len(cache_store.cache_clear(tmp_path).removed) == 1
     assert cache_store.cache_info(tmp_path)["entries"] == []
 
 
@@ -108,7 +108,7 @@ def test_atomic_write_leaves_nothing_when_interrupted(tmp_path, monkeypatch):
 _KILLED_RUN = textwrap.dedent(
     """
     import sys, time
-    from conceptspace.models._load import load_model
+    from conceptspace.models import load_model
     from conceptspace.activations._extract import extract
     model = load_model(sys.argv[1])
     block = model.hf_model.get_submodule("model.layers.0")
@@ -124,7 +124,7 @@ _KILLED_RUN = textwrap.dedent(
 
 
 def test_killed_extraction_resumes_from_whole_shards(tiny_model_dirs, tmp_path):
-    from conceptspace.models._load import load_model
+    from conceptspace.models import load_model
 
     cache_dir = tmp_path / "cache"
     texts_file = tmp_path / "texts.txt"

@@ -93,7 +93,7 @@ def _remote_layout_unknown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny
     """A reachable 'Hub' whose config.json has no model_type: transformers' own ValueError, for real."""
     import transformers
 
-    from conceptspace.models import _load as models
+    from conceptspace.models import _remote as models
 
     odd = tmp_path / "hub-odd"
     odd.mkdir()

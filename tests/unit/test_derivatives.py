@@ -12,7 +12,7 @@ from conceptspace.analyses.causal._derivatives import directional_derivative_tes
 from conceptspace.analyses.causal._inputs import prepare_prompts
 from conceptspace.analyses.causal._trace import run_gradients
 from conceptspace.errors import InvalidInputError
-from conceptspace.models._load import load_model
+from conceptspace.models import load_model
 from tests.unit.planted import BAD, GOOD, NEUTRAL, make_planted_model, prompts
 
 PROMPTS = prompts(NEUTRAL[:24])

@@ -25,7 +25,7 @@ from conceptspace.analyses.causal._erasure import (
 from conceptspace.analyses.causal._inputs import prepare_prompts
 from conceptspace.analyses.causal._trace import Edits, run_edits
 from conceptspace.errors import InvalidInputError
-from conceptspace.models._load import load_model
+from conceptspace.models import load_model
 from tests.unit.planted import BAD, GOOD, NEGATIVE, NEUTRAL, NULL_NEG, NULL_POS, POSITIVE, make_planted_model, prompts
 
 FAST = {"probe": RidgeClassifier(), "n_permutations": 19, "n_bootstrap": 200, "n_random": 20}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conceptspace.errors import ModelNotFoundError, RemoteError
-from conceptspace.models._load import BUNDLED_MODELS, installed_models, load_model
+from conceptspace.models import BUNDLED_MODELS, installed_models, load_model
 
 
 def test_load_folder_reports_architecture_and_identity(tiny_models, tiny_model_dirs):

@@ -12,7 +12,7 @@ import torch
 from conceptspace.analyses._aggregation import context_vectors
 from conceptspace.errors import InvalidInputError, RemoteError
 from conceptspace.models import _weights as weights
-from conceptspace.models._load import load_model
+from conceptspace.models import load_model
 from conceptspace.report import build_report, render_markdown
 from conceptspace.suite._runner import run_suite
 from conceptspace.suite._spec import parse_suite
@@ -109,7 +109,7 @@ def test_context_vectors_through_traces_equal_the_local_forward(pairs):
 
 
 def test_twin_too_large_for_memory_is_refused_with_the_way_out(pairs, monkeypatch):
-    from conceptspace.models import _load as models
+    from conceptspace.models import _model as models
     _, dry = pairs["llama"]
     monkeypatch.setattr(models, "_available_memory_bytes", lambda: 1024)
     with pytest.raises(RemoteError, match="--twin none"):

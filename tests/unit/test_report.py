@@ -70,7 +70,7 @@ def test_written_report_is_self_contained_and_json_documented(outcome, tmp_path)
     assert html.count("data:image/png;base64,") >= 1
     assert list((tmp_path / "figures").glob("*.png"))
     doc = json.loads(paths["json"].read_text())
-    assert doc["schema"] == "conceptspace.results" and doc["schema_version"] == 1
+    assert doc["schema"] == "conceptspace.results" and doc["schema_version"] == 2
     test = doc["tests"][0]
     for key in ("id", "claim", "dataset", "layer", "position", "method", "control", "statistic", "effect_size",
                 "ci_low", "ci_high", "p", "p_adjusted", "significant", "n"):

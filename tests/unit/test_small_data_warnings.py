@@ -32,15 +32,7 @@ def test_the_splitter_warns_on_this_data():
         list(splitter.split(np.zeros((y.size, 1)), y, np.arange(y.size)))
 
 
-REFIT_LEAK = pytest.mark.xfail(
-    strict=True,
-    raises=UserWarning,
-    reason="permutation._refit_scores filters only 'y_pred contains classes not in y_true', not sklearn's "
-    "'A single label was found' for a one-class test fold (permutation.py is outside this change)",
-)
-
-
-@pytest.mark.parametrize("probe", [RidgeProbe(), pytest.param(LogisticProbe(), marks=REFIT_LEAK)])
+@pytest.mark.parametrize("probe", [RidgeProbe(), LogisticProbe()])
 def test_probe_layers_with_a_class_smaller_than_n_splits_reports_instead_of_warning(probe):
     X, y = _small_class_data()
     with warnings.catch_warnings():

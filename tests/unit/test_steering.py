@@ -12,7 +12,7 @@ from conceptspace.analyses.causal._inputs import prepare_prompts, random_directi
 from conceptspace.analyses.causal._steering import steering_test
 from conceptspace.analyses.causal._trace import Edits, run_edits
 from conceptspace.errors import InvalidInputError
-from conceptspace.models._load import load_model
+from conceptspace.models import load_model
 from tests.unit.planted import BAD, GOOD, NEUTRAL, make_planted_model, prompts
 
 PROMPTS = prompts(NEUTRAL[:24])

@@ -58,7 +58,7 @@ from conceptspace.analyses.causal._inputs import (
 from conceptspace.analyses.causal._trace import Edits, run_edits
 from conceptspace.analyses.probes._evaluation import probe_layers
 from conceptspace.errors import InvalidInputError
-from conceptspace.models._load import ConceptModel
+from conceptspace.models import ConceptModel
 from conceptspace.models._sites import layer_index
 from conceptspace.stats._bootstrap import group_counts, percentile_interval
 from conceptspace.stats._permutation import permutation_p_value

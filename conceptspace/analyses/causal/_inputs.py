@@ -17,7 +17,7 @@ import torch
 
 from conceptspace.activations._extract import BatchInputs, build_batch, tokenize
 from conceptspace.errors import InvalidInputError, NotApplicableError
-from conceptspace.models._load import ConceptModel
+from conceptspace.models import ConceptModel
 from conceptspace.models._sites import parse_site
 from conceptspace.stats._results import TRAINED, UNTRAINED
 

@@ -45,7 +45,7 @@ from conceptspace.analyses.causal._inputs import (
 )
 from conceptspace.analyses.causal._trace import Edits, run_edits
 from conceptspace.errors import InvalidInputError
-from conceptspace.models._load import ConceptModel
+from conceptspace.models import ConceptModel
 from conceptspace.stats._bootstrap import group_counts, percentile_interval
 from conceptspace.stats._permutation import permutation_p_value
 from conceptspace.stats._results import ResultSet, TestKey, TestResult

@@ -27,7 +27,7 @@ import torch
 
 from conceptspace.analyses.causal._inputs import PreparedPrompts
 from conceptspace.errors import InvalidInputError
-from conceptspace.models._load import ConceptModel
+from conceptspace.models import ConceptModel
 from conceptspace.models._nnsight import import_nnsight
 
 

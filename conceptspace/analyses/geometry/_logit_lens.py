@@ -37,7 +37,7 @@ from conceptspace.analyses.geometry._naming import geometry_key, null_summary
 from conceptspace.analyses.geometry._vector_ops import residualize, standardized_ranks, unit_rows
 from conceptspace.depth import resolve_layers
 from conceptspace.errors import InvalidInputError, NotApplicableError
-from conceptspace.models._load import ConceptModel
+from conceptspace.models import ConceptModel
 from conceptspace.models._weights import final_norm, output_head
 from conceptspace.stats._permutation import permutation_p_value
 from conceptspace.stats._results import TRAINED, UNTRAINED, ResultSet, TestResult

@@ -195,10 +195,11 @@ def relation_orthogonality_tests(
     claim: str | None = "C2",
     extra: dict[str, Any] | None = None,
 ) -> ResultSet:
-    """|cos| between mean directions of each target relation pair vs every other pair of relations in the set.
+    """``|cos|`` between mean directions of each target relation pair vs every other pair of relations in the
+    set.
 
-    statistic: |cos|; effect size: median reference |cos| minus the target's (positive = more orthogonal than
-    a typical pair); p: (1 + #{reference |cos| <= target}) / (R + 1), lower tail.
+    statistic: ``|cos|``; effect size: median reference ``|cos|`` minus the target's (positive = more orthogonal than
+    a typical pair); p: ``(1 + #{reference |cos| <= target}) / (R + 1)``, lower tail.
     """
     A, B, rel, geometry = _prepare(A, B, relations, inner_product)
     dirs = relation_directions(A, B, rel)

@@ -31,7 +31,7 @@ from conceptspace.concepts._pairs import analogy_quadruples
 from conceptspace.concepts._schema import ConceptSet
 from conceptspace.concepts._tokenization import tokenization_report
 from conceptspace.errors import InvalidInputError
-from conceptspace.models._load import ConceptModel
+from conceptspace.models import ConceptModel
 from conceptspace.models._sites import parse_site
 from conceptspace.models._weights import embedding_rows, unembedding_matrix, unembedding_rows
 from conceptspace.site_names import UNEMBED
@@ -223,6 +223,14 @@ def _models(
     return out
 
 
+def _position(site: str, concept_set: ConceptSet, pairs: bool = False) -> str | None:
+    """Where a site's vectors are read: nowhere for the static unembedding rows, else the word's span mean (the
+    last token for sentence sets without spans; pairs sets always have spans)."""
+    if site == UNEMBED:
+        return None
+    return "span:mean" if pairs or concept_set.spans else "last"
+
+
 # ------------------------------------------------------------------------------------------------ runners
 @renamed_keywords(n_boot="n_bootstrap")
 def run_clustering(
@@ -252,7 +260,7 @@ def run_clustering(
             results = results + clustering_tests(
                 X, labels, groups=groups, methods=methods, n_permutations=n_permutations, n_bootstrap=n_bootstrap,
                 seed=seed, dataset=concept_set.name, site=site, control=control,
-                position=None if site == UNEMBED else ("span:mean" if concept_set.spans else "last"),
+                position=_position(site, concept_set),
                 extra={"tokenization": tokenization},
             )
     return results
@@ -293,7 +301,7 @@ def run_analogies(
             results = results + analogy_tests(
                 V, questions, methods=methods, n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=seed,
                 dataset=concept_set.name, site=site, control=control,
-                position=None if site == UNEMBED else "span:mean",
+                position=_position(site, concept_set, pairs=True),
                 extra={"tokenization": tokenization, "max_per_relation": max_per_relation},
             )
     return results
@@ -326,7 +334,7 @@ def run_relations(
         b_vectors = concept_vectors_by_site(m, concept_set, sites, side="b")
         for site in sites:
             A, B = a_vectors[site], b_vectors[site]
-            position = None if site == UNEMBED else "span:mean"
+            position = _position(site, concept_set, pairs=True)
             for ip in (None, causal):
                 common: dict[str, Any] = {"dataset": concept_set.name, "site": site, "control": control,
                                           "position": position, "seed": seed, "inner_product": ip,
@@ -367,7 +375,7 @@ def run_similarity(
             results = results + rsa_tests(
                 X, ref, groups=groups, n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=seed,
                 dataset=concept_set.name, reference_name=name, site=site, control=control,
-                position=None if site == UNEMBED else ("span:mean" if concept_set.spans else "last"),
+                position=_position(site, concept_set),
             )
     return results
 
