@@ -53,7 +53,8 @@ EXIT_STATUS = {
     EXIT_BUG: "unexpected internal error (a bug: rerun with --debug and report the traceback)",
     EXIT_ERROR: "an error you can fix (arguments, input file, model, device, suite, output folder, disk);\n"
                 "       no output folder or report is written",
-    EXIT_FAILED_ANALYSES: "run: the report was written, but an analysis failed (the report says why)",
+    EXIT_FAILED_ANALYSES: "run: the report was written, but an analysis failed (the report says why; one the "
+                          "model cannot take, e.g. steering on an encoder, is 'not applicable', not a failure)",
     EXIT_INTERRUPTED: "interrupted",
 }
 _DEBUG_HINT = "rerun with --debug for the traceback"
@@ -376,7 +377,7 @@ def default_report_folder(suite_name: str, model: str) -> Path:
 
 def _failed_analyses_line(outcome: Any, report: Path) -> str | None:
     """One line naming the analyses that did not finish, or None when all of them did."""
-    failed = [r for r in outcome.records if r.status != "ok"]
+    failed = [r for r in outcome.records if r.status not in ("ok", "not applicable")]  # n/a: the model's, not ours
     if not failed:
         return None
     names = "; ".join(f"{r.spec.id}: {r.reason or r.status}" for r in failed)
@@ -415,7 +416,7 @@ def _print_cache_info(info: dict[str, Any]) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from conceptspace.suite import load_suite
 
-    suite = load_suite(args.suite).for_run(quick=args.quick, seed=args.seed, model=args.model)
+    suite = load_suite(args.suite).for_run(quick=args.quick, seed=args.seed, model=args.model, layers=args.layers)
     out = Path(args.out) if args.out else default_report_folder(suite.name, suite.model)
     check_device(args.device)
     check_output_folder(out)
@@ -438,6 +439,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_error(failed)
         return EXIT_FAILED_ANALYSES
     return EXIT_OK
+
+
+def _layers_argument(value: str) -> Any:
+    """``--layers``: "all", or comma-separated block indices (``3,-1``) and fractions of depth (``0.25,0.5``); a
+    number with a decimal point is a fraction (so ``1`` is block 1 and ``1.0`` the last block)."""
+    text = value.strip()
+    if text == "all":
+        return "all"
+    out: list[int | float] = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            number: int | float = float(part) if any(c in part for c in ".eE") else int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{part!r} is not a layer: give 'all' or comma-separated block indices (3,-1) or fractions of "
+                "depth in [0, 1] (0.25,0.5,0.75)") from None
+        if isinstance(number, float) and not 0.0 <= number <= 1.0:
+            raise argparse.ArgumentTypeError(
+                f"{part} is a fraction of depth outside [0, 1]; write an int ({int(number)}) for a block index")
+        out.append(number)
+    return out
 
 
 def _positive_int(value: str) -> int:
@@ -492,7 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--text-column", default="text",
                          help="field of a .jsonl/.json or column of a .csv/.tsv texts file (default: text)")
     extract.add_argument("--dataset", help="a bundled concept dataset name ('conceptspace datasets' lists them)")
-    extract.add_argument("--layers", default="all", help="'all' or a comma list: embed,0,5,-1,final_norm")
+    extract.add_argument("--layers", default="all",
+                         help="'all' or a comma list: embed,0,5,-1,final_norm; a decimal is a fraction of depth "
+                              "(0.5 or layer@0.5: block floor(f * n_layers), the one at mid-depth)")
     extract.add_argument("--position", default="last", help="last | mean | all | span:first | span:last | span:mean")
     extract.add_argument("--batch-size", type=_positive_int, default=32, help="texts per forward (default 32)")
     extract.add_argument("--dtype", default=None, help="storage dtype: float32 | float16 | bfloat16")
@@ -525,6 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="untrained control: 'config' (the model's own architecture, built locally), 'none', "
                           "or a model whose untrained version stands in (e.g. a smaller one of the same family)")
     run.add_argument("--quick", action="store_true", help="the suite's reduced battery (CI, smoke tests)")
+    run.add_argument("--layers", type=_layers_argument, default=None, metavar="LAYERS",
+                     help="override every analysis's layers: 'all', block indices (3,-1) or fractions of depth "
+                          "(0.25,0.5,0.75: block floor(f * n_layers), 1.0 the last); single-layer kinds (steering, "
+                          "erasure, derivatives) take the middle value; recorded in results.json")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(handler=_cmd_run)
 

@@ -23,6 +23,11 @@ class InvalidInputError(ConceptspaceError, ValueError):
     """Bad texts, layers, positions or spans handed to an extraction or analysis."""
 
 
+class NotApplicableError(InvalidInputError):
+    """A test that this model cannot take (next-token tests on an encoder with no LM head): nothing is wrong with
+    the input or the suite, so a run records the analysis as "not applicable" with this reason, not as failed."""
+
+
 class NonFiniteActivationError(ConceptspaceError, FloatingPointError):
     """NaN or inf found in activations; the values are never cached."""
 

@@ -35,6 +35,7 @@ from conceptspace._html_table import html_table
 from conceptspace.activations._host_memory import release_free_heap
 from conceptspace.activations._positions import Position, pool_plan, token_span
 from conceptspace.activations._staging import HostStaging
+from conceptspace.depth import DEPTH_PREFIX, block_at, site_fraction
 from conceptspace.errors import InvalidInputError, NonFiniteActivationError
 from conceptspace.models import ConceptModel
 from conceptspace.models._nnsight import import_nnsight
@@ -80,8 +81,11 @@ class Activations:
     storage_dtype: str = "float32"
     token_counts: np.ndarray | None = field(default=None, repr=False)
 
-    def __getitem__(self, site: str | int) -> np.ndarray:
-        name = f"layer.{site + len(self._layers()) if site < 0 else site}" if isinstance(site, int) else site
+    def __getitem__(self, site: str | int | float) -> np.ndarray:
+        if isinstance(site, float) or (isinstance(site, str) and site.startswith(DEPTH_PREFIX)):
+            name = self._depth_site(site)
+        else:
+            name = f"layer.{site + len(self._layers()) if site < 0 else site}" if isinstance(site, int) else site
         if name not in self.arrays:
             raise KeyError(f"site {site!r} was not extracted; available: {', '.join(self.sites)}")
         array = self.arrays[name]
@@ -89,10 +93,20 @@ class Activations:
             return torch.from_numpy(np.array(array)).view(torch.bfloat16).float().numpy()
         return array
 
+    def _depth_site(self, site: str | float) -> str:
+        """``0.5`` or ``"layer@0.5"``: the block at that fraction of the model's depth (:mod:`conceptspace.depth`)."""
+        n_layers = self.model.get("n_layers") if isinstance(self.model, Mapping) else None
+        if not isinstance(n_layers, int):
+            raise InvalidInputError(f"site {site!r} is a fraction of depth, but these activations do not record the "
+                                    "model's number of blocks; name the block (layer.<i>)")
+        fraction = site_fraction(site) if isinstance(site, str) else site
+        assert fraction is not None  # a string here starts with "layer@": a fraction, or site_fraction raised
+        return f"layer.{block_at(fraction, n_layers)}"
+
     def _layers(self) -> list[str]:
         return [s for s in self.sites if s.startswith("layer.")]
 
-    def stack(self, sites: Sequence[str] | None = None) -> np.ndarray:
+    def stack(self, sites: Sequence[str | int | float] | None = None) -> np.ndarray:
         """``(n_sites, n_items, d)`` float32 array: the shape the batched probes take."""
         chosen = list(sites) if sites is not None else list(self.sites)
         return np.stack([np.asarray(self[s], dtype=np.float32) for s in chosen])

@@ -38,7 +38,7 @@ from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.geometry._logit_lens import token_zipf
 from conceptspace.analyses.probes._estimators import RidgeRegressionProbe
 from conceptspace.analyses.probes._evaluation import probe_layers
-from conceptspace.errors import InvalidInputError
+from conceptspace.errors import InvalidInputError, NotApplicableError
 from conceptspace.models import ConceptModel
 from conceptspace.models._nnsight import import_nnsight
 from conceptspace.models._weights import embedding_rows, vocab_size
@@ -177,7 +177,8 @@ def _forward_final_norm(model: ConceptModel, sequences: Sequence[Sequence[int]],
     and only the last-token slice leaves the trace (for NDIF, that is the download).
     """
     if model.site_map.final_norm is None:
-        raise InvalidInputError(f"{model.name} has no final norm; A6 reads the final context vector")
+        raise NotApplicableError(f"{model.name} has no final norm; A6 reads the final context vector (the input of "
+                                 "the LM head), which an encoder such as BERT does not have")
     nnsight = import_nnsight()
     traced = model.traced()
     envoy = model.envoy("final_norm")
@@ -267,6 +268,9 @@ def aggregation_tests(
     claim: str = "A6",
 ) -> tuple[ResultSet, dict[str, Any]]:
     """Both A6 tests on the model and (when given) its untrained twin; returns results and per-item details."""
+    if model.site_map.final_norm is None:  # said before any work: an encoder has no final context vector
+        raise NotApplicableError(f"{model.name} has no final norm; A6 reads the final context vector (the input of "
+                                 "the LM head), which an encoder such as BERT does not have")
     tok = model.tokenizer
     encoded = tok(list(texts), add_special_tokens=True)["input_ids"]
     vocab = vocab_size(model)

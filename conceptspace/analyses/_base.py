@@ -20,9 +20,11 @@ import numpy as np
 
 from conceptspace.analyses._figures import Figure, NothingToDraw, layer_curves, paired_bars, to_png
 from conceptspace.concepts import ConceptSet
+from conceptspace.depth import is_layer as is_layer  # re-exported for the kinds; the rule's home is depth
+from conceptspace.depth import is_layers as is_layers
+from conceptspace.depth import is_site_spec, resolve_layers
 from conceptspace.errors import InvalidInputError
 from conceptspace.models import ConceptModel
-from conceptspace.site_names import is_site_name
 from conceptspace.stats import ResultSet, TestResult
 
 
@@ -65,13 +67,15 @@ def optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: v is None or check(v)
 
 
-def is_layers(v: Any) -> bool:
-    """``"all"`` or a list of block indices (negative from the end)."""
-    return v == "all" or (isinstance(v, list) and all(is_int(x) for x in v))
+#: suite type names of the depth-relative layer parameters (the rule: :mod:`conceptspace.depth`)
+LAYER_TYPE = "block index (int, negative from the end) or fraction of depth (float in [0, 1])"
+LAYERS_TYPE = "'all' or a list of block indices (int) and fractions of depth (float in [0, 1])"
+SITES_TYPE = "list of sites (embed, unembed, final_norm, layer.<i>, layer@<fraction of depth>)"
 
 
 def is_sites(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) and is_site_name(x) for x in v)
+    """A list of site names; ``layer@<f>`` names a block by its fraction of depth."""
+    return isinstance(v, list) and all(is_site_spec(x) for x in v)
 
 
 def param_fields(params_class: type) -> dict[str, dataclasses.Field[Any]]:
@@ -231,19 +235,9 @@ def subset(concept_set: ConceptSet, rows: np.ndarray) -> ConceptSet:
 
 
 def block_indices(model: ConceptModel, layers: Any) -> list[int]:
-    """Block indices of a suite's layer list; negative ones count from the end, out-of-range ones are refused."""
-    if layers == "all":
-        return list(range(model.n_layers))
-    out = []
-    for x in layers:
-        index = int(x)
-        if not -model.n_layers <= index < model.n_layers:
-            raise InvalidInputError(
-                f"layer {index} does not exist in {model.name} (blocks 0..{model.n_layers - 1}, or -1 for the last); "
-                "the suite's layer lists are written for one model: adapt them to this one"
-            )
-        out.append(index % model.n_layers)
-    return out
+    """Block indices of a suite's layers on this model: ints are indices (negative from the end), floats in
+    [0, 1] fractions of depth (:mod:`conceptspace.depth`), ``"all"`` every block; each block once."""
+    return resolve_layers(layers, model.n_layers, model=model.name)
 
 
 def last_token_ids(model: ConceptModel, texts: list[str]) -> np.ndarray:

@@ -8,7 +8,8 @@ path, so the same suite runs on a Llama-style decoder, a GPT-2-style decoder and
     architecture has them, are added later and are not part of this site).
 ``layer.<i>``
     output of block ``i`` (0-based), i.e. the residual stream after that block. ``-1`` style negative indices
-    are accepted by :func:`parse_site` and resolved against the model's depth.
+    are accepted by :func:`parse_site` and resolved against the model's depth, and so are fractions of depth:
+    ``layer@0.5`` or the float ``0.5`` (the rule is in :mod:`conceptspace.depth`).
 ``final_norm``
     output of the final normalisation: the context vector that the unembedding reads. BERT-style encoders
     normalise inside every block (post-LN) and have no such site.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from conceptspace.depth import block_at, is_fraction, site_fraction
 from conceptspace.errors import InvalidInputError, UnsupportedArchitectureError
 from conceptspace.site_names import EMBED, FINAL_NORM, LAYER_PREFIX
 
@@ -108,11 +110,16 @@ def discover_sites(model: torch.nn.Module) -> SiteMap:
     return SiteMap(embed=found["embed"], layers=layers_path, final_norm=found["final_norm"], n_layers=len(layers))
 
 
-def parse_site(site: str | int, site_map: SiteMap) -> str:
-    """Normalise a user's site (``3``, ``-1``, ``"layer.3"``, ``"embed"``) to its canonical name, or explain."""
+def parse_site(site: str | int | float, site_map: SiteMap) -> str:
+    """Normalise a user's site (``3``, ``-1``, ``0.5``, ``"layer.3"``, ``"layer@0.5"``, ``"embed"``) to its canonical
+    name, or explain. A float is a fraction of depth (:func:`conceptspace.depth.block_at`)."""
     n = site_map.n_layers
     if isinstance(site, bool):  # bool is an int; True as a layer is always a mistake
         raise InvalidInputError(f"site {site!r} is not a layer index or site name")
+    if isinstance(site, float):
+        if not is_fraction(site):
+            raise InvalidInputError(f"site {site!r}: a float is a fraction of depth in [0, 1]; a block index is an int")
+        return f"{LAYER_PREFIX}{block_at(site, n)}"
     if isinstance(site, int):
         index = site + n if site < 0 else site
         if not 0 <= index < n:
@@ -124,8 +131,13 @@ def parse_site(site: str | int, site_map: SiteMap) -> str:
     if not isinstance(site, str):
         raise InvalidInputError(f"site {site!r} must be an int layer index or a site name string")
     text = site.strip()
+    fraction = site_fraction(text)
+    if fraction is not None:
+        return f"{LAYER_PREFIX}{block_at(fraction, n)}"
     if text.lstrip("-").isdigit():
         return parse_site(int(text), site_map)
+    if "." in text and text.replace(".", "", 1).lstrip("-").isdigit():  # "0.5" from a command line: a fraction
+        return parse_site(float(text), site_map)
     if text.startswith(LAYER_PREFIX) and text[len(LAYER_PREFIX) :].lstrip("-").isdigit():
         return parse_site(int(text[len(LAYER_PREFIX) :]), site_map)
     if text == EMBED:
@@ -138,15 +150,16 @@ def parse_site(site: str | int, site_map: SiteMap) -> str:
             )
         return FINAL_NORM
     raise InvalidInputError(
-        f"unknown site {site!r}: use 'embed', 'layer.<i>' with i in 0..{n - 1}, an int index, or 'final_norm'"
+        f"unknown site {site!r}: use 'embed', 'layer.<i>' with i in 0..{n - 1}, 'layer@<f>' with a depth f in "
+        "[0, 1], an int index, or 'final_norm'"
     )
 
 
-def parse_sites(sites: Iterable[str | int] | str | int | None, site_map: SiteMap) -> tuple[str, ...]:
+def parse_sites(sites: Iterable[str | int | float] | str | int | float | None, site_map: SiteMap) -> tuple[str, ...]:
     """Canonical site names in forward order, without duplicates. ``None`` or ``"all"`` means every site."""
     if sites is None or sites == "all":
         return site_map.available()
-    if isinstance(sites, (str, int)):
+    if isinstance(sites, (str, int, float)):
         sites = [sites]
     parsed = {parse_site(s, site_map) for s in sites}
     if not parsed:

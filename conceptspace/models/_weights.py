@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from conceptspace._atomic import atomic_write_json
-from conceptspace.errors import InvalidInputError
+from conceptspace.errors import InvalidInputError, NotApplicableError
 from conceptspace.models._model import ConceptModel
 from conceptspace.models._nnsight import import_nnsight
 from conceptspace.models._sites import get_submodule
@@ -135,7 +135,7 @@ def output_head(model: ConceptModel) -> tuple[np.ndarray, np.ndarray | None]:
     """The LM head's weight (vocab, d) and bias (or None): what logits are read with."""
     path = model.head_path()
     if path is None:
-        raise InvalidInputError(f"{model.name} has no language-model head; this analysis needs logits")
+        raise NotApplicableError(f"{model.name} has no language-model head; this analysis needs logits")
     head = get_submodule(model.hf_model, path)
     bias_tensor: torch.Tensor | None = getattr(head, "bias", None)
     weight_tensor: torch.Tensor = getattr(head, "weight")  # noqa: B009
@@ -151,7 +151,7 @@ def final_norm(model: ConceptModel) -> torch.nn.Module:
     """The final norm as a module that runs here (a remote model's copy is rebuilt from downloaded tensors)."""
     path = model.site_map.final_norm
     if path is None:
-        raise InvalidInputError(f"{model.name} has no final norm (BERT-style encoders normalise in every block)")
+        raise NotApplicableError(f"{model.name} has no final norm (BERT-style encoders normalise in every block)")
     module = get_submodule(model.hf_model, path)
     if model.weights_are_local:
         return module

@@ -141,3 +141,20 @@ def twin_note(doc: dict[str, Any]) -> str:
     if source == "config":
         return f"untrained twin seed {seed}"
     return f"untrained control: an untrained {twin['name']} (seed {seed}) standing in for the twin"
+
+
+def layers_note(doc: dict[str, Any]) -> str:
+    """A sentence when ``--layers`` replaced the suite's own layers ("" otherwise): the report says what ran.
+    Callers put it after the header's last sentence (``with_space``)."""
+    layers = doc["suite"].get("layers")
+    if layers is None:
+        return ""
+    shown = layers if layers == "all" else ", ".join(str(x) for x in layers)
+    return (f"Layers set on the command line (--layers {shown}): every analysis's layers replaced, single-layer "
+            "kinds at the middle value; ints are block indices, floats fractions of depth (block floor(f * "
+            f"{doc['model']['n_layers']}), 1.0 the last).")
+
+
+def with_space(sentence: str) -> str:
+    """``" " + sentence``, or "" for no sentence: appends an optional sentence to a paragraph."""
+    return f" {sentence}" if sentence else ""

@@ -11,7 +11,7 @@ import html
 import json
 from typing import Any
 
-from conceptspace.report._build import ReportData, execution_note, twin_note
+from conceptspace.report._build import ReportData, execution_note, layers_note, twin_note, with_space
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -56,7 +56,7 @@ def render_html(data: ReportData) -> str:
         f"{suite['n_permutations']} permutations, {suite['n_bootstrap']} bootstrap samples. Model "
         f"{_e(model['name'])} ({_e(model['architecture'])}, {model['n_layers']} layers, d={model['d_model']}, "
         f"{model['parameters']:,} parameters, weights sha256 <code>{_e(str(model.get('weights_sha256'))[:16])}"
-        f"...</code>){_e(execution_note(doc))}; {_e(twin_note(doc))}.</p>",
+        f"...</code>){_e(execution_note(doc))}; {_e(twin_note(doc))}.{with_space(_e(layers_note(doc)))}</p>",
         "<h2>Verdicts</h2><table><tr><th>claim</th><th>verdict</th><th>best test</th><th>effect</th>"
         "<th>95% CI</th><th>p (adj.)</th><th>untrained twin</th><th>tests</th><th>reason</th></tr>",
     ]
@@ -79,8 +79,9 @@ def render_html(data: ReportData) -> str:
         ]
         for a in s.analyses:
             status = a["status"] + (f" ({a['reason']})" if a["reason"] else "")
+            read = f"; read at {', '.join(a['sites'])}" if a.get("sites") else ""
             parts.append(f"<li>analysis <code>{_e(a['id'])}</code> ({_e(a['kind'])}): {_e(status)}; "
-                         f"{a['n_tests']} tests</li>")
+                         f"{a['n_tests']} tests{_e(read)}</li>")
         parts.append("</ul>")
         for f in s.figures:
             parts.append(f"<figure>{_img(f.png, f.caption)}<figcaption>{_e(f.caption)}</figcaption></figure>")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-from conceptspace.report._build import ReportData, execution_note, twin_note
+from conceptspace.report._build import ReportData, execution_note, layers_note, twin_note, with_space
 from conceptspace.text_safety import md_code, md_fence, md_text
 
 
@@ -37,7 +37,7 @@ def render_markdown(data: ReportData) -> str:
                f"samples. Model: {md_text(model['name'])} ({md_text(model['architecture'])}, {model['n_layers']} "
                f"layers, d={model['d_model']}, {model['parameters']:,} parameters, weights sha256 "
                f"{md_code(str(model.get('weights_sha256'))[:16] + '...')}){execution_note(doc)}; "
-               f"{md_text(twin_note(doc))}.")
+               f"{md_text(twin_note(doc))}.{with_space(md_text(layers_note(doc)))}")
     out += ["", "## Verdicts", ""]
     out.append(_md_table(
         ["claim", "verdict", "best test", "effect", "95% CI", "p (adj.)", "untrained twin", "tests"],
@@ -54,7 +54,8 @@ def render_markdown(data: ReportData) -> str:
                 f"*Verdict.* **{verdict}**: {md_text(s.verdict['reason'])}.", ""]
         for a in s.analyses:
             status = md_text(a["status"] + (f" ({a['reason']})" if a["reason"] else ""))
-            out.append(f"- analysis {md_code(a['id'])} ({md_text(a['kind'])}): {status}; {a['n_tests']} tests")
+            read = md_text(f"; read at {', '.join(a['sites'])}") if a.get("sites") else ""
+            out.append(f"- analysis {md_code(a['id'])} ({md_text(a['kind'])}): {status}; {a['n_tests']} tests{read}")
         for f in s.figures:
             out += ["", f"![{md_text(f.caption)}](figures/{quote(f.name)})", "", f"*{md_text(f.caption)}*"]
         if s.summary:

@@ -34,6 +34,11 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def _sites_read(results: ResultSet) -> list[str]:
+    """The sites an analysis's tests read, in first-seen order: what its depth-relative layers became here."""
+    return list(dict.fromkeys(r.site for r in results if r.site and r.key.control is None))
+
+
 def results_document(outcome: RunOutcome) -> dict[str, Any]:
     """The results.json document (schema in docs/RESULTS_SCHEMA.md)."""
     return {
@@ -48,7 +53,7 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
         "timings": outcome.timings,
         "analyses": [
             {"id": r.spec.id, "claim": r.spec.claim, "kind": r.spec.kind, "status": r.status, "reason": r.reason,
-             "params": r.params, "n_tests": len(r.results)}
+             "params": r.params, "n_tests": len(r.results), "sites": _sites_read(r.results)}
             for r in outcome.records
         ],
         "tests": [_test_record(r) for r in outcome.results],

@@ -20,15 +20,21 @@ from typing import Any
 
 from conceptspace import __version__
 from conceptspace.analyses import RunContext, registry
+from conceptspace.depth import site_depth
+from conceptspace.errors import NotApplicableError
 from conceptspace.models import ConceptModel, RemoteMode, load_model
 from conceptspace.stats._results import ResultSet
 from conceptspace.suite._spec import AnalysisSpec, Suite
 from conceptspace.theory._verdicts import Verdict, is_sanity_check, judge_all
 
+#: status of an analysis the model cannot take (next-token tests on an encoder): reported, not a failure
+NOT_APPLICABLE = "not applicable"
+
 
 @dataclass
 class AnalysisRecord:
-    """What happened to one analysis: status (ok / failed), reason, timing, tests and figure data."""
+    """What happened to one analysis: status (ok / failed / not run / not applicable), reason, timing, tests,
+    figure data."""
 
     spec: AnalysisSpec
     params: dict[str, Any]
@@ -61,10 +67,15 @@ def _log(message: str, progress: bool) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- the run
-def _tag(results: ResultSet, spec: AnalysisSpec) -> ResultSet:
-    """Scope every key to the suite analysis that ran it, set the claim and record the kind in ``extra``."""
+def _tag(results: ResultSet, spec: AnalysisSpec, n_layers: int | None = None) -> ResultSet:
+    """Scope every key to the suite analysis that ran it, set the claim and record the kind in ``extra``, and,
+    given the model's ``n_layers``, the relative depth of every test (``extra["depth"]``,
+    :func:`conceptspace.depth.site_depth`: null off the blocks) where the analysis did not set it."""
+    def depth(site: str | None) -> dict[str, float | None]:
+        return {} if n_layers is None else {"depth": site_depth(site, n_layers)}
+
     return ResultSet(
-        r.replace(analysis=spec.id, claim=spec.claim, extra={**dict(r.extra), "kind": spec.kind})
+        r.replace(analysis=spec.id, claim=spec.claim, extra={**depth(r.site), **dict(r.extra), "kind": spec.kind})
         for r in results
     )
 
@@ -148,11 +159,13 @@ def run_suite(
                                  n_permutations=suite.n_permutations, n_bootstrap=suite.n_bootstrap,
                                  progress=progress)
             output = kind.run(context, kind.make_params(record.params))
-            record.results = _tag(output.results, spec)
+            record.results = _tag(output.results, spec, model.n_layers)
             record.figure_data = output.figure_data
             record.status = "ok" if len(record.results) else "failed"
             if not len(record.results):
                 record.reason = "the analysis returned no tests"
+        except NotApplicableError as error:  # the model cannot take this test (an encoder has no LM head)
+            record.status, record.reason = NOT_APPLICABLE, str(error)
         except ImportError as error:
             record.status, record.reason = "not run", f"analysis module not available: {error}"
         except Exception as error:

@@ -28,6 +28,7 @@ import tomllib
 from conceptspace.analyses import get_kind, param_default, param_fields, registry
 from conceptspace.analyses._base import is_int, is_number, is_str, list_of
 from conceptspace.concepts import list_concepts
+from conceptspace.depth import is_layers
 from conceptspace.errors import ConceptspaceError
 from conceptspace.resources import probes_dir
 from conceptspace.theory._claims import CLAIMS, ClaimRule
@@ -131,10 +132,17 @@ class Suite:
     analyses: tuple[AnalysisSpec, ...]
     quick_settings: Mapping[str, Any]
     source: str = ""
+    #: the command line's ``--layers`` ("all" or a list of block indices / fractions), None when not given
+    layers: Any = None
 
-    def for_run(self, *, quick: bool = False, seed: int | None = None, model: str | None = None) -> Suite:
-        """A copy with the command line's choices applied (``--quick`` numbers, ``--seed``, ``--model``)."""
+    def for_run(self, *, quick: bool = False, seed: int | None = None, model: str | None = None,
+                layers: Any = None) -> Suite:
+        """A copy with the command line's choices applied (``--quick`` numbers, ``--seed``, ``--model``,
+        ``--layers``: see :func:`override_layers`)."""
         changes: dict[str, Any] = {}
+        if layers is not None:
+            changes["layers"] = layers
+            changes["analyses"] = tuple(override_layers(a, layers) for a in self.analyses)
         if quick:
             for key in ("n_permutations", "n_bootstrap", "alpha"):
                 if key in self.quick_settings:
@@ -158,11 +166,36 @@ class Suite:
             "correction": self.correction,
             "n_permutations": self.n_permutations,
             "n_bootstrap": self.n_bootstrap,
+            "layers": self.layers,
             "claims": {k: {"min_effect": r.min_effect, "margin": r.margin, "beat": list(r.beat)}
                        for k, r in self.claims.items()},
             "analyses": [{"id": a.id, "claim": a.claim, "kind": a.kind, "params": dict(a.params)}
                          for a in self.analyses],
         }
+
+
+def single_layer(layers: Any) -> Any:
+    """The one layer a single-layer kind (steering, erasure, derivatives) takes from a ``--layers`` list: the
+    middle entry as written (the earlier of the two middle ones for an even count); 0.5 (mid-depth) for "all"."""
+    if layers == "all":
+        return 0.5
+    return layers[(len(layers) - 1) // 2]
+
+
+def override_layers(spec: AnalysisSpec, layers: Any) -> AnalysisSpec:
+    """``spec`` with ``--layers`` in place of its own: ``layers`` for kinds that sweep layers, the middle value
+    (:func:`single_layer`) for kinds that read one ``layer``; its ``--quick`` layer choice is dropped too, so
+    the command line wins in quick runs. Kinds with neither (and ``sites`` lists) are left as written."""
+    if not is_layers(layers):
+        raise SuiteError(f"--layers must be 'all' or a list of block indices (int) and fractions of depth (float in "
+                         f"[0, 1]); got {layers!r}")
+    fields = param_fields(get_kind(spec.kind).Params)
+    value = {"layers": layers, "layer": single_layer(layers)}
+    names = [name for name in ("layers", "layer") if name in fields]
+    if not names:
+        return spec
+    return replace(spec, params={**spec.params, **{n: value[n] for n in names}},
+                   quick={k: v for k, v in spec.quick.items() if k not in names})
 
 
 # --------------------------------------------------------------------------------------------- key schemas

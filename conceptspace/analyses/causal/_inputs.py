@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from conceptspace.activations._extract import BatchInputs, build_batch, tokenize
-from conceptspace.errors import InvalidInputError
+from conceptspace.errors import InvalidInputError, NotApplicableError
 from conceptspace.models import ConceptModel
 from conceptspace.models._sites import parse_site
 from conceptspace.stats._results import TRAINED, UNTRAINED
@@ -27,7 +27,7 @@ Where = str | Sequence[tuple[int, int]]
 def require_causal(model: ConceptModel, test: str) -> None:
     """Next-token tests need a language-model head; an encoder has none."""
     if not model.is_causal or model.unembedding() is None:
-        raise InvalidInputError(
+        raise NotApplicableError(
             f"{test} measures next-token log-probabilities, so it needs a causal language model with an LM head; "
             f"{model.name} is not one (load a decoder such as 'smollm2-135m')"
         )

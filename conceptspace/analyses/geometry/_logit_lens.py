@@ -35,7 +35,8 @@ from conceptspace._deprecation import renamed_keywords
 from conceptspace.activations._extract import extract
 from conceptspace.analyses.geometry._naming import geometry_key, null_summary
 from conceptspace.analyses.geometry._vector_ops import residualize, standardized_ranks, unit_rows
-from conceptspace.errors import InvalidInputError
+from conceptspace.depth import resolve_layers
+from conceptspace.errors import InvalidInputError, NotApplicableError
 from conceptspace.models import ConceptModel
 from conceptspace.models._weights import final_norm, output_head
 from conceptspace.stats._permutation import permutation_p_value
@@ -91,12 +92,23 @@ def _context_tests(
     return float(per_context.mean()), null, boot, per_context
 
 
+def _require_logit_lens(model: ConceptModel) -> None:
+    """The logit lens reads blocks through the final norm and the LM head; an encoder has neither."""
+    if model.site_map.final_norm is None or model.head_path() is None:
+        missing = [name for name, absent in (("a final norm", model.site_map.final_norm is None),
+                                             ("a language-model head", model.head_path() is None)) if absent]
+        raise NotApplicableError(
+            f"the logit lens reads each block through the final norm and the LM head; {model.name} has no "
+            f"{' and no '.join(m.removeprefix('a ') for m in missing)} (load a decoder such as 'smollm2-135m')"
+        )
+
+
 @renamed_keywords(n_boot="n_bootstrap")
 def proximity_probability_tests(
     model: ConceptModel,
     texts: Sequence[str],
     *,
-    layers: Sequence[int] | None = None,
+    layers: Sequence[int | float] | str | None = None,
     n_permutations: int = 500,
     n_bootstrap: int = 500,
     seed: int = 0,
@@ -107,17 +119,17 @@ def proximity_probability_tests(
 ) -> ResultSet:
     """Per layer: Spearman of cos(ln_f(h_L), u_t) with log p(t | x), and its partial version given token frequency.
 
-    Also the last-layer dot-product identity (``control="identity"``, a sanity check). Run it again on
+    ``layers``: block indices (negative from the end), fractions of depth (floats in [0, 1]; see
+    :mod:`conceptspace.depth`) or ``"all"`` (the default). Also the last-layer dot-product identity
+    (``control="identity"``, a sanity check). Run it again on
     ``model.untrained(seed)`` with ``control="untrained"`` for the twin (or use
     :func:`conceptspace.analyses.geometry.run_proximity_probability`, which does both).
     """
     texts = list(texts)
     if len(texts) < 3:
         raise InvalidInputError("proximity vs probability needs at least three contexts (the null shuffles them)")
-    chosen = list(range(model.n_layers)) if layers is None else [int(x) for x in layers]
-    for layer in chosen:
-        if not 0 <= layer < model.n_layers:
-            raise InvalidInputError(f"layer {layer} out of range 0..{model.n_layers - 1}")
+    _require_logit_lens(model)
+    chosen = resolve_layers("all" if layers is None else layers, model.n_layers, model=model.name)
     sites = [f"layer.{i}" for i in chosen]
     acts = extract(model, texts, sites=[*sites, "final_norm"], position="last", progress=False)
     U, bias = output_head(model)

@@ -32,6 +32,7 @@ from conceptspace.concepts._schema import ConceptSet
 from conceptspace.concepts._tokenization import tokenization_report
 from conceptspace.errors import InvalidInputError
 from conceptspace.models import ConceptModel
+from conceptspace.models._sites import parse_site
 from conceptspace.models._weights import embedding_rows, unembedding_matrix, unembedding_rows
 from conceptspace.site_names import UNEMBED
 from conceptspace.stats._results import ResultSet
@@ -99,7 +100,16 @@ def concept_vectors(
     token (``last``). ``side="b"`` reads the ``b`` word of a pairs set. ``site="unembed"`` gives static
     unembedding rows (averaged over a multi-token word's pieces).
     """
-    return concept_vectors_by_site(model, concept_set, [site], side=side, rows=rows, position=position)[site]
+    name = canonical_sites(model, [site])[0]
+    return concept_vectors_by_site(model, concept_set, [name], side=side, rows=rows, position=position)[name]
+
+
+def canonical_sites(model: ConceptModel, sites: Sequence[str | int | float]) -> list[str]:
+    """The model's own names of ``sites`` in the order given, each once: ``layer@0.5`` or ``0.5`` (a fraction of
+    depth) and ``layer.-1`` become ``layer.<i>``, so every result is labelled with the block it really read."""
+    if isinstance(sites, (str, int, float)):
+        raise InvalidInputError(f"sites must be a list of site names, e.g. [{sites!r}]; got the single {sites!r}")
+    return list(dict.fromkeys(UNEMBED if s == UNEMBED else parse_site(s, model.site_map) for s in sites))
 
 
 def concept_vectors_by_site(
@@ -111,7 +121,11 @@ def concept_vectors_by_site(
     rows: Sequence[int] | np.ndarray | None = None,
     position: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """:func:`concept_vectors` at several sites from one extraction pass (one forward per batch, one cache entry)."""
+    """:func:`concept_vectors` at several sites from one extraction pass (one forward per batch, one cache entry).
+
+    Keyed by canonical site name (``layer@0.5`` is read and returned as ``layer.<i>``; see :func:`canonical_sites`).
+    """
+    sites = canonical_sites(model, sites)
     if side not in ("a", "b"):
         raise InvalidInputError(f"side must be 'a' or 'b'; got {side!r}")
     texts: list[str]
@@ -233,6 +247,7 @@ def run_clustering(
     seed: int = 0,
 ) -> ResultSet:
     """Clustering against the set's labels at each site, for the model and its untrained twin."""
+    sites = canonical_sites(model, sites)
     idx = np.arange(len(concept_set)) if rows is None else np.asarray(rows, dtype=np.int64)
     labels = concept_set.labels[idx]
     groups = np.asarray(concept_set.groups)[idx]
@@ -266,6 +281,7 @@ def run_analogies(
     seed: int = 0,
 ) -> ResultSet:
     """3CosAdd / 3CosMul vs only-b on a pairs set; candidates are every distinct word of the set."""
+    sites = canonical_sites(model, sites)
     a_words, b_words = concept_set.column("a"), concept_set.column("b")
     vocabulary = list(dict.fromkeys([*a_words, *b_words]))
     quads = analogy_quadruples(concept_set, max_per_relation=max_per_relation, seed=seed)
@@ -308,6 +324,7 @@ def run_relations(
 
     The causal inner product is fitted on each model's own unembedding (the twin's on the twin's).
     """
+    sites = canonical_sites(model, sites)
     relations = concept_set.relations
     tokenization = word_tokenization_counts(model, concept_set)
     results = ResultSet()
@@ -345,6 +362,7 @@ def run_similarity(
     seed: int = 0,
 ) -> ResultSet:
     """RSA against ``reference`` (n x n over the selected rows) or, by default, shared-category similarity."""
+    sites = canonical_sites(model, sites)
     idx = np.arange(len(concept_set)) if rows is None else np.asarray(rows, dtype=np.int64)
     ref = category_similarity(concept_set.labels[idx]) if reference is None else reference
     name = reference_name or ("shared_category" if reference is None else "reference")
@@ -367,7 +385,7 @@ def run_proximity_probability(
     model: ConceptModel,
     texts: Sequence[str],
     *,
-    layers: Sequence[int] | None = None,
+    layers: Sequence[int | float] | str | None = None,
     dataset: str = "",
     twin: bool | ConceptModel | None = True,
     twin_seed: int = 0,

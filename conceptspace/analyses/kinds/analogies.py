@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from conceptspace.analyses import geometry
 from conceptspace.analyses._base import (
+    SITES_TYPE,
     Analysis,
     AnalysisOutput,
     RunContext,
@@ -23,7 +24,7 @@ from conceptspace.concepts import load_concepts
 @dataclass(frozen=True)
 class AnalogiesParams:
     dataset: str = param(check=is_str, type_name="string")
-    sites: list[str] = param(["unembed"], check=is_sites, type_name="list of sites")
+    sites: list[str] = param(["unembed"], check=is_sites, type_name=SITES_TYPE)
     max_per_relation: int = param(50, check=is_int, type_name="integer")
     methods: list[str] = param(["3cosadd"], check=list_of(is_str), type_name="list of strings")
 

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from conceptspace.analyses import geometry
 from conceptspace.analyses._base import (
+    SITES_TYPE,
     Analysis,
     AnalysisOutput,
     RunContext,
@@ -19,8 +20,6 @@ from conceptspace.analyses._base import (
     register,
 )
 from conceptspace.concepts import load_concepts
-
-SITES_TYPE = "list of sites (embed, unembed, final_norm, layer.<i>)"
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,13 @@ import numpy as np
 
 from conceptspace.activations import extract
 from conceptspace.analyses._base import (
+    LAYER_TYPE,
     Analysis,
     AnalysisOutput,
     RunContext,
     block_indices,
     is_int,
+    is_layer,
     is_str,
     list_of,
     optional,
@@ -31,7 +33,7 @@ from conceptspace.stats import ResultSet
 @dataclass(frozen=True)
 class ErasureParams:
     dataset: str = param(check=is_str, type_name="string", doc="a binary concept set")
-    layer: int = param(check=is_int, type_name="integer")
+    layer: int | float = param(check=is_layer, type_name=LAYER_TYPE)
     positive: list[str] = param(check=list_of(is_str), type_name="list of strings")
     negative: list[str] = param(check=list_of(is_str), type_name="list of strings")
     prompts: list[str] = param(check=list_of(is_str), type_name="list of strings")

@@ -9,6 +9,7 @@ import numpy as np
 
 from conceptspace.activations import extract
 from conceptspace.analyses._base import (
+    LAYERS_TYPE,
     Analysis,
     AnalysisOutput,
     LayerCurveFigures,
@@ -45,7 +46,7 @@ CONTROLS = ("control_task", "untrained", "lexical")
 @dataclass(frozen=True)
 class ProbeParams:
     dataset: str = param(check=is_str, type_name="string", doc="a bundled concept set")
-    layers: Any = param("all", check=is_layers, type_name="list of integers or 'all'")
+    layers: Any = param("all", check=is_layers, type_name=LAYERS_TYPE)
     position: str = param("last", check=is_str, type_name="string")
     probe: str = param("ridge", check=lambda v: v in PROBES, type_name=f"one of {PROBES}")
     controls: list[str] = param(list(CONTROLS), check=lambda v: list_of(is_str)(v) and all(c in CONTROLS for c in v),
@@ -87,8 +88,7 @@ class ProbeAnalysis(LayerCurveFigures, Analysis):
         layers = block_indices(model, params.layers)
         sites = [f"layer.{i}" for i in layers]
         spans = cs.spans if params.position.startswith("span") else None
-        X = extract(model, cs.texts, sites=sites, position=params.position, spans=spans,
-                    progress=context.progress).stack(sites)
+        X = extract(model, cs.texts, sites=sites, position=params.position, spans=spans, progress=context.progress)
         controls = set(params.controls)
         kwargs: dict[str, Any] = {}
         # Control-task types: the word for word sets; the source group for sentence sets (their last token is
@@ -98,11 +98,11 @@ class ProbeAnalysis(LayerCurveFigures, Analysis):
             kwargs["control_y"] = control_task_labels(types, y, seed=context.seed)
         if "untrained" in controls and twin is not None:
             kwargs["X_untrained"] = extract(twin, cs.texts, sites=sites, position=params.position, spans=spans,
-                                            progress=context.progress).stack(sites)
+                                            progress=context.progress)
         if "lexical" in controls:
             kwargs["X_lexical"] = embedding_rows(model, last_token_ids(model, cs.texts))
         results = probe_with_controls(
-            make_probe(params.probe, continuous, params.penalty), X, y, groups, dataset=cs.name, layers=layers,
+            make_probe(params.probe, continuous, params.penalty), X, y, groups, dataset=cs.name, layers=sites,
             claim=context.claim, position=params.position, n_splits=params.n_splits,
             scoring="r2" if continuous else None, n_permutations=context.n_permutations,
             n_bootstrap=context.n_bootstrap, seed=context.seed, **kwargs,

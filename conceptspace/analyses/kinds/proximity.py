@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from conceptspace.analyses import geometry
 from conceptspace.analyses._base import (
+    LAYERS_TYPE,
     Analysis,
     AnalysisOutput,
     LayerCurveFigures,
@@ -29,7 +30,7 @@ from conceptspace.stats import ResultSet, is_sanity_check
 @dataclass(frozen=True)
 class ProximityParams:
     dataset: str = param(check=is_str, type_name="string")
-    layers: Any = param("all", check=is_layers, type_name="list of integers or 'all'")
+    layers: Any = param("all", check=is_layers, type_name=LAYERS_TYPE)
     max_items: int | None = param(None, check=optional(is_int), type_name="integer")
     methods: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
 

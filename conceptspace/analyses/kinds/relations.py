@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from conceptspace.analyses import geometry
 from conceptspace.analyses._base import (
+    SITES_TYPE,
     Analysis,
     AnalysisOutput,
     RunContext,
@@ -23,7 +24,7 @@ from conceptspace.concepts import load_concepts
 @dataclass(frozen=True)
 class RelationsParams:
     dataset: str = param(check=is_str, type_name="string")
-    sites: list[str] = param(["unembed"], check=is_sites, type_name="list of sites")
+    sites: list[str] = param(["unembed"], check=is_sites, type_name=SITES_TYPE)
     statistics: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
     geometries: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
 

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from conceptspace.analyses import geometry
 from conceptspace.analyses._base import (
+    SITES_TYPE,
     Analysis,
     AnalysisOutput,
     RunContext,
@@ -23,7 +24,7 @@ from conceptspace.concepts import load_concepts
 @dataclass(frozen=True)
 class SimilarityParams:
     dataset: str = param(check=is_str, type_name="string", doc="a categorical word set")
-    sites: list[str] = param(["unembed"], check=is_sites, type_name="list of sites")
+    sites: list[str] = param(["unembed"], check=is_sites, type_name=SITES_TYPE)
     max_per_class: int | None = param(None, check=optional(is_int), type_name="integer")
 
 

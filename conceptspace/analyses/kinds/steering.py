@@ -11,11 +11,13 @@ import pandas as pd
 
 from conceptspace.activations import extract
 from conceptspace.analyses._base import (
+    LAYER_TYPE,
     Analysis,
     AnalysisOutput,
     RunContext,
     block_indices,
     is_int,
+    is_layer,
     is_number,
     is_str,
     list_of,
@@ -27,6 +29,7 @@ from conceptspace.analyses._base import (
 )
 from conceptspace.analyses._figures import Figure, dose_response, to_png
 from conceptspace.analyses.causal import steering_test
+from conceptspace.analyses.causal._inputs import require_causal
 from conceptspace.analyses.probes import MassMeanProbe
 from conceptspace.concepts import load_concepts
 from conceptspace.stats import ResultSet, TestResult
@@ -35,7 +38,7 @@ from conceptspace.stats import ResultSet, TestResult
 @dataclass(frozen=True)
 class SteeringParams:
     dataset: str = param(check=is_str, type_name="string")
-    layer: int = param(check=is_int, type_name="integer")
+    layer: int | float = param(check=is_layer, type_name=LAYER_TYPE)
     positive: list[str] = param(check=list_of(is_str), type_name="list of strings")
     negative: list[str] = param(check=list_of(is_str), type_name="list of strings")
     prompts: list[str] = param(check=list_of(is_str), type_name="list of strings")
@@ -66,6 +69,7 @@ class SteeringAnalysis(Analysis):
     }
 
     def run(self, context: RunContext, params: SteeringParams) -> AnalysisOutput:
+        require_causal(context.model, "steering")  # before extracting anything: an encoder has no next token
         full = load_concepts(params.dataset)
         cs = subset(full, subsample_rows(full, params.max_items, context.seed))
         site = f"layer.{block_indices(context.model, [params.layer])[0]}"

@@ -18,8 +18,10 @@ from conceptspace.analyses.probes._estimators import (
 )
 from conceptspace.analyses.probes._evaluation import (
     CVResult,
+    LayerRows,
     control_task_labels,
     cross_validate_layers,
+    layer_rows,
     probe_layers,
     probe_with_controls,
     side_by_side,
@@ -30,6 +32,7 @@ __all__ = [
     "CVResult",
     "CalibrationResult",
     "LDAProbe",
+    "LayerRows",
     "LayerwiseRidgeProbe",
     "LogisticProbe",
     "MassMeanProbe",
@@ -38,6 +41,7 @@ __all__ = [
     "calibrate_null",
     "control_task_labels",
     "cross_validate_layers",
+    "layer_rows",
     "noise_labels",
     "power_curve",
     "probe_layers",

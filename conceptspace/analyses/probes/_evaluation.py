@@ -17,8 +17,10 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from conceptspace.activations import Activations
+from conceptspace.depth import resolve_layer, site_depth, site_fraction
 from conceptspace.errors import InvalidInputError
-from conceptspace.site_names import EMBED, is_site_name, layer_site
+from conceptspace.site_names import EMBED, is_site_name, layer_site, site_layer
 from conceptspace.stats._bootstrap import bootstrap_cv_scores, percentile_intervals
 from conceptspace.stats._exact import iter_outputs
 from conceptspace.stats._folds import Fold, fold_ids, grouped_folds
@@ -28,6 +30,7 @@ from conceptspace.stats._scoring import chance_level, check_scoring, default_sco
 from conceptspace.validation import check_features, check_groups, check_labels, infer_task
 
 Groups = Sequence[Hashable] | np.ndarray | None
+LayerName = int | float | str | None
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class CVResult:
     task: str
     n_classes: int | None
     test_folds_missing_class: int = 0
+    #: the site of each row of X (``embed``, ``layer.<i>``, ``final_norm``), as :func:`layer_rows` named them
+    sites: tuple[str, ...] = ()
 
 
 def _split(y: np.ndarray, groups: Groups, *, n_splits: int, seed: int, task: str) -> list[Fold]:
@@ -76,6 +81,132 @@ def _folds_missing_class(truth: np.ndarray, folds: Sequence[Fold], n_classes: in
     return sum(int(np.unique(truth[te]).size < n_classes) for _, te in folds)
 
 
+@dataclass(frozen=True)
+class LayerRows:
+    """The (L, n, d) features of a probe and what each row is: its site, the model's depth, the position."""
+
+    X: np.ndarray
+    sites: tuple[str, ...]
+    n_layers: int | None
+    position: str | None = None
+
+
+def layer_rows(X_layers: Any, layers: Sequence[LayerName] | str | None = None, *,
+               n_layers: int | None = None) -> LayerRows:
+    """The rows to probe and the real site of each one, or an error where the labelling would be a guess.
+
+    ``X_layers`` is an :class:`~conceptspace.activations.Activations` (its sites name its rows; this is the safe
+    input) or an (L, n, d) array. ``layers`` picks or names rows: site names (``"embed"``, ``"layer.3"``,
+    ``"layer@0.5"``, ``"final_norm"``), block indices (ints, negative from the end), fractions of depth (floats
+    in [0, 1], :mod:`conceptspace.depth`), ``"all"`` (every block of an Activations), or ``None`` for the
+    lexical baseline's row. For an array without ``layers`` the rows are blocks 0..L-1; give ``n_layers`` (the
+    model's block count) and a mismatch, e.g. the 32 rows of ``acts.stack()`` (embed, 30 blocks, final_norm),
+    is refused instead of silently labelling embed ``layer.0``.
+    """
+    if isinstance(X_layers, Activations):
+        return _activation_rows(X_layers, layers, n_layers)
+    X = check_features(X_layers, ndim=3)
+    if isinstance(layers, str) or isinstance(layers, (int, float)):
+        raise InvalidInputError(f"layers must name every row of X (a list); got {layers!r}")
+    if layers is None:
+        if n_layers is not None and X.shape[0] != n_layers:
+            raise InvalidInputError(
+                f"X has {X.shape[0]} rows but the model has {n_layers} blocks, so the default labels (block 0.."
+                f"{X.shape[0] - 1}) would be wrong (acts.stack() also holds embed and final_norm): pass the "
+                "Activations object itself, or layers= with the site of every row, e.g. ['embed', 'layer.0', ...]"
+            )
+        return LayerRows(X, tuple(layer_site(i) for i in range(X.shape[0])), n_layers)
+    names = list(layers)
+    if len(names) != X.shape[0]:
+        raise InvalidInputError(
+            f"layers names {len(names)} rows but X has {X.shape[0]}: name every row of X, in order (or pass the "
+            "Activations object, whose sites name its rows)"
+        )
+    return LayerRows(X, _distinct([_row_name(x, n_layers) for x in names]), n_layers)
+
+
+def _row_name(name: LayerName, n_layers: int | None) -> str:
+    """The site of one named row of an array: fractions and negative indices need the model's depth."""
+    if isinstance(name, float) or (isinstance(name, str) and site_fraction(name) is not None) or (
+        isinstance(name, int) and not isinstance(name, bool) and name < 0
+    ):
+        if n_layers is None:
+            raise InvalidInputError(
+                f"row {name!r} names a block relative to the model's depth: pass n_layers= (the model's block "
+                "count), or the Activations object"
+            )
+        fraction = site_fraction(name) if isinstance(name, str) else None
+        return layer_site(resolve_layer(fraction if fraction is not None else name, n_layers))
+    site = row_site(name)
+    index = site_layer(site)
+    if n_layers is not None and index is not None:
+        resolve_layer(index, n_layers)  # refuses a block the model does not have
+        return layer_site(index % n_layers)
+    return site
+
+
+def _distinct(sites: Sequence[str]) -> tuple[str, ...]:
+    """The sites, refusing a repeat: two rows with one label cannot be told apart in the results."""
+    seen = [s for i, s in enumerate(sites) if s in sites[:i]]
+    if seen:
+        raise InvalidInputError(f"ambiguous labels: {', '.join(dict.fromkeys(seen))} names more than one row of X")
+    return tuple(sites)
+
+
+def _activation_rows(acts: Activations, layers: Sequence[LayerName] | str | None, n_layers: int | None) -> LayerRows:
+    """Rows of an Activations object by site; ints, fractions and ``layer@<f>`` resolved against its model."""
+    depth = n_layers if n_layers is not None else _model_depth(acts)
+    if layers is None:
+        sites = tuple(acts.sites)
+    elif layers == "all":
+        sites = tuple(acts.layer_sites)
+    elif isinstance(layers, (str, int, float)):
+        raise InvalidInputError(f"layers must be a list of sites, block indices or fractions; got {layers!r}")
+    else:
+        names = list(layers)
+        _refuse_row_numbers(names, acts, depth)
+        sites = _distinct([_activation_site(x, depth) for x in names])
+    missing = [s for s in sites if s not in acts.arrays]
+    if missing:
+        raise InvalidInputError(f"site(s) {', '.join(missing)} were not extracted; these Activations hold "
+                                f"{', '.join(acts.sites)}: extract them, or choose among these")
+    if not sites:
+        raise InvalidInputError("no sites to probe: these Activations hold none; name at least one site")
+    return LayerRows(acts.stack(list(sites)), sites, depth, acts.position)
+
+
+def _activation_site(name: LayerName, depth: int | None) -> str:
+    if name is None:
+        raise InvalidInputError("None names the lexical baseline's row of an array; an Activations row is a site")
+    return _row_name(name, depth)
+
+
+def _refuse_row_numbers(names: Sequence[LayerName], acts: Activations, depth: int | None) -> None:
+    """Ints are block indices; a list of row numbers over acts.stack() (embed first) would relabel every row."""
+    row_numbers = list(range(len(acts.sites)))
+    as_blocks = [layer_site(i) for i in row_numbers]
+    if list(names) == row_numbers and list(acts.sites) != as_blocks and depth is not None:
+        raise InvalidInputError(
+            f"layers={list(names)[:3]}... has one int per stacked row ({len(acts.sites)}: "
+            f"{acts.sites[0]}..{acts.sites[-1]}), but ints are block indices (0..{depth - 1}), so embed and "
+            "final_norm would be mislabelled: omit layers= to probe every site, or pass site names"
+        )
+
+
+def _model_depth(acts: Activations) -> int | None:
+    n = acts.model.get("n_layers") if isinstance(acts.model, Mapping) else None
+    return int(n) if isinstance(n, int) and n > 0 else None
+
+
+def _depth_extra(site: str, n_layers: int | None) -> dict[str, float]:
+    """``{"depth": i / (n_layers - 1)}`` for a block's row when the depth is known, else nothing (see
+    :mod:`conceptspace.depth`); embed and final_norm are not blocks and carry none."""
+    if n_layers is None:
+        return {}
+    depth = site_depth(site, n_layers)
+    return {} if depth is None else {"depth": depth}
+
+
 def cross_validate_layers(
     probe: Any,
     X_layers: Any,
@@ -86,13 +217,18 @@ def cross_validate_layers(
     scoring: str | None = None,
     seed: int = 0,
     folds: list[Fold] | None = None,
+    layers: Sequence[LayerName] | str | None = None,
+    n_layers: int | None = None,
 ) -> CVResult:
     """Grouped (stratified) k-fold CV of ``probe`` on every layer of X (L, n, d).
 
+    ``X_layers`` may be an :class:`~conceptspace.activations.Activations`; ``layers`` and ``n_layers`` choose
+    and name its rows as in :func:`layer_rows`, and ``CVResult.sites`` says which site each score is of.
     Label-linear probes (ridge, binary LDA, mass-mean) are fitted for all layers at once per fold (one batched
     solve per layer); other estimators are cloned and refitted per layer and fold.
     """
-    X = check_features(X_layers, ndim=3)
+    rows = layer_rows(X_layers, layers, n_layers=n_layers)
+    X = rows.X
     n_layers, n, _ = X.shape
     task = infer_task(y)
     y_arr = check_labels(y, n, task=task)
@@ -146,6 +282,7 @@ def cross_validate_layers(
         task=task,
         n_classes=labels.n_classes,
         test_folds_missing_class=_folds_missing_class(truth, folds, labels.n_classes),
+        sites=rows.sites,
     )
 
 
@@ -168,7 +305,8 @@ def probe_layers(
     groups: Groups = None,
     *,
     dataset: str,
-    layers: Sequence[int | str | None] | None = None,
+    layers: Sequence[LayerName] | str | None = None,
+    n_layers: int | None = None,
     claim: str | None = None,
     position: str | None = None,
     control: str | None = None,
@@ -184,13 +322,19 @@ def probe_layers(
 ) -> tuple[ResultSet, CVResult]:
     """One :class:`TestResult` per layer: grouped-CV score, score - chance with grouped-bootstrap CI, perm p.
 
-    ``layers`` names the rows of X: block indices (default 0..L-1), site names (``"embed"``, ``"final_norm"``),
-    or ``None`` for the static embedding of the last token (the lexical baseline). ``test`` names the family in
-    each result's :class:`~conceptspace.stats.TestKey`. Returns the results and the CV details (for paired
-    comparisons).
+    ``X_layers`` is an :class:`~conceptspace.activations.Activations` (each result is labelled with the site it
+    was read at: ``embed``, ``layer.<i>``, ``final_norm``; its position is the default ``position``) or an
+    (L, n, d) array. ``layers`` chooses (Activations) or names (array) the rows: site names, ``layer@<f>``,
+    block indices (default 0..L-1 for an array), fractions of depth, ``"all"``, or ``None`` for the static
+    embedding of the last token (the lexical baseline); see :func:`layer_rows`. ``n_layers``: the model's block
+    count, read from an Activations; with it each block's result carries ``extra["depth"] = i / (n_layers - 1)``
+    (:mod:`conceptspace.depth`; none for embed and final_norm). ``test`` names the family in each result's
+    :class:`~conceptspace.stats.TestKey`. Returns the results and the CV details (for paired comparisons).
     """
-    X = check_features(X_layers, ndim=3)
-    cv = cross_validate_layers(probe, X, y, groups, n_splits=n_splits, scoring=scoring, seed=seed, folds=folds)
+    rows = layer_rows(X_layers, layers, n_layers=n_layers)
+    X, sites, position = rows.X, rows.sites, position if position is not None else rows.position
+    cv = cross_validate_layers(probe, X, y, groups, n_splits=n_splits, scoring=scoring, seed=seed, folds=folds,
+                               layers=list(sites), n_layers=rows.n_layers)
     perm = permutation_test_layers(
         probe,
         X,
@@ -207,15 +351,12 @@ def probe_layers(
     )
     chance = chance_level(cv.scoring, cv.n_classes)
     lo, hi = percentile_intervals(boot - chance, level)
-    names = list(range(X.shape[0])) if layers is None else list(layers)
-    if len(names) != X.shape[0]:
-        raise InvalidInputError(f"layers names {len(names)} rows but X has {X.shape[0]} layers")
     n_groups = int(check_groups(groups, X.shape[1]).max()) + 1
     method = type(probe).__name__
     missing = {"test_folds_missing_a_class": cv.test_folds_missing_class} if cv.test_folds_missing_class else {}
     results = [
         TestResult(
-            key=TestKey(test=test, dataset=dataset, method=method, site=row_site(names[i]), position=position,
+            key=TestKey(test=test, dataset=dataset, method=method, site=sites[i], position=position,
                         control=control, model=UNTRAINED if control == UNTRAINED else TRAINED),
             claim=claim,
             statistic_name=cv.scoring,
@@ -237,6 +378,7 @@ def probe_layers(
                 "ci_level": level,
                 "fold_scores": cv.fold_scores[i].tolist(),
                 "seed": seed,
+                **_depth_extra(sites[i], rows.n_layers),
                 **missing,
             },
         )
@@ -263,9 +405,17 @@ def probe_with_controls(
     (L, n, d) activations of the untrained twin, ``X_lexical`` (n, d) static embedding of the last token.
     The task results' ``extra`` carries ``selectivity`` (task - control-task score) with a paired grouped-
     bootstrap CI, and the untrained/lexical scores, so one row reads as the whole comparison.
+    ``X_layers`` and ``X_untrained`` may be :class:`~conceptspace.activations.Activations` (the twin's is read
+    at the model's sites); ``layers`` and ``n_layers`` choose and name the rows as in :func:`layer_rows`.
     Keyword arguments go to :func:`probe_layers`.
     """
-    X = check_features(X_layers, ndim=3)
+    rows = layer_rows(X_layers, kwargs.pop("layers", None), n_layers=kwargs.pop("n_layers", None))
+    X = rows.X
+    kwargs = {**kwargs, "layers": list(rows.sites), "n_layers": rows.n_layers}
+    if kwargs.get("position") is None and rows.position is not None:
+        kwargs["position"] = rows.position
+    if isinstance(X_untrained, Activations):
+        X_untrained = layer_rows(X_untrained, list(rows.sites), n_layers=rows.n_layers).X
     task_rs, task_cv = probe_layers(probe, X, y, groups, dataset=dataset, **kwargs)
     out = task_rs
     extras: list[dict[str, Any]] = [dict(r.extra) for r in task_rs]
@@ -318,7 +468,7 @@ def probe_with_controls(
             e["untrained_score"] = r.statistic
     if X_lexical is not None:
         lex = check_features(X_lexical, ndim=2)
-        lex_kwargs = {k: v for k, v in shared.items() if k != "layers"}
+        lex_kwargs = {k: v for k, v in shared.items() if k not in ("layers", "n_layers")}
         lex_rs, _ = probe_layers(
             probe, lex[None], y, groups, dataset=dataset, control="lexical", layers=[None], **lex_kwargs
         )
@@ -339,11 +489,15 @@ def _folds_cover_classes(folds: Sequence[Fold], y: Any) -> bool:
 
 
 def side_by_side(results: ResultSet) -> pd.DataFrame:
-    """Statistic per layer (rows) and control (columns: ``task``, ``control_task``, ``untrained``, ...)."""
-    frame = results.to_frame()
-    frame["control"] = frame["control"].fillna("task")
-    frame["layer"] = frame["layer"].astype("object").where(frame["layer"].notna(), "lexical")
-    return frame.pivot_table(index="layer", columns="control", values="statistic", aggfunc="first", dropna=False)
+    """Statistic per site (rows, in the order probed: ``embed``, ``layer.<i>``, ``final_norm``; the lexical
+    baseline's row is ``lexical``) and control (columns: ``task``, ``control_task``, ``untrained``, ...).
+
+    Rows are sites, not block numbers, so that ``embed`` and ``final_norm`` keep rows of their own."""
+    rows = ["lexical" if r.control == "lexical" else (r.site or "lexical") for r in results]
+    frame = pd.DataFrame({"site": rows, "control": [r.control or "task" for r in results],
+                          "statistic": [r.statistic for r in results]})
+    table = frame.pivot_table(index="site", columns="control", values="statistic", aggfunc="first", dropna=False)
+    return table.reindex(list(dict.fromkeys(rows)))
 
 
 def control_task_labels(types: Sequence[Hashable] | np.ndarray, y: Any, *, seed: int = 0) -> np.ndarray:
