@@ -18,8 +18,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from conceptspace.activations import extract
 from conceptspace.analyses._figures import Figure, NothingToDraw, layer_curves, paired_bars, to_png
-from conceptspace.concepts import ConceptSet
+from conceptspace.analyses.probes import MassMeanProbe
+from conceptspace.concepts import ConceptSet, load_concepts
 from conceptspace.depth import is_layer as is_layer  # re-exported for the kinds; the rule's home is depth
 from conceptspace.depth import is_layers as is_layers
 from conceptspace.depth import is_site_spec, resolve_layers
@@ -244,3 +246,49 @@ def last_token_ids(model: ConceptModel, texts: list[str]) -> np.ndarray:
     """The id of each text's last token (as the model tokenizes it): the lexical baseline and control types."""
     encoded = model.tokenizer(texts, add_special_tokens=True)["input_ids"]
     return np.array([ids[-1] for ids in encoded], dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------------- the causal kinds
+@dataclass(frozen=True)
+class ConceptPromptParams:
+    """What every causal kind needs: a binary concept set whose direction is edited at one layer, the prompts
+    the edit is measured on, and the target words whose next-token scores it should move. Kinds extend it."""
+
+    dataset: str = param(check=is_str, type_name="string", doc="a binary concept set (its mass-mean direction)")
+    layer: int | float = param(check=is_layer, type_name=LAYER_TYPE)
+    positive: list[str] = param(check=list_of(is_str), type_name="list of strings")
+    negative: list[str] = param(check=list_of(is_str), type_name="list of strings")
+    prompts: list[str] = param(check=list_of(is_str), type_name="list of strings")
+    max_items: int | None = param(None, check=optional(is_int), type_name="integer")
+
+
+@dataclass(frozen=True)
+class ConceptAtLayer:
+    """A binary concept set read at one layer of the model or its twin: what a causal kind edits along."""
+
+    model: ConceptModel
+    label: str  # "model" or "untrained twin"
+    concept_set: ConceptSet
+    site: str
+    X: np.ndarray  # (n, d) float64
+
+    def mass_mean_direction(self) -> np.ndarray:
+        """The class-mean difference direction (class 0 -> class 1), the concept direction the kinds test."""
+        return MassMeanProbe().fit(self.X, self.concept_set.labels).direction_
+
+
+def concept_at_layer(context: RunContext, params: ConceptPromptParams) -> list[ConceptAtLayer]:
+    """The concept set (seeded subset of whole groups), read at ``params.layer`` on the model and on its twin,
+    at the words' spans (the last token for sentence sets); one extraction each, through the cache."""
+    full = load_concepts(params.dataset)
+    cs = subset(full, subsample_rows(full, params.max_items, context.seed))
+    site = f"layer.{block_indices(context.model, [params.layer])[0]}"
+    position = "span:mean" if cs.spans is not None else "last"
+    out = []
+    for model, label in ((context.model, "model"), (context.twin, "untrained twin")):
+        if model is None:
+            continue
+        X = np.asarray(extract(model, cs.texts, sites=[site], position=position, spans=cs.spans,
+                               progress=context.progress)[site], dtype=np.float64)
+        out.append(ConceptAtLayer(model, label, cs, site, X))
+    return out

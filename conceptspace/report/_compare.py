@@ -26,6 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from conceptspace.analyses._figures import Figure, to_png
+from conceptspace.depth import block_depth
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats import ResultSet, TestResult, is_sanity_check
 from conceptspace.suite import load_results
@@ -53,7 +54,7 @@ class ComparedRun:
         n_layers = int(self.model.get("n_layers") or 0)
         if result.layer is None or n_layers < 2:
             return None
-        return result.layer / (n_layers - 1)
+        return block_depth(result.layer, n_layers)
 
 
 def read_run(folder: str | Path, label: str | None = None) -> ComparedRun:

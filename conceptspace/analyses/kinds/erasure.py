@@ -6,41 +6,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
-
-from conceptspace.activations import extract
 from conceptspace.analyses._base import (
-    LAYER_TYPE,
     Analysis,
     AnalysisOutput,
+    ConceptPromptParams,
     RunContext,
-    block_indices,
+    concept_at_layer,
     is_int,
-    is_layer,
     is_str,
     list_of,
     optional,
     param,
     register,
-    subsample_rows,
-    subset,
 )
 from conceptspace.analyses.causal import erasure_test
-from conceptspace.concepts import load_concepts
 from conceptspace.stats import ResultSet
 
 
 @dataclass(frozen=True)
-class ErasureParams:
-    dataset: str = param(check=is_str, type_name="string", doc="a binary concept set")
-    layer: int | float = param(check=is_layer, type_name=LAYER_TYPE)
-    positive: list[str] = param(check=list_of(is_str), type_name="list of strings")
-    negative: list[str] = param(check=list_of(is_str), type_name="list of strings")
-    prompts: list[str] = param(check=list_of(is_str), type_name="list of strings")
+class ErasureParams(ConceptPromptParams):
     off_target_prompts: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
     n_random: int = param(20, check=is_int, type_name="integer", doc="random subspaces erased as placebos")
     n_splits: int = param(5, check=is_int, type_name="integer")
-    max_items: int | None = param(None, check=optional(is_int), type_name="integer")
 
 
 @register
@@ -61,19 +48,11 @@ class ErasureAnalysis(Analysis):
     }
 
     def run(self, context: RunContext, params: ErasureParams) -> AnalysisOutput:
-        full = load_concepts(params.dataset)
-        cs = subset(full, subsample_rows(full, params.max_items, context.seed))
-        site = f"layer.{block_indices(context.model, [params.layer])[0]}"
-        spans = cs.spans
-        position = "span:mean" if spans is not None else "last"
         results = ResultSet()
-        for m in (context.model, context.twin):
-            if m is None:
-                continue
-            X = np.asarray(extract(m, cs.texts, sites=[site], position=position, spans=spans,
-                                   progress=context.progress)[site], dtype=np.float64)
+        for at in concept_at_layer(context, params):
+            cs = at.concept_set
             erased = erasure_test(
-                m, X, cs.labels, cs.groups, site=site, prompts=params.prompts,
+                at.model, at.X, cs.labels, cs.groups, site=at.site, prompts=params.prompts,
                 targets=(params.positive, params.negative), off_target_prompts=params.off_target_prompts,
                 n_random=params.n_random, n_splits=params.n_splits, n_permutations=context.n_permutations,
                 n_bootstrap=context.n_bootstrap, seed=context.seed, dataset=cs.name, claim=context.claim,
