@@ -262,6 +262,18 @@ class ConceptPromptParams:
     max_items: int | None = param(None, check=optional(is_int), type_name="integer")
 
 
+#: a seconds-long causal run on the tiny random models (single-character targets: their tokenizer splits words)
+CAUSAL_SMOKE_PARAMS: dict[str, Any] = {
+    "dataset": "vader_lexicon/polarity",
+    "layer": 1,
+    "max_items": 24,
+    "positive": ["a", "e"],
+    "negative": ["o", "u"],
+    "prompts": ["The movie was", "Today I feel", "The food is", "My day was"],
+    "n_random": 4,
+}
+
+
 @dataclass(frozen=True)
 class ConceptAtLayer:
     """A binary concept set read at one layer of the model or its twin: what a causal kind edits along."""

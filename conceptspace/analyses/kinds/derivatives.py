@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from conceptspace.analyses._base import (
+    CAUSAL_SMOKE_PARAMS,
     Analysis,
     AnalysisOutput,
     ConceptPromptParams,
@@ -31,15 +32,7 @@ class DerivativesAnalysis(Analysis):
     claims = ("C5",)
     Params = DerivativesParams
     description = "TCAV-style directional derivatives of the target score along the concept vs random directions"
-    smoke_params: ClassVar[dict[str, Any]] = {
-        "dataset": "vader_lexicon/polarity",
-        "layer": 1,
-        "max_items": 24,
-        "positive": ["a", "e"],
-        "negative": ["o", "u"],
-        "prompts": ["The movie was", "Today I feel", "The food is", "My day was"],
-        "n_random": 4,
-    }
+    smoke_params: ClassVar[dict[str, Any]] = {**CAUSAL_SMOKE_PARAMS}
 
     def run(self, context: RunContext, params: DerivativesParams) -> AnalysisOutput:
         results = ResultSet()

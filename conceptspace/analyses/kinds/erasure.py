@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from conceptspace.analyses._base import (
+    CAUSAL_SMOKE_PARAMS,
     Analysis,
     AnalysisOutput,
     ConceptPromptParams,
@@ -36,16 +37,7 @@ class ErasureAnalysis(Analysis):
     claims = ("C5",)
     Params = ErasureParams
     description = "LEACE erasure: probe accuracy before/after, prediction change vs erasure of random subspaces"
-    smoke_params: ClassVar[dict[str, Any]] = {
-        "dataset": "vader_lexicon/polarity",
-        "layer": 1,
-        "max_items": 24,
-        "positive": ["a", "e"],
-        "negative": ["o", "u"],
-        "prompts": ["The movie was", "Today I feel", "The food is", "My day was"],
-        "n_random": 4,
-        "n_splits": 3,
-    }
+    smoke_params: ClassVar[dict[str, Any]] = {**CAUSAL_SMOKE_PARAMS, "n_splits": 3}
 
     def run(self, context: RunContext, params: ErasureParams) -> AnalysisOutput:
         results = ResultSet()

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from conceptspace.analyses._base import (
+    CAUSAL_SMOKE_PARAMS,
     Analysis,
     AnalysisOutput,
     ConceptPromptParams,
@@ -44,16 +45,7 @@ class SteeringAnalysis(Analysis):
     Params = SteeringParams
     description = "steering dose-response along a mass-mean direction vs norm-matched random and orthogonal directions"
     renamed_params: ClassVar[dict[str, str]] = {"alphas": "strengths"}
-    smoke_params: ClassVar[dict[str, Any]] = {
-        "dataset": "vader_lexicon/polarity",
-        "layer": 1,
-        "max_items": 24,
-        "positive": ["a", "e"],
-        "negative": ["o", "u"],
-        "prompts": ["The movie was", "Today I feel", "The food is", "My day was"],
-        "strengths": [-1.0, 1.0],
-        "n_random": 4,
-    }
+    smoke_params: ClassVar[dict[str, Any]] = {**CAUSAL_SMOKE_PARAMS, "strengths": [-1.0, 1.0]}
 
     def run(self, context: RunContext, params: SteeringParams) -> AnalysisOutput:
         require_causal(context.model, "steering")  # before extracting anything: an encoder has no next token
