@@ -36,3 +36,15 @@ def test_steer_and_read_prints_three_different_generations():
     assert sorted(texts) == [-0.4, 0.0, 0.4]
     assert all(len(row) == 2 and all(t.strip() for t in row) for row in texts.values())
     assert texts[0.4] != texts[0.0] and texts[-0.4] != texts[0.0] and texts[0.4] != texts[-0.4]
+
+
+def test_probe_own_concept_prints_the_probe_beside_its_controls(tmp_path):
+    table = _load("probe_own_concept").main(["--permutations", "49", "--out", str(tmp_path / "tense.csv")])
+    assert (tmp_path / "tense.csv").read_text().count("\n") == 201  # header + 200 sentences
+    for control in ("control_task", "untrained", "lexical"):
+        assert control in table
+
+
+def test_run_suite_on_minilm_writes_a_report(tmp_path):
+    verdicts = _load("run_suite_on_minilm").main(["--out", str(tmp_path / "r")])
+    assert set(verdicts) == {"C1", "C4"} and (tmp_path / "r" / "report.md").exists()
