@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from conceptspace import __version__
 from conceptspace.errors import ConceptspaceError, DatasetError, DeviceError, InvalidInputError, OutputError
-from conceptspace.text_safety import one_line, safe_file_name
+from conceptspace.utils.text_safety import one_line, safe_file_name
 
 if TYPE_CHECKING:
     from conceptspace.concepts._validation import RawTable

@@ -53,9 +53,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from conceptspace._atomic import atomic_write_bytes, atomic_write_json
 from conceptspace.errors import CacheError
 from conceptspace.paths import activation_cache_dir
+from conceptspace.utils.atomic import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 

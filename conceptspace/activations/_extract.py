@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 import conceptspace.activations._cache as cache_store
-from conceptspace._html_table import html_table
 from conceptspace.activations._host_memory import release_free_heap
 from conceptspace.activations._positions import Position, pool_plan, token_span
 from conceptspace.activations._staging import HostStaging
@@ -40,6 +39,7 @@ from conceptspace.errors import InvalidInputError, NonFiniteActivationError
 from conceptspace.models import ConceptModel
 from conceptspace.models._nnsight import import_nnsight
 from conceptspace.models._sites import parse_sites
+from conceptspace.utils.html_table import html_table
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,6 @@ import numpy as np
 import scipy.stats
 import torch
 
-from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.geometry._logit_lens import token_zipf
 from conceptspace.analyses.probes._estimators import RidgeRegressionProbe
 from conceptspace.analyses.probes._evaluation import probe_layers
@@ -45,6 +44,7 @@ from conceptspace.models._weights import embedding_rows, vocab_size
 from conceptspace.paths import activation_cache_dir
 from conceptspace.site_names import FINAL_NORM
 from conceptspace.stats._results import ResultSet, TestKey, TestResult
+from conceptspace.utils.deprecation import renamed_keywords
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from conceptspace._atomic import atomic_write_json
 from conceptspace.errors import InvalidInputError, NotApplicableError
 from conceptspace.models._model import ConceptModel
 from conceptspace.models._nnsight import import_nnsight
 from conceptspace.models._sites import get_submodule
 from conceptspace.paths import activation_cache_dir
+from conceptspace.utils.atomic import atomic_write_json
 
 # Rows per download when a whole matrix is fetched: about 64 MiB of float32 per trace whatever d is.
 CHUNK_BYTES = 1 << 26

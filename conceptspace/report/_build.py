@@ -11,12 +11,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from conceptspace._html_table import html_table
 from conceptspace.analyses import Figure, registry
 from conceptspace.stats._results import UNTRAINED, ResultSet
 from conceptspace.suite._document import results_document
 from conceptspace.suite._runner import RunOutcome
 from conceptspace.theory._verdicts import CLAIMS, is_sanity_check
+from conceptspace.utils.html_table import html_table
 
 
 @dataclass

@@ -30,8 +30,8 @@ from conceptspace.depth import block_depth
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats import ResultSet, TestResult, is_sanity_check
 from conceptspace.suite import load_results
-from conceptspace.text_safety import md_code, md_text
 from conceptspace.theory import CLAIMS
+from conceptspace.utils.text_safety import md_code, md_text
 
 __all__ = ["ComparedRun", "compare_runs", "read_run", "write_comparison"]
 

@@ -6,7 +6,7 @@ import json
 from urllib.parse import quote
 
 from conceptspace.report._build import ReportData, execution_note, layers_note, twin_note, with_space
-from conceptspace.text_safety import md_code, md_fence, md_text
+from conceptspace.utils.text_safety import md_code, md_fence, md_text
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:

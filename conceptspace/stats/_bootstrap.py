@@ -18,10 +18,10 @@ from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 
-from conceptspace._deprecation import renamed_keywords
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._scoring import score_one
-from conceptspace.validation import check_groups
+from conceptspace.utils.deprecation import renamed_keywords
+from conceptspace.utils.validation import check_groups
 
 
 @renamed_keywords(n_boot="n_bootstrap")

@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._scoring import chance_level
-from conceptspace.validation import check_features
+from conceptspace.utils.validation import check_features
 
 
 def score_minus_chance(score: float | np.ndarray, scoring: str, n_classes: int | None) -> float | np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from conceptspace.errors import InvalidInputError
-from conceptspace.validation import check_groups
+from conceptspace.utils.validation import check_groups
 
 Fold = tuple[np.ndarray, np.ndarray]
 

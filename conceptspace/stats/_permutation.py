@@ -49,7 +49,7 @@ from conceptspace.stats._scoring import (
     score_batch_targets,
     score_one,
 )
-from conceptspace.validation import check_features, check_groups, check_labels, infer_task
+from conceptspace.utils.validation import check_features, check_groups, check_labels, infer_task
 
 Scheme = Literal["auto", "group", "within", "rows"]
 Method = Literal["auto", "exact", "refit"]

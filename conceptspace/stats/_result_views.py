@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from conceptspace._html_table import html_table
+from conceptspace.utils.html_table import html_table
 
 if TYPE_CHECKING:
     from conceptspace.stats._results import TestResult

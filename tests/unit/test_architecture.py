@@ -16,6 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "conceptspace"
 LAYERS = ("", "models", "concepts", "activations", "stats", "analyses", "theory", "suite", "report", "cli")
+FOUNDATION = ("utils",)  # helpers below the data flow: rank 0, like the root modules
 
 
 def module_name(path: Path) -> str:
@@ -31,6 +32,8 @@ def layer_of(module: str) -> int:
     if len(parts) == 1:
         return 0
     head = parts[1]
+    if head in FOUNDATION:
+        return 0
     return LAYERS.index(head) if head in LAYERS else 0
 
 

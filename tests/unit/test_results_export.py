@@ -142,3 +142,22 @@ def test_repr_is_short_and_html_is_escaped():
     page = ResultSet([_result("<script>x</script>"), _result("plain")])._repr_html_()
     assert "<script>" not in page and "&lt;script&gt;" in page and page.count("<tr>") == 3
     assert "20 more" not in page and "21 more" in results._repr_html_()
+
+
+def test_the_committed_reference_results_round_trip_exactly():
+    """ResultSet.from_json on the reference report's results.json gives back every field of every test record."""
+    import json
+    from pathlib import Path
+
+    from conceptspace.stats import ResultSet
+
+    path = Path(__file__).resolve().parents[2] / "reports" / "smollm2-135m" / "results.json"
+    document = json.loads(path.read_text(encoding="utf-8"))
+    results = ResultSet.from_json(path)
+    assert len(results) == len(document["tests"]) > 100
+    renamed = {"id": "test_id", "p": "p_value"}
+    for result, record in zip(results, document["tests"], strict=True):
+        fields = json.loads(json.dumps(result.to_dict()))  # strict JSON: what results.json holds
+        for name, value in record.items():
+            if name != "sanity_check":
+                assert fields[renamed.get(name, name)] == value, (record["id"], name)

@@ -15,8 +15,8 @@ from conceptspace.report import build_report, render_markdown
 from conceptspace.stats._results import ResultSet, TestKey, TestResult
 from conceptspace.suite import SuiteError, parse_suite
 from conceptspace.suite._runner import AnalysisRecord, RunOutcome, correct_family
-from conceptspace.text_safety import md_code, md_fence, md_text, safe_file_name
 from conceptspace.theory import judge_all
+from conceptspace.utils.text_safety import md_code, md_fence, md_text, safe_file_name
 
 PAYLOADS = [
     "<script>alert(1)</script>",

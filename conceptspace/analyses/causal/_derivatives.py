@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.causal._inputs import (
     TargetTokens,
     Where,
@@ -44,6 +43,7 @@ from conceptspace.models import ConceptModel
 from conceptspace.stats._bootstrap import group_counts, percentile_interval
 from conceptspace.stats._permutation import permutation_p_value
 from conceptspace.stats._results import ResultSet, TestKey, TestResult
+from conceptspace.utils.deprecation import renamed_keywords
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.causal._inputs import (
     PreparedPrompts,
     TargetTokens,
@@ -63,7 +62,8 @@ from conceptspace.models._sites import layer_index
 from conceptspace.stats._bootstrap import group_counts, percentile_interval
 from conceptspace.stats._permutation import permutation_p_value
 from conceptspace.stats._results import TRAINED, ResultSet, TestKey, TestResult
-from conceptspace.validation import check_features, check_labels, infer_task
+from conceptspace.utils.deprecation import renamed_keywords
+from conceptspace.utils.validation import check_features, check_labels, infer_task
 
 SVD_TOL = 0.01  # concept-erasure's default: whitened cross-covariance directions below this are not erased
 

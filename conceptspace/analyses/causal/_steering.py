@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.causal._inputs import (
     TargetTokens,
     Where,
@@ -49,6 +48,7 @@ from conceptspace.models import ConceptModel
 from conceptspace.stats._bootstrap import group_counts, percentile_interval
 from conceptspace.stats._permutation import permutation_p_value
 from conceptspace.stats._results import ResultSet, TestKey, TestResult
+from conceptspace.utils.deprecation import renamed_keywords
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.geometry._naming import geometry_key
 from conceptspace.analyses.geometry._vector_ops import (
     bootstrap_group_rows,
@@ -36,6 +35,7 @@ from conceptspace.analyses.geometry._vector_ops import (
 )
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.utils.deprecation import renamed_keywords
 
 ANALOGY_METHODS: tuple[str, ...] = ("3cosadd", "3cosmul")
 _MUL_EPS = 1e-3

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering, KMeans
 
-from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.geometry._naming import geometry_key, null_summary
 from conceptspace.analyses.geometry._vector_ops import (
     check_class_labels,
@@ -33,6 +32,7 @@ from conceptspace.errors import InvalidInputError
 from conceptspace.stats._bootstrap import group_counts
 from conceptspace.stats._permutation import draw_permutations, permutation_p_value
 from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.utils.deprecation import renamed_keywords
 
 CLUSTER_METHODS: tuple[str, ...] = ("kmeans", "agglomerative_cosine", "agglomerative_ward")
 AGREEMENT_METRICS: tuple[str, ...] = ("ari", "nmi", "purity")

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from conceptspace._deprecation import renamed_keywords
 from conceptspace.activations._extract import extract
 from conceptspace.analyses.geometry._naming import geometry_key, null_summary
 from conceptspace.analyses.geometry._vector_ops import residualize, standardized_ranks, unit_rows
@@ -41,6 +40,7 @@ from conceptspace.models import ConceptModel
 from conceptspace.models._weights import final_norm, output_head
 from conceptspace.stats._permutation import permutation_p_value
 from conceptspace.stats._results import TRAINED, UNTRAINED, ResultSet, TestResult
+from conceptspace.utils.deprecation import renamed_keywords
 
 
 @functools.lru_cache(maxsize=4)

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.geometry._naming import geometry_key, null_summary
 from conceptspace.analyses.geometry._vector_ops import (
     CausalInnerProduct,
@@ -37,6 +36,7 @@ from conceptspace.analyses.geometry._vector_ops import (
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._permutation import permutation_p_value
 from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.utils.deprecation import renamed_keywords
 
 MIN_PAIRS = 3
 

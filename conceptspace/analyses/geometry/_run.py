@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from conceptspace._deprecation import renamed_keywords
 from conceptspace.activations._extract import extract
 from conceptspace.analyses.geometry._analogies import ANALOGY_METHODS, analogy_tests, questions_from_pairs
 from conceptspace.analyses.geometry._clustering import CLUSTER_METHODS, cluster, clustering_tests, contingency
@@ -36,6 +35,7 @@ from conceptspace.models._sites import parse_site
 from conceptspace.models._weights import embedding_rows, unembedding_matrix, unembedding_rows
 from conceptspace.site_names import UNEMBED
 from conceptspace.stats._results import ResultSet
+from conceptspace.utils.deprecation import renamed_keywords
 
 __all__ = [
     "ANALOGY_METHODS",

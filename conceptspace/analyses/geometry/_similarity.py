@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from conceptspace._deprecation import renamed_keywords
 from conceptspace.analyses.geometry._naming import geometry_key, null_summary
 from conceptspace.analyses.geometry._vector_ops import (
     bootstrap_group_rows,
@@ -33,6 +32,7 @@ from conceptspace.errors import InvalidInputError
 from conceptspace.stats._bootstrap import group_counts
 from conceptspace.stats._permutation import permutation_p_value
 from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.utils.deprecation import renamed_keywords
 
 
 def category_similarity(labels: Any) -> np.ndarray:

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from conceptspace._deprecation import renamed_keywords
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._bootstrap import group_counts
-from conceptspace.validation import check_features, check_groups
+from conceptspace.utils.deprecation import renamed_keywords
+from conceptspace.utils.validation import check_features, check_groups
 
 _EPS = 1e-12
 

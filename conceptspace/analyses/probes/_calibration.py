@@ -27,7 +27,7 @@ from conceptspace.stats._exact import OperatorCache
 from conceptspace.stats._folds import group_folds
 from conceptspace.stats._permutation import Scheme, permutation_test_layers
 from conceptspace.stats._results import Correction, ResultSet, TestKey, TestResult
-from conceptspace.validation import check_features, check_groups
+from conceptspace.utils.validation import check_features, check_groups
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,11 @@ from sklearn.utils import Tags
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from conceptspace._deprecation import renamed_keywords
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._exact import LabelLinearSpec
 from conceptspace.stats._linear import as_tensor, ridge_fit
-from conceptspace.validation import check_features, check_labels, infer_task
+from conceptspace.utils.deprecation import renamed_keywords
+from conceptspace.utils.validation import check_features, check_labels, infer_task
 
 __all__ = [
     "LDAProbe",

@@ -27,7 +27,7 @@ from conceptspace.stats._folds import Fold, fold_ids, grouped_folds
 from conceptspace.stats._permutation import Scheme, _label_linear_spec, permutation_test_layers, prepare_labels
 from conceptspace.stats._results import TRAINED, UNTRAINED, ResultSet, TestKey, TestResult
 from conceptspace.stats._scoring import chance_level, check_scoring, default_scoring, needs_decision, score_one
-from conceptspace.validation import check_features, check_groups, check_labels, infer_task
+from conceptspace.utils.validation import check_features, check_groups, check_labels, infer_task
 
 Groups = Sequence[Hashable] | np.ndarray | None
 LayerName = int | float | str | None
