@@ -116,8 +116,11 @@ def claim_curves(runs: Sequence[ComparedRun], claim: str) -> Figure | None:
     for run, method, points in series:
         depth, effect, low, high = (list(v) for v in zip(*points, strict=True))
         label = run.label if len(methods) == 1 else f"{run.label}: {method}"
-        (line,) = ax.plot(depth, effect, marker="o", label=label)
-        ax.fill_between(depth, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+        below = [max(e - lo, 0.0) for e, lo in zip(effect, low, strict=True)]
+        above = [max(hi - e, 0.0) for e, hi in zip(effect, high, strict=True)]
+        bars = ax.errorbar(depth, effect, yerr=[below, above], marker="o", capsize=3, label=label)
+        if len(depth) > 1:  # a band between layers; a single layer keeps its error bar
+            ax.fill_between(depth, low, high, color=bars.lines[0].get_color(), alpha=0.12, linewidth=0)
     ax.axhline(0.0, color="black", linewidth=0.6)
     ax.set_xlim(-0.03, 1.03)
     ax.set_xlabel("relative depth (block / (blocks - 1))")
@@ -126,7 +129,7 @@ def claim_curves(runs: Sequence[ComparedRun], claim: str) -> Figure | None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.3)
     return Figure(f"compare-{claim}.png", f"{claim}: effect per relative depth, one line per run (model-only tests, "
-                  "95% CI band)", to_png(fig))
+                  "95% CI as bars and band)", to_png(fig))
 
 
 def _markdown(runs: Sequence[ComparedRun], figures: list[Figure]) -> str:
