@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -116,7 +117,7 @@ class AnalysisOutput:
     figure_data: dict[str, Any] = field(default_factory=dict)
 
 
-class Analysis:
+class Analysis(ABC):
     """Base class of an analysis kind. Subclasses set the class attributes and implement :meth:`run`.
 
     ``kind`` is the name a suite uses; ``claims`` the claims it can serve; ``Params`` a frozen dataclass whose
@@ -133,8 +134,9 @@ class Analysis:
     #: old suite key -> new one: still read for one release, with a DeprecationWarning naming the new key
     renamed_params: ClassVar[dict[str, str]] = {}
 
-    def run(self, context: RunContext, params: Any) -> AnalysisOutput:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def run(self, context: RunContext, params: Any) -> AnalysisOutput:
+        """Run the analysis on ``context.model`` (and ``context.twin`` where it has one); return keyed tests."""
 
     def figures(self, name: str, title: str, results: Sequence[TestResult],
                 figure_data: Mapping[str, Any]) -> list[Figure]:
