@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -327,6 +328,7 @@ class ResultSet(Sequence[TestResult]):
                 f"{len(bad)} result(s) have a NaN p-value ({bad[:5]}); fix or remove them before correcting, "
                 "every test run must stay in the family"
             )
+        _warn_about_floors(self._items, alpha)
         reject, p_adj, _, _ = multipletests(p, alpha=alpha, method=method)
         return ResultSet(
             r.replace(p_adjusted=float(pa), significant=bool(rej), correction=method, alpha=alpha)
@@ -446,6 +448,38 @@ class ResultSet(Sequence[TestResult]):
 
     def __str__(self) -> str:
         return self.summary()
+
+
+class PValueFloorWarning(UserWarning):
+    """Some tests' smallest attainable p-value is too large for the correction they are put through."""
+
+
+def attainable_floor(result: TestResult) -> float | None:
+    """The smallest p-value a Monte Carlo test can report, ``1 / (B + 1)`` for ``B`` permutations or placebos
+    (read from ``extra``), or None when the test does not say (an analytic test has no such floor)."""
+    draws = result.extra.get("n_permutations", result.extra.get("n_placebo"))
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        return None
+    return 1.0 / (draws + 1)
+
+
+def _warn_about_floors(results: Sequence[TestResult], alpha: float) -> None:
+    """Say so when a test's floor sits above alpha / m: under Holm (and Benjamini-Hochberg) it can then be
+    significant only if tests with smaller p-values are rejected first, and never if its floor exceeds alpha.
+    A user who corrected 96 tests with 199 permutations each got nothing significant, and no word why."""
+    m = len(results)
+    floors = [(r, f) for r in results if (f := attainable_floor(r)) is not None and f > alpha / m]
+    if not floors:
+        return
+    never = sum(f > alpha for _, f in floors)
+    worst = max(f for _, f in floors)
+    lost = f"; {never} can never pass" if never else ""
+    warnings.warn(
+        f"{len(floors)} of {m} tests cannot reach alpha/m = {alpha / m:.2g} on their own: their smallest attainable "
+        f"p-value 1/(B+1) is up to {worst:.2g} (e.g. {floors[0][0].test_id}){lost}. Draw more permutations or "
+        "placebos, or correct a smaller family of primary tests.",
+        PValueFloorWarning, stacklevel=3,
+    )
 
 
 def _num(x: float) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ from conceptspace.analyses import RunContext, registry
 from conceptspace.depth import site_depth
 from conceptspace.errors import NotApplicableError
 from conceptspace.models import ConceptModel, RemoteMode, load_model
-from conceptspace.stats._results import ResultSet
+from conceptspace.stats._results import PValueFloorWarning, ResultSet
 from conceptspace.suite._spec import AnalysisSpec, Suite
 from conceptspace.theory._verdicts import Verdict, is_sanity_check, judge_all
 
@@ -83,7 +84,9 @@ def _tag(results: ResultSet, spec: AnalysisSpec, n_layers: int | None = None) ->
 def correct_family(results: ResultSet, method: str, alpha: float) -> ResultSet:
     """Correct every test of the run together; sanity checks are kept, flagged, and left out of the family."""
     family = ResultSet(r for r in results if not is_sanity_check(r))
-    corrected = {r.test_id: r for r in family.correct(method, alpha)}  # type: ignore[arg-type]
+    with warnings.catch_warnings():  # the run reports the same fact as a caveat per analysis (see _caveats)
+        warnings.simplefilter("ignore", PValueFloorWarning)
+        corrected = {r.test_id: r for r in family.correct(method, alpha)}  # type: ignore[arg-type]
     return ResultSet(corrected.get(r.test_id, r) for r in results)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -145,3 +146,22 @@ def test_result_fields_come_from_its_key_and_round_trip():
     assert moved.key.analysis == "c4" and moved.control is None and moved.p_value == 0.2 and r.control == "control_task"
     back = TestResult.from_dict(json.loads(json.dumps(moved.to_dict())))
     assert back == moved and back.key == moved.key
+
+
+def test_correct_warns_when_the_permutation_floor_cannot_reach_alpha_over_m():
+    """96 tests with 199 permutations each: p >= 0.005 > 0.05 / 96, so Holm can reject none of them alone."""
+    from conceptspace.stats import PValueFloorWarning, attainable_floor
+
+    rs = ResultSet(make(f"t{i}", 1 / 200, extra={"n_permutations": 199}) for i in range(96))
+    assert attainable_floor(rs[0]) == 1 / 200
+    with pytest.warns(PValueFloorWarning, match="96 of 96 tests cannot reach alpha/m") as caught:
+        corrected = rs.correct("holm")
+    assert "can never pass" not in str(caught[0].message)
+    assert not any(r.significant for r in corrected)  # the warning says exactly what happened
+    with warnings.catch_warnings():  # enough permutations, or a test without a floor: silence
+        warnings.simplefilter("error", PValueFloorWarning)
+        ResultSet(make(f"t{i}", 1 / 5000, extra={"n_permutations": 4999}) for i in range(96)).correct("holm")
+        ResultSet(make(f"t{i}", 0.001) for i in range(96)).correct("holm")
+    few = ResultSet([make("a", 0.1, extra={"n_placebo": 9}), make("b", 0.5)])
+    with pytest.warns(PValueFloorWarning, match="1 can never pass"):
+        few.correct("holm")

@@ -130,7 +130,7 @@ def test_placebos_are_unit_seeded_and_orthogonal():
         ({"targets": (["good0 good1"], BAD)}, "2 tokens"),
         ({"targets": (["zebra"], BAD)}, "not in the vocabulary"),
         ({"targets": (GOOD, GOOD)}, "both the positive and the negative"),
-        ({"alphas": [0.0, 1.0]}, "non-zero"),
+        ({"strengths": [0.0, 1.0]}, "non-zero"),
         ({"n_random": 1}, "n_random"),
         ({"where": "middle"}, "where must be"),
         ({"where": [(0, 3)]}, "1 spans for 2 prompts"),

@@ -225,17 +225,17 @@ def prepare_prompts(model: ConceptModel, prompts: Sequence[str], where: Where = 
     return PreparedPrompts(tuple(texts), batch, mask.contiguous(), label)
 
 
-def relative_alphas(alphas: Sequence[float]) -> np.ndarray:
-    """Validated alpha grid (in units of the site's activation scale): finite, non-zero, distinct."""
-    grid = np.asarray(list(alphas), dtype=np.float64)
+def relative_strengths(strengths: Sequence[float]) -> np.ndarray:
+    """Validated steering strengths (in units of the site's activation scale): finite, non-zero, distinct."""
+    grid = np.asarray(list(strengths), dtype=np.float64)
     if grid.ndim != 1 or grid.size == 0:
-        raise InvalidInputError("alphas must be a non-empty list of numbers")
+        raise InvalidInputError("strengths must be a non-empty list of numbers")
     if not np.all(np.isfinite(grid)) or np.any(grid == 0):
         raise InvalidInputError(
-            f"alphas must be finite and non-zero (alpha=0 is the baseline, always run); got {alphas}"
+            f"strengths must be finite and non-zero (strength 0 is the baseline, always run); got {strengths}"
         )
     if np.unique(grid).size != grid.size:
-        raise InvalidInputError(f"alphas must be distinct; got {alphas}")
+        raise InvalidInputError(f"strengths must be distinct; got {strengths}")
     return grid
 
 

@@ -38,7 +38,7 @@ from conceptspace.analyses.causal._inputs import (
     model_kind,
     prepare_prompts,
     random_directions,
-    relative_alphas,
+    relative_strengths,
     require_causal,
     unit_direction,
 )
@@ -177,7 +177,7 @@ def steering_test(
     require_causal(model, "steering")
     site_name = check_site(model, site)
     v = unit_direction(direction, model.d_model)
-    grid = relative_alphas(strengths)
+    grid = relative_strengths(strengths)
     target = as_targets(model, targets)
     n_random = check_count(n_random, "n_random", 2)
     n_orthogonal = check_count(n_orthogonal, "n_orthogonal", 0)
