@@ -48,14 +48,27 @@ def workload(n_items: int, seed: int = 0) -> list[str]:
     return [texts[i] for i in sorted(rng.choice(len(texts), size=n_items, replace=False))]
 
 
-def timed(fn: Callable[[], object], repeats: int) -> list[float]:
-    fn()  # warm-up (allocator, kernels, nnsight wrapper)
-    out = []
+def timed_interleaved(variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Each variant once to warm up, then the repeats round-robin (a b c d e, a b c d e, ...).
+
+    Why interleaved: timed one variant after another, a load spike on a shared machine lands on one variant and
+    decides its ratio (a busy run once read the backbone floor as 3.8x slower than conceptspace's extraction);
+    round-robin spreads a spike over every variant, and the ratio of minima is the least disturbed reading.
+    """
+    for fn in variants.values():
+        fn()  # warm-up (allocator, kernels, nnsight wrapper)
+    out: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn()
+            out[name].append(time.perf_counter() - start)
     return out
+
+
+def spread(values: list[float]) -> float:
+    """(max - min) / min: above 0.2 the run was disturbed and its ratios are flagged."""
+    return (max(values) - min(values)) / min(values)
 
 
 def cpu_name() -> str:
@@ -206,8 +219,11 @@ def main() -> None:
         "(e) nnsight usual pattern: save every layer, last token after": nnsight_plain_save,
         "(a') backbone forward, naive batching (dataset order)": lambda: backbone(naive_inputs),
     }
-    timings = {name: timed(fn, args.repeats) for name, fn in variants.items()}
+    load_before = os.getloadavg()
+    timings = timed_interleaved(variants, args.repeats)
+    load_after = os.getloadavg()
     base = statistics.median(timings["(a) backbone forward, nothing saved"])
+    base_min = min(timings["(a) backbone forward, nothing saved"])
     memory = [peak_rss_of_full_extraction(n, args.batch_size) for n in (args.memory_items, 4 * args.memory_items)]
     transformer_lens = run_transformer_lens(args.tl_python, sorted_inputs, args.repeats) if args.tl_python else None
 
@@ -221,6 +237,8 @@ def main() -> None:
         "padding_sorted": padding_stats(lengths, sorted_batches),
         "padding_naive": padding_stats(lengths, naive_batches),
         "timings_s": timings,
+        "load_average_before_after": [load_before, load_after],
+        "disturbed": sorted(name for name, values in timings.items() if spread(values) > 0.2),
         "transformer_lens": transformer_lens,
         "memory": [
             {"items": n, "rows_per_site": rows, "peak_rss_mb": peak, "growth_over_model_mb": growth}
@@ -234,15 +252,17 @@ def main() -> None:
     print(f"Machine: {results['machine']}; torch {results['torch']}. Command: `{results['command']}`.")
     print(
         f"Workload: {len(texts)} sentences, {real_tokens} real tokens, batch {args.batch_size}, "
-        f"{args.repeats} timed repeats after one warm-up; SmolLM2-135M float32.\n"
+        f"{args.repeats} timed repeats, interleaved round-robin after one warm-up each; SmolLM2-135M float32. "
+        f"Load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after.\n"
     )
-    print("| variant | median s | min-max s | real tokens/s | vs (a) |")
-    print("|---|---|---|---|---|")
+    print("| variant | min s | median s | max s | real tokens/s (median) | vs (a), minima | vs (a), medians |")
+    print("|---|---|---|---|---|---|---|")
     for name, values in timings.items():
         median = statistics.median(values)
+        flag = " (spread > 20%: disturbed)" if spread(values) > 0.2 else ""
         print(
-            f"| {name} | {median:.2f} | {min(values):.2f}-{max(values):.2f} | {real_tokens / median:.0f} | "
-            f"{base / median:.2f}x |"
+            f"| {name}{flag} | {min(values):.2f} | {median:.2f} | {max(values):.2f} | {real_tokens / median:.0f} | "
+            f"{base_min / min(values):.2f}x | {base / median:.2f}x |"
         )
     print(
         f"\nPadded/real tokens: length-sorted {results['padding_sorted']['padded_over_real']:.2f}, "
