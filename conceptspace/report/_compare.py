@@ -12,7 +12,6 @@ Nothing is recomputed: every number comes from the runs' own results.json (read 
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ import matplotlib.pyplot as plt
 from conceptspace.analyses._figures import Figure, to_png
 from conceptspace.depth import block_depth
 from conceptspace.errors import InvalidInputError
+from conceptspace.report._html import _img
 from conceptspace.stats import ResultSet, TestResult, is_sanity_check
 from conceptspace.suite import load_results
 from conceptspace.theory import CLAIMS
@@ -165,8 +165,7 @@ def _html(runs: Sequence[ComparedRun], figures: list[Figure]) -> str:
         parts.append("<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in row) + "</tr>")
     parts.append("</table><h2>Curves by relative depth</h2>")
     for f in figures:
-        data = base64.b64encode(f.png).decode("ascii")
-        parts.append(f'<figure><img alt="{e(f.caption)}" src="data:image/png;base64,{data}" style="max-width:100%">'
+        parts.append(f"<figure>{_img(f.png, f.caption)}"
                      f"<figcaption>{e(f.caption)}</figcaption></figure>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -457,7 +457,7 @@ class PValueFloorWarning(UserWarning):
 def attainable_floor(result: TestResult) -> float | None:
     """The smallest p-value a Monte Carlo test can report, ``1 / (B + 1)`` for ``B`` permutations or placebos
     (read from ``extra``), or None when the test does not say (an analytic test has no such floor)."""
-    draws = result.extra.get("n_permutations", result.extra.get("n_placebo"))
+    draws = result.extra.get("n_permutations") or result.extra.get("n_placebo")
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
         return None
     return 1.0 / (draws + 1)

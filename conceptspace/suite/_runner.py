@@ -24,7 +24,7 @@ from conceptspace.analyses import RunContext, registry
 from conceptspace.depth import site_depth
 from conceptspace.errors import NotApplicableError
 from conceptspace.models import ConceptModel, RemoteMode, load_model
-from conceptspace.stats._results import PValueFloorWarning, ResultSet
+from conceptspace.stats._results import PValueFloorWarning, ResultSet, attainable_floor
 from conceptspace.suite._spec import AnalysisSpec, Suite
 from conceptspace.theory._verdicts import Verdict, is_sanity_check, judge_all
 
@@ -102,11 +102,12 @@ def _caveats(outcome_records: list[AnalysisRecord], results: ResultSet) -> list[
         floor_needed = alpha / len(family)
         flagged: set[str] = set()
         for r in family:
-            draws = r.extra.get("n_permutations") or r.extra.get("n_placebo")
+            floor = attainable_floor(r)
             analysis = r.key.analysis
-            if isinstance(draws, int) and 1.0 / (draws + 1) > floor_needed and analysis not in flagged:
+            if floor is not None and floor > floor_needed and analysis not in flagged:
                 flagged.add(analysis)
-                notes.append(f"{analysis}: its smallest attainable p-value is 1/({draws}+1) = {1 / (draws + 1):.2g}, "
+                draws = round(1 / floor) - 1
+                notes.append(f"{analysis}: its smallest attainable p-value is 1/({draws}+1) = {floor:.2g}, "
                              f"above alpha/m = {floor_needed:.2g} for the {len(family)} tests of this run, so none "
                              "of its tests can be significant after correction (more permutations or placebos "
                              "would be needed); its verdict cannot be 'supported' in this run.")

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from conceptspace.stats._results import TRAINED, UNTRAINED, TestKey
+from conceptspace.stats._results import TRAINED, TestKey
 
 
 def geometry_key(test: str, dataset: str, site: str | None, position: str | None, method: str, *detail: str,
-                 control: str | None = None, model: str | None = None) -> TestKey:
-    """The key of one geometry test; the twin's tests (``control="untrained"``) ran on the untrained model."""
-    if model is None:
-        model = UNTRAINED if control == UNTRAINED else TRAINED
+                 control: str | None = None, model: str = TRAINED) -> TestKey:
+    """The key of one geometry test (``control="untrained"`` marks the twin's; the key sets ``model`` from it)."""
     return TestKey(test=test, dataset=dataset, method=method, site=site, position=position, detail=detail,
                    control=control, model=model)
 
