@@ -93,20 +93,6 @@ def percentile_ci(replicates: np.ndarray, level: float = 0.95) -> tuple[float, f
     return float(lo), float(hi)
 
 
-def seed_mean_replicates(per_seed: np.ndarray, seed: int) -> np.ndarray:
-    """Two-level replicates of a mean over seeds: each replicate resamples the seeds, then takes their items.
-
-    ``per_seed`` is (S, B): seed s's replicate b on the shared context resample b. Replicate b averages the rows
-    of S seeds drawn with replacement, so the interval holds the seed-to-seed spread as well as the contexts'.
-    """
-    per_seed = np.atleast_2d(np.asarray(per_seed, dtype=np.float64))
-    S, B = per_seed.shape
-    if S == 1:
-        return per_seed[0].copy()
-    picks = np.random.default_rng([int(seed), 0x5EED]).integers(0, S, size=(B, S))
-    return per_seed[picks, np.arange(B)[:, None]].mean(axis=1)
-
-
 def max_t_p_values(observed: np.ndarray, null: np.ndarray, means: np.ndarray, sds: np.ndarray) -> np.ndarray:
     """Single-step max-T adjusted p per row: rows standardised by their null moments, max over rows per draw.
 
