@@ -26,8 +26,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import scipy.stats
 
 from conceptspace.errors import InvalidInputError
+
+#: permutations gathered at once per row (a (rows, chunk, contexts) float64 array)
+_CHUNK = 1024
 
 
 def paired_context_effects(M: np.ndarray) -> np.ndarray:
@@ -59,7 +63,10 @@ def context_shuffle_draw(matrices: Sequence[np.ndarray], seed: int) -> Callable[
     def draw(offset: int, count: int) -> np.ndarray:
         rng = np.random.default_rng([int(seed), int(offset), 0x5E5])
         perms = np.argsort(rng.random((count, n)), axis=1)
-        return stack[:, rows, perms].mean(axis=2)
+        out = np.empty((stack.shape[0], count))
+        for start in range(0, count, _CHUNK):  # (rows, chunk, n) at a time: bounded memory at 20,000 draws
+            out[:, start:start + _CHUNK] = stack[:, rows, perms[start:start + _CHUNK]].mean(axis=2)
+        return out
 
     return draw
 
@@ -71,19 +78,22 @@ def bootstrap_rows(n: int, n_bootstrap: int, seed: int) -> np.ndarray:
     return np.random.default_rng([int(seed), 0xB007]).integers(0, n, size=(n_bootstrap, n))
 
 
-def effect_replicates(effects: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def effect_replicates(effects: np.ndarray, rows: np.ndarray, level: float = 0.95) -> np.ndarray:
     """(B,) bootstrap replicates of the mean paired effect over the resampled contexts.
 
-    The deviations of the e_i are widened by ``sqrt(n (n - 1)) / (n - 2)`` first: double centring leaves each
-    e_i only (1 - 2/n) of its own context's signal (the rest goes into its row and column means) while their mean
-    keeps (1 - 1/n) of it, and a plain bootstrap of a mean has variance (n - 1)/n of the sample's. Without the
-    factor the interval's SD is 0.90 (n = 12) to 0.96 (n = 30) of the sampling SD and under-covers.
+    The deviations of the e_i are widened first, by two factors. ``sqrt(n (n - 1)) / (n - 2)``: double centring
+    leaves each e_i only (1 - 2/n) of its own context's signal (the rest goes into its row and column means)
+    while their mean keeps (1 - 1/n) of it, and a plain bootstrap of a mean has variance (n - 1)/n of the
+    sample's; without it the interval's SD was 0.90 (n = 12) to 0.96 (n = 30) of the sampling SD. And
+    ``t_(n-1) / z`` at ``level``: a percentile bootstrap of a mean is a z interval with an estimated SD, which
+    under-covers with few contexts (0.92 at n = 12 after the first factor; 1.12x wider there, 1.04x at n = 30).
     """
     effects = np.asarray(effects, dtype=np.float64)
     n = effects.size
     centre = effects.mean()
-    widened = centre + (effects - centre) * (np.sqrt(n * (n - 1.0)) / (n - 2.0))
-    return widened[rows].mean(axis=1)
+    tail = 0.5 + level / 2
+    factor = np.sqrt(n * (n - 1.0)) / (n - 2.0) * scipy.stats.t.ppf(tail, n - 1) / scipy.stats.norm.ppf(tail)
+    return (centre + (effects - centre) * factor)[rows].mean(axis=1)
 
 
 def percentile_ci(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:

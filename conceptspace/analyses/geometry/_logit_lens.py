@@ -8,15 +8,18 @@ Why each control:
 
 * **identity**: at the last layer ``u_t . ln_f(h_L)`` *is* the logit, so its rank correlation with log p is 1
   by construction of the architecture. It is returned as ``control="identity"`` with
-  ``extra["sanity_check"] = True`` and ``p_value = 1.0``: a pipeline check, never evidence. Leave it out of
-  the family you correct (``results.filter(control="identity")`` finds it).
+  ``extra["sanity_check"] = True`` and ``p_value = 1.0``: a pipeline check, never evidence.
+* **the last block** (``role="sanity"``): there cos(ln_f(h_L), u_t) is the logit divided by the token norm, so a
+  high Spearman certifies the architecture, not the claim. It is reported, never evidence.
 * **shuffled contexts** (the permutation null): pair context i's cosines with context j's log-probabilities.
   Any part of the correlation that comes from token properties shared by all contexts (frequency, norm, the
   generic unigram prior) survives the shuffle, so p tests whether proximity tracks *this context's*
-  probabilities.
+  probabilities. The effect is the paired per-context effect (the statistic minus the null's exact mean), with an
+  interval from a bootstrap over contexts of that paired quantity: see :mod:`._context_shuffle`.
 * **token frequency**: the wordfreq Zipf frequency of each decoded token; its own Spearman with log p is
   reported, and the partial Spearman of cosine and log p controlling for it is a separate test.
-* **untrained twin**: the same analysis on the randomly initialised model (its own cosines and log p).
+* **control models**: the same analysis on the untrained twin (seeds averaged into one counterpart) and the
+  spectrum-matched twin, on the same permutations and context resamples, so differences are paired.
 
 Spearman correlations of many rankings are one matrix product of standardised rank vectors, so the whole
 (contexts x contexts) matrix, and with it every permutation, costs one product per layer.
@@ -224,7 +227,7 @@ def proximity_results(
     family = [i for i, r in enumerate(rows) if r.passes.control is None and not r.sanity]
     p_maxt = dict(zip(family, max_t_p_values(observed[family], out.null[family], moments[family, 0],
                                              moments[family, 1]), strict=True)) if family else {}
-    boot = bootstrap_rows(len(observed_contexts(groups)), n_bootstrap, seed)
+    boot = bootstrap_rows(groups[0].passes[0].identity_rho.size, n_bootstrap, seed)
     results: list[TestResult] = []
     replicates: dict[TestKey, np.ndarray] = {}
     for i, r in enumerate(rows):
@@ -236,11 +239,6 @@ def proximity_results(
         results.append(_result(r, key, claim, observed[i], moments[i], reps, out, i, p_maxt.get(i), per_seed))
     results.extend(_identity(g, dataset, claim) for g in groups)
     return ResultSet(results), replicates
-
-
-def observed_contexts(groups: Sequence[ModelPasses]) -> np.ndarray:
-    """The per-context identity values of the first pass (its length is the number of contexts)."""
-    return groups[0].passes[0].identity_rho
 
 
 def _result(row: _Row, key: TestKey, claim: str | None, observed: float, moments: np.ndarray, reps: np.ndarray,
