@@ -133,6 +133,7 @@ def test_aggregation_tests_pair_the_model_with_every_control(tiny_models):
         assert r.extra["n_permutations"] >= 19 and r.effect_size == pytest.approx(r.statistic - r.extra["null_mean"])
     bag = {r.control: r for r in out.results if r.method == "bag_of_embeddings_ridge"}
     assert set(bag) == {None, "untrained", "spectrum_matched"} and bag[None].statistic_name == "r2"
+    assert all(r.ci_low <= r.effect_size <= r.ci_high for r in bag.values())  # replicates re-centred on R^2
     null = aggregation_tests(model, texts, controls=controls[:1], dataset="d", groups=list(range(20)),
                              n_permutations=19, n_bootstrap=20, seed=0, null_seed=3)
     swapped = {r.control: r for r in null.results if r.method == "permute_vs_substitute"}
