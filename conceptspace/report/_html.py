@@ -69,7 +69,8 @@ def render_html(data: ReportData) -> str:
         f"{suite['n_bootstrap']} bootstrap samples. Model "
         f"{_e(model['name'])} ({_e(model['architecture'])}, {model['n_layers']} layers, d={model['d_model']}, "
         f"{model['parameters']:,} parameters, weights sha256 <code>{_e(str(model.get('weights_sha256'))[:16])}"
-        f"...</code>){_e(execution_note(doc))}; {_e(twin_note(doc))}.{with_space(_e(layers_note(doc)))}</p>",
+        f"...</code>){_e(execution_note(doc))}{'; variant: ' + _e(model['variant']) if model.get('variant') else ''}; "
+        f"{_e(twin_note(doc))}.{with_space(_e(layers_note(doc)))}</p>",
         "<h2>Verdicts</h2><table><tr><th>claim</th><th>verdict</th><th>best test</th><th>effect</th>"
         "<th>95% CI</th><th>p (adj.)</th><th>draws</th><th>minus controls (paired 95% CI)</th><th>tests</th>"
         "<th>reason</th></tr>",

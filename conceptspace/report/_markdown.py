@@ -49,7 +49,8 @@ def render_markdown(data: ReportData) -> str:
                f"{suite['n_bootstrap']} bootstrap samples. Model: {md_text(model['name'])} "
                f"({md_text(model['architecture'])}, {model['n_layers']} layers, d={model['d_model']}, "
                f"{model['parameters']:,} parameters, weights sha256 "
-               f"{md_code(str(model.get('weights_sha256'))[:16] + '...')}){execution_note(doc)}; "
+               f"{md_code(str(model.get('weights_sha256'))[:16] + '...')}){execution_note(doc)}"
+               f"{'; variant: ' + md_text(model['variant']) if model.get('variant') else ''}; "
                f"{md_text(twin_note(doc))}.{with_space(md_text(layers_note(doc)))}")
     out += ["", "## Verdicts", ""]
     out.append(_md_table(

@@ -29,7 +29,7 @@ from conceptspace import __version__
 from conceptspace.analyses import RunContext, mark_roles, registry
 from conceptspace.depth import depth_site, site_depth
 from conceptspace.errors import NotApplicableError
-from conceptspace.models import ConceptModel, RemoteMode, load_model
+from conceptspace.models import BUNDLED_MODELS, ConceptModel, RemoteMode, load_model
 from conceptspace.stats._results import PValueFloorWarning, ResultSet, TestKey
 from conceptspace.suite._spec import AnalysisSpec, Suite
 from conceptspace.theory._family import (
@@ -249,7 +249,7 @@ def run_suite(
         timings["download_mb"] = {r.spec.id: round(r.downloaded_bytes / 2**20, 3) for r in records}
         timings["download_mb_total"] = round(model.downloaded_bytes / 2**20, 3)
     _log(f"done in {total:.1f}s", progress)
-    model_record = {**model.describe(), "package": f"conceptspace {__version__}"}
+    model_record = {**model.describe(), "package": f"conceptspace {__version__}", "variant": model_variant(suite.model)}
     controls = [{**m.describe(), "control": "untrained", "seed": seed}
                 for seed, m in zip(suite.seeds_of_twins(), twins, strict=False)]
     if spectrum is not None:
@@ -261,6 +261,13 @@ def run_suite(
         + _caveats(records, corrected),
         family=family, null_seed=null_seed, controls=controls,
     )
+
+
+def model_variant(name: str) -> str | None:
+    """The exact variant of a bundled model (which checkpoint, which quantization, how it was loaded), for the
+    report's header: "SmolLM2-135M" alone does not say the weights were a Q4_1 GGUF dequantized to float32."""
+    bundled = BUNDLED_MODELS.get(name)
+    return bundled.description if bundled is not None else None
 
 
 def _null_caveats(null_seed: int | None) -> list[str]:

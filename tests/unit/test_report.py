@@ -83,3 +83,16 @@ def test_written_report_is_self_contained_and_json_documented(outcome, tmp_path)
     assert "probe/probe/truth/layer.3/last/RidgeProbe/task" in verdicts["C4"]["test_ids"]
     assert test["key"]["site"] == test["site"] and test["key"]["analysis"] == "probe"
     assert doc["model"]["weights_sha256"] == "ab" * 32 and "timings" in doc and "packages" in doc
+
+
+def test_the_header_names_the_exact_model_variant(outcome):
+    from conceptspace.report._html import render_html
+    from conceptspace.suite._runner import model_variant
+
+    variant = model_variant("smollm2-135m")
+    assert variant is not None and "SmolLM2-135M-Instruct" in variant and "Q4_1 dequantized to float32" in variant
+    assert model_variant("/some/folder") is None
+    outcome.model["variant"] = variant
+    data = build_report(outcome, with_figures=False)
+    assert "variant: SmolLM2-135M-Instruct" in render_markdown(data).splitlines()[2]
+    assert "Q4_1 dequantized to float32" in render_html(data)
