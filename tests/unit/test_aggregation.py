@@ -147,3 +147,23 @@ def test_bag_features_weights_and_components(monkeypatch):
     scores = leading_components(Y, 2)
     assert scores.shape == (30, 2) and np.allclose(scores.mean(axis=0), 0)
     assert scores[:, 0].var() >= scores[:, 1].var()
+
+
+def test_the_kind_declares_one_primary_and_marks_the_null_battery(tiny_models):
+    from conceptspace.analyses import RunContext, get_kind
+    from conceptspace.analyses.kinds.aggregation import AggregationParams
+
+    model = tiny_models["llama"]
+    context = RunContext(model=model, twin=None, twins=(model.untrained(0), model.untrained(1)), twin_seeds=(0, 1),
+                         spectrum_twin=model.untrained(5), claim="A6", n_permutations=19, n_bootstrap=20,
+                         null_seed=2)
+    out = get_kind("aggregation").run(context, AggregationParams(datasets=["truth_is_universal/animal_class"],
+                                                                 max_items=24))
+    roles = {(r.method, r.control): r.extra["role"] for r in out.results}
+    assert roles == {("permute_vs_substitute", None): "primary", ("bag_of_embeddings_ridge", None): "exploratory",
+                     ("permute_vs_substitute", "untrained"): "control",
+                     ("permute_vs_substitute", "spectrum_matched"): "control",
+                     ("bag_of_embeddings_ridge", "untrained"): "control",
+                     ("bag_of_embeddings_ridge", "spectrum_matched"): "control"}
+    assert all("swapped" in r.extra["null_battery"] for r in out.results)
+    assert set(out.replicates) == {r.key for r in out.results}
