@@ -28,6 +28,9 @@ from conceptspace.stats._result_views import export_frame, flat_extra_columns, j
 Correction = Literal["holm", "fdr_bh"]
 TRAINED = "trained"
 UNTRAINED = "untrained"
+#: the control whose weights keep their singular values but not their singular vectors (see ConceptModel)
+SPECTRUM_MATCHED = "spectrum_matched"
+_MODELS = (TRAINED, UNTRAINED, SPECTRUM_MATCHED)
 _FLOAT_FIELDS = ("statistic", "effect_size", "ci_low", "ci_high", "p_value", "p_adjusted", "alpha")
 
 
@@ -95,13 +98,14 @@ class TestKey:
                 raise InvalidInputError(f"TestKey.{name} must be a non-empty string; got {getattr(self, name)!r}")
         if not isinstance(self.dataset, str):
             raise InvalidInputError(f"TestKey.dataset must be a string (may be empty); got {self.dataset!r}")
-        if self.model not in (TRAINED, UNTRAINED):
-            raise InvalidInputError(f"TestKey.model must be {TRAINED!r} or {UNTRAINED!r}; got {self.model!r}")
-        # One convention for the twin: its real test is the "untrained" control of the model's test.
-        if self.control == UNTRAINED:
-            object.__setattr__(self, "model", UNTRAINED)
-        elif self.model == UNTRAINED and self.control is None:
-            object.__setattr__(self, "control", UNTRAINED)
+        if self.model not in _MODELS:
+            raise InvalidInputError(f"TestKey.model must be one of {_MODELS}; got {self.model!r}")
+        # One convention for a control model (the twin, the spectrum-matched twin): its real test is the control
+        # of the same name of the model's test.
+        if self.control in (UNTRAINED, SPECTRUM_MATCHED):
+            object.__setattr__(self, "model", self.control)
+        elif self.model != TRAINED and self.control is None:
+            object.__setattr__(self, "control", self.model)
 
     @property
     def id(self) -> str:
@@ -116,8 +120,8 @@ class TestKey:
     def counterpart(self, control: str) -> TestKey:
         """The same test on a control: the twin (``untrained``), the lexical baseline (static token embedding,
         so the ``embed`` site), or a control of the same inputs (``control_task``, ``shuffled``...)."""
-        if control == UNTRAINED:
-            return dataclasses.replace(self, control=UNTRAINED, model=UNTRAINED)
+        if control in (UNTRAINED, SPECTRUM_MATCHED):
+            return dataclasses.replace(self, control=control, model=control)
         if control == "lexical":
             return dataclasses.replace(self, control="lexical", site=EMBED)
         return dataclasses.replace(self, control=control)
@@ -408,19 +412,19 @@ class ResultSet(Sequence[TestResult]):
 
     def summary(self, title: str = "Test results") -> str:
         """A statsmodels-style fixed-width table: one line per test, raw and adjusted p side by side."""
-        headers = ["test", "layer", "control", "statistic", "effect", "ci_low", "ci_high", "p", "p_adj", "sig"]
+        headers = ["test", "role", "statistic", "effect", "ci_low", "ci_high", "p", "draws", "p_adj", "sig"]
         rows = []
         for r in self._items:
             rows.append(
                 [
                     r.test_id,
-                    "" if r.layer is None else str(r.layer),
-                    r.control or "-",
+                    str(r.extra.get("role", "-")),
                     _num(r.statistic),
                     _num(r.effect_size),
                     _num(r.ci_low),
                     _num(r.ci_high),
                     _num(r.p_value),
+                    str(r.extra.get("n_permutations") or r.extra.get("n_placebo") or "-"),
                     "" if r.p_adjusted is None else _num(r.p_adjusted),
                     "" if r.significant is None else ("*" if r.significant else ""),
                 ]
@@ -443,7 +447,8 @@ class ResultSet(Sequence[TestResult]):
         out.append("-" * total)
         out.extend(line(row) for row in rows)
         out.append("=" * total)
-        out.append("p: permutation or test p-value before correction; p_adj: after correction; * significant.")
+        out.append("role: primary tests alone are corrected and judged; p: before correction; draws: Monte Carlo draws "
+                   "taken (sequential); p_adj: after correction; * significant.")
         return "\n".join(out)
 
     def __str__(self) -> str:
