@@ -20,8 +20,8 @@ import torch
 
 from conceptspace.errors import InvalidInputError, RemoteError
 from conceptspace.models._nnsight import import_nnsight
-from conceptspace.models._spectrum import SPECTRUM_METHOD, randomize_singular_vectors_
 from conceptspace.models._sites import SiteMap, discover_sites, get_submodule, module_path, parse_site
+from conceptspace.models._spectrum import SPECTRUM_METHOD, randomize_singular_vectors_
 
 RemoteMode = bool | Literal["local"]
 

@@ -1,25 +1,27 @@
 """The spectrum-matched control: every weight matrix keeps its singular values, its singular vectors are random.
 
 Why a second architecture control: the untrained twin is drawn from the initialisation (std 0.02 for Llama-type
-models), so its blocks are close to the identity and its residual stream stays small (SmolLM2's h15 has norm 21
-in the twin, 163 trained). A claim can then "beat the twin" only because the twin barely transforms anything.
-This control keeps what training put into the *scale* of every matrix (its spectrum, hence its Frobenius and
-operator norms and its condition number) and of every gain and bias (the multiset of entries), and throws away
-what training put into the *directions*: how each matrix's singular vectors align with the token vectors and
-with the neighbouring matrices. Whatever it still shows is a property of the architecture plus the weight
-statistics, not of learned structure.
+models), so its blocks are close to the identity and its residual stream stays small. A claim can then "beat the
+twin" only because the twin barely transforms anything. This control keeps what training put into the *scale*
+of every matrix (its spectrum, hence its Frobenius and operator norms and its condition number) and of every
+gain and bias (the multiset of entries), and throws away what training put into the *directions*: how each
+matrix's singular vectors align with the token vectors and with the neighbouring matrices. Whatever it still
+shows is a property of the architecture plus the weight statistics, not of learned structure. On SmolLM2-135M
+the median per-token norm of the residual stream after block 15 is 172 trained, 22 in the untrained twin and
+564 in this control (tests/integration/test_spectrum_control_real.py).
 
 For a weight ``W = U S V^T`` (m x n, r = min(m, n)) the control is ``U' S V'^T`` where ``U'`` (m x r) and ``V'``
 (n x r) are the first r columns of Haar-distributed orthogonal matrices: the Q factor of a thin QR of a Gaussian
 matrix, with ``diag(R) > 0`` (the sign fix that makes the distribution exactly Haar: without it QR's sign
 convention biases it). Only the singular values of ``W`` are computed (``svdvals``), and only the thin factor
-(m x r, by Cholesky QR when it is tall), so SmolLM2's 49152 x 576 embedding costs seconds. Parameters of one dimension (norm gains, biases) have
-their entries permuted. Parameters with more than two dimensions are treated as ``(shape[0], -1)`` matrices.
+(m x r, by Cholesky QR when it is tall): SmolLM2's 49152 x 576 embedding costs about 5 s of one core, the
+whole model about 36 s of one core. Parameters of one dimension (norm gains, biases) have their entries
+permuted. Parameters with more than two dimensions are treated as ``(shape[0], -1)`` matrices.
 
 Every parameter draws from its own generator, seeded from the control's seed and the parameter's name, so the
 result does not depend on the iteration order and never touches torch's global random state. The arithmetic is
 float64 on the parameter's device (the draws on the CPU, so a seed gives the same matrices everywhere up to the
-rounding of the device's QR).
+rounding of the device's linear algebra).
 """
 
 from __future__ import annotations
