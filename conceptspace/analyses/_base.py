@@ -153,7 +153,7 @@ class RunContext:
         """Every control model of the run: the untrained twins (one per seed), then the spectrum-matched twin."""
         out = [ControlModel("untrained", s, m) for s, m in zip(self.twin_seeds, self.twins, strict=True)]
         if self.spectrum_twin is not None:
-            out.append(ControlModel("spectrum_matched", 0, self.spectrum_twin))
+            out.append(ControlModel("spectrum_matched", self.spectrum_twin.control_seed or 0, self.spectrum_twin))
         return out
 
 

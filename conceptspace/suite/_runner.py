@@ -258,6 +258,7 @@ def run_suite(
         suite=suite, quick=quick, model=model_record, twin=_twin_record(twins[0] if twins else None, twin),
         records=records, results=corrected, verdicts=verdicts, timings=timings,
         caveats=_null_caveats(null_seed) + _twin_caveats(twins[0] if twins else None, twin, model)
+        + _spectrum_caveats(suite, spectrum, twin)
         + _caveats(records, corrected),
         family=family, null_seed=null_seed, controls=controls,
     )
@@ -299,17 +300,24 @@ def build_spectrum_twin(model: ConceptModel, choice: str, seed: int, device: str
     ConceptModel | None
 ):
     """The spectrum-matched control (weights keep their singular values, lose their singular vectors); only
-    for the model's own architecture (``--twin config``)."""
-    maker = getattr(model, "spectrum_matched", None)
-    if choice != "config" or maker is None:
-        return None
-    return maker(seed, device=device)  # type: ignore[no-any-return]
+    for the model's own architecture (``--twin config``) and weights held on this machine (not over NDIF)."""
+    if choice != "config" or not model.weights_are_local:
+        return None  # a remote model's weights are not here; downloading all of them is not what a run should do
+    return model.spectrum_matched(seed, device=device)
 
 
 def _twin_record(twin: ConceptModel | None, choice: str) -> dict[str, Any] | None:
     if twin is None:
         return None
     return {**twin.describe(), "twin_source": "config" if choice == "config" else choice}
+
+
+def _spectrum_caveats(suite: Suite, spectrum: ConceptModel | None, choice: str) -> list[str]:
+    if not suite.spectrum_twin or spectrum is not None:
+        return []
+    why = "--twin is not 'config'" if choice != "config" else "the model's weights are not on this machine (remote)"
+    return [f"No spectrum-matched twin in this run ({why}): the untrained twins are the only architecture control, "
+            "and claims whose rule must beat spectrum_matched lack that counterpart."]
 
 
 def _twin_caveats(twin: ConceptModel | None, choice: str, model: ConceptModel) -> list[str]:

@@ -122,6 +122,7 @@ name = "remote_check"
 model = "{model}"
 seed = 0
 n_permutations = 49
+spectrum_twin = false  # a remote model has no spectrum twin (its weights are not here): compare like with like
 n_bootstrap = 30
 
 [claims.C2]
