@@ -12,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conceptspace.analyses import RunContext, registry
-from conceptspace.analyses import _icl
+from conceptspace.analyses import RunContext, _icl, registry
 from conceptspace.analyses.kinds import function_vectors as fv
 from conceptspace.analyses.kinds import icl_narrowing as n2
 from conceptspace.stats import SequentialPlan, sequential_null
@@ -171,7 +170,7 @@ def _n2_once(seed: int, delta: float) -> tuple[float, float, float]:
                           rows(np.arange(n)[None, :])[:, 0], SequentialPlan.fixed(199))
     effect = float(out.observed[0] - out.null_mean[0])
     boot = n2.effect_replicates(w, d, _icl.stratified_resamples(task, 200, seed))
-    low, high = _icl.percentile_ci(_icl.matched_replicates(effect, boot, out.null[0]))
+    low, high = _icl.percentile_ci(_icl.matched_replicates(effect, boot, out.null[0], stratum_size=12))
     return float(out.p_value[0]), low, high
 
 
@@ -184,7 +183,7 @@ def _n3_once(seed: int, boost: float) -> tuple[float, float, float]:
                           fv.permuted_gain(gain, task, np.arange(6)[None, :]), SequentialPlan.fixed(199))
     effect = float(out.observed[0] - out.null_mean[0])
     boot = fv.two_level_replicates(gain, task, _icl.stratified_resamples(task, 200, seed), seed)
-    low, high = _icl.percentile_ci(_icl.matched_replicates(effect, boot, out.null[0]))
+    low, high = _icl.percentile_ci(_icl.matched_replicates(effect, boot, out.null[0], stratum_size=8, widen=False))
     return float(out.p_value[0]), low, high
 
 

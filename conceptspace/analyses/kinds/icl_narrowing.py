@@ -63,6 +63,7 @@ from conceptspace.analyses._icl import (
     percentile_ci,
     ranks_of,
     shuffled_answers,
+    smallest_stratum,
     stratified_resamples,
 )
 from conceptspace.errors import InvalidInputError
@@ -296,6 +297,7 @@ class IclNarrowingAnalysis(Analysis):
         results: list[TestResult] = []
         replicates: dict[TestKey, np.ndarray] = {}
         lift = _mean_lift_interval(trained.measured, resamples)
+        stratum = smallest_stratum(items.task)
         for row, (name, members) in enumerate(groups):
             sub = resamples if members is None else resamples[:, members]  # items are contiguous per task
             boot = effect_replicates(trained.weights, trained.d, sub)
@@ -310,14 +312,15 @@ class IclNarrowingAnalysis(Analysis):
             else:
                 extra["role"] = "exploratory"
             result, reps = _result(key.replace(detail=(name,)), context.claim, out, row, boot,
-                                   items.n if members is None else members.size, extra)
+                                   items.n if members is None else members.size, extra, stratum)
             results.append(result)
             if row == 0:
                 replicates[result.key] = reps
         shuffled_row = len(groups)
         boot = effect_replicates(trained.shuffled_weights, trained.d, resamples)
         result, reps = _result(key.replace(detail=("pooled",), control="shuffled_demos"), context.claim, out,
-                               shuffled_row, boot, items.n, {**null_extra(out, shuffled_row), "role": "control"})
+                               shuffled_row, boot, items.n, {**null_extra(out, shuffled_row), "role": "control"},
+                               stratum)
         results.append(result)
         replicates[result.key] = reps
         if controls:
@@ -337,11 +340,11 @@ def _mean_lift_interval(measured: Measured, resamples: np.ndarray) -> tuple[floa
 
 
 def _result(key: TestKey, claim: str, out: Any, row: int, boot: np.ndarray, n: int,
-            extra: dict[str, Any]) -> tuple[TestResult, np.ndarray]:
+            extra: dict[str, Any], stratum: int) -> tuple[TestResult, np.ndarray]:
     """The test of one row of the null and its effect replicates (matched to the null's spread)."""
     statistic = float(out.observed[row])
     effect = statistic - float(out.null_mean[row])
-    reps = matched_replicates(effect, boot, out.null[row])
+    reps = matched_replicates(effect, boot, out.null[row], stratum_size=stratum)
     low, high = percentile_ci(reps)
     p = float(out.p_value[row]) if np.isfinite(statistic) else float("nan")
     result = TestResult(key=key, claim=claim, statistic_name="lift-weighted zero-shot log10-rank (own query)",
@@ -356,6 +359,7 @@ def _control_results(controls: list[tuple[Any, ModelStats]], items: Items, key: 
 ):
     """One untrained counterpart (mean over twin seeds, two-level interval) and one spectrum-matched one."""
     identity = np.arange(items.n)[None, :]
+    stratum = smallest_stratum(items.task)
     untrained = [(c, s) for c, s in controls if c.name == "untrained"]
     others = [(c, s) for c, s in controls if c.name != "untrained"]
 
@@ -373,8 +377,8 @@ def _control_results(controls: list[tuple[Any, ModelStats]], items: Items, key: 
         row = len(controls)
         per_seed = [float(out.observed[i] - out.null_mean[i]) for i in range(len(untrained))]
         effect = float(np.nanmean(per_seed))
-        seeds = np.vstack([matched_replicates(per_seed[i], effect_replicates(s.weights, s.d, resamples), out.null[i])
-                           for i, (_, s) in enumerate(untrained)])
+        seeds = np.vstack([matched_replicates(per_seed[i], effect_replicates(s.weights, s.d, resamples), out.null[i],
+                                              stratum_size=stratum) for i, (_, s) in enumerate(untrained)])
         low, high = percentile_ci(seed_mean_replicates(seeds, context.seed))
         statistic = float(out.observed[row])
         this = key.counterpart("untrained")
@@ -389,7 +393,7 @@ def _control_results(controls: list[tuple[Any, ModelStats]], items: Items, key: 
         row = len(untrained) + offset
         result, reps = _result(key.counterpart(c.name), context.claim, out, row,
                                effect_replicates(s.weights, s.d, resamples), items.n,
-                               {**null_extra(out, row), "role": "control"})
+                               {**null_extra(out, row), "role": "control"}, stratum)
         results.append(result)
         replicates[result.key] = reps
     return results, replicates
