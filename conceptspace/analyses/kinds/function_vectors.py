@@ -287,6 +287,7 @@ class FunctionVectorAnalysis(Analysis):
             if is_primary:
                 replicates[key] = reps
             results.append(_raw_gain_test(key, context.claim, own, resamples, context.seed))
+            results += _raw_gain_controls(key, context.claim, controls, task, resamples, context.seed)
             results += self._random_control(key, context, trained, own, task, resamples, is_primary, replicates)
             results += _control_tests(key, context, controls, out, task, resamples, is_primary, replicates)
         return AnalysisOutput(ResultSet(results), {}, replicates)
@@ -337,6 +338,26 @@ def _raw_gain_test(key: TestKey, claim: str, own: np.ndarray, resamples: np.ndar
                       effect_size_name="gain over the unedited zero-shot prompt (nats)",
                       effect_size=float(own.mean()), ci_low=low, ci_high=high, p_value=float(p), n=own.size,
                       extra={"role": "exploratory", "n_permutations": 999})
+
+
+def _raw_gain_controls(key: TestKey, claim: str, controls: list[tuple[Any, Measured]], task: np.ndarray,
+                       resamples: np.ndarray, seed: int) -> list[TestResult]:
+    """The exploratory raw gain on the control models: one untrained counterpart (mean over seeds, seeds resampled
+    in the interval) and one per other control."""
+    out: list[TestResult] = []
+    untrained = [m.gain[np.arange(task.size), task] for c, m in controls if c.name == "untrained"]
+    if untrained:
+        one = _raw_gain_test(key, claim, np.mean(untrained, axis=0), resamples, seed)
+        seeds = np.vstack([g[resamples].mean(axis=1) for g in untrained])
+        low, high = percentile_ci(seed_mean_replicates(seeds, seed))
+        out.append(one.replace(control="untrained", ci_low=low, ci_high=high,
+                               extra={**dict(one.extra), "role": "control",
+                                      "per_seed": [float(g.mean()) for g in untrained]}))
+    for c, m in controls:
+        if c.name != "untrained":
+            one = _raw_gain_test(key, claim, m.gain[np.arange(task.size), task], resamples, seed)
+            out.append(one.replace(control=c.name, extra={**dict(one.extra), "role": "control"}))
+    return out
 
 
 def _control_tests(key: TestKey, context: RunContext, controls: list[tuple[Any, Measured]], out: Any,

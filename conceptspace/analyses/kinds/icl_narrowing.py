@@ -323,11 +323,12 @@ class IclNarrowingAnalysis(Analysis):
                                stratum)
         results.append(result)
         replicates[result.key] = reps
-        if controls:
-            results_c, reps_c = _control_results(controls, items, key.replace(detail=("pooled",)), context, resamples,
-                                                 draw_for)
+        for name, members in groups if controls else []:
+            results_c, reps_c = _control_results(controls, items, key.replace(detail=(name,)), context, resamples,
+                                                 draw_for, members)
             results += results_c
-            replicates.update(reps_c)
+            if members is None:
+                replicates.update(reps_c)
         by_task = _describe(items, trained.measured, params.far_rank, None)
         return AnalysisOutput(ResultSet(results), {"by_task": by_task}, replicates)
 
@@ -354,17 +355,19 @@ def _result(key: TestKey, claim: str, out: Any, row: int, boot: np.ndarray, n: i
 
 
 def _control_results(controls: list[tuple[Any, ModelStats]], items: Items, key: TestKey, context: RunContext,
-                     resamples: np.ndarray, draw_for: Callable[..., Callable[[int, int], np.ndarray]]) -> (
-    tuple[list[TestResult], dict[TestKey, np.ndarray]]
-):
-    """One untrained counterpart (mean over twin seeds, two-level interval) and one spectrum-matched one."""
+                     resamples: np.ndarray, draw_for: Callable[..., Callable[[int, int], np.ndarray]],
+                     members: np.ndarray | None = None) -> tuple[list[TestResult], dict[TestKey, np.ndarray]]:
+    """One untrained counterpart (mean over twin seeds, two-level interval) and one spectrum-matched one, of the
+    pooled test (``members`` None) or of one task's."""
     identity = np.arange(items.n)[None, :]
-    stratum = smallest_stratum(items.task)
+    stratum = smallest_stratum(items.task if members is None else items.task[members])
+    n = items.n if members is None else members.size
+    resamples = resamples if members is None else resamples[:, members]
     untrained = [(c, s) for c, s in controls if c.name == "untrained"]
     others = [(c, s) for c, s in controls if c.name != "untrained"]
 
     def rows(perm: np.ndarray) -> np.ndarray:
-        per = [narrowing_statistic(s.weights, s.measured.L, perm) for _, s in controls]
+        per = [narrowing_statistic(s.weights, s.measured.L, perm, members) for _, s in controls]
         if untrained:
             per.append(np.nanmean(np.vstack(per[:len(untrained)]), axis=0))
         return np.vstack(per)
@@ -385,14 +388,14 @@ def _control_results(controls: list[tuple[Any, ModelStats]], items: Items, key: 
         results.append(TestResult(
             key=this, claim=context.claim, statistic_name="lift-weighted zero-shot log10-rank (own query)",
             statistic=statistic, effect_size_name=EFFECT_NAME, effect_size=effect, ci_low=low, ci_high=high,
-            p_value=float(out.p_value[row]) if np.isfinite(statistic) else float("nan"), n=items.n,
+            p_value=float(out.p_value[row]) if np.isfinite(statistic) else float("nan"), n=n,
             extra={**null_extra(out, row), "role": "control", "per_seed": per_seed,
                    "seeds": [c.seed for c, _ in untrained]}))
         replicates[this] = seeds
     for offset, (c, s) in enumerate(others):
         row = len(untrained) + offset
         result, reps = _result(key.counterpart(c.name), context.claim, out, row,
-                               effect_replicates(s.weights, s.d, resamples), items.n,
+                               effect_replicates(s.weights, s.d, resamples), n,
                                {**null_extra(out, row), "role": "control"}, stratum)
         results.append(result)
         replicates[result.key] = reps
