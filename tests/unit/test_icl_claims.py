@@ -187,7 +187,6 @@ def _n3_once(seed: int, boost: float) -> tuple[float, float, float]:
     return float(out.p_value[0]), low, high
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("once", [_n2_once, _n3_once])
 def test_calibration_on_pure_noise_and_planted_truth(once):
     """Pure noise: the 95% CI covers 0 and p < 0.05 at about the nominal rates (200 data sets: 95% +- 3.5%,
