@@ -169,7 +169,7 @@ def measure_vectors(model: ConceptModel, prompts: Prompts, site: str, params: Fu
         edits = np.vstack([np.zeros((1, vectors.shape[1])), vectors, randoms])
         targets = np.unique(ids[members])
         logp = next_token_logprobs(model, [prompts.test_prompts[i] for i in members], vectors=edits, site=site,
-                                   target_ids=targets)  # (edits, m, targets)
+                                   target_ids=targets.tolist())  # (edits, m, targets)
         column = np.searchsorted(targets, ids[members])
         own = logp[:, np.arange(members.size), column]  # (edits, m)
         gain[members] = (own[1:1 + n_tasks] - own[0]).T
@@ -264,9 +264,10 @@ class FunctionVectorAnalysis(Analysis):
 
             identity = np.arange(n_tasks)[None, :]
             observed = rows(identity)[:, 0]
-            out = sequential_null(lambda offset, count, rows=rows: rows(task_permutations(n_tasks, count,
-                                                                                           context.seed, offset)),
-                                  observed, context.sequential_plan(), decide=(0,) if site == primary else ())
+            def draw(offset: int, count: int, rows: Any = rows) -> np.ndarray:
+                return rows(task_permutations(n_tasks, count, context.seed, offset))  # type: ignore[no-any-return]
+
+            out = sequential_null(draw, observed, context.sequential_plan(), decide=(0,) if site == primary else ())
             key = TestKey(TEST, "function_vectors", METHOD, site=site, position="last")
             is_primary = site == primary
             own = trained.gain[np.arange(task.size), task]
