@@ -30,20 +30,25 @@ def test_n2_and_n3_quick_on_smollm2():
     outcome = run_suite(suite, quick=True, progress=False)
     cpu = time.process_time() - cpu  # the machine is shared: wall time is reported, not asserted
     report: dict[str, object] = {}
+    missing: list[str] = []
     for record in outcome.records:
-        assert record.status == "ok", (record.spec.id, record.reason)
         primary = [r for r in record.results if r.extra.get("role") == "primary"]
-        assert len(primary) == 1, record.spec.id
+        if record.status != "ok" or len(primary) != 1:
+            missing.append(f"{record.spec.id}: status {record.status} ({record.reason}), {len(primary)} primary")
+            continue
         p = primary[0]
-        assert math.isfinite(p.statistic) and math.isfinite(p.effect_size) and 0 < p.p_value <= 1
+        if not (math.isfinite(p.statistic) and math.isfinite(p.effect_size) and 0 < p.p_value <= 1):
+            missing.append(f"{record.spec.id}: non-finite primary {p.statistic} {p.effect_size} {p.p_value}")
         controls = {r.control: r for r in record.results if r.key.detail == p.key.detail
                     and r.key.method == p.key.method and r.site == p.site and r.control is not None}
-        assert {"untrained", "spectrum_matched"} <= set(controls), sorted(controls)
+        expected = {"untrained"} | ({"spectrum_matched"} if any(c["control"] == "spectrum_matched"
+                                                               for c in outcome.controls) else set())
+        missing.extend(f"{record.spec.id}: {c}" for c in expected - set(controls))
         report[record.spec.id] = {
             "seconds": round(record.seconds, 1),
             "primary": {"id": p.test_id, "statistic": p.statistic, "effect": p.effect_size, "ci": [p.ci_low, p.ci_high],
-                        "p": p.p_value, "p_adjusted": p.p_adjusted, "n_permutations": p.extra.get("n_permutations"),
-                        "paired": p.extra.get("paired"), "not_testable": p.extra.get("not_testable")},
+                        "p": p.p_value, "n_permutations": p.extra.get("n_permutations"),
+                        "not_testable": p.extra.get("not_testable")},
             "controls": {c: {"effect": r.effect_size, "ci": [r.ci_low, r.ci_high], "p": r.p_value}
                          for c, r in controls.items()},
             "extra": {k: p.extra.get(k) for k in ("mean_lift_nats", "mean_lift_ci", "by_task", "own_gain_nats",
@@ -55,6 +60,7 @@ def test_n2_and_n3_quick_on_smollm2():
     report["process_cpu_s_including_model_and_twins"] = round(cpu, 1)
     report["timings"] = outcome.timings
     print(json.dumps(report, indent=1, default=str))
+    assert not missing, missing  # each analysis ran, one finite primary test, a counterpart on every control
     assert set(verdicts) == set(CLAIMS)
     assert all(v in VERDICTS and v != NOT_RUN for v, _ in verdicts.values())
     n2 = next(r for r in outcome.records if r.spec.claim == "N2")
