@@ -26,6 +26,10 @@ warnings.simplefilter("error", import_nnsight().NNsightDeprecationWarning)
 SLOW = {
     "tests/unit/test_cache.py::test_killed_extraction_resumes_from_whole_shards":
         "kills a real extraction subprocess twice and resumes it",
+    "tests/unit/test_icl_claims.py::test_calibration_on_pure_noise_and_planted_truth[_n2_once]":
+        "N2 statistic on 400 synthetic data sets (~12 s)",
+    "tests/unit/test_icl_claims.py::test_calibration_on_pure_noise_and_planted_truth[_n3_once]":
+        "N3 statistic on 400 synthetic data sets (~12 s)",
 }
 CALIBRATION = {
     "tests/unit/test_stats_calibration.py::test_realistic_null_calibration_30_layers":

@@ -69,5 +69,18 @@ CLAIMS: dict[str, Claim] = {
               "content); min_effect applies to that statistic minus its null mean (0.5 = the pre-registered ratio "
               "below 0.5). Exploratory: held-out R^2 of a linear token-embedding model vs shuffled targets.",
               "frequency-matched replacements; shuffled-target null; untrained twin (shown, see the rule)"),
+        Claim("N2", "Context narrows, it does not teach",
+              "Demonstrations only re-weight the query's zero-shot ranking: the answers they lift were already "
+              "ranked high by the query's own zero-shot distribution, none is created from far down.",
+              "Lift-weighted zero-shot log10-rank of the answer under the query's own zero-shot prompt minus the "
+              "same under another query of the task (permutation within task), function-vector tasks and an "
+              "arbitrary random-word mapping pooled; jumps from zero-shot rank > 1000 to k-shot top-1 per task.",
+              "shuffled demonstrations; queries permuted within task; untrained twins; spectrum-matched twin"),
+        Claim("N3", "In-context learning is a composed vector",
+              "The mean k-shot context vector of a task at one layer, added to a zero-shot prompt, recovers the "
+              "task (a function vector, Todd et al. 2023).",
+              "Answer log-prob gain from adding the task's own mean k-shot vector vs other tasks' vectors (tasks "
+              "permuted, sequential Monte Carlo) with a two-level (prompts x placebos) interval.",
+              "other tasks' vectors; norm-matched random vectors; untrained twins; spectrum-matched twin"),
     )
 }
