@@ -6,9 +6,12 @@ position; only attention mixes positions). The empirical half, tested here, is w
 *behave* so: whether a position-wise sublayer is close to a fixed linear map and attention is not.
 
 Data-dependence index of one sublayer (per block): fit its best input-independent linear filter, a ridge
-regression of its output at position t on its inputs at t, t-1, ..., t-lags (a causal, time-invariant filter:
-what attention would be if its pattern did not depend on the data), on half of the sequences, and evaluate it on
-the other half (two-fold cross-fitting, so every sequence is held out once):
+regression (penalty chosen by a two-fold split of the training sequences from ``penalties``) of its output
+at position t on its inputs at t, t-1, ..., t-lags (``lags = 0``, the battery's
+choice: the best input-independent affine map of the position's own input; ``lags > 0``: a causal,
+time-invariant filter, what attention would be if its pattern did not depend on the data, which on SmolLM2 with
+a few thousand positions overfits more than it gains), on half of the sequences, and evaluate it on the other
+half (two-fold cross-fitting, so every sequence is held out once):
 
     D_s(sequence j) = sum_t ||y_t - filter(x)_t||^2 / sum_t ||y_t - mean_train(y)||^2
 
@@ -168,36 +171,66 @@ def lagged(X: np.ndarray, lags: int, skip: int) -> np.ndarray:
     return np.concatenate([X[skip - k: T - k] for k in range(lags + 1)], axis=1)
 
 
+def _ridge_paths(Z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Centred ridge of Y on Z, for every penalty at once: (mean_z, mean_y, eigenvalues, eigenvectors,
+    eigenvectors^T Z^T Y); W(lam) = V diag(1 / (s + lam * mean(s))) V^T Z^T Y."""
+    mz, my = Z.mean(axis=0), Y.mean(axis=0)
+    Zc = Z - mz
+    s, V = np.linalg.eigh(Zc.T @ Zc)
+    return mz, my, np.maximum(s, 0.0), V, V.T @ (Zc.T @ (Y - my))
+
+
+def _fit(Z: np.ndarray, Y: np.ndarray, penalty: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mz, my, s, V, VtZY = _ridge_paths(Z, Y)
+    W = V @ (VtZY / (s + penalty * s.mean() + 1e-12)[:, None])
+    return mz, my, W
+
+
+def choose_penalty(Z: Sequence[np.ndarray], Y: Sequence[np.ndarray], penalties: Sequence[float]) -> float:
+    """The penalty (relative to the mean eigenvalue of the Gram matrix) with the least error over a two-fold
+    split of the *training* sequences: the best affine map is tuned without seeing the held-out fold."""
+    half = len(Z) // 2
+    errors = np.zeros(len(penalties))
+    for train, test in ((slice(0, half), slice(half, None)), (slice(half, None), slice(0, half))):
+        mz, my, s, V, VtZY = _ridge_paths(np.concatenate(Z[train]), np.concatenate(Y[train]))
+        Zt, Yt = np.concatenate(Z[test]) - mz, np.concatenate(Y[test]) - my
+        ZtV = Zt @ V
+        for k, lam in enumerate(penalties):
+            errors[k] += float(((Yt - ZtV @ (VtZY / (s + lam * s.mean() + 1e-12)[:, None])) ** 2).sum())
+    return float(penalties[int(np.argmin(errors))])
+
+
 def held_out_index(X: Sequence[np.ndarray], Y: Sequence[np.ndarray], folds: np.ndarray, *, lags: int,
-                   penalty: float) -> np.ndarray:
-    """(n,) D per sequence: held-out squared error of the ridge filter fitted on the other fold, over the
-    error of the other fold's mean output (mean-ablation)."""
+                   penalties: Sequence[float]) -> tuple[np.ndarray, list[float]]:
+    """(n,) D per sequence: held-out squared error of the ridge filter fitted on the other fold (its penalty
+    chosen within that fold), over the error of the other fold's mean output (mean-ablation); and the chosen
+    penalties."""
     skip = max(lags, 1)
     Z = [lagged(x, lags, skip) for x in X]
     T = [y[skip:] for y in Y]
     out = np.full(len(X), np.nan)
+    chosen = []
     for fold in np.unique(folds):
         train = np.flatnonzero(folds != fold)
         test = np.flatnonzero(folds == fold)
-        Ztr = np.concatenate([Z[i] for i in train])
-        Ytr = np.concatenate([T[i] for i in train])
-        mz, my = Ztr.mean(axis=0), Ytr.mean(axis=0)
-        Zc, Yc = Ztr - mz, Ytr - my
-        G = Zc.T @ Zc
-        lam = penalty * np.trace(G) / G.shape[0] + 1e-12
-        W = np.linalg.solve(G + lam * np.eye(G.shape[0]), Zc.T @ Yc)
+        lam = choose_penalty([Z[i] for i in train], [T[i] for i in train], penalties) if len(penalties) > 1 \
+            else float(penalties[0])
+        chosen.append(lam)
+        mz, my, W = _fit(np.concatenate([Z[i] for i in train]), np.concatenate([T[i] for i in train]), lam)
         for i in test:
             pred = (Z[i] - mz) @ W + my
             base = float(((T[i] - my) ** 2).sum())
             out[i] = float(((T[i] - pred) ** 2).sum()) / max(base, 1e-30)
-    return out
+    return out, chosen
 
 
 @dataclass(frozen=True)
 class BlockIndex:
-    """D per sublayer and sequence at one block (``D[sub]`` (n,)) and the gap g (n,)."""
+    """D per sublayer and sequence at one block (``D[sub]`` (n,)), the penalties chosen per fold, and the
+    gap g (n,)."""
 
     D: dict[str, np.ndarray]
+    penalties: dict[str, list[float]]
 
     @property
     def gap(self) -> np.ndarray:
@@ -206,11 +239,14 @@ class BlockIndex:
 
 
 def measure_blocks(model: ConceptModel, sequences: Sequence[Sequence[int]], blocks: Sequence[int],
-                   folds: np.ndarray, *, lags: int, penalty: float) -> dict[int, BlockIndex]:
+                   folds: np.ndarray, *, lags: int, penalties: Sequence[float]) -> dict[int, BlockIndex]:
     """The data-dependence index of every sublayer of ``blocks`` on ``model``."""
     store = read_sublayers(model, sequences, blocks)
-    return {b: BlockIndex({s: held_out_index(*store[b][s], folds, lags=lags, penalty=penalty)
-                           for s in SUBLAYERS}) for b in blocks}
+    out = {}
+    for b in blocks:
+        fitted = {s: held_out_index(*store[b][s], folds, lags=lags, penalties=penalties) for s in SUBLAYERS}
+        out[b] = BlockIndex({s: f[0] for s, f in fitted.items()}, {s: f[1] for s, f in fitted.items()})
+    return out
 
 
 # ------------------------------------------------------------------------------------------ statistics

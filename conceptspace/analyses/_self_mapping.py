@@ -42,14 +42,10 @@ import torch
 from conceptspace.activations import extract
 from conceptspace.errors import InvalidInputError, NotApplicableError
 from conceptspace.models import ConceptModel
-from conceptspace.models._nnsight import import_nnsight
 from conceptspace.models._weights import embedding_rows, final_norm, vocab_size
 
-#: rows per forward pass (each row is one context with one soft token appended)
-MAX_ROWS = 128
 
-
-# ------------------------------------------------------------------------------------------- the traces
+# ------------------------------------------------------------------------------------------ the feeds
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask, position_ids) of left-padded rows; positions count real tokens only, so a
     row's numbers do not depend on its batch (the toolkit's padding convention)."""
@@ -74,50 +70,39 @@ def _pad_id(model: ConceptModel) -> int:
     return 0
 
 
-def _trace_last(model: ConceptModel, rows: Sequence[Sequence[int]], soft: torch.Tensor | None,
-                reference: torch.Tensor | None) -> torch.Tensor:
-    """One forward of ``rows``: the last position's input vector replaced by ``soft`` (rows, d) when given;
-    returns the last position's log-probabilities (rows, V), or KL(reference || them) (rows,) when a
-    reference (rows, V) of log-probabilities is given. The body is torch-only (runs remotely as it is)."""
-    nnsight = import_nnsight()
-    traced = model.traced()
-    ids, mask, pos = left_pad(rows, _pad_id(model))
-    device, dtype = model.device, model.dtype
-    edit = None if soft is None else soft.to(device, dtype)[:, None, :]
-    last = torch.zeros(ids.shape, dtype=dtype, device=device)
-    last[:, -1] = 1.0
-    last = last[..., None]
-    ref = None if reference is None else reference.to(device)
-    head = model.module_envoy(model.head_path() or "")
-    embed = model.envoy("embed")
-    with torch.inference_mode():
-        with traced.trace(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
-                          logits_to_keep=1, remote=model.remote):
-            if edit is not None:
-                h = embed.output
-                embed.output = h + last.to(h.device) * (edit.to(h.device) - h)
-            logp = head.output[:, -1].float().log_softmax(-1)
-            if ref is not None:
-                here = ref.to(logp.device)
-                out = nnsight.save((here.exp() * (here - logp)).sum(-1).cpu())
-            else:
-                out = nnsight.save(logp.cpu())
-    model.record_download(out)
-    return out  # type: ignore[no-any-return]
+class Feeder:
+    """The contexts run once with a key/value cache; each feed is one more input position per context.
 
+    Why a cache and not one forward per (context, vector) pair: the test scores every context with every
+    context's vector (n^2 feeds), and re-running each prefix would cost its length times more. The step runs
+    the Hugging Face model on ``inputs_embeds`` (the soft token stands where a token's embedding would; learned
+    position embeddings are still added by the model), then the cache is cropped back to the prefix. This
+    needs the weights here: a remote (NDIF) model is not applicable.
+    """
 
-def next_logp(model: ConceptModel, rows: Sequence[Sequence[int]]) -> torch.Tensor:
-    """(n, V) next-token log-probabilities after each row (batched)."""
-    return torch.cat([_trace_last(model, rows[s:s + MAX_ROWS], None, None) for s in range(0, len(rows), MAX_ROWS)])
+    def __init__(self, model: ConceptModel, encoded: Sequence[Sequence[int]]) -> None:
+        if model.remote or not model.weights_are_local:
+            raise NotApplicableError("the self-mapping test feeds vectors through a key/value cache, which needs "
+                                     f"the weights locally; {model.name} is remote")
+        self.hf = model.hf_model
+        self.device, self.dtype = model.device, model.dtype
+        ids, mask, pos = left_pad(encoded, _pad_id(model))
+        self.width = int(ids.shape[1])
+        with torch.inference_mode():
+            out = self.hf(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                          position_ids=pos.to(self.device), use_cache=True, logits_to_keep=1)
+        self.cache = out.cache
+        self.first = out.logits[:, -1].float().log_softmax(-1).cpu()
+        self.mask = torch.cat([mask, torch.ones(len(encoded), 1, dtype=mask.dtype)], dim=1).to(self.device)
+        self.pos = mask.sum(dim=1, keepdim=True).to(self.device)
 
-
-def soft_kl(model: ConceptModel, rows: Sequence[Sequence[int]], soft: torch.Tensor, reference: torch.Tensor) -> (
-    np.ndarray
-):
-    """(n,) KL(reference_r || p(. | row_r with its last input vector replaced by soft_r)), batched."""
-    out = [_trace_last(model, rows[s:s + MAX_ROWS], soft[s:s + MAX_ROWS], reference[s:s + MAX_ROWS])
-           for s in range(0, len(rows), MAX_ROWS)]
-    return torch.cat(out).double().numpy()
+    def step(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(n, V) next-step log-probabilities with ``vectors`` (n, d) as each context's next input vector."""
+        with torch.inference_mode():
+            out = self.hf(inputs_embeds=vectors.to(self.device, self.dtype)[:, None, :], attention_mask=self.mask,
+                          position_ids=self.pos, cache=self.cache, use_cache=True, logits_to_keep=1)
+            self.cache.crop(-1)  # back to the prefix (transformers 5: a negative count removes tokens)
+        return out.logits[:, -1].float().log_softmax(-1).cpu()  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------------------------------- measurements
@@ -156,15 +141,6 @@ def require_self_mapping(model: ConceptModel) -> None:
                                  f"the next-token distribution; {model.name} has no causal LM head")
 
 
-def _matrix(model: ConceptModel, rows: list[list[int]], vectors: torch.Tensor, ref: torch.Tensor) -> np.ndarray:
-    """K[i, j] = KL(ref_i || feed vector j after context i), every pair (n * n rows)."""
-    n = len(rows)
-    all_rows = [rows[i] for i in range(n) for _ in range(n)]
-    all_soft = vectors.repeat(n, 1)
-    all_ref = ref.repeat_interleave(n, 0)
-    return soft_kl(model, all_rows, all_soft, all_ref).reshape(n, n)
-
-
 def measure_feeds(model: ConceptModel, texts: Sequence[str], layers: Sequence[int], *, vector: str, seed: int,
                   shuffle: np.ndarray | None = None, progress: bool = False) -> FeedScores:
     """Feed back, on ``model``: every layer's context vector (own and every other context's), the last input
@@ -179,25 +155,31 @@ def measure_feeds(model: ConceptModel, texts: Sequence[str], layers: Sequence[in
     encoded = [list(ids) for ids in model.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
     if any(not ids for ids in encoded):
         raise InvalidInputError("a context tokenizes to no tokens; drop empty texts")
-    E_norms = np.linalg.norm(embedding_rows(model, np.arange(vocab_size(model))), axis=1)
-    median = float(np.median(E_norms))
-    first = next_logp(model, encoded)
-    argmax = first.argmax(-1).numpy().astype(np.int64)
-    rows = [ids + [int(a)] for ids, a in zip(encoded, argmax, strict=True)]
-    ref = next_logp(model, rows)
-    perm = np.arange(len(texts)) if shuffle is None else np.asarray(shuffle)
-    token = soft_kl(model, rows, _rescale(embedding_rows(model, argmax), median), ref)
-    rng = np.random.default_rng([seed, 5501])
-    random = soft_kl(model, rows, _rescale(rng.standard_normal((len(rows), model.d_model)), median), ref)
+    n, d = len(encoded), model.d_model
+    median = float(np.median(np.linalg.norm(embedding_rows(model, np.arange(vocab_size(model))), axis=1)))
+    feeder = Feeder(model, encoded)
+    argmax = feeder.first.argmax(-1).numpy().astype(np.int64)
+    ref = feeder.step(torch.from_numpy(embedding_rows(model, argmax)))  # = the model after its argmax token
+    weights = ref.exp()
+
+    def kl(vectors: torch.Tensor) -> np.ndarray:
+        return (weights * (ref - feeder.step(vectors))).sum(-1).double().numpy()  # type: ignore[no-any-return]
+
+    def matrix(vectors: torch.Tensor) -> np.ndarray:
+        return np.stack([kl(vectors[j].expand(n, d)) for j in range(n)], axis=1)
+
+    perm = np.arange(n) if shuffle is None else np.asarray(shuffle)
+    token = kl(_rescale(embedding_rows(model, argmax), median))
+    random = kl(_rescale(np.random.default_rng([seed, 5501]).standard_normal((n, d)), median))
     last_ids = np.array([ids[-1] for ids in encoded], dtype=np.int64)
-    lexical = _matrix(model, rows, _rescale(embedding_rows(model, last_ids[perm]), median), ref)
+    lexical = matrix(_rescale(embedding_rows(model, last_ids[perm]), median))
     sites = [f"layer.{i}" for i in layers]
     acts = extract(model, list(texts), sites=sites, position="last", progress=progress)
     K = {}
     for layer, site in zip(layers, sites, strict=True):
         H = np.asarray(acts[site], dtype=np.float32)
         C = _apply_final_norm(model, H) if vector == "final_norm" else H
-        K[layer] = _matrix(model, rows, _rescale(C[perm], median), ref)
+        K[layer] = matrix(_rescale(C[perm], median))
     return FeedScores(tuple(layers), K, lexical, token, random, argmax, median)
 
 

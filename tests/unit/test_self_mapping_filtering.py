@@ -125,8 +125,9 @@ def test_the_ridge_filter_recovers_a_linear_filter_and_not_a_data_dependent_map(
     linear = [x @ A0 + np.vstack([np.zeros((1, 6)), x[:-1]]) @ A1 for x in X]
     gated = [x * (x @ rng.standard_normal((6, 1)) > 0) for x in X]  # depends on the input's content
     folds = np.arange(20) % 2
-    assert fl.held_out_index(X, linear, folds, lags=1, penalty=1e-6).max() < 1e-3
-    assert fl.held_out_index(X, gated, folds, lags=1, penalty=1e-6).mean() > 0.2
+    assert fl.held_out_index(X, linear, folds, lags=1, penalties=[1e-6, 1.0])[0].max() < 1e-3
+    assert fl.held_out_index(X, gated, folds, lags=1, penalties=[1e-6, 1.0])[0].mean() > 0.2
+    assert fl.held_out_index(X, linear, folds, lags=0, penalties=[1e-6])[0].mean() > 0.2  # a lag it cannot see
 
 
 def _coverage(draw_case, n_cases: int = 200) -> tuple[float, float]:
@@ -161,3 +162,22 @@ def test_self_mapping_ci_and_p_are_calibrated_on_noise():
 
     cover, reject = _coverage(case)
     assert 0.91 <= cover <= 0.98 and 0.01 <= reject <= 0.08, (cover, reject)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_a_cached_feed_of_a_tokens_embedding_is_that_token(tiny_models, arch):
+    """The key/value-cached step with a token's own embedding gives the plain forward of context + token."""
+    import torch
+
+    from conceptspace.models._weights import embedding_rows
+
+    model = tiny_models[arch]
+    encoded = [list(ids) for ids in model.tokenizer(["The queen and", "Dogs bark, cats meow and birds"])["input_ids"]]
+    feeder = sm.Feeder(model, encoded)
+    token = feeder.first.argmax(-1).numpy()
+    fed = feeder.step(torch.from_numpy(embedding_rows(model, token)))
+    again = feeder.step(torch.from_numpy(embedding_rows(model, token)))  # the cache was cropped back
+    for i, ids in enumerate(encoded):
+        with torch.inference_mode():
+            plain = model.hf_model(input_ids=torch.tensor([[*ids, int(token[i])]])).logits[0, -1].log_softmax(-1)
+        assert torch.allclose(fed[i], plain, atol=1e-4) and torch.allclose(again[i], plain, atol=1e-4)

@@ -41,9 +41,11 @@ class FilteringParams:
     layers: Any = param([0.25, 0.5, 0.75], check=is_layers, type_name=LAYERS_TYPE)
     n_sequences: int = param(64, check=is_int, type_name="integer")
     sequence_tokens: int = param(48, check=is_int, type_name="integer")
-    lags: int = param(1, check=is_int, type_name="integer", doc="previous positions the linear filter reads")
-    penalty: float = param(0.01, check=is_number, type_name="number",
-                           doc="ridge strength, relative to the mean eigenvalue of the inputs' Gram matrix")
+    lags: int = param(0, check=is_int, type_name="integer",
+                      doc="previous positions the filter also reads (0: the position-wise affine map)")
+    penalties: list[float] = param([0.001, 0.01, 0.1, 1.0], check=list_of(is_number), type_name="list of numbers",
+                                   doc="ridge strengths (relative to the mean eigenvalue of the inputs' Gram "
+                                       "matrix) the fit chooses from within its training sequences")
 
 
 @register
@@ -83,7 +85,9 @@ class FilteringAnalysis(LayerCurveFigures, Analysis):
             return TestKey(test="filtering", dataset=dataset, method=f"ridge_filter_lags{params.lags}", site=site,
                            position="all", control=control)
 
-        measure = {"lags": params.lags, "penalty": params.penalty}
+        if not params.penalties or any(p <= 0 for p in params.penalties):
+            raise InvalidInputError(f"penalties must be positive numbers; got {params.penalties}")
+        measure: dict[str, Any] = {"lags": params.lags, "penalties": [float(p) for p in params.penalties]}
         trained = fl.measure_blocks(model, sequences, blocks, folds, **measure)
         shuffled = fl.measure_blocks(model, fl.shuffle_tokens(sequences, context.seed, prefix), [primary_block],
                                      folds, **measure)[primary_block]
@@ -102,7 +106,8 @@ class FilteringAnalysis(LayerCurveFigures, Analysis):
             extra: dict[str, Any] = {
                 "null": "sign flips of the per-sequence gap (attention exchangeable with its rival sublayer)",
                 **{f"index_{s}": float(np.mean(index.D[s])) for s in fl.SUBLAYERS},
-                "lags": params.lags, "penalty": params.penalty, "sequence_tokens": params.sequence_tokens,
+                "lags": params.lags, "penalties_chosen": {s: index.penalties[s] for s in fl.SUBLAYERS},
+                "sequence_tokens": params.sequence_tokens,
                 "text": "bundled sentences joined into sequences (seeded); held out by two-fold cross-fitting",
                 "null_battery": context.null_seed is not None,
             }
