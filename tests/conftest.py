@@ -26,6 +26,7 @@ warnings.simplefilter("error", import_nnsight().NNsightDeprecationWarning)
 SLOW = {
     "tests/unit/test_cache.py::test_killed_extraction_resumes_from_whole_shards":
         "kills a real extraction subprocess twice and resumes it",
+    "tests/integration/test_self_mapping_filtering_real.py": "N5 and N7 quick on SmolLM2 with the twin (~1-2 min)",
 }
 CALIBRATION = {
     "tests/unit/test_stats_calibration.py::test_realistic_null_calibration_30_layers":
