@@ -77,8 +77,10 @@ CLAIMS: dict[str, Claim] = {
               "distribution from the model's own after its argmax token. Statistic S = (KL with another "
               "context's vector - KL with the own vector) / (KL with another context's vector - KL with the "
               "argmax token's embedding at the same norm), against contexts shuffled against vectors.",
-              "contexts shuffled against vectors (permutation); the last input token's embedding (lexical); "
-              "a random vector of the same norm (reported); untrained twins; spectrum-matched twin"),
+              "contexts shuffled against vectors (permutation); the last input token's embedding (lexical, "
+              "paired: must be beaten); a random vector of the same norm (reported); untrained twins and the "
+              "spectrum-matched twin (shown beside: a random tied network predicts its last input token, so its "
+              "context vector is that token's embedding by construction)"),
         Claim("N7", "Filtering and aggregation",
               "The model is built from data-independent filters (MLP, norms) and data-dependent aggregation "
               "(attention).",
