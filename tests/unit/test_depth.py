@@ -122,7 +122,7 @@ REFERENCE_BLOCKS = {  # concept_space.toml's layers as committed before depth-re
     "c5_sentiment_steering": ({"layer": 15}, {}),
     "p5_logit_lens": ({"layers": [3, 9, 15, 21, 27, 29]}, {"layers": [15, 29]}),
     "a6_aggregation": ({}, {}),
-    "n5_self_mapping": ({"layers": [3, 15, 27, 29]}, {"layers": [29]}),  # added with depth-relative layers
+    "n5_self_mapping": ({"layers": [15, 29]}, {"layers": [29]}),  # added with depth-relative layers
     "n7_filtering": ({"layers": [3, 15, 27]}, {"layers": [15]}),
 }
 
