@@ -30,6 +30,7 @@ SLOW = {
         "N2 statistic on 400 synthetic data sets (~12 s)",
     "tests/unit/test_icl_claims.py::test_calibration_on_pure_noise_and_planted_truth[_n3_once]":
         "N3 statistic on 400 synthetic data sets (~12 s)",
+    "tests/integration/test_self_mapping_filtering_real.py": "N5 and N7 quick on SmolLM2 with the twin (~1-2 min)",
 }
 CALIBRATION = {
     "tests/unit/test_stats_calibration.py::test_realistic_null_calibration_30_layers":

@@ -82,5 +82,26 @@ CLAIMS: dict[str, Claim] = {
               "Answer log-prob gain from adding the task's own mean k-shot vector vs other tasks' vectors (tasks "
               "permuted, sequential Monte Carlo) with a two-level (prompts x placebos) interval.",
               "other tasks' vectors; norm-matched random vectors; untrained twins; spectrum-matched twin"),
+        Claim("N5", "The Transformer is a self-mapping",
+              "The context vector the model composes lives in its own input space: fed back as an input token, "
+              "it stands for the next step the way the predicted token's embedding does.",
+              "Soft-token feedback: the last position's context vector (ln_f of the residual, per layer), "
+              "rescaled to the median input-embedding norm, is appended as an input vector; KL of the next-step "
+              "distribution from the model's own after its argmax token. Statistic S = (KL with another "
+              "context's vector - KL with the own vector) / (KL with another context's vector - KL with the "
+              "argmax token's embedding at the same norm), against contexts shuffled against vectors.",
+              "contexts shuffled against vectors (permutation); the last input token's embedding (lexical, "
+              "paired: must be beaten); a random vector of the same norm (reported); untrained twins and the "
+              "spectrum-matched twin (shown beside: a random tied network predicts its last input token, so its "
+              "context vector is that token's embedding by construction)"),
+        Claim("N7", "Filtering and aggregation",
+              "The model is built from data-independent filters (MLP, norms) and data-dependent aggregation "
+              "(attention).",
+              "Per sublayer, the held-out output error of its best input-independent linear filter (ridge over "
+              "the current and previous positions, fitted on other sequences) relative to mean-ablation; "
+              "statistic: attention's index minus the largest index of the position-wise sublayers (MLP, both "
+              "norms), per sequence, against sign flips.",
+              "sign-flip null over sequences; token-shuffled sequences (baseline); untrained twins and the "
+              "spectrum-matched twin (shown beside: the split is partly architectural)"),
     )
 }
