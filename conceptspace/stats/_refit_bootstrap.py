@@ -37,9 +37,9 @@ from sklearn.metrics import roc_auc_score
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._bootstrap import group_counts
 from conceptspace.stats._linear import DTYPE
+from conceptspace.utils.validation import check_groups
 
 _BLOCK_ELEMENTS = 20_000_000
-from conceptspace.utils.validation import check_groups
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,22 @@ def refit_bootstrap(
         )
     with np.errstate(invalid="ignore"):
         centre = np.nanmean(raw, axis=1, keepdims=True)
-    return RefitBootstrap(raw=raw, centred=np.asarray(observed, dtype=np.float64)[:, None] + raw - centre)
+    scale = small_sample_scale(int(group_codes.max()) + 1, weights if fast else "multinomial")
+    return RefitBootstrap(raw=raw, centred=np.asarray(observed, dtype=np.float64)[:, None] + scale * (raw - centre))
+
+
+def small_sample_scale(n_groups: int, weights: str) -> float:
+    """Factor that makes the bootstrap variance of a mean over ``n_groups`` groups unbiased.
+
+    Over G groups with values x_g the unbiased variance of their mean is S / (G (G - 1)), S = sum (x_g - mean)^2.
+    The multinomial bootstrap gives S / G^2 and the Bayesian bootstrap S / (G (G + 1)) (a Dirichlet(1) weighted
+    mean), too small by (G - 1) / G and (G - 1) / (G + 1): 5% in variance at 40 groups for the Bayesian
+    bootstrap, which measurably lowered coverage. The deviations are scaled by the square root of the ratio.
+    """
+    if n_groups < 2:
+        return 1.0
+    ratio = (n_groups + 1) / (n_groups - 1) if weights == "bayesian" else n_groups / (n_groups - 1)
+    return float(np.sqrt(ratio))
 
 
 def _drawn(group_codes: np.ndarray, w: np.ndarray, n_groups: int) -> np.ndarray:
