@@ -361,13 +361,14 @@ def null_draws(
         raise InvalidInputError(f"{type(probe).__name__} has no label-linear fit here; use method='refit'")
     use_exact = spec is not None and method != "refit"
     used = resolve_scheme(y_arr, check_groups(groups, n), scheme, grouped=groups is not None)
+    fixed_scheme: Scheme = "group" if used == "group" else "within" if used == "within" else "rows"
     test_too = scoring == "roc_auc"
     Xt = as_tensor(X)  # one tensor, so that the operator cache recognises it on every batch
     ridge = use_exact and spec is not None and spec.kind == "ridge" and spec.penalty is not None
     cache = OperatorCache(Xt, folds, spec.penalty) if ridge and spec is not None and spec.penalty is not None else None
 
     def draw(offset: int, count: int) -> np.ndarray:
-        perms, _ = draw_permutations(y_arr, groups, count, seed=[seed, offset], scheme=used, folds=folds,
+        perms, _ = draw_permutations(y_arr, groups, count, seed=[seed, offset], scheme=fixed_scheme, folds=folds,
                                      test_folds_need_all_classes=test_too)
         if use_exact:
             assert spec is not None

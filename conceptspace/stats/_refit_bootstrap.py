@@ -237,7 +237,7 @@ def refit_bootstrap(
         classes, codes = np.unique(y, return_inverse=True)
         n_classes = int(classes.size)
     spec = getattr(probe, "label_linear_spec", lambda k: None)(n_classes)
-    fast = spec is not None and spec.kind == "ridge"
+    fast = has_weighted_path(probe, n_classes)
     W_all = bootstrap_weights(group_codes, n_bootstrap, seed, weights if fast else "multinomial")
     strata = group_strata(group_codes, codes)
     decision = scoring == "roc_auc"
@@ -284,6 +284,13 @@ def refit_bootstrap(
         centre = np.nanmean(raw, axis=1, keepdims=True)
     scale = small_sample_scale(int(group_codes.max()) + 1, weights if fast else "multinomial")
     return RefitBootstrap(raw=raw, centred=np.asarray(observed, dtype=np.float64)[:, None] + scale * (raw - centre))
+
+
+def has_weighted_path(probe: Any, n_classes: int | None) -> bool:
+    """Whether the probe's refits run on the weighted ridge fast path (ridge probes) rather than by refitting
+    clones on duplicated rows (B x folds x layers fits)."""
+    spec = getattr(probe, "label_linear_spec", lambda k: None)(n_classes)
+    return spec is not None and spec.kind == "ridge" and spec.penalty is not None
 
 
 def small_sample_scale(n_groups: int, weights: str) -> float:

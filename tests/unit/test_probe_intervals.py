@@ -79,7 +79,8 @@ def test_bootstrap_weights_resample_whole_groups_with_mean_one():
         w = bootstrap_weights(groups, 50, 0, scheme)
         assert np.all(w.reshape(50, 10, 3) == w.reshape(50, 10, 3)[..., :1])  # one weight per group
         np.testing.assert_allclose(w.mean(axis=1), 1.0)
-    np.testing.assert_array_equal(bootstrap_weights(groups, 5, 3, "bayesian"), bootstrap_weights(groups, 5, 3, "bayesian"))
+    again = bootstrap_weights(groups, 5, 3, "bayesian")
+    np.testing.assert_array_equal(again, bootstrap_weights(groups, 5, 3, "bayesian"))
 
 
 # --------------------------------------------------------------------------------- the refit variance

@@ -30,7 +30,7 @@ def run(tiny_models):
 
 
 def test_one_primary_exploratory_layers_and_controls_on_shared_resamples(run):
-    model, go = run
+    _, go = run
     out = go()
     roles = {(r.control, r.site): r.extra["role"] for r in out.results}
     assert roles[(None, "layer.1")] == "primary"  # the middle (upper) of the two requested layers

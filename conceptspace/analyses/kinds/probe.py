@@ -102,8 +102,12 @@ class ProbeAnalysis(LayerCurveFigures, Analysis):
         if primary not in sites:
             sites = sorted([*sites, primary], key=lambda s: int(s.split(".")[1]))
         spans = cs.spans if params.position.startswith("span") else None
-        read = {"sites": sites, "position": params.position, "spans": spans, "progress": context.progress}
-        X = extract(model, cs.texts, **read).stack(sites)
+
+        def read(m: ConceptModel) -> np.ndarray:
+            return extract(m, cs.texts, sites=sites, position=params.position, spans=spans,
+                           progress=context.progress).stack(sites)
+
+        X = read(model)
         controls = set(params.controls)
         arms = [Arm(None, X, y, tuple(sites))]
         if "control_task" in controls and not continuous:
@@ -112,7 +116,7 @@ class ProbeAnalysis(LayerCurveFigures, Analysis):
                             note={"control_types": rule, "n_control_types": int(np.unique(types).size)}))
         if "untrained" in controls:
             for control in context.control_models():
-                arms.append(Arm(control.name, extract(control.model, cs.texts, **read).stack(sites), y,
+                arms.append(Arm(control.name, read(control.model), y,
                                 tuple(sites), seed=control.seed))
         if "lexical" in controls:
             arms.append(Arm("lexical", lexical_features(model, cs)[None], y, ("embed",), baseline=True,
@@ -122,7 +126,7 @@ class ProbeAnalysis(LayerCurveFigures, Analysis):
             make_probe(params.probe, continuous, params.penalty), arms, groups, dataset=cs.name, primary=primary,
             plan=context.sequential_plan(), claim=context.claim, position=params.position, n_layers=model.n_layers,
             n_splits=params.n_splits, scoring="r2" if continuous else None, n_bootstrap=context.n_bootstrap,
-            seed=context.seed,
+            seed=context.seed, interval="refit",
         )
         results = mark_roles(ResultSet(family.results), lambda r: r.site == primary)
         return AnalysisOutput(results, {"n_items": len(cs), "primary_site": primary},

@@ -65,6 +65,7 @@ def probe_layers(
     test: str = "probe",
     plan: SequentialPlan | None = None,
     primary: str | None = None,
+    interval: str = "auto",
 ) -> tuple[ResultSet, CVResult]:
     """One :class:`TestResult` per layer: grouped-CV score, score - permutation null mean with a refit grouped-
     bootstrap CI, and the permutation p-value (all layers share the draws; ``extra["p_maxt"]`` adjusts for them).
@@ -78,7 +79,9 @@ def probe_layers(
     (:mod:`conceptspace.depth`; none for embed and final_norm). ``test`` names the family in each result's
     :class:`~conceptspace.stats.TestKey`. ``plan``: a sequential Monte Carlo plan (default: exactly
     ``n_permutations`` draws), decided on the ``primary`` site (default: every row). Returns the results and the
-    CV details (for paired comparisons).
+    CV details (for paired comparisons). ``interval``: how the CI is bootstrapped (``"auto"``: refitted for
+    ridge probes, from fixed out-of-fold outputs otherwise; see :func:`~conceptspace.analyses.probes._family.
+    probe_family`).
     """
     rows = layer_rows(X_layers, layers, n_layers=n_layers)
     family = probe_family(
@@ -86,6 +89,7 @@ def probe_layers(
         plan=plan or SequentialPlan.fixed(n_permutations), claim=claim,
         position=position if position is not None else rows.position, n_layers=rows.n_layers, n_splits=n_splits,
         scoring=scoring, scheme=scheme, n_bootstrap=n_bootstrap, seed=seed, level=level, test=test, folds=folds,
+        interval=interval,
     )
     return ResultSet(family.results), family.arms[0].cv
 
@@ -132,6 +136,7 @@ def probe_with_controls(
         arms.append(Arm("untrained", U, y_arr, rows.sites))
     if X_lexical is not None:
         arms.append(Arm("lexical", check_features(X_lexical, ndim=2)[None], y_arr, ("embed",), baseline=True))
+    kwargs.setdefault("interval", "auto")
     family = probe_family(probe, arms, groups, dataset=dataset, primary=kwargs.pop("primary", None),
                           plan=plan or SequentialPlan.fixed(n_permutations), n_layers=rows.n_layers,
                           position=position if position is not None else rows.position, **kwargs)

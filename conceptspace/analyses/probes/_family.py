@@ -44,12 +44,15 @@ from conceptspace.stats import (
     seed_mean_replicates,
     sequential_null,
 )
+from conceptspace.stats._bootstrap import bootstrap_cv_scores
 from conceptspace.stats._folds import Fold
 from conceptspace.stats._permutation import Scheme, null_draws
-from conceptspace.stats._refit_bootstrap import RefitBootstrap, refit_bootstrap
+from conceptspace.stats._refit_bootstrap import RefitBootstrap, has_weighted_path, refit_bootstrap
 from conceptspace.stats._scoring import chance_level
 from conceptspace.utils.validation import check_features, check_groups
 
+_BOOTSTRAP_NOTE = {True: "refit: grouped bootstrap, CV re-dealt and refitted per replicate",
+                   False: "fixed: grouped bootstrap of the out-of-fold outputs (no refit variance)"}
 #: controls reported on their own model (the TestKey model equals the control name)
 MODEL_CONTROLS = ("untrained", "spectrum_matched")
 
@@ -113,13 +116,20 @@ def probe_family(
     level: float = 0.95,
     test: str = "probe",
     folds: list[Fold] | None = None,
+    interval: str = "refit",
 ) -> FamilyOutput:
     """Probe every arm on shared folds, sequential null draws and bootstrap resamples (see module doc).
 
     ``arms[0]`` is the main arm (the task; its folds are every arm's, and with control None its rows get the
     max-T adjusted p). ``primary`` is the site of the primary test among its sites (the sequential test decides
     on that row; None decides on every row of the main arm). ``folds`` fixes the main arm's folds.
+    ``interval``: ``"refit"`` (the refit bootstrap; any probe, fast for ridge), ``"fixed"`` (out-of-fold
+    outputs held fixed: cheap, but without the refit variance it under-covers, see
+    :mod:`conceptspace.stats._refit_bootstrap`) or ``"auto"`` (refit where the weighted ridge path makes it
+    cheap, fixed otherwise).
     """
+    if interval not in ("refit", "fixed", "auto"):
+        raise InvalidInputError(f"interval must be 'refit', 'fixed' or 'auto'; got {interval!r}")
     if not arms:
         raise InvalidInputError("a probe family needs at least one arm (the task)")
     task = arms[0]
@@ -155,10 +165,10 @@ def probe_family(
         return np.concatenate([d(start, count) for d in draws])
 
     null = sequential_null(draw_all, observed, plan, decide=decide)
+    refit = interval == "refit" or (interval == "auto" and has_weighted_path(probe, task_cv.n_classes))
     done = [
-        ArmResult(arm, cv, r, refit_bootstrap(probe, check_features(arm.X, ndim=3), arm.y, groups,
-                                              observed=cv.scores, scoring=cv.scoring, task=cv.task,
-                                              n_splits=len(cv.folds), n_bootstrap=n_bootstrap, seed=seed), s, m)
+        ArmResult(arm, cv, r, _bootstrap(probe, arm, cv, groups, refit=refit, n_bootstrap=n_bootstrap, seed=seed),
+                  s, m)
         for arm, cv, r, s, m in zip(arms, cvs, rows, schemes, methods, strict=True)
     ]
     common = {"dataset": dataset, "claim": claim, "position": position, "n_layers": n_layers, "level": level,
@@ -177,6 +187,18 @@ def probe_family(
             results.append(result)
             replicates[result.key] = reps
     return FamilyOutput(results, replicates, null, done)
+
+
+def _bootstrap(probe: Any, arm: Arm, cv: CVResult, groups: Sequence[Hashable] | np.ndarray | None, *,
+               refit: bool, n_bootstrap: int, seed: int) -> RefitBootstrap:
+    """The arm's bootstrap replicates (L, B): refitted (see module doc), or from the fixed out-of-fold outputs."""
+    if refit:
+        return refit_bootstrap(probe, check_features(arm.X, ndim=3), arm.y, groups, observed=cv.scores,
+                               scoring=cv.scoring, task=cv.task, n_splits=len(cv.folds), n_bootstrap=n_bootstrap,
+                               seed=seed)
+    fixed = bootstrap_cv_scores(cv.scoring, cv.truth, cv.outputs, cv.fold_id, groups, n_classes=cv.n_classes,
+                                n_bootstrap=n_bootstrap, seed=seed)
+    return RefitBootstrap(raw=fixed, centred=fixed)
 
 
 def _row(members: list[ArmResult], i: int, site: str, null: SequentialNull,
@@ -210,7 +232,7 @@ def _row(members: list[ArmResult], i: int, site: str, null: SequentialNull,
         "permutation_scheme": first.scheme,
         "permutation_method": first.method,
         "n_bootstrap": int(first.boot.centred.shape[1]),
-        "bootstrap": "refit (Bayesian grouped bootstrap, CV refitted per replicate)",
+        "bootstrap": _BOOTSTRAP_NOTE[first.boot.raw is not first.boot.centred],
         "ci_level": common["level"],
         "fold_scores": cv.fold_scores[i].tolist(),
         "seed": common["seed"],
