@@ -126,7 +126,7 @@ class ProbeAnalysis(LayerCurveFigures, Analysis):
             make_probe(params.probe, continuous, params.penalty), arms, groups, dataset=cs.name, primary=primary,
             plan=context.sequential_plan(), claim=context.claim, position=params.position, n_layers=model.n_layers,
             n_splits=params.n_splits, scoring="r2" if continuous else None, n_bootstrap=context.n_bootstrap,
-            seed=context.seed, interval="refit",
+            seed=context.seed, interval="refit", refit_sites=(primary,),
         )
         results = mark_roles(ResultSet(family.results), lambda r: r.site == primary)
         return AnalysisOutput(results, {"n_items": len(cs), "primary_site": primary},
