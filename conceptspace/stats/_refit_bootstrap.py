@@ -43,7 +43,7 @@ from conceptspace.stats._bootstrap import group_counts
 from conceptspace.stats._linear import DTYPE
 from conceptspace.utils.validation import check_groups
 
-_BLOCK_ELEMENTS = 20_000_000
+_BLOCK_ELEMENTS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -118,15 +118,20 @@ def weighted_ridge_predict(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, pe
         beta = torch.cholesky_solve(rhs, torch.linalg.cholesky(lhs))  # (b, L, d, k)
         return X[None] @ beta - (mu[..., None, :] @ beta) + y_bar[:, None, None, :]
     n = X.shape[1]
+    # Weighted centring in row space: centred_ij = G_ij - a_i - a_j + c with a = G w / sum(w), c = w' G w / sum(w)^2,
+    # built in place (fresh (b, L, n, n) temporaries cost more than the Cholesky factorisation itself).
     a = torch.einsum("lij,bj->bli", gram, Wn)  # (b, L, n): x_i . mu
     c = (a * Wn[:, None, :]).sum(dim=2)  # (b, L): mu . mu
-    centred = gram[None] - a[..., :, None] - a[..., None, :] + c[..., None, None]  # (b, L, n, n)
+    u = 0.5 * c[..., None] - a
+    centred = gram.expand(W.shape[0], -1, -1, -1).clone()
+    centred += u[..., :, None]
+    centred += u[..., None, :]
     s = W.sqrt()[:, None, :]
-    K = centred * s[..., :, None] * s[..., None, :]
+    K = centred * s[..., :, None]
+    K *= s[..., None, :]
     ridge = penalty * torch.diagonal(K, dim1=2, dim2=3).sum(dim=2) / d
-    ridge = torch.clamp(ridge, min=torch.finfo(DTYPE).tiny ** 0.5)
-    lhs = K + ridge[..., None, None] * torch.eye(n, dtype=DTYPE)
-    alpha = torch.cholesky_solve(Tc[:, None].expand(-1, X.shape[0], -1, -1), torch.linalg.cholesky(lhs))
+    K.diagonal(dim1=2, dim2=3).add_(torch.clamp(ridge, min=torch.finfo(DTYPE).tiny ** 0.5)[..., None])
+    alpha = torch.cholesky_solve(Tc[:, None].expand(-1, X.shape[0], -1, -1), torch.linalg.cholesky(K))
     return centred @ (alpha * s[..., :, None]) + y_bar[:, None, None, :]
 
 
