@@ -37,6 +37,8 @@ CALIBRATION = {
         "300 random label sets x 200 refit-bootstrap replicates (minutes)",
     "tests/unit/test_probe_intervals.py::test_planted_classes_the_interval_is_not_conservative_at_100_groups":
         "300 planted data sets x 200 refit-bootstrap replicates at 100 groups (minutes)",
+    "tests/unit/test_calibration_proximity_aggregation.py": "P5 and A6 intervals and p-values, thousands of "
+    "synthetic data sets at several sizes (3-5 minutes)",
 }
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 

@@ -1,9 +1,9 @@
-"""``ConceptModel``: a loaded model with what every analysis needs from it, and its untrained twin.
+"""``ConceptModel``: a loaded model with what every analysis needs from it, and its architecture controls.
 
 Why a wrapper at all: every later analysis needs the same four things from a model (its tokenizer, a standard
-map of activation sites, a stable identity for the activation cache, and an untrained twin as the control), and
-none of them should meet nnsight's tracing rules. ``ConceptModel`` carries those; ``activations`` is the only
-module that traces it.
+map of activation sites, a stable identity for the activation cache, and architecture controls: the untrained
+twin and the spectrum-matched model), and none of them should meet nnsight's tracing rules. ``ConceptModel``
+carries those; ``activations`` is the only module that traces it.
 """
 
 from __future__ import annotations
@@ -18,11 +18,16 @@ from typing import Any, Literal
 
 import torch
 
-from conceptspace.errors import RemoteError
+from conceptspace.errors import InvalidInputError, RemoteError
 from conceptspace.models._nnsight import import_nnsight
 from conceptspace.models._sites import SiteMap, discover_sites, get_submodule, module_path, parse_site
+from conceptspace.models._spectrum import SPECTRUM_METHOD, randomize_singular_vectors_
 
 RemoteMode = bool | Literal["local"]
+
+#: The names of the architecture controls, as they appear in ``ConceptModel.control`` and ``describe()``.
+UNTRAINED_CONTROL = "untrained"
+SPECTRUM_CONTROL = "spectrum_matched"
 
 
 @dataclass(frozen=True)
@@ -35,10 +40,21 @@ class ModelIdentity:
     revision: str | None
     dtype: str
     untrained_seed: int | None = None
+    spectrum_seed: int | None = None
 
     def key(self) -> str:
-        """A short stable hash of every field."""
-        payload = json.dumps(asdict(self), sort_keys=True).encode()
+        """A short stable hash of every field (and, for a spectrum-matched control, of its construction).
+
+        ``spectrum_seed`` enters only when it is set, so the keys of every other model (and their cached
+        activations) are the same as before the field existed; when it is set, :data:`SPECTRUM_METHOD` enters
+        too, so a change of the construction can never serve activations of the old one.
+        """
+        fields: dict[str, object] = asdict(self)
+        if self.spectrum_seed is None:
+            del fields["spectrum_seed"]
+        else:
+            fields["spectrum_method"] = SPECTRUM_METHOD
+        payload = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:24]
 
 
@@ -85,7 +101,8 @@ def _auto_class(causal: bool) -> Any:
 
 
 class ConceptModel:
-    """A loaded model with its tokenizer, standard sites, identity, and the way to get its untrained twin.
+    """A loaded model with its tokenizer, standard sites, identity, and the ways to get its controls
+    (:meth:`untrained`, :meth:`spectrum_matched`).
 
     ``tokenizer`` is left exactly as the checkpoint configured it; extraction pads by itself (nnsight would
     switch a tokenizer to left padding in place, so it only ever gets a copy).
@@ -117,6 +134,23 @@ class ConceptModel:
     @property
     def name(self) -> str:
         return self.identity.name
+
+    @property
+    def control(self) -> str | None:
+        """Which architecture control this model is: ``"untrained"``, ``"spectrum_matched"``, or None (the
+        model itself)."""
+        if self.identity.untrained_seed is not None:
+            return UNTRAINED_CONTROL
+        if self.identity.spectrum_seed is not None:
+            return SPECTRUM_CONTROL
+        return None
+
+    @property
+    def control_seed(self) -> int | None:
+        """The seed the control was drawn with (None for the model itself)."""
+        if self.identity.untrained_seed is not None:
+            return self.identity.untrained_seed
+        return self.identity.spectrum_seed
 
     @property
     def n_layers(self) -> int:
@@ -165,6 +199,8 @@ class ConceptModel:
         return {
             **asdict(self.identity),
             "identity_key": self.identity.key(),
+            "control": self.control,
+            **({"spectrum_method": SPECTRUM_METHOD} if self.control == SPECTRUM_CONTROL else {}),
             "architecture": type(self.hf_model).__name__,
             "n_layers": self.n_layers,
             "d_model": self.d_model,
@@ -176,7 +212,7 @@ class ConceptModel:
     def __repr__(self) -> str:
         return (
             f"ConceptModel({self.name!r}, {type(self.hf_model).__name__}, layers={self.n_layers}, "
-            f"d={self.d_model}, untrained_seed={self.identity.untrained_seed}, remote={self.remote!r})"
+            f"d={self.d_model}, control={self.control!r}, seed={self.control_seed}, remote={self.remote!r})"
         )
 
     # -- matrices ------------------------------------------------------------------------------------------
@@ -231,6 +267,42 @@ class ConceptModel:
             hf_model=twin,
             tokenizer=self.tokenizer,
             identity=identity,
+            is_causal=self.is_causal,
+            remote=False,
+            repo_id=self.repo_id,
+        )
+
+    def spectrum_matched(self, seed: int, *, device: str | torch.device | None = None) -> ConceptModel:
+        """The same architecture, config and tokenizer, with every weight matrix's singular values kept and its
+        singular vectors drawn at random (Haar) from ``seed``; gains and biases have their entries permuted.
+
+        Why: the untrained twin is near-identity (its small initialisation barely moves the residual stream),
+        so it is a control that can hardly fail; this one keeps the trained model's norms and spectra, so
+        signals carried by scale alone survive in it and only learned directions are destroyed. Ties stay tied.
+        Same seed, same weights; torch's global random state is left untouched. Needs the weights here, so a
+        remote (NDIF) model is refused. See :mod:`conceptspace.models._spectrum` for the construction.
+        """
+        if not self.weights_are_local:
+            raise RemoteError(
+                f"the spectrum-matched control of {self.name} needs its trained weights on this machine, and a "
+                "remote model keeps them on NDIF: load the model locally (remote=False) to build it, or use the "
+                "untrained twin only"
+            )
+        if self.control is not None:
+            raise InvalidInputError(
+                f"{self.name} is already a control ({self.control}, seed {self.control_seed}); build the "
+                "spectrum-matched control from the trained model"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidInputError(f"seed must be an integer; got {seed!r}")
+        target = self.device if device is None else _device(device)
+        control = copy.deepcopy(self.hf_model).to(target)
+        randomize_singular_vectors_(control, seed)
+        control.eval()
+        return ConceptModel(
+            hf_model=control,
+            tokenizer=self.tokenizer,
+            identity=replace(self.identity, spectrum_seed=seed),
             is_causal=self.is_causal,
             remote=False,
             repo_id=self.repo_id,

@@ -58,15 +58,16 @@ CLAIMS: dict[str, Claim] = {
               "norm-matched random and orthogonal directions; random subspaces; untrained twin"),
         Claim("P5", "Proximity reflects conditional probability",
               "How close the context vector is to a token vector tracks the token's conditional probability.",
-              "Logit-lens Spearman of cos(ln_f(h_L), u_t) with log p(t|x) per layer vs shuffled contexts, and "
-              "partialling out token frequency. The last-layer dot product equals the logit by construction: "
-              "reported as a sanity check, never as evidence.",
+              "Per-context Spearman of cos(ln_f(h_l), u_t) with log p(t|x) at the declared mid-depth block, minus "
+              "what a shuffled pairing of contexts predicts (exact shuffle null); other blocks exploratory. The "
+              "last block is the logit lens itself (cosine = logit / norm): a sanity check, never evidence.",
               "shuffled contexts; token frequency; untrained twin"),
         Claim("A6", "Context vectors aggregate token features",
               "The final context vector depends mostly on which tokens are present, not on their order.",
               "1 - (change when non-final tokens are permuted) / (change when as many are replaced by "
-              "frequency-matched tokens), tested against the pre-registered ratio 0.5 (paired Wilcoxon); "
-              "held-out R^2 of a linear bag-of-token-embeddings model vs shuffled targets.",
+              "frequency-matched tokens), against the role-swap permutation null (order matters as much as "
+              "content); min_effect applies to that statistic minus its null mean (0.5 = the pre-registered ratio "
+              "below 0.5). Exploratory: held-out R^2 of a linear token-embedding model vs shuffled targets.",
               "frequency-matched replacements; shuffled-target null; untrained twin (shown, see the rule)"),
     )
 }

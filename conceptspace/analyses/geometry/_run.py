@@ -22,19 +22,27 @@ import numpy as np
 from conceptspace.activations._extract import extract
 from conceptspace.analyses.geometry._analogies import ANALOGY_METHODS, analogy_tests, questions_from_pairs
 from conceptspace.analyses.geometry._clustering import CLUSTER_METHODS, cluster, clustering_tests, contingency
-from conceptspace.analyses.geometry._logit_lens import proximity_probability_tests, token_zipf
+from conceptspace.analyses.geometry._logit_lens import (
+    ModelPasses,
+    context_matrices,
+    proximity_probability_tests,
+    proximity_results,
+    token_zipf,
+)
 from conceptspace.analyses.geometry._relations import relation_consistency_tests, relation_orthogonality_tests
 from conceptspace.analyses.geometry._similarity import category_similarity, mantel_test, rsa_tests
 from conceptspace.analyses.geometry._vector_ops import causal_inner_product, cosine_matrix
 from conceptspace.concepts._pairs import analogy_quadruples
 from conceptspace.concepts._schema import ConceptSet
 from conceptspace.concepts._tokenization import tokenization_report
+from conceptspace.depth import resolve_layers
 from conceptspace.errors import InvalidInputError
 from conceptspace.models import ConceptModel
 from conceptspace.models._sites import parse_site
 from conceptspace.models._weights import embedding_rows, unembedding_matrix, unembedding_rows
 from conceptspace.site_names import UNEMBED
 from conceptspace.stats._results import ResultSet
+from conceptspace.stats._sequential import SequentialPlan
 from conceptspace.utils.deprecation import renamed_keywords
 
 __all__ = [
@@ -393,11 +401,11 @@ def run_proximity_probability(
     n_bootstrap: int = 500,
     seed: int = 0,
 ) -> ResultSet:
-    """Claim 5 (logit lens) for the model and its untrained twin; see ``_logit_lens``."""
-    results = ResultSet()
-    for m, control in _models(model, twin, twin_seed):
-        results = results + proximity_probability_tests(
-            m, texts, layers=layers, n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=seed, dataset=dataset,
-            control=control,
-        )
+    """Claim 5 (logit lens) for the model and its untrained twin on shared draws; see ``_logit_lens``."""
+    texts = list(texts)
+    chosen = resolve_layers("all" if layers is None else layers, model.n_layers, model=model.name)
+    groups = [ModelPasses(control, (twin_seed,), (context_matrices(m, texts, layers=chosen),))
+              for m, control in _models(model, twin, twin_seed)]
+    results, _ = proximity_results(groups, dataset=dataset, plan=SequentialPlan.fixed(n_permutations),
+                                   n_bootstrap=n_bootstrap, seed=seed)
     return results
