@@ -36,6 +36,12 @@ CALIBRATION = {
     "tests/unit/test_stats_calibration.py::test_realistic_null_calibration_30_layers":
         "200 label sets x 30 layers at d=576 (3-6 minutes)",
     "tests/integration/test_calibration_real.py": "null rates on real SmolLM2 activations (3-10 minutes)",
+    "tests/unit/test_probe_intervals.py::test_planted_classes_the_interval_covers_the_expected_cv_score":
+        "300 planted data sets x 200 refit-bootstrap replicates, at 40 and 100 groups (several minutes)",
+    "tests/unit/test_probe_intervals.py::test_pure_noise_the_interval_covers_zero_and_p_is_uniform":
+        "300 random label sets x 200 refit-bootstrap replicates (minutes)",
+    "tests/unit/test_probe_intervals.py::test_planted_classes_the_interval_is_not_conservative_at_100_groups":
+        "300 planted data sets x 200 refit-bootstrap replicates at 100 groups (minutes)",
     "tests/unit/test_calibration_proximity_aggregation.py": "P5 and A6 intervals and p-values, thousands of "
     "synthetic data sets at several sizes (3-5 minutes)",
 }
@@ -49,7 +55,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         if item.nodeid in SLOW or file_id in SLOW:
             item.add_marker(pytest.mark.slow)
-        if item.nodeid in CALIBRATION or file_id in CALIBRATION:
+        if item.nodeid.split("[")[0] in CALIBRATION or file_id in CALIBRATION:  # every parametrization
             item.add_marker(pytest.mark.calibration)
 
 

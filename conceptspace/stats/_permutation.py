@@ -30,7 +30,7 @@ permutation and fold). With the same seed they use the same permutations and giv
 from __future__ import annotations
 
 import warnings
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,6 +41,7 @@ from sklearn.base import clone
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._exact import LabelLinearSpec, Labels, OperatorCache, iter_outputs
 from conceptspace.stats._folds import Fold, grouped_folds
+from conceptspace.stats._linear import as_tensor
 from conceptspace.stats._scoring import (
     check_scoring,
     default_scoring,
@@ -161,7 +162,7 @@ def draw_permutations(
     groups: Sequence[Hashable] | np.ndarray | None,
     n_permutations: int,
     *,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     scheme: Scheme = "auto",
     folds: list[Fold] | None = None,
     test_folds_need_all_classes: bool = False,
@@ -169,6 +170,8 @@ def draw_permutations(
     """B row-index permutations (B, n) and the scheme used; ``y[perm[b]]`` is the b-th permuted labelling.
 
     With ``folds`` given (classification), permutations leaving a training fold without a class are redrawn.
+    ``seed`` may be a sequence (e.g. ``[seed, offset]``: the batch of a sequential test that starts at draw
+    ``offset``), which numpy's generator takes as one seed.
     """
     y_arr = np.asarray(y)
     n = y_arr.shape[0]
@@ -222,7 +225,7 @@ def _refit_one(probe: Any, X: np.ndarray, yb: np.ndarray, folds: list[Fold], sco
 
 def exact_scores(
     spec: LabelLinearSpec,
-    X_layers: np.ndarray,
+    X_layers: np.ndarray | torch.Tensor,
     labels: Labels,
     folds: list[Fold],
     perm_idx: np.ndarray,
@@ -325,3 +328,51 @@ def permutation_test(
     """Permutation test on one layer: X is (n, d). Keyword arguments as :func:`permutation_test_layers`."""
     X2 = check_features(X, ndim=2)
     return permutation_test_layers(probe, X2[None], y, groups, **kwargs)
+
+
+def null_draws(
+    probe: Any,
+    X_layers: Any,
+    y: Any,
+    groups: Sequence[Hashable] | np.ndarray | None,
+    *,
+    folds: list[Fold],
+    scoring: str | None = None,
+    scheme: Scheme = "auto",
+    method: Method = "auto",
+    seed: int = 0,
+) -> tuple[Callable[[int, int], np.ndarray], str, str]:
+    """A numbered source of permutation-null scores for :func:`conceptspace.stats.sequential_null`.
+
+    Returns ``(draw, scheme, method)``: ``draw(offset, count)`` is the (L, count) grouped-CV scores of
+    permutations ``offset .. offset + count - 1``, each batch drawn from the seed ``[seed, offset]`` so that the
+    same seed gives the same numbers, and two label sets or feature stacks with the same labels, groups and seed
+    get the same permutations (the rows of one family share their draws). Scores come from the exact path for
+    label-linear probes and from refits otherwise, exactly as in :func:`permutation_test_layers`.
+    """
+    X = check_features(X_layers, ndim=3)
+    n = X.shape[1]
+    task = infer_task(y)
+    y_arr = check_labels(y, n, task=task)
+    labels = prepare_labels(y_arr, task)
+    scoring = check_scoring(scoring or default_scoring(task), task, labels.n_classes)
+    spec = _label_linear_spec(probe, labels)
+    if method == "exact" and spec is None:
+        raise InvalidInputError(f"{type(probe).__name__} has no label-linear fit here; use method='refit'")
+    use_exact = spec is not None and method != "refit"
+    used = resolve_scheme(y_arr, check_groups(groups, n), scheme, grouped=groups is not None)
+    fixed_scheme: Scheme = "group" if used == "group" else "within" if used == "within" else "rows"
+    test_too = scoring == "roc_auc"
+    Xt = as_tensor(X)  # one tensor, so that the operator cache recognises it on every batch
+    ridge = use_exact and spec is not None and spec.kind == "ridge" and spec.penalty is not None
+    cache = OperatorCache(Xt, folds, spec.penalty) if ridge and spec is not None and spec.penalty is not None else None
+
+    def draw(offset: int, count: int) -> np.ndarray:
+        perms, _ = draw_permutations(y_arr, groups, count, seed=[seed, offset], scheme=fixed_scheme, folds=folds,
+                                     test_folds_need_all_classes=test_too)
+        if use_exact:
+            assert spec is not None
+            return exact_scores(spec, Xt, labels, folds, perms, scoring, cache)
+        return np.stack([_refit_scores(probe, X[layer], y_arr, folds, perms, scoring) for layer in range(X.shape[0])])
+
+    return draw, used, "exact" if use_exact else "refit"

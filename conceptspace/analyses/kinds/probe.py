@@ -1,13 +1,14 @@
-"""C4: grouped-CV linear probe per layer, beside the control task, the untrained twin and the lexical baseline."""
+"""C4: grouped-CV linear probe per layer, beside the control task, the twins and the lexical baseline."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from conceptspace.activations import extract
+from conceptspace.activations import extract, tokenize
 from conceptspace.analyses._base import (
     LAYERS_TYPE,
     Analysis,
@@ -19,8 +20,8 @@ from conceptspace.analyses._base import (
     is_layers,
     is_number,
     is_str,
-    last_token_ids,
     list_of,
+    mark_roles,
     optional,
     param,
     register,
@@ -34,12 +35,15 @@ from conceptspace.analyses.probes import (
     RidgeProbe,
     RidgeRegressionProbe,
     control_task_labels,
-    probe_with_controls,
 )
-from conceptspace.concepts import load_concepts
-from conceptspace.models import embedding_rows
+from conceptspace.analyses.probes._family import Arm, probe_family
+from conceptspace.concepts import ConceptSet, load_concepts, null_labels
+from conceptspace.errors import InvalidInputError
+from conceptspace.models import ConceptModel, embedding_rows
+from conceptspace.stats import ResultSet
 
 PROBES = ("ridge", "lda", "mass_mean", "logistic")
+#: "untrained" runs every architecture control of the run (the untrained twins and the spectrum-matched twin)
 CONTROLS = ("control_task", "untrained", "lexical")
 
 
@@ -66,11 +70,17 @@ def make_probe(name: str, continuous: bool, penalty: float) -> Any:
 
 @register
 class ProbeAnalysis(LayerCurveFigures, Analysis):
+    """C4: the primary test is the task score at ``context.primary_site`` (default: the middle requested layer);
+    the other layers are exploratory (raw p and the max-T adjusted ``extra["p_maxt"]``); the control task, the
+    untrained twins (one reported row, the mean over seeds) and the spectrum-matched twin are controls; the
+    lexical baseline is a baseline. Every row shares folds, sequential null draws and bootstrap resamples
+    (:func:`~conceptspace.analyses.probes._family.probe_family`)."""
+
     kind = "probe"
     claims = ("C4",)
     Params = ProbeParams
-    description = ("grouped-CV linear probe per layer with control task, untrained twin and last-token embedding "
-                   "baseline")
+    description = ("grouped-CV linear probe per layer with control task, untrained and spectrum-matched twins and "
+                   "a lexical (static embedding of the word's tokens) baseline")
     smoke_params: ClassVar[dict[str, Any]] = {
         "dataset": "truth_is_universal/animal_class_polarity",
         "layers": [0, -1],
@@ -79,32 +89,93 @@ class ProbeAnalysis(LayerCurveFigures, Analysis):
     }
 
     def run(self, context: RunContext, params: ProbeParams) -> AnalysisOutput:
-        model, twin = context.model, context.twin
+        model = context.model
         full = load_concepts(params.dataset)
         cs = subset(full, subsample_rows(full, params.max_items, context.seed))
+        if context.null_seed is not None:
+            cs = null_labels(cs, context.null_seed)
         continuous = cs.kind == "continuous"
-        y = np.asarray(cs.column("value"), dtype=np.float64) if continuous else cs.labels
+        y = np.asarray(cs.column("value"), dtype=np.float64) if continuous else np.asarray(cs.labels)
         groups = np.asarray(cs.groups)
-        layers = block_indices(model, params.layers)
-        sites = [f"layer.{i}" for i in layers]
+        sites = [f"layer.{i}" for i in block_indices(model, params.layers)]
+        primary = primary_site(sites, context.primary_site)
+        if primary not in sites:
+            sites = sorted([*sites, primary], key=lambda s: int(s.split(".")[1]))
         spans = cs.spans if params.position.startswith("span") else None
-        X = extract(model, cs.texts, sites=sites, position=params.position, spans=spans, progress=context.progress)
+
+        def read(m: ConceptModel) -> np.ndarray:
+            return extract(m, cs.texts, sites=sites, position=params.position, spans=spans,
+                           progress=context.progress).stack(sites)
+
+        X = read(model)
         controls = set(params.controls)
-        kwargs: dict[str, Any] = {}
-        # Control-task types: the word for word sets; the source group for sentence sets (their last token is
-        # nearly always ".", which would give every item the same random label).
-        types = cs.words if cs.words is not None else cs.groups
-        if "control_task" in controls:
-            kwargs["control_y"] = control_task_labels(types, y, seed=context.seed)
-        if "untrained" in controls and twin is not None:
-            kwargs["X_untrained"] = extract(twin, cs.texts, sites=sites, position=params.position, spans=spans,
-                                            progress=context.progress)
+        arms = [Arm(None, X, y, tuple(sites))]
+        if "control_task" in controls and not continuous:
+            types, rule = control_types(model, cs)
+            arms.append(Arm("control_task", X, control_task_labels(types, y, seed=context.seed), tuple(sites),
+                            note={"control_types": rule, "n_control_types": int(np.unique(types).size)}))
+        if "untrained" in controls:
+            for control in context.control_models():
+                arms.append(Arm(control.name, read(control.model), y,
+                                tuple(sites), seed=control.seed))
         if "lexical" in controls:
-            kwargs["X_lexical"] = embedding_rows(model, last_token_ids(model, cs.texts))
-        results = probe_with_controls(
-            make_probe(params.probe, continuous, params.penalty), X, y, groups, dataset=cs.name, layers=sites,
-            claim=context.claim, position=params.position, n_splits=params.n_splits,
-            scoring="r2" if continuous else None, n_permutations=context.n_permutations,
-            n_bootstrap=context.n_bootstrap, seed=context.seed, **kwargs,
+            arms.append(Arm("lexical", lexical_features(model, cs)[None], y, ("embed",), baseline=True,
+                            note={"lexical_features": "mean static embedding of the concept word's tokens"
+                                  if cs.spans is not None else "mean static embedding of the text's tokens"}))
+        family = probe_family(
+            make_probe(params.probe, continuous, params.penalty), arms, groups, dataset=cs.name, primary=primary,
+            plan=context.sequential_plan(), claim=context.claim, position=params.position, n_layers=model.n_layers,
+            n_splits=params.n_splits, scoring="r2" if continuous else None, n_bootstrap=context.n_bootstrap,
+            seed=context.seed, interval="refit", refit_sites=(primary,),
         )
-        return AnalysisOutput(results, {"n_items": len(cs)})
+        results = mark_roles(ResultSet(family.results), lambda r: r.site == primary)
+        return AnalysisOutput(results, {"n_items": len(cs), "primary_site": primary},
+                              replicates=family.replicates)
+
+
+def primary_site(sites: list[str], declared: str | None) -> str:
+    """The site of the primary test: the run's declared one, else the middle of the requested layers (the
+    upper middle for an even count), fixed before any score is seen."""
+    if declared is not None:
+        if not declared.startswith("layer."):
+            raise InvalidInputError(f"the probe's primary site must be a block (layer.<i>); got {declared!r}")
+        return declared
+    return sites[len(sites) // 2]
+
+
+def control_types(model: ConceptModel, cs: ConceptSet) -> tuple[np.ndarray, str]:
+    """Hewitt & Liang types that recur across the task's folds, and the rule that chose them.
+
+    The folds are grouped by the set's groups (a word, or a source sentence), so types equal to the group
+    never recur between training and test folds and the control task would sit at chance by construction.
+    Word sets use the word's first token in context (sub-word pieces such as " un" or " over" are shared by
+    many words, and a probe that can memorise an arbitrary label per first token shows lexical capacity);
+    sentence sets use the last alphanumeric token of the text (the last content word, e.g. the class noun of
+    "The salmon is a fish.", which recurs across sentences), not the final "." that every sentence shares.
+    """
+    tokens = tokenize(model, cs.texts, spans=cs.spans)
+    if tokens.span_tokens is not None:
+        return np.array([ids[first] for ids, (first, _) in zip(tokens.input_ids, tokens.span_tokens,
+                                                                 strict=True)]), "first token of the word"
+    special = set(model.tokenizer.all_special_ids)
+    out = []
+    for ids in tokens.input_ids:
+        words = [t for t in ids if t not in special and any(c.isalnum() for c in model.tokenizer.decode([t]))]
+        out.append(words[-1] if words else ids[-1])
+    return np.array(out), "last alphanumeric token of the text"
+
+
+def lexical_features(model: ConceptModel, cs: ConceptSet) -> np.ndarray:
+    """(n, d) mean static embedding of each concept word's tokens (its span), or of every non-special token
+    of the text for sentence sets: what the input embedding alone knows about the item, before any block."""
+    tokens = tokenize(model, cs.texts, spans=cs.spans)
+    special = set(model.tokenizer.all_special_ids)
+    if tokens.span_tokens is not None:
+        pieces = [ids[a:b] for ids, (a, b) in zip(tokens.input_ids, tokens.span_tokens, strict=True)]
+    else:
+        pieces = [[t for t in ids if t not in special] or ids for ids in tokens.input_ids]
+    flat = np.concatenate([np.asarray(p, dtype=np.int64) for p in pieces])
+    unique, inverse = np.unique(flat, return_inverse=True)
+    rows = np.asarray(embedding_rows(model, unique), dtype=np.float64)[inverse]
+    bounds = np.cumsum([0, *(len(p) for p in pieces)])
+    return np.stack([rows[a:b].mean(axis=0) for a, b in itertools.pairwise(bounds)])

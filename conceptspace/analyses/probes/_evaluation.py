@@ -1,16 +1,15 @@
 """Grouped cross-validated probing per layer, with controls side by side and cross-dataset transfer.
 
 This is where a probe becomes a reviewed claim: for each layer, the grouped-CV score (statistic), its margin
-over chance (effect size) with a grouped-bootstrap CI, and a group-respecting permutation p-value, as
-:class:`~conceptspace.stats.TestResult` records. The same probe, folds and permutations are run on the
-controls (control task, untrained twin, lexical baseline) so that the numbers are comparable row by row.
+over the permutation null's mean (effect size) with a refit grouped-bootstrap CI, and a group-respecting
+permutation p-value, as :class:`~conceptspace.stats.TestResult` records. The same probe, folds, permutations and
+bootstrap resamples are run on the controls (control task, untrained twin, lexical baseline) so that the numbers
+are comparable row by row (:mod:`conceptspace.analyses.probes._family`).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,284 +17,29 @@ import pandas as pd
 from sklearn.base import clone
 
 from conceptspace.activations import Activations
-from conceptspace.depth import resolve_layer, site_depth, site_fraction
+from conceptspace.analyses.probes._cv import (
+    CVResult,
+    LayerName,
+    LayerRows,
+    _folds_cover_classes,
+    cross_validate_layers,
+    layer_rows,
+    row_site,
+)
+from conceptspace.analyses.probes._family import Arm, probe_family
 from conceptspace.errors import InvalidInputError
-from conceptspace.site_names import EMBED, is_site_name, layer_site, site_layer
-from conceptspace.stats._bootstrap import bootstrap_cv_scores, percentile_intervals
-from conceptspace.stats._exact import iter_outputs
-from conceptspace.stats._folds import Fold, fold_ids, grouped_folds
-from conceptspace.stats._permutation import Scheme, _label_linear_spec, permutation_test_layers, prepare_labels
-from conceptspace.stats._results import TRAINED, UNTRAINED, ResultSet, TestKey, TestResult
-from conceptspace.stats._scoring import chance_level, check_scoring, default_scoring, needs_decision, score_one
+from conceptspace.stats._bootstrap import percentile_intervals
+from conceptspace.stats._folds import Fold
+from conceptspace.stats._permutation import Scheme
+from conceptspace.stats._results import ResultSet
+from conceptspace.stats._scoring import default_scoring, needs_decision, score_one
+from conceptspace.stats._sequential import SequentialPlan
 from conceptspace.utils.validation import check_features, check_groups, check_labels, infer_task
 
 Groups = Sequence[Hashable] | np.ndarray | None
-LayerName = int | float | str | None
 
-
-@dataclass(frozen=True)
-class CVResult:
-    """Grouped-CV scores per layer and the out-of-fold outputs they came from.
-
-    ``outputs`` (L, n[, k]): predicted class codes, decision values (``roc_auc``) or predictions.
-    ``truth``: class codes (classification) or targets, aligned with ``outputs``.
-    ``test_folds_missing_class``: how many test folds lack at least one class (small classes; see
-    :func:`_split`); such a fold is scored over the classes it holds.
-    """
-
-    scores: np.ndarray
-    fold_scores: np.ndarray
-    outputs: np.ndarray
-    truth: np.ndarray
-    fold_id: np.ndarray
-    folds: tuple[Fold, ...]
-    scoring: str
-    task: str
-    n_classes: int | None
-    test_folds_missing_class: int = 0
-    #: the site of each row of X (``embed``, ``layer.<i>``, ``final_norm``), as :func:`layer_rows` named them
-    sites: tuple[str, ...] = ()
-
-
-def _split(y: np.ndarray, groups: Groups, *, n_splits: int, seed: int, task: str) -> list[Fold]:
-    """:func:`grouped_folds`, with scikit-learn's "least populated class" warning replaced by a reported count.
-
-    ``StratifiedGroupKFold`` warns when a class has fewer *items* than folds, because then some test folds
-    cannot hold it. With groups that item count is not even the right quantity (a class of 6 items in 2 groups
-    reaches only 2 test folds, and scikit-learn stays silent). What matters is checked on the actual folds:
-    :func:`grouped_folds` refuses folds whose *training* part lacks a class (no probe could learn it), and a
-    test fold without a class is scored over the classes it holds (as every permuted labelling is), with the
-    number of such folds reported (``CVResult.test_folds_missing_class`` and the result's ``extra``). So the
-    splitter's generic warning, which would repeat on every call with no way to act on it, is not passed on;
-    every other warning is.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The least populated class in y has only", category=UserWarning)
-        return grouped_folds(y, groups, n_splits=n_splits, seed=seed, task=task)
-
-
-def _folds_missing_class(truth: np.ndarray, folds: Sequence[Fold], n_classes: int | None) -> int:
-    """How many test folds lack at least one of the ``n_classes`` class codes (0 for regression)."""
-    if n_classes is None:
-        return 0
-    return sum(int(np.unique(truth[te]).size < n_classes) for _, te in folds)
-
-
-@dataclass(frozen=True)
-class LayerRows:
-    """The (L, n, d) features of a probe and what each row is: its site, the model's depth, the position."""
-
-    X: np.ndarray
-    sites: tuple[str, ...]
-    n_layers: int | None
-    position: str | None = None
-
-
-def layer_rows(X_layers: Any, layers: Sequence[LayerName] | str | None = None, *,
-               n_layers: int | None = None) -> LayerRows:
-    """The rows to probe and the real site of each one, or an error where the labelling would be a guess.
-
-    ``X_layers`` is an :class:`~conceptspace.activations.Activations` (its sites name its rows; this is the safe
-    input) or an (L, n, d) array. ``layers`` picks or names rows: site names (``"embed"``, ``"layer.3"``,
-    ``"layer@0.5"``, ``"final_norm"``), block indices (ints, negative from the end), fractions of depth (floats
-    in [0, 1], :mod:`conceptspace.depth`), ``"all"`` (every block of an Activations), or ``None`` for the
-    lexical baseline's row. For an array without ``layers`` the rows are blocks 0..L-1; give ``n_layers`` (the
-    model's block count) and a mismatch, e.g. the 32 rows of ``acts.stack()`` (embed, 30 blocks, final_norm),
-    is refused instead of silently labelling embed ``layer.0``.
-    """
-    if isinstance(X_layers, Activations):
-        return _activation_rows(X_layers, layers, n_layers)
-    X = check_features(X_layers, ndim=3)
-    if isinstance(layers, str) or isinstance(layers, (int, float)):
-        raise InvalidInputError(f"layers must name every row of X (a list); got {layers!r}")
-    if layers is None:
-        if n_layers is not None and X.shape[0] != n_layers:
-            raise InvalidInputError(
-                f"X has {X.shape[0]} rows but the model has {n_layers} blocks, so the default labels (block 0.."
-                f"{X.shape[0] - 1}) would be wrong (acts.stack() also holds embed and final_norm): pass the "
-                "Activations object itself, or layers= with the site of every row, e.g. ['embed', 'layer.0', ...]"
-            )
-        return LayerRows(X, tuple(layer_site(i) for i in range(X.shape[0])), n_layers)
-    names = list(layers)
-    if len(names) != X.shape[0]:
-        raise InvalidInputError(
-            f"layers names {len(names)} rows but X has {X.shape[0]}: name every row of X, in order (or pass the "
-            "Activations object, whose sites name its rows)"
-        )
-    return LayerRows(X, _distinct([_row_name(x, n_layers) for x in names]), n_layers)
-
-
-def _row_name(name: LayerName, n_layers: int | None) -> str:
-    """The site of one named row of an array: fractions and negative indices need the model's depth."""
-    if isinstance(name, float) or (isinstance(name, str) and site_fraction(name) is not None) or (
-        isinstance(name, int) and not isinstance(name, bool) and name < 0
-    ):
-        if n_layers is None:
-            raise InvalidInputError(
-                f"row {name!r} names a block relative to the model's depth: pass n_layers= (the model's block "
-                "count), or the Activations object"
-            )
-        fraction = site_fraction(name) if isinstance(name, str) else None
-        return layer_site(resolve_layer(fraction if fraction is not None else name, n_layers))
-    site = row_site(name)
-    index = site_layer(site)
-    if n_layers is not None and index is not None:
-        resolve_layer(index, n_layers)  # refuses a block the model does not have
-        return layer_site(index % n_layers)
-    return site
-
-
-def _distinct(sites: Sequence[str]) -> tuple[str, ...]:
-    """The sites, refusing a repeat: two rows with one label cannot be told apart in the results."""
-    seen = [s for i, s in enumerate(sites) if s in sites[:i]]
-    if seen:
-        raise InvalidInputError(f"ambiguous labels: {', '.join(dict.fromkeys(seen))} names more than one row of X")
-    return tuple(sites)
-
-
-def _activation_rows(acts: Activations, layers: Sequence[LayerName] | str | None, n_layers: int | None) -> LayerRows:
-    """Rows of an Activations object by site; ints, fractions and ``layer@<f>`` resolved against its model."""
-    depth = n_layers if n_layers is not None else _model_depth(acts)
-    if layers is None:
-        sites = tuple(acts.sites)
-    elif layers == "all":
-        sites = tuple(acts.layer_sites)
-    elif isinstance(layers, (str, int, float)):
-        raise InvalidInputError(f"layers must be a list of sites, block indices or fractions; got {layers!r}")
-    else:
-        names = list(layers)
-        _refuse_row_numbers(names, acts, depth)
-        sites = _distinct([_activation_site(x, depth) for x in names])
-    missing = [s for s in sites if s not in acts.arrays]
-    if missing:
-        raise InvalidInputError(f"site(s) {', '.join(missing)} were not extracted; these Activations hold "
-                                f"{', '.join(acts.sites)}: extract them, or choose among these")
-    if not sites:
-        raise InvalidInputError("no sites to probe: these Activations hold none; name at least one site")
-    return LayerRows(acts.stack(list(sites)), sites, depth, acts.position)
-
-
-def _activation_site(name: LayerName, depth: int | None) -> str:
-    if name is None:
-        raise InvalidInputError("None names the lexical baseline's row of an array; an Activations row is a site")
-    return _row_name(name, depth)
-
-
-def _refuse_row_numbers(names: Sequence[LayerName], acts: Activations, depth: int | None) -> None:
-    """Ints are block indices; a list of row numbers over acts.stack() (embed first) would relabel every row."""
-    row_numbers = list(range(len(acts.sites)))
-    as_blocks = [layer_site(i) for i in row_numbers]
-    if list(names) == row_numbers and list(acts.sites) != as_blocks and depth is not None:
-        raise InvalidInputError(
-            f"layers={list(names)[:3]}... has one int per stacked row ({len(acts.sites)}: "
-            f"{acts.sites[0]}..{acts.sites[-1]}), but ints are block indices (0..{depth - 1}), so embed and "
-            "final_norm would be mislabelled: omit layers= to probe every site, or pass site names"
-        )
-
-
-def _model_depth(acts: Activations) -> int | None:
-    n = acts.model.get("n_layers") if isinstance(acts.model, Mapping) else None
-    return int(n) if isinstance(n, int) and n > 0 else None
-
-
-def _depth_extra(site: str, n_layers: int | None) -> dict[str, float]:
-    """``{"depth": i / (n_layers - 1)}`` for a block's row when the depth is known, else nothing (see
-    :mod:`conceptspace.depth`); embed and final_norm are not blocks and carry none."""
-    if n_layers is None:
-        return {}
-    depth = site_depth(site, n_layers)
-    return {} if depth is None else {"depth": depth}
-
-
-def cross_validate_layers(
-    probe: Any,
-    X_layers: Any,
-    y: Any,
-    groups: Groups = None,
-    *,
-    n_splits: int = 5,
-    scoring: str | None = None,
-    seed: int = 0,
-    folds: list[Fold] | None = None,
-    layers: Sequence[LayerName] | str | None = None,
-    n_layers: int | None = None,
-) -> CVResult:
-    """Grouped (stratified) k-fold CV of ``probe`` on every layer of X (L, n, d).
-
-    ``X_layers`` may be an :class:`~conceptspace.activations.Activations`; ``layers`` and ``n_layers`` choose
-    and name its rows as in :func:`layer_rows`, and ``CVResult.sites`` says which site each score is of.
-    Label-linear probes (ridge, binary LDA, mass-mean) are fitted for all layers at once per fold (one batched
-    solve per layer); other estimators are cloned and refitted per layer and fold.
-    """
-    rows = layer_rows(X_layers, layers, n_layers=n_layers)
-    X = rows.X
-    n_layers, n, _ = X.shape
-    task = infer_task(y)
-    y_arr = check_labels(y, n, task=task)
-    labels = prepare_labels(y_arr, task)
-    scoring = check_scoring(scoring or default_scoring(task), task, labels.n_classes)
-    if folds is None:
-        folds = _split(y_arr, groups, n_splits=n_splits, seed=seed, task=task)
-    fid = fold_ids(folds, n)
-    truth = labels.codes if task == "classification" else y_arr
-    assert truth is not None
-    spec = _label_linear_spec(probe, labels)
-    decision = needs_decision(scoring)
-    out_shape = (n_layers, *np.shape(y_arr)) if task == "regression" else (n_layers, n)
-    outputs = np.zeros(out_shape)
-    if spec is not None:
-        identity = np.arange(n)[None]
-        for block in iter_outputs(spec, X, labels, folds, identity, decision=decision):
-            out = block.output[..., 0, :] if task == "regression" else block.output[..., 0]
-            out_np = out.numpy()
-            if task == "regression" and y_arr.ndim == 1:
-                out_np = out_np[..., 0]
-            outputs[block.layers, block.test_idx] = out_np
-    else:
-        for layer in range(n_layers):
-            for tr, te in folds:
-                est = clone(probe).fit(X[layer][tr], y_arr[tr])
-                if decision:
-                    outputs[layer, te] = est.decision_function(X[layer][te])
-                elif task == "classification":
-                    outputs[layer, te] = np.searchsorted(np.unique(y_arr), est.predict(X[layer][te]))
-                else:
-                    outputs[layer, te] = est.predict(X[layer][te])
-    fold_scores = np.empty((n_layers, len(folds)))
-    with warnings.catch_warnings():
-        # A test fold may lack a class (counted in test_folds_missing_class); balanced accuracy is then the mean
-        # recall of the classes it holds, as in the exact permutation path, and scikit-learn's two warnings
-        # about that fold say nothing more.
-        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-        warnings.filterwarnings("ignore", message="A single label was found in 'y_true' and 'y_pred'")
-        for layer in range(n_layers):
-            for f, (_, te) in enumerate(folds):
-                fold_scores[layer, f] = score_one(scoring, truth[te], outputs[layer][te])
-    return CVResult(
-        scores=fold_scores.mean(axis=1),
-        fold_scores=fold_scores,
-        outputs=outputs,
-        truth=truth,
-        fold_id=fid,
-        folds=tuple(folds),
-        scoring=scoring,
-        task=task,
-        n_classes=labels.n_classes,
-        test_folds_missing_class=_folds_missing_class(truth, folds, labels.n_classes),
-        sites=rows.sites,
-    )
-
-
-def row_site(name: int | str | None) -> str:
-    """The site a row of X was read at: an int is a block (``layer.<i>``), a string a site name, and None a
-    layer-less input such as the static embedding of the last token (the lexical baseline reads ``embed``)."""
-    if name is None:
-        return EMBED
-    if isinstance(name, str):
-        if not is_site_name(name):
-            raise InvalidInputError(f"{name!r} is not a site name (embed, layer.<i>, final_norm, unembed)")
-        return name
-    return layer_site(int(name))
+__all__ = ["CVResult", "LayerRows", "_folds_cover_classes", "control_task_labels", "cross_validate_layers",
+           "layer_rows", "probe_layers", "probe_with_controls", "row_site", "side_by_side", "transfer_matrix"]
 
 
 def probe_layers(
@@ -319,72 +63,35 @@ def probe_layers(
     level: float = 0.95,
     folds: list[Fold] | None = None,
     test: str = "probe",
+    plan: SequentialPlan | None = None,
+    primary: str | None = None,
+    interval: str = "auto",
 ) -> tuple[ResultSet, CVResult]:
-    """One :class:`TestResult` per layer: grouped-CV score, score - chance with grouped-bootstrap CI, perm p.
+    """One :class:`TestResult` per layer: grouped-CV score, score - permutation null mean with a refit grouped-
+    bootstrap CI, and the permutation p-value (all layers share the draws; ``extra["p_maxt"]`` adjusts for them).
 
     ``X_layers`` is an :class:`~conceptspace.activations.Activations` (each result is labelled with the site it
     was read at: ``embed``, ``layer.<i>``, ``final_norm``; its position is the default ``position``) or an
     (L, n, d) array. ``layers`` chooses (Activations) or names (array) the rows: site names, ``layer@<f>``,
     block indices (default 0..L-1 for an array), fractions of depth, ``"all"``, or ``None`` for the static
-    embedding of the last token (the lexical baseline); see :func:`layer_rows`. ``n_layers``: the model's block
-    count, read from an Activations; with it each block's result carries ``extra["depth"] = i / (n_layers - 1)``
+    embedding (the lexical baseline); see :func:`layer_rows`. ``n_layers``: the model's block count, read from
+    an Activations; with it each block's result carries ``extra["depth"] = i / (n_layers - 1)``
     (:mod:`conceptspace.depth`; none for embed and final_norm). ``test`` names the family in each result's
-    :class:`~conceptspace.stats.TestKey`. Returns the results and the CV details (for paired comparisons).
+    :class:`~conceptspace.stats.TestKey`. ``plan``: a sequential Monte Carlo plan (default: exactly
+    ``n_permutations`` draws), decided on the ``primary`` site (default: every row). Returns the results and the
+    CV details (for paired comparisons). ``interval``: how the CI is bootstrapped (``"auto"``: refitted for
+    ridge probes, from fixed out-of-fold outputs otherwise; see :func:`~conceptspace.analyses.probes._family.
+    probe_family`).
     """
     rows = layer_rows(X_layers, layers, n_layers=n_layers)
-    X, sites, position = rows.X, rows.sites, position if position is not None else rows.position
-    cv = cross_validate_layers(probe, X, y, groups, n_splits=n_splits, scoring=scoring, seed=seed, folds=folds,
-                               layers=list(sites), n_layers=rows.n_layers)
-    perm = permutation_test_layers(
-        probe,
-        X,
-        y,
-        groups,
-        n_permutations=n_permutations,
-        scoring=cv.scoring,
-        scheme=scheme,
-        seed=seed,
-        folds=list(cv.folds),
+    family = probe_family(
+        probe, [Arm(control, rows.X, np.asarray(y), rows.sites)], groups, dataset=dataset, primary=primary,
+        plan=plan or SequentialPlan.fixed(n_permutations), claim=claim,
+        position=position if position is not None else rows.position, n_layers=rows.n_layers, n_splits=n_splits,
+        scoring=scoring, scheme=scheme, n_bootstrap=n_bootstrap, seed=seed, level=level, test=test, folds=folds,
+        interval=interval,
     )
-    boot = bootstrap_cv_scores(
-        cv.scoring, cv.truth, cv.outputs, cv.fold_id, groups, n_classes=cv.n_classes, n_bootstrap=n_bootstrap, seed=seed
-    )
-    chance = chance_level(cv.scoring, cv.n_classes)
-    lo, hi = percentile_intervals(boot - chance, level)
-    n_groups = int(check_groups(groups, X.shape[1]).max()) + 1
-    method = type(probe).__name__
-    missing = {"test_folds_missing_a_class": cv.test_folds_missing_class} if cv.test_folds_missing_class else {}
-    results = [
-        TestResult(
-            key=TestKey(test=test, dataset=dataset, method=method, site=sites[i], position=position,
-                        control=control, model=UNTRAINED if control == UNTRAINED else TRAINED),
-            claim=claim,
-            statistic_name=cv.scoring,
-            statistic=float(cv.scores[i]),
-            effect_size_name=f"{cv.scoring}_minus_chance",
-            effect_size=float(cv.scores[i] - chance),
-            ci_low=float(lo[i]),
-            ci_high=float(hi[i]),
-            p_value=float(perm.p_value[i]),
-            n=X.shape[1],
-            n_groups=n_groups,
-            extra={
-                "chance": chance,
-                "n_splits": len(cv.folds),
-                "n_permutations": n_permutations,
-                "permutation_scheme": perm.scheme,
-                "permutation_method": perm.method,
-                "n_bootstrap": n_bootstrap,
-                "ci_level": level,
-                "fold_scores": cv.fold_scores[i].tolist(),
-                "seed": seed,
-                **_depth_extra(sites[i], rows.n_layers),
-                **missing,
-            },
-        )
-        for i in range(X.shape[0])
-    ]
-    return ResultSet(results), cv
+    return ResultSet(family.results), family.arms[0].cv
 
 
 def probe_with_controls(
@@ -397,95 +104,66 @@ def probe_with_controls(
     control_y: Any = None,
     X_untrained: Any = None,
     X_lexical: Any = None,
+    layers: Sequence[LayerName] | str | None = None,
+    n_layers: int | None = None,
+    position: str | None = None,
+    n_permutations: int = 1000,
+    plan: SequentialPlan | None = None,
     **kwargs: Any,
 ) -> ResultSet:
-    """The probe on the task and on each available control, with the same folds, permutations and seed.
+    """The probe on the task and on each available control, with the same folds, permutations and resamples.
 
     Controls: ``control_y`` (control-task labels, e.g. from :func:`control_task_labels`), ``X_untrained``
-    (L, n, d) activations of the untrained twin, ``X_lexical`` (n, d) static embedding of the last token.
-    The task results' ``extra`` carries ``selectivity`` (task - control-task score) with a paired grouped-
+    (L, n, d) activations of the untrained twin, ``X_lexical`` (n, d) static embeddings (the lexical baseline).
+    The task results' ``extra`` carries ``selectivity`` (task - control-task score) with a paired refit-
     bootstrap CI, and the untrained/lexical scores, so one row reads as the whole comparison.
     ``X_layers`` and ``X_untrained`` may be :class:`~conceptspace.activations.Activations` (the twin's is read
     at the model's sites); ``layers`` and ``n_layers`` choose and name the rows as in :func:`layer_rows`.
-    Keyword arguments go to :func:`probe_layers`.
+    Other keyword arguments go to :func:`~conceptspace.analyses.probes._family.probe_family`.
     """
-    rows = layer_rows(X_layers, kwargs.pop("layers", None), n_layers=kwargs.pop("n_layers", None))
-    X = rows.X
-    kwargs = {**kwargs, "layers": list(rows.sites), "n_layers": rows.n_layers}
-    if kwargs.get("position") is None and rows.position is not None:
-        kwargs["position"] = rows.position
-    if isinstance(X_untrained, Activations):
-        X_untrained = layer_rows(X_untrained, list(rows.sites), n_layers=rows.n_layers).X
-    task_rs, task_cv = probe_layers(probe, X, y, groups, dataset=dataset, **kwargs)
-    out = task_rs
-    extras: list[dict[str, Any]] = [dict(r.extra) for r in task_rs]
-    n_bootstrap = kwargs.get("n_bootstrap", 1000)
-    seed = kwargs.get("seed", 0)
-    level = kwargs.get("level", 0.95)
-    shared = {**kwargs, "folds": list(task_cv.folds)}
-    if control_y is not None:
-        ctl_kwargs = dict(shared) if _folds_cover_classes(task_cv.folds, control_y) else dict(kwargs)
-        ctl_rs, ctl_cv = probe_layers(
-            probe, X, control_y, groups, dataset=dataset, control="control_task", **ctl_kwargs
-        )
-        out = out + ctl_rs
-        boot_task = bootstrap_cv_scores(
-            task_cv.scoring,
-            task_cv.truth,
-            task_cv.outputs,
-            task_cv.fold_id,
-            groups,
-            n_classes=task_cv.n_classes,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
-        )
-        boot_ctl = bootstrap_cv_scores(
-            ctl_cv.scoring,
-            ctl_cv.truth,
-            ctl_cv.outputs,
-            ctl_cv.fold_id,
-            groups,
-            n_classes=ctl_cv.n_classes,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
-        )
-        lo, hi = percentile_intervals(boot_task - boot_ctl, level)
-        for i, e in enumerate(extras):
-            e.update(
-                selectivity=float(task_cv.scores[i] - ctl_cv.scores[i]),
-                selectivity_ci=[float(lo[i]), float(hi[i])],
-                control_task_score=float(ctl_cv.scores[i]),
-            )
-    if X_untrained is not None:
-        U = check_features(X_untrained, ndim=3)
-        if U.shape[:2] != X.shape[:2]:
-            raise InvalidInputError(
-                f"X_untrained has shape {U.shape}; it must match X's layers and items {X.shape[:2]}"
-            )
-        un_rs, _ = probe_layers(probe, U, y, groups, dataset=dataset, control="untrained", **shared)
-        out = out + un_rs
-        for e, r in zip(extras, un_rs, strict=True):
-            e["untrained_score"] = r.statistic
-    if X_lexical is not None:
-        lex = check_features(X_lexical, ndim=2)
-        lex_kwargs = {k: v for k, v in shared.items() if k not in ("layers", "n_layers")}
-        lex_rs, _ = probe_layers(
-            probe, lex[None], y, groups, dataset=dataset, control="lexical", layers=[None], **lex_kwargs
-        )
-        out = out + lex_rs
-        for e in extras:
-            e["lexical_score"] = lex_rs[0].statistic
-    updated = ResultSet(r.replace(extra=e) for r, e in zip(task_rs, extras, strict=True))
-    return updated + ResultSet(out[len(task_rs) :])
-
-
-def _folds_cover_classes(folds: Sequence[Fold], y: Any) -> bool:
-    """Whether every training fold holds every class of ``y`` (then the task's folds can be reused)."""
+    rows = layer_rows(X_layers, layers, n_layers=n_layers)
     y_arr = np.asarray(y)
-    if infer_task(y_arr) != "classification":
-        return True
-    classes = np.unique(y_arr)
-    return all(np.unique(y_arr[tr]).size == classes.size for tr, _ in folds)
+    arms = [Arm(None, rows.X, y_arr, rows.sites)]
+    if control_y is not None:
+        arms.append(Arm("control_task", rows.X, np.asarray(control_y), rows.sites))
+    if X_untrained is not None:
+        U = layer_rows(X_untrained, list(rows.sites), n_layers=rows.n_layers).X if isinstance(
+            X_untrained, Activations) else check_features(X_untrained, ndim=3)
+        if U.shape[:2] != rows.X.shape[:2]:
+            raise InvalidInputError(
+                f"X_untrained has shape {U.shape}; it must match X's layers and items {rows.X.shape[:2]}"
+            )
+        arms.append(Arm("untrained", U, y_arr, rows.sites))
+    if X_lexical is not None:
+        arms.append(Arm("lexical", check_features(X_lexical, ndim=2)[None], y_arr, ("embed",), baseline=True))
+    kwargs.setdefault("interval", "auto")
+    family = probe_family(probe, arms, groups, dataset=dataset, primary=kwargs.pop("primary", None),
+                          plan=plan or SequentialPlan.fixed(n_permutations), n_layers=rows.n_layers,
+                          position=position if position is not None else rows.position, **kwargs)
+    results = list(family.results)
+    task_arm = family.arms[0]
+    extras: dict[str, Any] = {}
+    for other in family.arms[1:]:
+        if other.arm.control == "control_task":
+            sel = task_arm.boot.centred - other.boot.centred
+            lo, hi = percentile_intervals(sel, kwargs.get("level", 0.95))
+            extras["selectivity"] = (task_arm.cv.scores - other.cv.scores, lo, hi, other.cv.scores)
+        elif other.arm.control == "untrained":
+            extras["untrained_score"] = other.cv.scores
+        elif other.arm.control == "lexical":
+            extras["lexical_score"] = float(other.cv.scores[0])
+    for i in range(len(rows.sites)):
+        e = dict(results[i].extra)
+        if "selectivity" in extras:
+            diff, lo, hi, ctl = extras["selectivity"]
+            e.update(selectivity=float(diff[i]), selectivity_ci=[float(lo[i]), float(hi[i])],
+                     control_task_score=float(ctl[i]))
+        if "untrained_score" in extras:
+            e["untrained_score"] = float(extras["untrained_score"][i])
+        if "lexical_score" in extras:
+            e["lexical_score"] = extras["lexical_score"]
+        results[i] = results[i].replace(extra=e)
+    return ResultSet(results)
 
 
 def side_by_side(results: ResultSet) -> pd.DataFrame:

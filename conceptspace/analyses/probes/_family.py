@@ -1,0 +1,290 @@
+"""One probe analysis as one statistical family: the task and every control share folds, draws and resamples.
+
+Why a family. A probe result is read against its controls (control task, untrained twins, spectrum-matched
+twin, lexical baseline) and across layers, so every row is computed the same way on the same randomness:
+
+* **Folds**: the task's grouped folds, reused by every arm (the control task too when they hold its classes).
+* **Null draws**: one sequential Monte Carlo test (:func:`conceptspace.stats.sequential_null`) whose rows are
+  every arm's layers. Arms with the same labels get the same permutations (batch ``[seed, offset]``); the
+  number drawn is decided on the primary row alone (the one pre-declared test), the others ride along.
+  Every row reports ``effect = statistic - null mean`` (R^2's null mean is far below 0; balanced accuracy's
+  sits a little under 1/K under grouped CV), the null's mean and SD, and its Monte Carlo interval.
+* **Resamples**: the refit bootstrap (:mod:`conceptspace.stats._refit_bootstrap`) with one seed, so every
+  arm's replicate b is drawn on the same group weights: differences of replicates are paired bootstraps of
+  differences, which the runner turns into "model beats control" intervals.
+* **Max-T**: the task's layers are exploratory around the primary one; their Westfall-Young single-step
+  max-T adjusted p (the null of the largest standardised score over layers, from the same draws) is in
+  ``extra["p_maxt"]``, so scanning layers cannot manufacture a result.
+* **Seeds**: untrained twins of several seeds are separate arms on the same draws; they are reported as one
+  ``untrained`` row per site (statistic and effect = mean over seeds, the p-value of that mean against the
+  mean of the seeds' nulls, which is a valid permutation null because the draws are shared, and (S, B)
+  replicates for the two-level bootstrap).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from conceptspace.analyses.probes._cv import CVResult, _depth_extra, _folds_cover_classes, cross_validate_layers
+from conceptspace.errors import InvalidInputError
+from conceptspace.stats import (
+    TRAINED,
+    SequentialNull,
+    SequentialPlan,
+    TestKey,
+    TestResult,
+    exceedances,
+    mc_interval,
+    null_extra,
+    percentile_intervals,
+    seed_mean_replicates,
+    sequential_null,
+)
+from conceptspace.stats._bootstrap import bootstrap_cv_scores
+from conceptspace.stats._folds import Fold
+from conceptspace.stats._permutation import Scheme, null_draws
+from conceptspace.stats._refit_bootstrap import RefitBootstrap, has_weighted_path, refit_bootstrap
+from conceptspace.stats._scoring import chance_level
+from conceptspace.utils.validation import check_features, check_groups
+
+_BOOTSTRAP_NOTE = {True: "refit: grouped bootstrap, CV re-dealt and refitted per replicate",
+                   False: "fixed: grouped bootstrap of the out-of-fold outputs (no refit variance)"}
+#: controls reported on their own model (the TestKey model equals the control name)
+MODEL_CONTROLS = ("untrained", "spectrum_matched")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One block of rows of the family: features (L, n, d) and labels probed at ``sites``.
+
+    ``control`` is None for the task, else the control's name; ``seed`` tells twin seeds apart (arms with the
+    same control and different seeds are averaged into one reported row per site); ``baseline`` marks a
+    reference baseline (lexical) rather than a control.
+    """
+
+    control: str | None
+    X: np.ndarray
+    y: np.ndarray
+    sites: tuple[str, ...]
+    seed: int = 0
+    baseline: bool = False
+    note: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    """An arm after CV, the shared null and the bootstrap: rows ``rows`` of the family's null matrix."""
+
+    arm: Arm
+    cv: CVResult
+    rows: slice
+    boot: RefitBootstrap
+    scheme: str
+    method: str
+
+
+@dataclass(frozen=True)
+class FamilyOutput:
+    """The family's results (one per reported row) and the effect replicates keyed by test."""
+
+    results: list[TestResult]
+    replicates: dict[TestKey, np.ndarray]
+    null: SequentialNull
+    arms: list[ArmResult]
+
+
+def probe_family(
+    probe: Any,
+    arms: Sequence[Arm],
+    groups: Sequence[Hashable] | np.ndarray | None,
+    *,
+    dataset: str,
+    primary: str | None,
+    plan: SequentialPlan,
+    claim: str | None = None,
+    position: str | None = None,
+    n_layers: int | None = None,
+    n_splits: int = 5,
+    scoring: str | None = None,
+    scheme: Scheme = "auto",
+    n_bootstrap: int = 500,
+    seed: int = 0,
+    level: float = 0.95,
+    test: str = "probe",
+    folds: list[Fold] | None = None,
+    interval: str = "refit",
+    refit_sites: Sequence[str] | None = None,
+) -> FamilyOutput:
+    """Probe every arm on shared folds, sequential null draws and bootstrap resamples (see module doc).
+
+    ``arms[0]`` is the main arm (the task; its folds are every arm's, and with control None its rows get the
+    max-T adjusted p). ``primary`` is the site of the primary test among its sites (the sequential test decides
+    on that row; None decides on every row of the main arm). ``folds`` fixes the main arm's folds.
+    ``interval``: ``"refit"`` (the refit bootstrap; any probe, fast for ridge), ``"fixed"`` (out-of-fold
+    outputs held fixed: cheap, but without the refit variance it under-covers, see
+    :mod:`conceptspace.stats._refit_bootstrap`) or ``"auto"`` (refit where the weighted ridge path makes it
+    cheap, fixed otherwise). ``refit_sites``: refit only these sites' rows (and single-row arms such as the
+    lexical baseline); the other rows take the fixed-output interval, flagged in ``extra["bootstrap"]``. The
+    kind refits the primary site and its counterparts, which is what verdicts and paired differences read:
+    a row-space refit costs B x folds x layers Cholesky factorisations of n x n.
+    """
+    if interval not in ("refit", "fixed", "auto"):
+        raise InvalidInputError(f"interval must be 'refit', 'fixed' or 'auto'; got {interval!r}")
+    if not arms:
+        raise InvalidInputError("a probe family needs at least one arm (the task)")
+    task = arms[0]
+    if primary is not None and primary not in task.sites:
+        raise InvalidInputError(f"primary site {primary!r} is not among the probed sites {list(task.sites)}")
+    n = task.X.shape[1]
+    codes = check_groups(groups, n)
+    task_cv = cross_validate_layers(probe, task.X, task.y, groups, n_splits=n_splits, scoring=scoring, seed=seed,
+                                    layers=list(task.sites), n_layers=n_layers, folds=folds)
+    folds = list(task_cv.folds)
+    cvs, draws, rows, offset = [], [], [], 0
+    schemes, methods = [], []
+    for arm in arms:
+        X = check_features(arm.X, ndim=3)
+        if X.shape[1] != n:
+            raise InvalidInputError(f"arm {arm.control!r} has {X.shape[1]} items; the task has {n}")
+        arm_folds = folds if _folds_cover_classes(folds, arm.y) else None
+        cv = task_cv if arm is task else cross_validate_layers(
+            probe, X, arm.y, groups, n_splits=n_splits, scoring=task_cv.scoring, seed=seed, folds=arm_folds,
+            layers=list(arm.sites), n_layers=n_layers)
+        draw, used, method = null_draws(probe, X, arm.y, groups, folds=list(cv.folds), scoring=cv.scoring,
+                                        scheme=scheme, seed=seed)
+        cvs.append(cv)
+        draws.append(draw)
+        schemes.append(used)
+        methods.append(method)
+        rows.append(slice(offset, offset + X.shape[0]))
+        offset += X.shape[0]
+    observed = np.concatenate([cv.scores for cv in cvs])
+    decide = [task.sites.index(primary)] if primary is not None else list(range(len(task.sites)))
+
+    def draw_all(start: int, count: int) -> np.ndarray:
+        return np.concatenate([d(start, count) for d in draws])
+
+    null = sequential_null(draw_all, observed, plan, decide=decide)
+    refit = interval == "refit" or (interval == "auto" and has_weighted_path(probe, task_cv.n_classes))
+    done = [
+        ArmResult(arm, cv, r, _bootstrap(probe, arm, cv, groups, refit=refit, n_bootstrap=n_bootstrap, seed=seed,
+                                         sites=refit_sites), s, m)
+        for arm, cv, r, s, m in zip(arms, cvs, rows, schemes, methods, strict=True)
+    ]
+    common = {"dataset": dataset, "claim": claim, "position": position, "n_layers": n_layers, "level": level,
+              "test": test, "n_groups": int(codes.max()) + 1, "seed": seed, "method": type(probe).__name__}
+    maxt = _max_t(null, done[0].rows)
+    results: list[TestResult] = []
+    replicates: dict[TestKey, np.ndarray] = {}
+    by_control: dict[str | None, list[ArmResult]] = {}
+    for a in done:
+        by_control.setdefault(a.arm.control, []).append(a)
+    for control, members in by_control.items():
+        for i, site in enumerate(members[0].arm.sites):
+            result, reps = _row(members, i, site, null, common)
+            if control is None and control == task.control:
+                result = result.replace(extra={**dict(result.extra), "p_maxt": float(maxt[i])})
+            results.append(result)
+            replicates[result.key] = reps
+    return FamilyOutput(results, replicates, null, done)
+
+
+def _bootstrap(probe: Any, arm: Arm, cv: CVResult, groups: Sequence[Hashable] | np.ndarray | None, *,
+               refit: bool, n_bootstrap: int, seed: int, sites: Sequence[str] | None) -> RefitBootstrap:
+    """The arm's bootstrap replicates (L, B): refitted (see module doc) on the rows of ``sites`` (all rows when
+    None, and always for a single-row arm), from the fixed out-of-fold outputs elsewhere."""
+    fixed = bootstrap_cv_scores(cv.scoring, cv.truth, cv.outputs, cv.fold_id, groups, n_classes=cv.n_classes,
+                                n_bootstrap=n_bootstrap, seed=seed)
+    rows = np.zeros(len(arm.sites), dtype=bool)
+    if refit:
+        rows[:] = sites is None or len(arm.sites) == 1
+        if sites is not None:
+            rows |= np.isin(np.asarray(arm.sites), list(sites))
+    if not rows.any():
+        return RefitBootstrap(raw=fixed, centred=fixed, refitted=rows)
+    X = check_features(arm.X, ndim=3)[rows]
+    boot = refit_bootstrap(probe, X, arm.y, groups, observed=cv.scores[rows], scoring=cv.scoring, task=cv.task,
+                           n_splits=len(cv.folds), n_bootstrap=n_bootstrap, seed=seed)
+    raw, centred = fixed.copy(), fixed.copy()
+    raw[rows], centred[rows] = boot.raw, boot.centred
+    return RefitBootstrap(raw=raw, centred=centred, refitted=rows)
+
+
+def _row(members: list[ArmResult], i: int, site: str, null: SequentialNull,
+         common: dict[str, Any]) -> tuple[TestResult, np.ndarray]:
+    """The reported result of site ``i`` of one control (several arms = twin seeds, averaged)."""
+    first = members[0]
+    arm, cv = first.arm, first.cv
+    row_nulls = np.stack([null.null[m.rows][i] for m in members])  # (S, B)
+    observed_each = np.array([m.cv.scores[i] for m in members])
+    mean_null = row_nulls.mean(axis=0)
+    observed = float(observed_each.mean())
+    null_mean = float(mean_null.mean())
+    null_sd = float(mean_null.std(ddof=1)) if mean_null.size > 1 else float("nan")
+    exceed = int(exceedances(np.array([observed]), mean_null[None])[0])
+    low, high = mc_interval(np.array([exceed]), null.n_drawn, null.plan.confidence)
+    effect_reps = np.stack([m.boot.centred[i] - null.null[m.rows][i].mean() for m in members])  # (S, B)
+    lo, hi = percentile_intervals(effect_reps.mean(axis=0) if len(members) == 1 else seed_mean_replicates(effect_reps),
+                                  common["level"])
+    control = arm.control
+    model = control if control in MODEL_CONTROLS else TRAINED
+    key = TestKey(test=common["test"], dataset=common["dataset"], method=common["method"], site=site,
+                  position=common["position"], control=control, model=model)
+    extra: dict[str, Any] = {
+        **null_extra(null, first.rows.start + i),
+        "null_mean": null_mean,
+        "null_sd": null_sd if np.isfinite(null_sd) else None,
+        "p_mc_low": float(low[0]),
+        "p_mc_high": float(high[0]),
+        "chance": chance_level(cv.scoring, cv.n_classes),
+        "n_splits": len(cv.folds),
+        "permutation_scheme": first.scheme,
+        "permutation_method": first.method,
+        "n_bootstrap": int(first.boot.centred.shape[1]),
+        "bootstrap": _BOOTSTRAP_NOTE[first.boot.refitted is not None and bool(first.boot.refitted[i])],
+        "ci_level": common["level"],
+        "fold_scores": cv.fold_scores[i].tolist(),
+        "seed": common["seed"],
+        **_depth_extra(site, common["n_layers"]),
+        **arm.note,
+    }
+    if cv.test_folds_missing_class:
+        extra["test_folds_missing_a_class"] = cv.test_folds_missing_class
+    if arm.baseline:
+        extra["baseline"] = True
+    if len(members) > 1:
+        extra["per_seed"] = [{"seed": m.arm.seed, "statistic": float(m.cv.scores[i]),
+                              "effect": float(m.cv.scores[i] - null.null[m.rows][i].mean())} for m in members]
+    result = TestResult(
+        key=key,
+        claim=common["claim"],
+        statistic_name=cv.scoring,
+        statistic=observed,
+        effect_size_name=f"{cv.scoring} - permutation null mean",
+        effect_size=observed - null_mean,
+        ci_low=float(lo),
+        ci_high=float(hi),
+        p_value=float((1 + exceed) / (null.n_drawn + 1)),
+        n=arm.X.shape[1],
+        n_groups=common["n_groups"],
+        extra=extra,
+    )
+    return result, effect_reps[0] if len(members) == 1 else effect_reps
+
+
+def _max_t(null: SequentialNull, rows: slice) -> np.ndarray:
+    """Westfall-Young single-step max-T adjusted p of each task row: how often the largest standardised null
+    score over the task's layers reaches the row's standardised observed score (shared draws keep the layers'
+    dependence)."""
+    draws = null.null[rows]
+    mean = draws.mean(axis=1, keepdims=True)
+    sd = draws.std(axis=1, ddof=1, keepdims=True) if draws.shape[1] > 1 else np.ones_like(mean)
+    sd = np.where(sd > 0, sd, 1.0)
+    z_obs = (null.observed[rows][:, None] - mean) / sd
+    z_max = ((draws - mean) / sd).max(axis=0)
+    exceed = exceedances(z_obs[:, 0], np.broadcast_to(z_max, draws.shape))
+    return (1.0 + exceed) / (draws.shape[1] + 1.0)

@@ -1,0 +1,206 @@
+"""The probe's interval, effect and null, against known truth.
+
+The CV score varies with the test items and with the fitted probe. An interval from the out-of-fold outputs
+alone (fits held fixed) leaves the second out and under-covers; the refit bootstrap (every replicate re-deals
+folds and refits) must cover the truth at the nominal rate. The truth of a planted data set is the *expected
+CV score of this procedure at this sample size*: the mean score over many independent data sets drawn from
+the same distribution (Monte Carlo). Not the population accuracy of the Bayes rule (no finite-n probe reaches
+it) and not the score of the fitted probe on new data (that depends on the folds drawn): the CV score estimates
+the accuracy of the procedure trained on (k-1)/k of n items, and that is what the interval is about.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conceptspace.analyses.probes import RidgeProbe, RidgeRegressionProbe
+from conceptspace.analyses.probes._evaluation import cross_validate_layers, probe_layers
+from conceptspace.stats import SequentialPlan, percentile_intervals
+from conceptspace.stats._bootstrap import bootstrap_cv_scores
+from conceptspace.stats._folds import grouped_folds
+from conceptspace.stats._permutation import draw_permutations, null_draws, permutation_test_layers
+from conceptspace.stats._refit_bootstrap import bootstrap_weights, refit_bootstrap, weighted_ridge_predict
+
+
+def planted(seed: int, n_groups: int, *, d: int = 20, delta: float = 1.0, items_per_group: int = 3,
+            group_share: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two Gaussian classes ``delta`` SDs apart along one axis; each group (one label) shares an offset."""
+    rng = np.random.default_rng(seed)
+    y_group = rng.permutation(np.arange(n_groups) % 2)
+    groups = np.repeat(np.arange(n_groups), items_per_group)
+    y = y_group[groups]
+    X = (np.sqrt(group_share) * rng.standard_normal((n_groups, d))[groups]
+         + np.sqrt(1 - group_share) * rng.standard_normal((groups.size, d)))
+    X[:, 0] += delta * (y - 0.5)
+    return X[None], y, groups
+
+
+class _HiddenRidge(RidgeProbe):
+    """The ridge probe without its label-linear declaration: forces the generic refitting paths."""
+
+    def label_linear_spec(self, n_classes):  # type: ignore[no-untyped-def,override]
+        return None
+
+
+# ----------------------------------------------------------------------------------------- the algebra
+@pytest.mark.parametrize("d", [4, 40])  # feature space (d < n) and row space (d > n)
+def test_weighted_ridge_is_the_ridge_probe_on_duplicated_rows(d):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2, 24, d))
+    y = rng.integers(0, 2, 24)
+    w = rng.integers(0, 3, size=(3, 24)).astype(float)
+    gram = None if d < 24 else np.einsum("lid,ljd->lij", X, X)
+    import torch
+
+    pred = weighted_ridge_predict(torch.from_numpy(X), torch.from_numpy(w), torch.from_numpy(y[:, None] * 1.0), 0.7,
+                                  None if gram is None else torch.from_numpy(gram)).numpy()
+    for b in range(3):
+        rows = np.repeat(np.arange(24), w[b].astype(int))
+        for layer in range(2):
+            probe = RidgeProbe(penalty=0.7).fit(X[layer][rows], y[rows])
+            np.testing.assert_allclose(pred[b, layer, :, 0] - 0.5, probe.decision_function(X[layer]), atol=1e-8)
+
+
+def test_fast_refit_bootstrap_equals_refitting_the_probe():
+    X, y, groups = planted(1, 12, d=6)
+    observed = cross_validate_layers(RidgeProbe(), X, y, groups, n_splits=3).scores
+    kwargs = {"observed": observed, "scoring": "balanced_accuracy", "task": "classification", "n_splits": 3,
+              "n_bootstrap": 8, "seed": 2, "weights": "multinomial"}
+    fast = refit_bootstrap(RidgeProbe(), X, y, groups, **kwargs)
+    slow = refit_bootstrap(_HiddenRidge(), X, y, groups, **kwargs)
+    np.testing.assert_allclose(fast.raw, slow.raw)
+    assert np.isfinite(fast.raw).mean() > 0.5
+
+
+def test_bootstrap_weights_resample_whole_groups_with_mean_one():
+    groups = np.repeat(np.arange(10), 3)
+    for scheme in ("bayesian", "multinomial"):
+        w = bootstrap_weights(groups, 50, 0, scheme)
+        assert np.all(w.reshape(50, 10, 3) == w.reshape(50, 10, 3)[..., :1])  # one weight per group
+        np.testing.assert_allclose(w.mean(axis=1), 1.0)
+    again = bootstrap_weights(groups, 5, 3, "bayesian")
+    np.testing.assert_array_equal(again, bootstrap_weights(groups, 5, 3, "bayesian"))
+
+
+# --------------------------------------------------------------------------------- the refit variance
+def test_the_interval_carries_the_refit_variance():
+    """Default-tier guard: the refit replicates' spread matches the CV score's real sampling spread (Monte Carlo
+    over independent data sets), while the spread with the fits held fixed is clearly too small, as it was."""
+    n_groups, n_data = 30, 120
+    scores = [cross_validate_layers(RidgeProbe(), *planted(1000 + i, n_groups), seed=i).scores[0]
+              for i in range(n_data)]
+    true_sd = float(np.std(scores, ddof=1))
+    refit_sd, fixed_sd = [], []
+    for i in range(12):
+        X, y, groups = planted(i, n_groups)
+        cv = cross_validate_layers(RidgeProbe(), X, y, groups, seed=i)
+        boot = refit_bootstrap(RidgeProbe(), X, y, groups, observed=cv.scores, scoring=cv.scoring,
+                               task="classification", n_splits=5, n_bootstrap=150, seed=i)
+        refit_sd.append(np.nanstd(boot.centred[0]))
+        fixed = bootstrap_cv_scores(cv.scoring, cv.truth, cv.outputs, cv.fold_id, groups, n_classes=2,
+                                    n_bootstrap=150, seed=i)
+        fixed_sd.append(np.nanstd(fixed[0]))
+    assert 0.8 * true_sd <= np.mean(refit_sd) <= 1.25 * true_sd, (np.mean(refit_sd), true_sd)
+    assert np.mean(fixed_sd) < 0.85 * true_sd, (np.mean(fixed_sd), true_sd)
+
+
+# --------------------------------------------------------------------------- effect, null and the draws
+def test_effect_is_the_statistic_minus_the_permutation_null_mean():
+    """R^2 on noise sits far below 0 under grouped CV; the effect is measured from the null, not from 0."""
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(30), 2)
+    target = rng.standard_normal(30)[groups]
+    X = rng.standard_normal((1, 60, 40))
+    rs, _ = probe_layers(RidgeRegressionProbe(penalty=0.1), X, target, groups, dataset="toy", n_permutations=99,
+                         n_bootstrap=60)
+    r = rs[0]
+    assert r.extra["null_mean"] < -0.05 and r.extra["null_sd"] > 0
+    assert r.effect_size == pytest.approx(r.statistic - r.extra["null_mean"])
+    assert r.effect_size_name == "r2 - permutation null mean"
+    assert r.ci_low < r.effect_size < r.ci_high
+    assert r.extra["n_permutations"] == 99
+
+
+def test_sequential_draws_extend_until_the_primary_decision_is_settled():
+    X, y, groups = planted(4, 40, delta=0.4)
+    X = np.concatenate([X, X[:, ::-1]])  # a second row so that one decides and one rides along
+    plan = SequentialPlan(start=19, maximum=19 * 16, thresholds=(0.01,))
+    rs, _ = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", plan=plan, primary="layer.0", n_bootstrap=20)
+    drawn = rs[0].extra["n_permutations"]
+    assert drawn in (19, 38, 76, 152, 304) and rs[1].extra["n_permutations"] == drawn
+    assert rs[0].extra["settled"] == (not (rs[0].extra["p_mc_low"] <= 0.01 <= rs[0].extra["p_mc_high"]))
+    again, _ = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", plan=plan, primary="layer.0", n_bootstrap=20)
+    assert [r.p_value for r in again] == [r.p_value for r in rs]
+
+
+def test_numbered_draws_are_the_permutation_test_in_batches():
+    """The sequential source reproduces the fixed permutation test on the same permutations, and two feature
+    stacks with the same labels get the same permutations (the family shares its draws)."""
+    X, y, groups = planted(5, 20, d=5)
+    folds = grouped_folds(y, groups, n_splits=4, seed=0)
+    draw, scheme, method = null_draws(RidgeProbe(), X, y, groups, folds=folds)
+    assert (scheme, method) == ("group", "exact")
+    batch = draw(10, 7)
+    perms, _ = draw_permutations(y, groups, 7, seed=[0, 10], folds=folds)
+    refit = np.array([cross_validate_layers(RidgeProbe(), X, y[p], groups, folds=folds).scores[0] for p in perms])
+    np.testing.assert_allclose(batch[0], refit)
+    fixed = permutation_test_layers(RidgeProbe(), X, y, groups, n_permutations=5, folds=folds, seed=3)
+    assert fixed.null.shape == (1, 5)
+
+
+def test_max_t_adjusts_across_layers():
+    X, y, groups = planted(6, 40, delta=0.6)
+    rng = np.random.default_rng(0)
+    X = np.concatenate([X, rng.standard_normal((4, *X.shape[1:]))])
+    rs, _ = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", n_permutations=199, n_bootstrap=20)
+    for r in rs:
+        assert r.extra["p_maxt"] >= r.p_value - 1e-12
+    single, _ = probe_layers(RidgeProbe(), X[:1], y, groups, dataset="toy", n_permutations=199, n_bootstrap=20)
+    assert single[0].extra["p_maxt"] == pytest.approx(single[0].p_value)
+
+
+# ------------------------------------------------------------------------- calibration (long; own tier)
+def _coverage(n_groups: int, delta: float, n_data: int) -> tuple[float, float]:
+    truth = float(np.mean([cross_validate_layers(RidgeProbe(), *planted(10**6 + i, n_groups, delta=delta),
+                                                 seed=10**6 + i).scores[0] for i in range(1000)]))
+    hits, hits_fixed = 0, 0
+    for i in range(n_data):
+        X, y, groups = planted(i, n_groups, delta=delta)
+        rs, cv = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", n_permutations=49, n_bootstrap=200, seed=i)
+        r = rs[0]
+        hits += r.ci_low + r.extra["null_mean"] <= truth <= r.ci_high + r.extra["null_mean"]
+        fixed = bootstrap_cv_scores(cv.scoring, cv.truth, cv.outputs, cv.fold_id, groups, n_classes=2,
+                                    n_bootstrap=200, seed=i)
+        lo, hi = percentile_intervals(fixed[0])
+        hits_fixed += lo <= truth <= hi
+    return hits / n_data, hits_fixed / n_data
+
+
+@pytest.mark.parametrize("n_groups", [40, 100])
+def test_planted_classes_the_interval_covers_the_expected_cv_score(n_groups):
+    """Never below 93% (the fixed-output interval: 0.85-0.87 here). At 100 groups the refit bootstrap is
+    conservative (0.97-0.99 measured): near the optimum the score loses accuracy quadratically in the fit error,
+    and a bootstrap refit adds its own fit error to the data's, which about doubles that share of the variance
+    (measured: refit SD 0.050 vs Monte Carlo SD 0.043). The upper bound is checked in the next test."""
+    coverage, fixed = _coverage(n_groups, 1.0, 300)
+    assert coverage >= 0.93, (coverage, fixed)
+    assert fixed < coverage
+
+
+@pytest.mark.xfail(strict=True, reason="the refit bootstrap over-covers at 100 groups (0.97-0.99): see above")
+def test_planted_classes_the_interval_is_not_conservative_at_100_groups():
+    coverage, _ = _coverage(100, 1.0, 300)
+    assert coverage <= 0.97, coverage
+
+
+def test_pure_noise_the_interval_covers_zero_and_p_is_uniform():
+    covered, rejected, n_sets = 0, 0, 300
+    for i in range(n_sets):
+        X, _, groups = planted(i, 40, delta=0.0)
+        y = np.random.default_rng([i, 9]).permutation(np.arange(40) % 2)[groups]
+        rs, _ = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", n_permutations=199, n_bootstrap=200, seed=i)
+        covered += rs[0].ci_low <= 0 <= rs[0].ci_high
+        rejected += rs[0].p_value < 0.05
+    assert 0.93 <= covered / n_sets <= 0.97, covered / n_sets
+    assert 0.03 <= rejected / n_sets <= 0.07, rejected / n_sets
