@@ -1,4 +1,9 @@
-"""C1: representational similarity: do words of one category have more similar vectors (RSA, Mantel test)?"""
+"""C1: representational similarity: do words of one category have more similar vectors (RSA, Mantel test)?
+
+Primary test: the RSA at the primary site (``context.primary_site``, default the first site); other sites are
+exploratory; the untrained twins (one test, mean over seeds) and the spectrum-matched twin are its controls.
+In a ``--null`` run the labels are permuted within groups first.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +19,12 @@ from conceptspace.analyses._base import (
     is_int,
     is_sites,
     is_str,
+    mark_roles,
     optional,
     param,
     register,
 )
-from conceptspace.concepts import load_concepts
+from conceptspace.concepts import load_concepts, null_labels
 
 
 @dataclass(frozen=True)
@@ -38,8 +44,15 @@ class SimilarityAnalysis(Analysis):
 
     def run(self, context: RunContext, params: SimilarityParams) -> AnalysisOutput:
         cs = load_concepts(params.dataset)
+        if context.null_seed is not None:
+            cs = null_labels(cs, context.null_seed)
         rows = geometry.select_rows(cs, max_per_class=params.max_per_class, seed=context.seed)
-        return AnalysisOutput(geometry.run_similarity(
-            context.model, cs, params.sites, rows=rows.tolist(), twin=context.twin,
+        out = geometry.similarity_output(
+            context.model, cs, params.sites, rows=rows.tolist(),
+            controls=[(c.name, c.seed, c.model) for c in context.control_models()],
             n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap, seed=context.seed,
-        ))
+            plan=context.sequential_plan(), primary_site=context.primary_site,
+        )
+        site = geometry.resolve_primary_site(context.model, params.sites, context.primary_site)
+        results = mark_roles(out.results, lambda r: r.site == site)
+        return AnalysisOutput(results, replicates=geometry.primary_replicates(results, out.replicates))
