@@ -26,11 +26,16 @@ warnings.simplefilter("error", import_nnsight().NNsightDeprecationWarning)
 SLOW = {
     "tests/unit/test_cache.py::test_killed_extraction_resumes_from_whole_shards":
         "kills a real extraction subprocess twice and resumes it",
+    "tests/unit/test_geometry_calibration.py::test_planted_relation_ci_covers_the_mean_effect_over_data_sets":
+        "120 planted relation data sets (~17 s)",
 }
 CALIBRATION = {
     "tests/unit/test_stats_calibration.py::test_realistic_null_calibration_30_layers":
         "200 label sets x 30 layers at d=576 (3-6 minutes)",
     "tests/integration/test_calibration_real.py": "null rates on real SmolLM2 activations (3-10 minutes)",
+    **{f"tests/unit/test_geometry_calibration.py::test_calibration_noise_ci_covers_zero_93_to_97_percent_and_p_is_"
+       f"exact[{case}]": "300-400 pure-noise data sets of one geometry kind (0.5-4 minutes)"
+       for case in ("relations-400", "clustering-400", "analogies-300", "similarity-300")},
 }
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 

@@ -204,7 +204,8 @@ def clustering_null_rows(
         out.append(np.atleast_1d(values.mean()) if w is None else (w @ values) / w.sum(axis=1))
         return np.stack(out)
 
-    labels_out = [{"method": method, "metric": metric} for method in methods for metric in AGREEMENT_METRICS]
+    labels_out: list[dict[str, Any]] = [{"method": method, "metric": metric} for method in methods
+                                        for metric in AGREEMENT_METRICS]
     labels_out.append({"method": "true_labels", "metric": "silhouette_cosine"})
     for lab in labels_out:
         lab["n_clusters"] = int(preds[lab["method"]].max()) + 1 if lab["method"] in preds else None

@@ -23,8 +23,9 @@ from conceptspace.analyses._base import (
     optional,
     param,
     register,
+    subset,
 )
-from conceptspace.concepts import load_concepts, null_labels
+from conceptspace.concepts import ConceptSet, load_concepts, null_labels
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,11 @@ class SimilarityAnalysis(Analysis):
     smoke_params: ClassVar[dict[str, Any]] = {"dataset": "function_vectors/categories", "max_per_class": 4}
 
     def run(self, context: RunContext, params: SimilarityParams) -> AnalysisOutput:
-        cs = load_concepts(params.dataset)
-        if context.null_seed is not None:
-            cs = null_labels(cs, context.null_seed)
-        rows = geometry.select_rows(cs, max_per_class=params.max_per_class, seed=context.seed)
+        full = load_concepts(params.dataset)
+        rows = geometry.select_rows(full, max_per_class=params.max_per_class, seed=context.seed)
+        cs = _null_or_real(subset(full, rows), context.null_seed)
         out = geometry.similarity_output(
-            context.model, cs, params.sites, rows=rows.tolist(),
+            context.model, cs, params.sites,
             controls=[(c.name, c.seed, c.model) for c in context.control_models()],
             n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap, seed=context.seed,
             plan=context.sequential_plan(), primary_site=context.primary_site,
@@ -56,3 +56,10 @@ class SimilarityAnalysis(Analysis):
         site = geometry.resolve_primary_site(context.model, params.sites, context.primary_site)
         results = mark_roles(out.results, lambda r: r.site == site)
         return AnalysisOutput(results, replicates=geometry.primary_replicates(results, out.replicates))
+
+
+def _null_or_real(concept_set: ConceptSet, null_seed: int | None) -> ConceptSet:
+    """The selected rows, with their labels permuted in a ``--null`` run. Permuted after the selection: the
+    selection drops words listed under several classes, whose shared group would otherwise make
+    ``null_labels`` permute only within those few groups and leave every other label in place."""
+    return concept_set if null_seed is None else null_labels(concept_set, null_seed)
