@@ -44,7 +44,7 @@ from conceptspace.analyses.geometry._vector_ops import check_vectors, group_code
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._bootstrap import group_counts
 from conceptspace.stats._results import ResultSet, TestResult
-from conceptspace.stats._sequential import SequentialNull, SequentialPlan, null_extra
+from conceptspace.stats._sequential import SequentialNull, SequentialPlan, is_settled, null_extra
 from conceptspace.utils.deprecation import renamed_keywords
 
 ANALOGY_METHODS: tuple[str, ...] = ("3cosadd", "3cosmul")
@@ -231,6 +231,20 @@ def analogy_null_rows(
     return AnalogyRows(labels, hits, masks, flips, repaired, boot_base, vectors.shape[0] - 3)
 
 
+def iut_settled(flips: SequentialNull, repaired: SequentialNull, row: int) -> bool:
+    """Whether the decision of the larger-p test is settled: both streams settled against the thresholds, or one
+    settled with its whole Monte Carlo interval above every threshold (then the other cannot change it)."""
+    thresholds = flips.plan.thresholds
+
+    def settled(out: SequentialNull) -> bool:
+        return is_settled(out.mc_low[row:row + 1], out.mc_high[row:row + 1], thresholds)
+
+    def clearly_above(out: SequentialNull) -> bool:
+        return settled(out) and float(out.mc_low[row]) > max(thresholds)
+
+    return bool((settled(flips) and settled(repaired)) or clearly_above(flips) or clearly_above(repaired))
+
+
 def analogy_results(
     rows: AnalogyRows,
     flips: SequentialNull,
@@ -260,7 +274,7 @@ def analogy_results(
         p_flip, p_rep = float(flips.p_value[i]), float(repaired.p_value[i])
         deciding = flips if p_flip >= p_rep else repaired
         record = null_extra(deciding, i)
-        record.update({"settled": bool(flips.settled and repaired.settled), "null_mean": 0.0,
+        record.update({"settled": iut_settled(flips, repaired, i), "null_mean": 0.0,
                        "null_sd": null_extra(flips, i)["null_sd"], "p_sign_flip": p_flip, "p_repaired": p_rep,
                        "n_sign_flips": int(flips.n_drawn), "n_repairings": int(repaired.n_drawn),
                        "repaired_null_mean": null_extra(repaired, i)["null_mean"],

@@ -428,7 +428,10 @@ def analogies_output(
 
 def _finish_analogies(rows: AnalogyRows, plan: SequentialPlan, flips_rows: NullRows, flips: SequentialNull,
                       **naming: Any) -> tuple[list[Any], list[np.ndarray]]:
-    """The re-pairing guard's draws (sequential where the flips are), then the paired tests and baselines."""
+    """The re-pairing guard's draws (sequential where the flips are, unless the flips already settled that the
+    primary row is not significant: the larger p then decides), then the paired tests and baselines."""
+    if flips.mc_low[0] > max(plan.thresholds) and flips.settled:
+        plan = SequentialPlan.fixed(plan.start)
     repaired = sequential_null(rows.repaired.draw, rows.repaired.observed, plan, decide=[0])
     results, reps, baselines, base_reps = analogy_results(rows, flips, repaired, **naming)
     if naming.get("control") is not None:
