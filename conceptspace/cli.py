@@ -429,7 +429,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _quiet_libraries()
     remote: RemoteMode = "local" if args.remote_dry_run else bool(args.remote)
     outcome = run_suite(suite, quick=args.quick, device=args.device, remote=remote, twin=args.twin,
-                        progress=not args.quiet, debug=bool(getattr(args, "debug", False)))
+                        progress=not args.quiet, debug=bool(getattr(args, "debug", False)), null_seed=args.null)
     publish_folder(out, lambda folder: write_report(outcome, folder))
     for verdict in outcome.verdicts:
         print(f"{verdict.claim:3s} {verdict.verdict:14s} {verdict.reason}")
@@ -553,6 +553,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override every analysis's layers: 'all', block indices (3,-1) or fractions of depth "
                           "(0.25,0.5,0.75: block floor(f * n_layers), 1.0 the last); single-layer kinds (steering, "
                           "erasure, derivatives) take the middle value; recorded in results.json")
+    run.add_argument("--null", type=int, default=None, metavar="SEED",
+                     help="the null battery: every label set permuted within its groups, every pair set re-paired, "
+                          "every concept direction drawn from permuted labels (seeded); no claim should come out "
+                          "supported (docs/STATISTICS.md reports the false-positive rate over seeds)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(handler=_cmd_run)
 

@@ -79,13 +79,54 @@ def _verdict_row(verdict: dict[str, Any], results: ResultSet) -> dict[str, str]:
     twin = by_key.get(best.key.counterpart(UNTRAINED)) if best is not None and best.control is None else None
     row = {"claim": verdict["claim"], "title": verdict["title"], "verdict": verdict["verdict"],
            "best": "-", "effect": "-", "ci": "-", "p_adj": "-", "twin": "-", "n_tests": str(len(verdict["test_ids"])),
-           "reason": verdict["reason"]}
+           "reason": verdict["reason"], "draws": "-", "paired": "-"}
     if best is not None:
         row.update(best=best.test_id, effect=f"{fmt(best.effect_size)} ({best.effect_size_name})",
-                   ci=f"[{fmt(best.ci_low)}, {fmt(best.ci_high)}]", p_adj=fmt(best.p_adjusted, 4))
+                   ci=f"[{fmt(best.ci_low)}, {fmt(best.ci_high)}]", p_adj=fmt(best.p_adjusted, 4),
+                   draws=draws_note(best.extra), paired=paired_note(best.extra))
     if twin is not None:
         row["twin"] = f"{fmt(twin.effect_size)} [{fmt(twin.ci_low)}, {fmt(twin.ci_high)}]"
+        if row["paired"] == "-":
+            row["paired"] = f"untrained twin's own effect {row['twin']} (no paired replicates)"
     return row
+
+
+def draws_note(extra: Any) -> str:
+    """"B (p in [lo, hi])": Monte Carlo draws of a test and the 99% interval of its p ('-' for analytic tests)."""
+    drawn = extra.get("n_permutations") or extra.get("n_placebo")
+    if not drawn:
+        return "-"
+    low, high = extra.get("p_mc_low"), extra.get("p_mc_high")
+    interval = f" (p in [{fmt(low, 4)}, {fmt(high, 4)}])" if low is not None and high is not None else ""
+    unsettled = "; unsettled" if extra.get("settled") is False else ""
+    return f"{drawn}{interval}{unsettled}"
+
+
+def paired_note(extra: Any) -> str:
+    """Each control's paired difference with its interval, as the verdict judged it."""
+    paired = extra.get("paired") or {}
+    parts = [f"{name} {fmt(v.get('difference'))} [{fmt(v.get('ci_low'))}, {fmt(v.get('ci_high'))}]"
+             for name, v in paired.items()]
+    return "; ".join(parts) if parts else "-"
+
+
+def family_rows(document: dict[str, Any]) -> list[list[str]]:
+    """One row per claim of the corrected family: primary tests, Bonferroni p, adjusted p across claims."""
+    return [[c["claim"], str(c["n_primary"]), fmt(c["p_value"], 4), fmt(c["p_adjusted"], 4)]
+            for c in document.get("family", {}).get("claims", [])]
+
+
+def family_note(document: dict[str, Any]) -> str:
+    """The family in one paragraph: what was corrected, what was not, how the p-values were drawn."""
+    family = document.get("family") or {}
+    roles = family.get("tests_by_role", {})
+    sequential = family.get("sequential", {})
+    counts = ", ".join(f"{n} {role}" for role, n in sorted(roles.items()))
+    return (f"Family: {family.get('procedure', '-')}. Tests by role: {counts or '-'}. Monte Carlo p-values are "
+            f"sequential: {sequential.get('start', '-')} draws first, doubling up to {sequential.get('maximum', '-')} "
+            f"until the {sequential.get('stopping', '-')}; each test shows the draws taken and the 99% interval of "
+            "its p. Controls are judged by paired differences (test minus control on shared resamples), not by "
+            "their own p-values.")
 
 
 def _figures_for(claim: str, outcome: RunOutcome) -> list[Figure]:
@@ -132,14 +173,20 @@ def execution_note(doc: dict[str, Any]) -> str:
 
 
 def twin_note(doc: dict[str, Any]) -> str:
-    """Which untrained control ran (its own architecture, a stand-in model, or none)."""
+    """Which untrained controls ran (its own architecture over seeds, the spectrum-matched twin, a stand-in
+    model, or none)."""
     twin = doc.get("twin")
     seed = doc["suite"]["twin_seed"]
     if twin is None:
         return "no untrained twin in this run"
     source = twin.get("twin_source", "config")
+    controls = doc.get("controls") or []
+    seeds = [c["seed"] for c in controls if c.get("control") == "untrained"] or [seed]
+    spectrum = any(c.get("control") == "spectrum_matched" for c in controls)
     if source == "config":
-        return f"untrained twin seed {seed}"
+        plural = "s" if len(seeds) > 1 else ""
+        extra = "; spectrum-matched twin (singular values kept, singular vectors random)" if spectrum else ""
+        return f"untrained twin seed{plural} {', '.join(str(s) for s in seeds)}{extra}"
     return f"untrained control: an untrained {twin['name']} (seed {seed}) standing in for the twin"
 
 

@@ -11,7 +11,15 @@ import html
 import json
 from typing import Any
 
-from conceptspace.report._build import ReportData, execution_note, layers_note, twin_note, with_space
+from conceptspace.report._build import (
+    ReportData,
+    execution_note,
+    family_note,
+    family_rows,
+    layers_note,
+    twin_note,
+    with_space,
+)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -44,32 +52,46 @@ def render_html(data: ReportData) -> str:
     """report.html from the same content as report.md."""
     doc = data.document
     model, suite = doc["model"], doc["suite"]
-    n_tests = sum(not t["sanity_check"] for t in doc["tests"])
+    n_primary = sum(1 for t in doc["tests"] if (t.get("extra") or {}).get("role") == "primary")
+    null_banner = (f"<p><strong>NULL BATTERY (seed {doc['null_seed']})</strong>: every label set permuted within its "
+                   "groups, pairs re-paired, directions drawn from permuted labels. Nothing here is evidence about "
+                   "the model.</p>") if doc.get("null_seed") is not None else ""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>conceptspace report: {_e(suite['name'])} on {_e(model['name'])}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>conceptspace report: {_e(suite['name'])} on {_e(model['name'])}</h1>",
+        null_banner,
         f"<p>Suite <code>{_e(suite['source'])}</code>{' (--quick)' if doc['quick'] else ''}; seed {doc['seed']}; "
-        f"{_e(suite['correction'])} correction across {n_tests} tests at alpha {suite['alpha']}; "
-        f"{suite['n_permutations']} permutations, {suite['n_bootstrap']} bootstrap samples. Model "
+        f"{_e(suite['correction'])} across claims over {n_primary} primary tests (Bonferroni within a claim) at "
+        f"alpha {suite['alpha']}; sequential permutations from {suite['n_permutations']}, "
+        f"{suite['n_bootstrap']} bootstrap samples. Model "
         f"{_e(model['name'])} ({_e(model['architecture'])}, {model['n_layers']} layers, d={model['d_model']}, "
         f"{model['parameters']:,} parameters, weights sha256 <code>{_e(str(model.get('weights_sha256'))[:16])}"
-        f"...</code>){_e(execution_note(doc))}; {_e(twin_note(doc))}.{with_space(_e(layers_note(doc)))}</p>",
+        f"...</code>){_e(execution_note(doc))}{'; variant: ' + _e(model['variant']) if model.get('variant') else ''}; "
+        f"{_e(twin_note(doc))}.{with_space(_e(layers_note(doc)))}</p>",
         "<h2>Verdicts</h2><table><tr><th>claim</th><th>verdict</th><th>best test</th><th>effect</th>"
-        "<th>95% CI</th><th>p (adj.)</th><th>untrained twin</th><th>tests</th><th>reason</th></tr>",
+        "<th>95% CI</th><th>p (adj.)</th><th>draws</th><th>minus controls (paired 95% CI)</th><th>tests</th>"
+        "<th>reason</th></tr>",
     ]
     for r in data.verdict_rows:
         parts.append(
             f"<tr><td>{_e(r['claim'])} {_e(r['title'])}</td><td>{_badge(r['verdict'])}</td>"
             f"<td><code>{_e(r['best'])}</code></td><td>{_e(r['effect'])}</td><td>{_e(r['ci'])}</td>"
-            f"<td>{_e(r['p_adj'])}</td><td>{_e(r['twin'])}</td><td>{_e(r['n_tests'])}</td>"
+            f"<td>{_e(r['p_adj'])}</td><td>{_e(r['draws'])}</td><td>{_e(r['paired'])}</td><td>{_e(r['n_tests'])}</td>"
             f"<td>{_e(r['reason'])}</td></tr>"
         )
     parts.append("</table><p>Verdict rules, fixed in the suite before the run:</p><ul>")
     parts += [f"<li>{_e(v['rule'])}</li>" for v in doc["verdicts"]]
     parts.append("</ul>")
+    parts += ["<h2>Multiple testing</h2>", f"<p>{_e(family_note(doc))}</p>"]
+    rows = family_rows(doc)
+    if rows:
+        parts.append("<table><tr><th>claim</th><th>primary tests</th><th>p (Bonferroni in claim)</th>"
+                     "<th>p (adjusted across claims)</th></tr>"
+                     + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+                     + "</table>")
     for s in data.sections:
         parts += [
             f"<h2>{_e(s.claim)}: {_e(s.title)} {_badge(s.verdict['verdict'])}</h2>",

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-from conceptspace.report._build import ReportData, execution_note, layers_note, twin_note, with_space
+from conceptspace.report._build import (
+    ReportData,
+    execution_note,
+    family_note,
+    family_rows,
+    layers_note,
+    twin_note,
+    with_space,
+)
 from conceptspace.utils.text_safety import md_code, md_fence, md_text
 
 
@@ -31,22 +39,34 @@ def render_markdown(data: ReportData) -> str:
     doc = data.document
     model, suite = doc["model"], doc["suite"]
     out = [f"# conceptspace report: {md_text(suite['name'])} on {md_text(model['name'])}", ""]
+    if doc.get("null_seed") is not None:
+        out += [f"**NULL BATTERY (seed {doc['null_seed']})**: every label set permuted within its groups, pairs "
+                "re-paired, directions drawn from permuted labels. Nothing here is evidence about the model.", ""]
+    n_primary = sum(1 for t in doc["tests"] if (t.get("extra") or {}).get("role") == "primary")
     out.append(f"Suite {md_code(suite['source'])}{' (--quick)' if doc['quick'] else ''}; seed {doc['seed']}; "
-               f"{suite['correction']} correction across {sum(not t['sanity_check'] for t in doc['tests'])} tests at "
-               f"alpha {suite['alpha']}; {suite['n_permutations']} permutations, {suite['n_bootstrap']} bootstrap "
-               f"samples. Model: {md_text(model['name'])} ({md_text(model['architecture'])}, {model['n_layers']} "
-               f"layers, d={model['d_model']}, {model['parameters']:,} parameters, weights sha256 "
-               f"{md_code(str(model.get('weights_sha256'))[:16] + '...')}){execution_note(doc)}; "
+               f"{suite['correction']} across claims over {n_primary} primary tests (Bonferroni within a claim) at "
+               f"alpha {suite['alpha']}; sequential permutations from {suite['n_permutations']}, "
+               f"{suite['n_bootstrap']} bootstrap samples. Model: {md_text(model['name'])} "
+               f"({md_text(model['architecture'])}, {model['n_layers']} layers, d={model['d_model']}, "
+               f"{model['parameters']:,} parameters, weights sha256 "
+               f"{md_code(str(model.get('weights_sha256'))[:16] + '...')}){execution_note(doc)}"
+               f"{'; variant: ' + md_text(model['variant']) if model.get('variant') else ''}; "
                f"{md_text(twin_note(doc))}.{with_space(md_text(layers_note(doc)))}")
     out += ["", "## Verdicts", ""]
     out.append(_md_table(
-        ["claim", "verdict", "best test", "effect", "95% CI", "p (adj.)", "untrained twin", "tests"],
+        ["claim", "verdict", "best test", "effect", "95% CI", "p (adj.)", "draws", "minus controls (paired 95% CI)",
+         "tests"],
         [[f"{r['claim']} {md_text(r['title'])}", f"**{md_text(r['verdict'])}**",
           md_code(r["best"], in_table=True) if r["best"] != "-" else "-", md_text(r["effect"]), r["ci"],
-          r["p_adj"], r["twin"], r["n_tests"]] for r in data.verdict_rows],
+          r["p_adj"], r["draws"], r["paired"], r["n_tests"]] for r in data.verdict_rows],
     ))
     out += ["", "Verdict rules (fixed in the suite before the run):", ""]
     out += [f"- {v['rule']}" for v in doc["verdicts"]]  # built from validated suite values only
+    out += ["", "## Multiple testing", "", md_text(family_note(doc)), ""]
+    rows = family_rows(doc)
+    if rows:
+        out.append(_md_table(["claim", "primary tests", "p (Bonferroni in claim)", "p (adjusted across claims)"],
+                             rows))
     for s in data.sections:
         verdict = md_text(s.verdict["verdict"])
         out += ["", f"## {s.claim}: {s.title} ({verdict})", "", f"*Claim.* {s.statement}", "",

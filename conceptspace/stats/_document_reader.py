@@ -15,7 +15,9 @@ from conceptspace.errors import InvalidInputError
 from conceptspace.stats._results import ResultSet, TestResult
 
 RESULTS_SCHEMA = "conceptspace.results"
-RESULTS_SCHEMA_VERSION = 2  # version 2: every test record carries its key (docs/RESULTS_SCHEMA.md)
+RESULTS_SCHEMA_VERSION = 3  # 3: the family, roles and controls; 2: every test record carries its key
+#: versions this reader still reads (a version-2 document has no roles: its tests read back as they were)
+READABLE_VERSIONS = (2, 3)
 _RENAMED = {"id": "test_id", "p": "p_value"}  # record name -> TestResult name
 _DISPLAY_ONLY = ("test_id", "dataset", "site", "layer", "position", "method", "control", "sanity_check")
 
@@ -37,7 +39,7 @@ def results_from_document(document: Mapping[str, Any], source: str = "this docum
     """Every test of a parsed results.json document, corrected values and all."""
     if document.get("schema") != RESULTS_SCHEMA:
         raise InvalidInputError(f"{source} is not a conceptspace results.json (schema {document.get('schema')!r})")
-    if document.get("schema_version") != RESULTS_SCHEMA_VERSION:
+    if document.get("schema_version") not in READABLE_VERSIONS:
         raise InvalidInputError(f"{source} has results schema version {document.get('schema_version')}; this "
                                 f"conceptspace reads version {RESULTS_SCHEMA_VERSION}")
     return ResultSet(result_from_record(t) for t in document["tests"])

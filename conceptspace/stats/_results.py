@@ -412,19 +412,19 @@ class ResultSet(Sequence[TestResult]):
 
     def summary(self, title: str = "Test results") -> str:
         """A statsmodels-style fixed-width table: one line per test, raw and adjusted p side by side."""
-        headers = ["test", "layer", "control", "statistic", "effect", "ci_low", "ci_high", "p", "p_adj", "sig"]
+        headers = ["test", "role", "statistic", "effect", "ci_low", "ci_high", "p", "draws", "p_adj", "sig"]
         rows = []
         for r in self._items:
             rows.append(
                 [
                     r.test_id,
-                    "" if r.layer is None else str(r.layer),
-                    r.control or "-",
+                    str(r.extra.get("role", "-")),
                     _num(r.statistic),
                     _num(r.effect_size),
                     _num(r.ci_low),
                     _num(r.ci_high),
                     _num(r.p_value),
+                    str(r.extra.get("n_permutations") or r.extra.get("n_placebo") or "-"),
                     "" if r.p_adjusted is None else _num(r.p_adjusted),
                     "" if r.significant is None else ("*" if r.significant else ""),
                 ]
@@ -447,7 +447,8 @@ class ResultSet(Sequence[TestResult]):
         out.append("-" * total)
         out.extend(line(row) for row in rows)
         out.append("=" * total)
-        out.append("p: permutation or test p-value before correction; p_adj: after correction; * significant.")
+        out.append("role: primary tests alone are corrected and judged; p: before correction; draws: Monte Carlo draws "
+                   "taken (sequential); p_adj: after correction; * significant.")
         return "\n".join(out)
 
     def __str__(self) -> str:

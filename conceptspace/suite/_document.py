@@ -48,7 +48,10 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
         "twin": outcome.twin,
         "suite": outcome.suite.to_dict(),
         "quick": outcome.quick,
+        "null_seed": outcome.null_seed,
         "seed": outcome.suite.seed,
+        "controls": outcome.controls,
+        "family": family_record(outcome),
         "packages": package_versions(),
         "timings": outcome.timings,
         "analyses": [
@@ -59,6 +62,25 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
         "tests": [_test_record(r) for r in outcome.results],
         "verdicts": [v.to_dict() for v in outcome.verdicts],
         "caveats": outcome.caveats,
+    }
+
+
+def family_record(outcome: RunOutcome) -> dict[str, Any]:
+    """How the run's p-values were corrected: which tests were in the family, and each claim's adjusted p."""
+    roles: dict[str, int] = {}
+    for r in outcome.results:
+        role = str(r.extra.get("role", "exploratory"))
+        roles[role] = roles.get(role, 0) + 1
+    return {
+        "procedure": (f"{outcome.suite.correction} across claims over Bonferroni-within-claim p-values of the primary "
+                      "tests (one pre-declared test per analysis); every other test reported with its raw p"),
+        "alpha": outcome.suite.alpha,
+        "tests_by_role": roles,
+        "claims": [c.to_dict() for c in outcome.family.values()],
+        "sequential": {"start": outcome.suite.n_permutations,
+                       "maximum": outcome.suite.max_permutations or 20 * outcome.suite.n_permutations,
+                       "stopping": "Clopper-Pearson interval of the exceedance probability (99%) clears every "
+                                   "decision threshold alpha / (m_c * j)"},
     }
 
 

@@ -1,10 +1,14 @@
-"""Run a probe suite: model and untrained twin, every analysis, one corrected family, verdicts, timings.
+"""Run a probe suite: model and its controls, every analysis, one family of primary tests, verdicts, timings.
 
-Why one runner: the statistical promise of a report ("p-values corrected across every test in the run") can
-only be kept where the whole run is visible. Each analysis returns :class:`~conceptspace.stats.TestResult`
-rows; the runner prefixes their ids with the analysis id (unique in a run), corrects them all together (sanity
-checks stay outside the family: they test the pipeline, not the theory) and hands them to the verdict rules of
-:mod:`conceptspace.theory._verdicts`, whose thresholds were fixed in the suite before anything ran.
+Why one runner: the statistical promise of a report (a family-wise error rate over the claims) can only be kept
+where the whole run is visible. Before anything runs, the runner knows the family's shape (which claims, how many
+primary tests each: one per analysis) and so the raw-p thresholds each primary test will face; the analyses draw
+Monte Carlo nulls until their decision against those thresholds is settled. Each analysis returns keyed
+:class:`~conceptspace.stats.TestResult` rows with a role (primary, exploratory, control, baseline, sanity) and
+bootstrap replicates on shared resamples; the runner scopes keys to the analysis, corrects the primary tests
+(:mod:`conceptspace.theory._family`: Bonferroni within a claim, Holm across claims), attaches paired differences
+with the controls, and hands everything to the verdict rules of :mod:`conceptspace.theory._verdicts`, whose
+thresholds were fixed in the suite before anything ran.
 
 An analysis that cannot run (a module not importable yet, an error) is recorded with its reason and its claim is
 reported as "not run"; nothing is ever filled in.
@@ -19,13 +23,23 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from conceptspace import __version__
-from conceptspace.analyses import RunContext, registry
-from conceptspace.depth import site_depth
+from conceptspace.analyses import RunContext, mark_roles, registry
+from conceptspace.depth import depth_site, site_depth
 from conceptspace.errors import NotApplicableError
-from conceptspace.models import ConceptModel, RemoteMode, load_model
-from conceptspace.stats._results import PValueFloorWarning, ResultSet, attainable_floor
+from conceptspace.models import BUNDLED_MODELS, ConceptModel, RemoteMode, load_model
+from conceptspace.stats._results import PValueFloorWarning, ResultSet, TestKey
 from conceptspace.suite._spec import AnalysisSpec, Suite
+from conceptspace.theory._family import (
+    ClaimTest,
+    analyses_per_claim,
+    attach_paired,
+    correct_by_claim,
+    decision_thresholds,
+    role,
+)
 from conceptspace.theory._verdicts import Verdict, is_sanity_check, judge_all
 
 #: status of an analysis the model cannot take (next-token tests on an encoder): reported, not a failure
@@ -45,6 +59,8 @@ class AnalysisRecord:
     downloaded_bytes: int = 0
     results: ResultSet = field(default_factory=ResultSet)
     figure_data: dict[str, Any] = field(default_factory=dict)
+    replicates: dict[TestKey, np.ndarray] = field(default_factory=dict)
+    primary_site: str | None = None
 
 
 @dataclass
@@ -60,6 +76,9 @@ class RunOutcome:
     verdicts: list[Verdict]
     timings: dict[str, Any]
     caveats: list[str]
+    family: dict[str, ClaimTest] = field(default_factory=dict)
+    null_seed: int | None = None
+    controls: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _log(message: str, progress: bool) -> None:
@@ -82,35 +101,48 @@ def _tag(results: ResultSet, spec: AnalysisSpec, n_layers: int | None = None) ->
 
 
 def correct_family(results: ResultSet, method: str, alpha: float) -> ResultSet:
-    """Correct every test of the run together; sanity checks are kept, flagged, and left out of the family."""
-    family = ResultSet(r for r in results if not is_sanity_check(r))
-    with warnings.catch_warnings():  # the run reports the same fact as a caveat per analysis (see _caveats)
+    """Correct the run's primary tests (:func:`conceptspace.theory.correct_by_claim`); every other test keeps
+    its raw p, unadjusted, and sanity checks never enter."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", PValueFloorWarning)
-        corrected = {r.test_id: r for r in family.correct(method, alpha)}  # type: ignore[arg-type]
-    return ResultSet(corrected.get(r.test_id, r) for r in results)
+        corrected, _ = correct_by_claim(results, method, alpha)
+    return corrected
 
 
-def _caveats(outcome_records: list[AnalysisRecord], results: ResultSet) -> list[str]:
+def assign_roles(results: ResultSet, primary_site: str | None) -> ResultSet:
+    """Roles for tests a kind left without one: the first trained, control-free test at ``primary_site`` (or the
+    first such test when no site is declared) is primary, the rest exploratory (:func:`mark_roles`)."""
+    if all("role" in r.extra for r in results):
+        return results
+    candidates = [r for r in results if r.control is None and not is_sanity_check(r) and "role" not in r.extra
+                  and (primary_site is None or r.site == primary_site)]
+    chosen = candidates[0].test_id if candidates else None
+    if any(r.extra.get("role") == "primary" for r in results):
+        chosen = None
+    return mark_roles(results, lambda r: r.test_id == chosen)
+
+
+def _caveats(records: list[AnalysisRecord], results: ResultSet) -> list[str]:
     notes = []
     for r in results:
         if is_sanity_check(r):
             notes.append(f"{r.test_id}: an identity of the architecture (statistic {r.statistic:.4f}); a sanity "
                          "check of the pipeline, excluded from the corrected family and from every verdict.")
-    family = [r for r in results if not is_sanity_check(r)]
-    if family:
-        alpha = family[0].alpha or 0.05
-        floor_needed = alpha / len(family)
-        flagged: set[str] = set()
-        for r in family:
-            floor = attainable_floor(r)
-            analysis = r.key.analysis
-            if floor is not None and floor > floor_needed and analysis not in flagged:
-                flagged.add(analysis)
-                draws = round(1 / floor) - 1
-                notes.append(f"{analysis}: its smallest attainable p-value is 1/({draws}+1) = {floor:.2g}, "
-                             f"above alpha/m = {floor_needed:.2g} for the {len(family)} tests of this run, so none "
-                             "of its tests can be significant after correction (more permutations or placebos "
-                             "would be needed); its verdict cannot be 'supported' in this run.")
+    for record in records:
+        if record.status != "ok":
+            continue
+        primaries = [r for r in record.results if role(r) == "primary"]
+        if not primaries:
+            where = f" at the declared primary site {record.primary_site}" if record.primary_site else ""
+            notes.append(f"{record.spec.id}: no primary test{where}; the analysis is reported as exploratory and "
+                         "gives no evidence to its claim's verdict.")
+        for r in primaries:
+            if r.extra.get("settled") is False:
+                level = 100 * float(r.extra.get("mc_confidence", 0.99))
+                low, high = float(r.extra.get("p_mc_low", 0.0)), float(r.extra.get("p_mc_high", 1.0))
+                notes.append(f"{r.test_id}: the Monte Carlo draws reached their cap ({r.extra.get('n_permutations')}) "
+                             f"with the p-value's {level:g}% interval [{low:.2g}, {high:.2g}] still straddling a "
+                             "decision threshold: its decision hinges on Monte Carlo error.")
     seen: set[str] = set()
     for r in results:
         tok = r.extra.get("tokenization")
@@ -131,26 +163,34 @@ def run_suite(
     twin: str = "config",
     progress: bool = True,
     debug: bool = False,
+    null_seed: int | None = None,
 ) -> RunOutcome:
     """Execute every analysis of ``suite`` (already adjusted with :meth:`Suite.for_run`) and judge the claims.
 
     ``remote=True`` runs the model's traces on NDIF (a Hub id; ``"local"`` is the in-process dry run): only
     the activation slices and weight rows an analysis needs are downloaded, whole matrices once (see
     docs/REMOTE.md). ``twin`` chooses the untrained control: ``"config"`` re-initialises the model's own
-    architecture here (it needs only the config, so this works for a remote model that fits this machine's
-    memory), ``"none"`` runs without it (claims whose rule beats the twin cannot then be supported), and any
-    other value names a model whose untrained version stands in (a smaller model of the same family).
+    architecture here for each of the suite's twin seeds, plus the spectrum-matched twin (it needs only the
+    config and the weights, so this works for a remote model that fits this machine's memory), ``"none"`` runs
+    without them (claims whose rule beats the twin cannot then be supported), and any other value names a model
+    whose untrained version stands in (a smaller model of the same family).
+    ``null_seed``: the null battery (``--null``): every analysis replaces its signal by its null (labels
+    permuted within groups, pairs re-paired, directions from permuted labels), so a claim that comes out
+    "supported" is a false positive of the whole pipeline.
     An analysis that fails is recorded with its reason (one line in the progress log); ``debug=True`` also
     prints its traceback.
     """
     t0 = time.perf_counter()
-    _log(f"conceptspace run: suite {suite.name} on {suite.model} (seed {suite.seed}{', quick' if quick else ''})",
-         progress)
+    null_note = f", NULL battery seed {null_seed}" if null_seed is not None else ""
+    _log(f"conceptspace run: suite {suite.name} on {suite.model} (seed {suite.seed}{', quick' if quick else ''}"
+         f"{null_note})", progress)
     model = load_model(suite.model, device=device, remote=remote)
-    twin_model = build_twin(model, twin, suite.twin_seed, device)
+    twins = build_twins(model, twin, suite.seeds_of_twins(), device)
+    spectrum = build_spectrum_twin(model, twin, suite.twin_seed, device) if suite.spectrum_twin else None
     t_model = time.perf_counter() - t0
     quick_items = suite.quick_settings.get("max_items") if quick else None
     records = [AnalysisRecord(spec, spec.resolved(quick, quick_items)) for spec in suite.analyses]
+    thresholds = decision_thresholds(analyses_per_claim(a.claim for a in suite.analyses), suite.alpha)
     kinds = registry()
     for number, record in enumerate(records, start=1):
         spec = record.spec
@@ -159,11 +199,17 @@ def run_suite(
         bytes_before = model.downloaded_bytes
         try:
             kind = kinds[spec.kind]
-            context = RunContext(model=model, twin=twin_model, claim=spec.claim, seed=suite.seed,
+            record.primary_site = depth_site(spec.primary, model.n_layers) if spec.primary else None
+            context = RunContext(model=model, twin=twins[0] if twins else None, claim=spec.claim, seed=suite.seed,
                                  n_permutations=suite.n_permutations, n_bootstrap=suite.n_bootstrap,
-                                 progress=progress)
+                                 progress=progress, twins=twins, twin_seeds=suite.seeds_of_twins() if twins else (),
+                                 spectrum_twin=spectrum, primary_site=record.primary_site,
+                                 thresholds=thresholds.get(spec.claim, (suite.alpha,)),
+                                 max_permutations=suite.max_permutations, null_seed=null_seed)
             output = kind.run(context, kind.make_params(record.params))
-            record.results = _tag(output.results, spec, model.n_layers)
+            record.results = assign_roles(_tag(output.results, spec, model.n_layers), record.primary_site)
+            record.replicates = {key.replace(analysis=spec.id): np.asarray(value)
+                                 for key, value in output.replicates.items()}
             record.figure_data = output.figure_data
             record.status = "ok" if len(record.results) else "failed"
             if not len(record.results):
@@ -180,9 +226,14 @@ def run_suite(
         record.downloaded_bytes = model.downloaded_bytes - bytes_before
         _log(f"    {record.status} in {record.seconds:.1f}s ({len(record.results)} tests) {record.reason}", progress)
     everything = ResultSet()
+    replicates: dict[TestKey, np.ndarray] = {}
     for record in records:
         everything = everything + record.results
-    corrected = correct_family(everything, suite.correction, suite.alpha)
+        replicates.update(record.replicates)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PValueFloorWarning)
+        corrected, family = correct_by_claim(everything, suite.correction, suite.alpha)
+    corrected = attach_paired(corrected, replicates, seed=suite.seed)
     not_run: dict[str, str] = {}
     for record in records:
         if record.status != "ok":
@@ -198,12 +249,33 @@ def run_suite(
         timings["download_mb"] = {r.spec.id: round(r.downloaded_bytes / 2**20, 3) for r in records}
         timings["download_mb_total"] = round(model.downloaded_bytes / 2**20, 3)
     _log(f"done in {total:.1f}s", progress)
-    model_record = {**model.describe(), "package": f"conceptspace {__version__}"}
+    model_record = {**model.describe(), "package": f"conceptspace {__version__}", "variant": model_variant(suite.model)}
+    controls = [{**m.describe(), "control": "untrained", "seed": seed}
+                for seed, m in zip(suite.seeds_of_twins(), twins, strict=False)]
+    if spectrum is not None:
+        controls.append({**spectrum.describe(), "control": "spectrum_matched", "seed": suite.twin_seed})
     return RunOutcome(
-        suite=suite, quick=quick, model=model_record, twin=_twin_record(twin_model, twin),
+        suite=suite, quick=quick, model=model_record, twin=_twin_record(twins[0] if twins else None, twin),
         records=records, results=corrected, verdicts=verdicts, timings=timings,
-        caveats=_twin_caveats(twin_model, twin, model) + _caveats(records, corrected),
+        caveats=_null_caveats(null_seed) + _twin_caveats(twins[0] if twins else None, twin, model)
+        + _caveats(records, corrected),
+        family=family, null_seed=null_seed, controls=controls,
     )
+
+
+def model_variant(name: str) -> str | None:
+    """The exact variant of a bundled model (which checkpoint, which quantization, how it was loaded), for the
+    report's header: "SmolLM2-135M" alone does not say the weights were a Q4_1 GGUF dequantized to float32."""
+    bundled = BUNDLED_MODELS.get(name)
+    return bundled.description if bundled is not None else None
+
+
+def _null_caveats(null_seed: int | None) -> list[str]:
+    if null_seed is None:
+        return []
+    return [f"NULL BATTERY (seed {null_seed}): every label set was permuted within its groups, every pair set "
+            "re-paired and every concept direction drawn from permuted labels. Nothing here is evidence about the "
+            "model; a claim 'supported' in this run is a false positive of the pipeline."]
 
 
 def build_twin(model: ConceptModel, choice: str, seed: int, device: str | None = None) -> ConceptModel | None:
@@ -213,6 +285,25 @@ def build_twin(model: ConceptModel, choice: str, seed: int, device: str | None =
     if choice == "config":
         return model.untrained(seed, device=device)
     return load_model(choice, untrained=True, seed=seed, device=device)
+
+
+def build_twins(model: ConceptModel, choice: str, seeds: tuple[int, ...], device: str | None = None) -> (
+    tuple[ConceptModel, ...]
+):
+    """One untrained control per seed (none with ``--twin none``)."""
+    built = [build_twin(model, choice, seed, device) for seed in seeds]
+    return tuple(m for m in built if m is not None)
+
+
+def build_spectrum_twin(model: ConceptModel, choice: str, seed: int, device: str | None = None) -> (
+    ConceptModel | None
+):
+    """The spectrum-matched control (weights keep their singular values, lose their singular vectors); only
+    for the model's own architecture (``--twin config``)."""
+    maker = getattr(model, "spectrum_matched", None)
+    if choice != "config" or maker is None:
+        return None
+    return maker(seed, device=device)  # type: ignore[no-any-return]
 
 
 def _twin_record(twin: ConceptModel | None, choice: str) -> dict[str, Any] | None:

@@ -7,10 +7,12 @@ is an error that names the key and its line in the file (with a close-match sugg
 
 Layout (see ``probes/README.md``)::
 
-    [suite]          name, description, model, seed, twin_seed, alpha, correction, n_permutations, n_bootstrap
+    [suite]          name, description, model, seed, twin_seed(s), spectrum_twin, alpha, correction,
+                     n_permutations (the first batch of draws), max_permutations (the sequential cap), n_bootstrap
     [quick]          overrides of [suite] numbers for ``--quick`` (and max_items for every analysis)
     [claims.C4]      verdict thresholds of one claim (min_effect, margin, beat)
-    [[analysis]]     one analysis: id, claim, kind, dataset(s) and the kind's own parameters; ``quick = {...}``
+    [[analysis]]     one analysis: id, claim, kind, primary (site of its one primary test), dataset(s) and the
+                     kind's own parameters; ``quick = {...}``
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import tomllib
 from conceptspace.analyses import get_kind, param_default, param_fields, registry
 from conceptspace.analyses._base import is_int, is_number, is_str, list_of
 from conceptspace.concepts import list_concepts
-from conceptspace.depth import is_layers
+from conceptspace.depth import is_layers, is_site_spec
 from conceptspace.errors import ConceptspaceError
 from conceptspace.resources import probes_dir
 from conceptspace.theory._claims import CLAIMS, ClaimRule
@@ -103,6 +105,9 @@ class AnalysisSpec:
     kind: str
     params: Mapping[str, Any]
     quick: Mapping[str, Any] = field(default_factory=dict)
+    #: the site of the analysis's one primary test (``layer@0.5``, ``unembed``...; None = the kind's default),
+    #: declared before the run so that scanning layers or metrics cannot pick the evidence after the fact
+    primary: str | None = None
 
     def resolved(self, quick: bool, quick_max_items: int | None) -> dict[str, Any]:
         """The parameters for this run: ``--quick`` overrides applied, ``max_items`` capped for quick runs."""
@@ -132,6 +137,12 @@ class Suite:
     analyses: tuple[AnalysisSpec, ...]
     quick_settings: Mapping[str, Any]
     source: str = ""
+    #: seeds of the untrained twins (the control is judged against every one); () = (twin_seed,)
+    twin_seeds: tuple[int, ...] = ()
+    #: cap of the sequential Monte Carlo draws per test (None = 20 x n_permutations)
+    max_permutations: int | None = None
+    #: run the spectrum-matched twin (singular values kept, singular vectors random) as a second control
+    spectrum_twin: bool = True
     #: the command line's ``--layers`` ("all" or a list of block indices / fractions), None when not given
     layers: Any = None
 
@@ -144,9 +155,11 @@ class Suite:
             changes["layers"] = layers
             changes["analyses"] = tuple(override_layers(a, layers) for a in self.analyses)
         if quick:
-            for key in ("n_permutations", "n_bootstrap", "alpha"):
+            for key in ("n_permutations", "n_bootstrap", "alpha", "max_permutations", "spectrum_twin"):
                 if key in self.quick_settings:
                     changes[key] = self.quick_settings[key]
+            if "twin_seeds" in self.quick_settings:
+                changes["twin_seeds"] = tuple(self.quick_settings["twin_seeds"])
         if seed is not None:
             changes["seed"] = seed
         if model is not None:
@@ -162,16 +175,23 @@ class Suite:
             "model": self.model,
             "seed": self.seed,
             "twin_seed": self.twin_seed,
+            "twin_seeds": list(self.seeds_of_twins()),
+            "spectrum_twin": self.spectrum_twin,
             "alpha": self.alpha,
             "correction": self.correction,
             "n_permutations": self.n_permutations,
             "n_bootstrap": self.n_bootstrap,
+            "max_permutations": self.max_permutations,
             "layers": self.layers,
             "claims": {k: {"min_effect": r.min_effect, "margin": r.margin, "beat": list(r.beat)}
                        for k, r in self.claims.items()},
-            "analyses": [{"id": a.id, "claim": a.claim, "kind": a.kind, "params": dict(a.params)}
-                         for a in self.analyses],
+            "analyses": [{"id": a.id, "claim": a.claim, "kind": a.kind, "primary": a.primary,
+                          "params": dict(a.params)} for a in self.analyses],
         }
+
+    def seeds_of_twins(self) -> tuple[int, ...]:
+        """The untrained twins' seeds: ``twin_seeds``, or the single ``twin_seed``."""
+        return self.twin_seeds or (self.twin_seed,)
 
 
 def single_layer(layers: Any) -> Any:
@@ -226,6 +246,7 @@ COMMON_KEYS: dict[str, Key] = {
     "claim": Key(*_STR),
     "kind": Key(*_STR),
     "quick": Key(lambda v: isinstance(v, dict), "table"),
+    "primary": Key(is_site_spec, "a site (unembed, embed, layer.<i>, layer@<fraction of depth>)", None),
 }
 
 SUITE_KEYS: dict[str, Key] = {
@@ -238,11 +259,18 @@ SUITE_KEYS: dict[str, Key] = {
     "correction": Key(lambda v: v in CORRECTIONS, f"one of {CORRECTIONS}", "holm"),
     "n_permutations": Key(lambda v: is_int(v) and v >= 1, "positive integer", 999),
     "n_bootstrap": Key(lambda v: is_int(v) and v >= 1, "positive integer", 500),
+    "max_permutations": Key(lambda v: v is None or (is_int(v) and v >= 1), "positive integer", None),
+    "twin_seeds": Key(lambda v: list_of(is_int)(v) and len(v) >= 1 and len(set(v)) == len(v),
+                      "non-empty list of distinct integers", None),
+    "spectrum_twin": Key(lambda v: isinstance(v, bool), "true or false", True),
 }
 QUICK_KEYS: dict[str, Key] = {
     "n_permutations": SUITE_KEYS["n_permutations"],
     "n_bootstrap": SUITE_KEYS["n_bootstrap"],
     "alpha": SUITE_KEYS["alpha"],
+    "max_permutations": SUITE_KEYS["max_permutations"],
+    "twin_seeds": SUITE_KEYS["twin_seeds"],
+    "spectrum_twin": SUITE_KEYS["spectrum_twin"],
     "max_items": Key(lambda v: is_int(v) and v >= 8, "integer >= 8", None),
 }
 CLAIM_KEYS: dict[str, Key] = {
@@ -346,7 +374,9 @@ def _check_analysis(where: _Where, index: int, table: Any, known: set[str], clai
     for i, name in enumerate(checked.get("datasets", [])):
         _check_dataset(where, (*path, "datasets"), name, known)
         del i
-    return AnalysisSpec(id=checked.pop("id"), claim=claim, kind=checked.pop("kind"), params=checked, quick=quick)
+    primary = checked.pop("primary")
+    return AnalysisSpec(id=checked.pop("id"), claim=claim, kind=checked.pop("kind"), params=checked, quick=quick,
+                        primary=primary)
 
 
 def _check_name(where: _Where, name: str) -> None:
@@ -389,7 +419,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         if claim_id not in CLAIM_IDS:
             raise _unknown(where, ("claims",), claim_id, CLAIM_IDS)
         rule = _check_table(where, ("claims", claim_id), table, CLAIM_KEYS)
-        allowed_controls = ("untrained", "lexical", "control_task")
+        allowed_controls = ("untrained", "spectrum_matched", "lexical", "control_task")
         for control in rule["beat"]:
             if control not in allowed_controls:
                 raise where.error(("claims", claim_id, "beat"), f"unknown control {control!r}; use {allowed_controls}")
@@ -419,6 +449,9 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         analyses=analyses,
         quick_settings=quick,
         source=source,
+        twin_seeds=tuple(settings["twin_seeds"] or ()),
+        max_permutations=settings["max_permutations"],
+        spectrum_twin=settings["spectrum_twin"],
     )
 
 

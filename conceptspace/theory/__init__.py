@@ -8,10 +8,19 @@ produce tests, this layer alone judges them.
 from __future__ import annotations
 
 from conceptspace.theory._claims import CLAIMS, Claim, ClaimRule
+from conceptspace.theory._family import (
+    ClaimTest,
+    analyses_per_claim,
+    attach_paired,
+    correct_by_claim,
+    decision_thresholds,
+    role,
+)
 from conceptspace.theory._verdicts import (
     INCONCLUSIVE,
     NOT_RUN,
     NOT_SUPPORTED,
+    NOT_TESTABLE,
     SUPPORTED,
     VERDICTS,
     TestJudgement,
@@ -28,15 +37,22 @@ __all__ = [
     "INCONCLUSIVE",
     "NOT_RUN",
     "NOT_SUPPORTED",
+    "NOT_TESTABLE",
     "SUPPORTED",
     "VERDICTS",
     "Claim",
     "ClaimRule",
+    "ClaimTest",
     "TestJudgement",
     "Verdict",
+    "analyses_per_claim",
+    "attach_paired",
+    "correct_by_claim",
+    "decision_thresholds",
     "is_primary",
     "is_sanity_check",
     "judge_all",
     "judge_claim",
+    "role",
     "rule_text",
 ]

@@ -1,17 +1,22 @@
 """The concept-space theory as a battery of named claims, and the verdict rule that judges each one.
 
 Why the rule lives here and its thresholds in the suite: a verdict is only worth reading if it could not be
-tuned after seeing the numbers. The rule is one function of corrected p-values, effect sizes and control
-comparisons; the thresholds (``min_effect``, ``margin``, which controls to ``beat``) are read from the suite file
-and written into the report *before* any analysis runs (``rule_text``).
+tuned after seeing the numbers. The rule is one function of the family's adjusted p-values
+(:mod:`conceptspace.theory._family`: primary tests only, Bonferroni within a claim, Holm across claims), effect
+sizes measured against each test's null, and paired comparisons with the controls; the thresholds
+(``min_effect``, ``margin``, which controls to ``beat``) are read from the suite file and written into the report
+*before* any analysis runs (``rule_text``).
 
-The rule, per claim (primary tests = the claim's tests on the real model, not controls, not sanity checks):
+The rule, per claim (primary tests = the one pre-declared test of each analysis of the claim):
 
-* **supported**: at least one primary test is significant after the run-wide correction, its effect size is at
-  least ``min_effect``, and it exceeds the same test on each control in ``beat`` (the untrained twin, the
-  last-token lexical baseline, the control task) by at least ``margin``;
+* **supported**: a primary test is significant after the family's correction, its effect is at least
+  ``min_effect``, and for each control in ``beat`` the lower bound of the paired difference (test minus control,
+  on shared resamples; for the twin, over its seeds too) is at least ``margin``;
 * **not supported**: no primary test passes, and every primary test is either ruled out by its CI (upper bound
-  below ``min_effect``) or explained by a control (real effect - control effect < ``margin``);
+  below ``min_effect``) or explained by a control (upper bound of the paired difference below ``margin``): the
+  same kind of evidence, an interval, decides both directions;
+* **not testable as run**: every primary test carries a reason why the design cannot separate the claim from an
+  artifact (``extra["not_testable"]``), which the report states;
 * **inconclusive**: anything else (e.g. a large effect that is not significant after correction);
 * **not run**: the claim has no tests in this run (the reason is reported), never a made-up result.
 """
@@ -25,26 +30,30 @@ from typing import Any
 
 from conceptspace.stats._results import ResultSet, TestKey, TestResult, is_sanity_check
 from conceptspace.theory._claims import CLAIMS, ClaimRule
+from conceptspace.theory._family import is_primary_role
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
 INCONCLUSIVE = "inconclusive"
 NOT_RUN = "not run"
-VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_RUN)
+NOT_TESTABLE = "not testable as run"
+VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_TESTABLE, NOT_RUN)
 
 
 def is_primary(result: TestResult) -> bool:
-    """A test of the claim on the real model (not a control, not a sanity check, not a reference baseline)."""
-    return result.control is None and not is_sanity_check(result) and not result.extra.get("baseline", False)
+    """The pre-declared primary test of an analysis (``extra["role"] == "primary"``): the only kind of test in
+    the corrected family and in a verdict."""
+    return is_primary_role(result) and result.control is None and not is_sanity_check(result)
 
 
 def rule_text(claim_id: str, rule: ClaimRule, alpha: float, correction: str) -> str:
     """The verdict rule of a claim in words, as fixed by the suite before the run."""
     beats = ", ".join(rule.beat) if rule.beat else "no control (the twin is shown beside, not required)"
     return (
-        f"{claim_id} supported if a primary test has {correction}-adjusted p < {alpha:g}, effect >= "
-        f"{rule.min_effect:g}, and exceeds the same test on [{beats}] by >= {rule.margin:g}; not supported if "
-        f"every primary test has CI high < {rule.min_effect:g} or is explained by a control; else inconclusive."
+        f"{claim_id} supported if a primary test has p <= {alpha:g} after {correction} across claims (Bonferroni "
+        f"within the claim), effect over its null >= {rule.min_effect:g}, and the lower 95% bound of its paired "
+        f"difference with [{beats}] >= {rule.margin:g}; not supported if every primary test has CI high < "
+        f"{rule.min_effect:g} or a paired difference with CI high < {rule.margin:g}; else inconclusive."
     )
 
 
@@ -96,9 +105,20 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def control_difference(result: TestResult, other: TestResult, control: str) -> tuple[float, float, float, bool]:
+    """(difference, low, high, paired) of ``result`` minus its ``control`` counterpart: the paired bootstrap the
+    runner attached (``extra["paired"][control]``) when the analysis drew both on shared resamples, else the
+    conservative unpaired interval [low - other's high, high - other's low]."""
+    paired = result.extra.get("paired", {}).get(control)
+    diff = result.effect_size - other.effect_size
+    if paired and paired.get("ci_low") is not None and paired.get("ci_high") is not None:
+        return diff, float(paired["ci_low"]), float(paired["ci_high"]), True
+    return diff, result.ci_low - other.ci_high, result.ci_high - other.ci_low, False
+
+
 def judge_test(result: TestResult, by_key: Mapping[TestKey, TestResult], rule: ClaimRule) -> TestJudgement:
     """Apply the rule to one primary (corrected) test; its controls are found by key
-    (:meth:`~conceptspace.stats.TestKey.counterpart`)."""
+    (:meth:`~conceptspace.stats.TestKey.counterpart`) and compared through the paired difference."""
     effects: dict[str, float | None] = {}
     explained: list[str] = []
     notes: list[str] = []
@@ -111,9 +131,13 @@ def judge_test(result: TestResult, by_key: Mapping[TestKey, TestResult], rule: C
             notes.append(f"no {control} counterpart")
             continue
         effects[control] = other.effect_size
-        if not result.effect_size - other.effect_size >= rule.margin:
+        diff, low, high, paired = control_difference(result, other, control)
+        kind = "paired" if paired else "unpaired"
+        if not (math.isfinite(low) and low >= rule.margin):
             beats_all = False
+        if math.isfinite(high) and high < rule.margin:
             explained.append(control)
+        notes.append(f"minus {control}: {diff:.3g} [{low:.3g}, {high:.3g}] ({kind})")
     effect_ok = math.isfinite(result.effect_size) and result.effect_size >= rule.min_effect
     passes = bool(result.significant) and effect_ok and beats_all
     ruled_out = math.isfinite(result.ci_high) and result.ci_high < rule.min_effect
@@ -137,6 +161,11 @@ def judge_claim(
         reason = not_run_reason or "no test of this claim ran"
         return Verdict(claim_id, NOT_RUN, reason, text, tuple(r.test_id for r in mine))
     by_key = {r.key: r for r in results}
+    untestable = [r for r in primary if r.extra.get("not_testable")]
+    if len(untestable) == len(primary):
+        reasons = "; ".join(sorted({str(r.extra["not_testable"]) for r in untestable}))
+        return Verdict(claim_id, NOT_TESTABLE, reasons, text, tuple(r.test_id for r in mine))
+    primary = [r for r in primary if not r.extra.get("not_testable")]
     judgements = [judge_test(r, by_key, rule) for r in primary]
     passing = [j for j, r in zip(judgements, primary, strict=True) if j.passes]
     ranked = sorted(zip(judgements, primary, strict=True),
@@ -156,8 +185,11 @@ def judge_claim(
     else:
         verdict = INCONCLUSIVE
         n_sig = sum(bool(r.significant) for r in primary)
+        unsettled = sum(r.extra.get("settled") is False for r in primary)
+        hinge = (f"; {unsettled} primary test(s) reached the Monte Carlo cap unsettled, so the decision hinges on "
+                 "Monte Carlo error" if unsettled else "")
         reason = (f"no primary test passes, but not all are ruled out: {n_sig} of {len(primary)} significant; "
-                  "effects or control margins fall between the thresholds")
+                  f"effects or control margins fall between the thresholds{hinge}")
     ids = [r.test_id for r in mine]
     return Verdict(claim_id, verdict, reason, text, tuple(ids), best.test_id, tuple(judgements))
 

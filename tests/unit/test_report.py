@@ -8,7 +8,7 @@ import pytest
 
 from conceptspace.report import build_report, render_markdown, write_report
 from conceptspace.stats._results import ResultSet, TestKey, TestResult
-from conceptspace.suite._runner import AnalysisRecord, RunOutcome, correct_family
+from conceptspace.suite._runner import AnalysisRecord, RunOutcome, assign_roles, correct_family
 from conceptspace.suite._spec import parse_suite
 from conceptspace.theory._verdicts import judge_all
 
@@ -45,7 +45,7 @@ def outcome():
     for layer in (1, 2, 3):
         rows.append(_r(layer, 0.1 * layer, 0.001))
         rows.append(_r(layer, 0.01, 0.4, control="untrained"))
-    results = correct_family(ResultSet(rows), "holm", 0.05)
+    results = correct_family(assign_roles(ResultSet(rows), "layer.3"), "holm", 0.05)
     record = AnalysisRecord(suite.analyses[0], dict(suite.analyses[0].params), status="ok", results=results)
     verdicts = judge_all(results, suite.claims, alpha=0.05, correction="holm",
                          not_run={"P5": "p5: analysis module not available"})
@@ -70,7 +70,10 @@ def test_written_report_is_self_contained_and_json_documented(outcome, tmp_path)
     assert html.count("data:image/png;base64,") >= 1
     assert list((tmp_path / "figures").glob("*.png"))
     doc = json.loads(paths["json"].read_text())
-    assert doc["schema"] == "conceptspace.results" and doc["schema_version"] == 2
+    assert doc["schema"] == "conceptspace.results" and doc["schema_version"] == 3
+    family = doc["family"]
+    assert family["tests_by_role"] == {"exploratory": 2, "primary": 1, "control": 3}
+    assert "across claims" in family["procedure"] and doc["null_seed"] is None
     test = doc["tests"][0]
     for key in ("id", "claim", "dataset", "layer", "position", "method", "control", "statistic", "effect_size",
                 "ci_low", "ci_high", "p", "p_adjusted", "significant", "n"):
@@ -80,3 +83,16 @@ def test_written_report_is_self_contained_and_json_documented(outcome, tmp_path)
     assert "probe/probe/truth/layer.3/last/RidgeProbe/task" in verdicts["C4"]["test_ids"]
     assert test["key"]["site"] == test["site"] and test["key"]["analysis"] == "probe"
     assert doc["model"]["weights_sha256"] == "ab" * 32 and "timings" in doc and "packages" in doc
+
+
+def test_the_header_names_the_exact_model_variant(outcome):
+    from conceptspace.report._html import render_html
+    from conceptspace.suite._runner import model_variant
+
+    variant = model_variant("smollm2-135m")
+    assert variant is not None and "SmolLM2-135M-Instruct" in variant and "Q4_1 dequantized to float32" in variant
+    assert model_variant("/some/folder") is None
+    outcome.model["variant"] = variant
+    data = build_report(outcome, with_figures=False)
+    assert "variant: SmolLM2-135M-Instruct" in render_markdown(data).splitlines()[2]
+    assert "Q4_1 dequantized to float32" in render_html(data)

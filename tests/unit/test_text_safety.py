@@ -116,14 +116,14 @@ def test_report_markdown_escapes_every_user_string(payload):
     markdown = render_markdown(build_report(_outcome(payload), with_figures=False))
     html = _render(markdown)
     _no_markup(html, ("<script", "<img", "<a ", "<s>", "<strong>bold", "<em>it"))
-    assert html.count("<h1>") == 1 and html.count("<h2>") == 3  # title; Verdicts, C4, Run: nothing injected
+    assert html.count("<h1>") == 1 and html.count("<h2>") == 4  # title; Verdicts, Multiple testing, C4, Run
     source = " ".join(f"suites/{payload}.toml".split())
     assert f"<code>{html_module.escape(source, quote=False)}</code>" in html  # the code span holds all of it
     header = next(line for line in html.splitlines() if line.startswith("<h1>"))
     assert "conceptspace report:" in header
-    # the verdict table keeps its 8 columns on every row whatever the test id holds
+    # the verdict table keeps its 9 columns (the family table its 4) on every row whatever the test id holds
     for row in re.findall(r"<tr>(.*?)</tr>", html, flags=re.S):
-        assert row.count("<td>") in (0, 8), row
+        assert row.count("<td>") in (0, 4, 9), row
 
 
 def test_report_markdown_still_reads_plainly_for_plain_names():
