@@ -154,3 +154,25 @@ def test_same_seed_same_numbers_and_errors() -> None:
     bad[0, 0] = np.inf
     with pytest.raises(InvalidInputError):
         analogy_tests(bad, q)
+
+
+def test_exact_sign_flip_p_enumerates_the_nonzero_groups() -> None:
+    from itertools import product
+
+    from conceptspace.analyses.geometry._analogies import MAX_EXACT_FLIP_GROUPS, exact_sign_flip_p
+
+    sums = np.array([3.0, 0.0, -1.0, 2.0, 0.0, 1.0, -2.0])
+    nonzero = sums[sums != 0]
+    brute = np.mean([np.dot(signs, nonzero) >= nonzero.sum() - 1e-12
+                     for signs in product([-1.0, 1.0], repeat=nonzero.size)])
+    assert exact_sign_flip_p(sums) == pytest.approx(brute)
+    assert exact_sign_flip_p(np.ones(6)) == pytest.approx(1 / 64)  # every group favours the offsets
+    assert exact_sign_flip_p(np.ones(MAX_EXACT_FLIP_GROUPS + 1)) is None
+
+
+def test_planted_analogies_use_the_exact_sign_flip_when_few_groups_differ() -> None:
+    V, words, pairs, relations, quads = _parallelograms(1, n_rel=1, n_pairs=6)
+    q = questions_from_pairs(pairs, relations, words, quads)
+    r = analogy_tests(V, q, methods=("3cosadd",), n_permutations=99, n_bootstrap=50, seed=0)[0]
+    assert r.extra["sign_flip_exact"] and r.extra["p_sign_flip"] == pytest.approx(1 / 64)
+    assert r.p_value == pytest.approx(max(1 / 64, r.extra["p_repaired"]))

@@ -12,7 +12,8 @@ questions; the seed-paper criterion (falsified if 3CosAdd <= only-b + 2 points) 
 p-value: an intersection-union test, the larger of two permutation p-values of that same difference:
 
 * a grouped sign-flip (groups = the target pair, whose questions share b and b*): exact when the two methods
-  are exchangeable question by question, and the right reference when both solve many questions;
+  are exchangeable question by question, and the right reference when both solve many questions; enumerated
+  over all 2^k sign patterns when at most 18 groups differ (no Monte Carlo error), else drawn;
 * a re-pairing test (the b words permuted among the a words of each relation, every question rebuilt, both
   methods rerun): exact under pure noise, where the sign flip alone is not. There only-b hits are rare and
   all-or-nothing per target pair (~0.5 target pairs per data set, whatever its size), 3CosAdd's are spread, so
@@ -165,6 +166,28 @@ class AnalogyRows:
     repaired: NullRows  # re-pairing null of the same paired difference (the guard, see the module doc)
     boot_base: np.ndarray  # (rows, R) only-b accuracy on the same resamples
     n_candidates: int
+    exact_flip_p: list[float | None]  # per row: the sign-flip p by enumeration, where few groups differ
+
+
+#: enumerate all 2^k sign patterns (exact p, no Monte Carlo error) when at most this many groups differ
+MAX_EXACT_FLIP_GROUPS = 18
+
+
+def exact_sign_flip_p(group_sums: np.ndarray) -> float | None:
+    """P(sum of randomly signed group sums >= the observed sum) over all 2^k patterns of the k nonzero groups
+    (groups whose sum is 0 cannot move the statistic); None when k is too large to enumerate."""
+    values = group_sums[group_sums != 0.0]
+    k = values.size
+    if k > MAX_EXACT_FLIP_GROUPS:
+        return None
+    observed = float(values.sum())
+    tol = 1e-10 * max(1.0, abs(observed))
+    hits = 0
+    patterns = np.arange(2**k, dtype=np.int64)
+    for start in range(0, patterns.size, 2**16):
+        bits = (patterns[start:start + 2**16, None] >> np.arange(k)) & 1
+        hits += int(np.count_nonzero((1.0 - 2.0 * bits) @ values >= observed - tol))
+    return hits / float(2**k)
 
 
 def analogy_null_rows(
@@ -228,21 +251,24 @@ def analogy_null_rows(
              for r, (lab, mask) in enumerate(zip(labels, masks, strict=True))]
     flips = NullRows(labels, observed, numbered(flip, seed, 4), boot_diff, None, extra)
     repaired = NullRows(labels, observed, numbered(repair, seed, 5), boot_diff, None, [{} for _ in labels])
-    return AnalogyRows(labels, hits, masks, flips, repaired, boot_base, vectors.shape[0] - 3)
+    exact = [exact_sign_flip_p(row) for row in per_group]
+    return AnalogyRows(labels, hits, masks, flips, repaired, boot_base, vectors.shape[0] - 3, exact)
 
 
-def iut_settled(flips: SequentialNull, repaired: SequentialNull, row: int) -> bool:
+def iut_settled(flips: SequentialNull, repaired: SequentialNull, row: int, exact_flip: float | None = None) -> bool:
     """Whether the decision of the larger-p test is settled: both streams settled against the thresholds, or one
-    settled with its whole Monte Carlo interval above every threshold (then the other cannot change it)."""
+    settled with its whole Monte Carlo interval above every threshold (then the other cannot change it). An exact
+    sign-flip p is settled by definition (its interval is the point)."""
     thresholds = flips.plan.thresholds
 
-    def settled(out: SequentialNull) -> bool:
-        return is_settled(out.mc_low[row:row + 1], out.mc_high[row:row + 1], thresholds)
+    def interval_of(out: SequentialNull, exact: float | None) -> tuple[float, float]:
+        return (exact, exact) if exact is not None else (float(out.mc_low[row]), float(out.mc_high[row]))
 
-    def clearly_above(out: SequentialNull) -> bool:
-        return settled(out) and float(out.mc_low[row]) > max(thresholds)
+    def settled(bounds: tuple[float, float]) -> bool:
+        return is_settled(np.array([bounds[0]]), np.array([bounds[1]]), thresholds)
 
-    return bool((settled(flips) and settled(repaired)) or clearly_above(flips) or clearly_above(repaired))
+    flip, rep = interval_of(flips, exact_flip), interval_of(repaired, None)
+    return bool((settled(flip) and settled(rep)) or any(settled(b) and b[0] > max(thresholds) for b in (flip, rep)))
 
 
 def analogy_results(
@@ -271,11 +297,15 @@ def analogy_results(
         effect = float(rows.flips.observed[i])  # the sign-flip null mean is exactly 0
         reps = matched_replicates(effect, rows.flips.boot[i], None, repaired.null[i])
         lo, hi = interval(reps)
-        p_flip, p_rep = float(flips.p_value[i]), float(repaired.p_value[i])
+        exact = rows.exact_flip_p[i]
+        p_flip, p_rep = (float(flips.p_value[i]) if exact is None else exact), float(repaired.p_value[i])
         deciding = flips if p_flip >= p_rep else repaired
         record = null_extra(deciding, i)
-        record.update({"settled": iut_settled(flips, repaired, i), "null_mean": 0.0,
+        if exact is not None and p_flip >= p_rep:  # the deciding p is exact: no Monte Carlo interval
+            record.update({"p_mc_low": p_flip, "p_mc_high": p_flip})
+        record.update({"settled": iut_settled(flips, repaired, i, exact), "null_mean": 0.0,
                        "null_sd": null_extra(flips, i)["null_sd"], "p_sign_flip": p_flip, "p_repaired": p_rep,
+                       "sign_flip_exact": exact is not None,
                        "n_sign_flips": int(flips.n_drawn), "n_repairings": int(repaired.n_drawn),
                        "repaired_null_mean": null_extra(repaired, i)["null_mean"],
                        "repaired_null_sd": null_extra(repaired, i)["null_sd"],

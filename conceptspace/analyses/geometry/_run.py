@@ -430,7 +430,9 @@ def _finish_analogies(rows: AnalogyRows, plan: SequentialPlan, flips_rows: NullR
                       **naming: Any) -> tuple[list[Any], list[np.ndarray]]:
     """The re-pairing guard's draws (sequential where the flips are, unless the flips already settled that the
     primary row is not significant: the larger p then decides), then the paired tests and baselines."""
-    if flips.mc_low[0] > max(plan.thresholds) and flips.settled:
+    exact = rows.exact_flip_p[0]
+    flip_low, flip_settled = (exact, True) if exact is not None else (float(flips.mc_low[0]), flips.settled)
+    if flip_settled and flip_low > max(plan.thresholds):
         plan = SequentialPlan.fixed(plan.start)
     repaired = sequential_null(rows.repaired.draw, rows.repaired.observed, plan, decide=[0])
     results, reps, baselines, base_reps = analogy_results(rows, flips, repaired, **naming)
