@@ -175,4 +175,6 @@ def test_planted_analogies_use_the_exact_sign_flip_when_few_groups_differ() -> N
     q = questions_from_pairs(pairs, relations, words, quads)
     r = analogy_tests(V, q, methods=("3cosadd",), n_permutations=99, n_bootstrap=50, seed=0)[0]
     assert r.extra["sign_flip_exact"] and r.extra["p_sign_flip"] == pytest.approx(1 / 64)
+    if r.extra["p_sign_flip"] >= r.extra["p_repaired"]:
+        assert r.extra["n_permutations"] == 64 and r.extra["p_mc_low"] == r.extra["p_mc_high"]
     assert r.p_value == pytest.approx(max(1 / 64, r.extra["p_repaired"]))

@@ -167,6 +167,7 @@ class AnalogyRows:
     boot_base: np.ndarray  # (rows, R) only-b accuracy on the same resamples
     n_candidates: int
     exact_flip_p: list[float | None]  # per row: the sign-flip p by enumeration, where few groups differ
+    group_sums: np.ndarray  # (rows, groups): each target pair's summed difference (what the sign flips move)
 
 
 #: enumerate all 2^k sign patterns (exact p, no Monte Carlo error) when at most this many groups differ
@@ -252,7 +253,7 @@ def analogy_null_rows(
     flips = NullRows(labels, observed, numbered(flip, seed, 4), boot_diff, None, extra)
     repaired = NullRows(labels, observed, numbered(repair, seed, 5), boot_diff, None, [{} for _ in labels])
     exact = [exact_sign_flip_p(row) for row in per_group]
-    return AnalogyRows(labels, hits, masks, flips, repaired, boot_base, vectors.shape[0] - 3, exact)
+    return AnalogyRows(labels, hits, masks, flips, repaired, boot_base, vectors.shape[0] - 3, exact, per_group)
 
 
 def iut_settled(flips: SequentialNull, repaired: SequentialNull, row: int, exact_flip: float | None = None) -> bool:
@@ -302,7 +303,8 @@ def analogy_results(
         deciding = flips if p_flip >= p_rep else repaired
         record = null_extra(deciding, i)
         if exact is not None and p_flip >= p_rep:  # the deciding p is exact: no Monte Carlo interval
-            record.update({"p_mc_low": p_flip, "p_mc_high": p_flip})
+            n_patterns = 2 ** int(np.count_nonzero(rows.group_sums[i]))
+            record.update({"p_mc_low": p_flip, "p_mc_high": p_flip, "n_permutations": n_patterns})
         record.update({"settled": iut_settled(flips, repaired, i, exact), "null_mean": 0.0,
                        "null_sd": null_extra(flips, i)["null_sd"], "p_sign_flip": p_flip, "p_repaired": p_rep,
                        "sign_flip_exact": exact is not None,
