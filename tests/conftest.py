@@ -31,6 +31,8 @@ SLOW = {
     "tests/unit/test_icl_claims.py::test_calibration_on_pure_noise_and_planted_truth[_n3_once]":
         "N3 statistic on 400 synthetic data sets (~12 s)",
     "tests/integration/test_self_mapping_filtering_real.py": "N5 and N7 quick on SmolLM2 with the twin (~1-2 min)",
+    "tests/unit/test_geometry_calibration.py::test_planted_relation_ci_covers_the_mean_effect_over_data_sets":
+        "120 planted relation data sets (~17 s)",
 }
 CALIBRATION = {
     "tests/unit/test_stats_calibration.py::test_realistic_null_calibration_30_layers":
@@ -44,6 +46,9 @@ CALIBRATION = {
         "300 planted data sets x 200 refit-bootstrap replicates at 100 groups (minutes)",
     "tests/unit/test_calibration_proximity_aggregation.py": "P5 and A6 intervals and p-values, thousands of "
     "synthetic data sets at several sizes (3-5 minutes)",
+    **{f"tests/unit/test_geometry_calibration.py::test_calibration_noise_ci_covers_zero_93_to_97_percent_and_p_is_"
+       f"exact[{case}]": "300-400 pure-noise data sets of one geometry kind (0.5-4 minutes)"
+       for case in ("relations-400", "clustering-400", "analogies-300", "similarity-300")},
 }
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 

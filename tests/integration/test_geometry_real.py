@@ -81,7 +81,9 @@ def test_analogies_and_relation_directions(models: tuple) -> None:
     )
     _collected.extend([analogies, relations])
     for r in analogies:
-        assert 0.0 <= r.statistic <= 1.0 and "only_b_accuracy" in r.extra
+        # paired tests: accuracy minus only-b; baselines: only-b accuracy
+        assert -1.0 <= r.statistic <= 1.0 and 0.0 <= r.extra.get("accuracy", 0.0) <= 1.0
+        assert "only_b_accuracy" in r.extra
         tok = r.extra["tokenization"]
         assert tok["single_token_leading_space"] + tok["single_token_no_space"] + tok["multi_token"] == tok["n_words"]
     plural = [

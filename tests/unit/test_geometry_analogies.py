@@ -139,9 +139,11 @@ def test_pure_noise_is_rarely_significant() -> None:
 def test_same_seed_same_numbers_and_errors() -> None:
     V, words, pairs, relations, quads = _parallelograms(3, noise=1.0)
     q = questions_from_pairs(pairs, relations, words, quads)
-    assert analogy_tests(V, q, n_permutations=50, n_bootstrap=50, seed=4) == analogy_tests(
-        V, q, n_permutations=50, n_bootstrap=50, seed=4
-    )
+    first, again = (analogy_tests(V, q, n_permutations=50, n_bootstrap=50, seed=4) for _ in range(2))
+    assert [r for r in first if r.control is None] == [r for r in again if r.control is None]
+    # the only-b baselines have no p-value (NaN, which never equals itself): compare what they do report
+    assert [(r.key, r.statistic, r.ci_low, r.ci_high) for r in first if r.control == "only_b"] == [
+        (r.key, r.statistic, r.ci_low, r.ci_high) for r in again if r.control == "only_b"]
     with pytest.raises(InvalidInputError, match="not in the vocabulary"):
         questions_from_pairs([("x", "y")], ["r"], ["x"], [(0, 0)])
     with pytest.raises(InvalidInputError, match="no analogy questions"):
@@ -152,3 +154,27 @@ def test_same_seed_same_numbers_and_errors() -> None:
     bad[0, 0] = np.inf
     with pytest.raises(InvalidInputError):
         analogy_tests(bad, q)
+
+
+def test_exact_sign_flip_p_enumerates_the_nonzero_groups() -> None:
+    from itertools import product
+
+    from conceptspace.analyses.geometry._analogies import MAX_EXACT_FLIP_GROUPS, exact_sign_flip_p
+
+    sums = np.array([3.0, 0.0, -1.0, 2.0, 0.0, 1.0, -2.0])
+    nonzero = sums[sums != 0]
+    brute = np.mean([np.dot(signs, nonzero) >= nonzero.sum() - 1e-12
+                     for signs in product([-1.0, 1.0], repeat=nonzero.size)])
+    assert exact_sign_flip_p(sums) == pytest.approx(brute)
+    assert exact_sign_flip_p(np.ones(6)) == pytest.approx(1 / 64)  # every group favours the offsets
+    assert exact_sign_flip_p(np.ones(MAX_EXACT_FLIP_GROUPS + 1)) is None
+
+
+def test_planted_analogies_use_the_exact_sign_flip_when_few_groups_differ() -> None:
+    V, words, pairs, relations, quads = _parallelograms(1, n_rel=1, n_pairs=6)
+    q = questions_from_pairs(pairs, relations, words, quads)
+    r = analogy_tests(V, q, methods=("3cosadd",), n_permutations=99, n_bootstrap=50, seed=0)[0]
+    assert r.extra["sign_flip_exact"] and r.extra["p_sign_flip"] == pytest.approx(1 / 64)
+    if r.extra["p_sign_flip"] >= r.extra["p_repaired"]:
+        assert r.extra["n_permutations"] == 64 and r.extra["p_mc_low"] == r.extra["p_mc_high"]
+    assert r.p_value == pytest.approx(max(1 / 64, r.extra["p_repaired"]))

@@ -68,7 +68,8 @@ def test_pairs_runners(tiny_models: dict) -> None:
     model = tiny_models["gpt2"]
     cs = load_concepts("google_analogy/family")
     res = run_analogies(model, cs, ["layer.0"], n_permutations=30, n_bootstrap=30)
-    assert len(res) == 2 * 2  # two methods, model + twin, one relation
+    assert len(res) == 2 * 2 + 1  # two methods, model + twin, one relation; the model's only-b baseline
+    assert [r.extra["baseline"] for r in res if r.control == "only_b"] == [True]
     assert all("only_b_accuracy" in r.extra and r.extra["tokenization"]["n_words"] == 2 * len(cs) for r in res)
     rel = run_relations(model, cs, ["embed"], n_permutations=20, n_bootstrap=20, twin=False)
     assert {r.extra["inner_product"] for r in rel} == {"euclidean", "causal"}

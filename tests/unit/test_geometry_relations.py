@@ -42,7 +42,8 @@ def test_planted_relation_is_consistent_under_both_inner_products() -> None:
     U = rng.normal(size=(500, 20)) * np.linspace(0.5, 3, 20)
     for ip in (None, causal_inner_product(U)):
         res = relation_consistency_tests(A, B, rel, inner_product=ip, n_permutations=199, n_bootstrap=100, seed=0)
-        assert len(res) == 4
+        assert len(res) == 2 * 2 + 1  # two statistics per relation, then the pooled mean pairwise cosine
+        assert res[-1].extra["relation"] == "all" and list(res[-1].extra["relations"]) == ["r0", "r1"]
         for r in res:
             assert r.p_value == pytest.approx(1 / 200), r.test_id
             assert r.effect_size > 0.1 and r.ci_low > 0

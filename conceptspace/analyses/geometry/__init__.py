@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from conceptspace.analyses.geometry._analogies import analogy_tests, questions_from_pairs
 from conceptspace.analyses.geometry._clustering import clustering_tests
+from conceptspace.analyses.geometry._controls import GeometryOutput, primary_replicates
 from conceptspace.analyses.geometry._logit_lens import proximity_probability_tests
 from conceptspace.analyses.geometry._relations import (
     relation_consistency_tests,
@@ -17,14 +18,20 @@ from conceptspace.analyses.geometry._relations import (
 )
 from conceptspace.analyses.geometry._run import (
     UNEMBED,
+    analogies_output,
+    canonical_sites,
+    clustering_output,
     concept_vectors,
     concept_vectors_by_site,
+    relations_output,
+    resolve_primary_site,
     run_analogies,
     run_clustering,
     run_proximity_probability,
     run_relations,
     run_similarity,
     select_rows,
+    similarity_output,
     static_word_vectors,
     word_tokenization_counts,
 )
@@ -32,17 +39,24 @@ from conceptspace.analyses.geometry._similarity import category_similarity, mant
 
 __all__ = [
     "UNEMBED",
+    "GeometryOutput",
+    "analogies_output",
     "analogy_tests",
+    "canonical_sites",
     "category_similarity",
+    "clustering_output",
     "clustering_tests",
     "concept_vectors",
     "concept_vectors_by_site",
     "mantel_test",
+    "primary_replicates",
     "proximity_probability_tests",
     "questions_from_pairs",
     "relation_consistency_tests",
     "relation_directions",
     "relation_orthogonality_tests",
+    "relations_output",
+    "resolve_primary_site",
     "rsa_tests",
     "run_analogies",
     "run_clustering",
@@ -50,6 +64,7 @@ __all__ = [
     "run_relations",
     "run_similarity",
     "select_rows",
+    "similarity_output",
     "static_word_vectors",
     "word_tokenization_counts",
 ]

@@ -6,15 +6,23 @@ s = (cos + 1) / 2 and eps = 0.001. The three query words are never candidates.
 
 Why the only-b baseline: in many analogy sets the nearest neighbour of b alone already is b* (plural of a
 noun, a country's capital that co-occurs with it), so an offset method "solves" them without using the offset
-(Linzen 2016). The effect size is therefore offset accuracy *minus* only-b accuracy on the same questions, with
-a paired grouped bootstrap CI (groups = the target pair, so questions sharing an answer move together); the
-seed-paper criterion (falsified if 3CosAdd <= only-b + 2 points) reads off that CI.
+(Linzen 2016). The test is therefore the paired difference, offset accuracy *minus* only-b accuracy on the same
+questions; the seed-paper criterion (falsified if 3CosAdd <= only-b + 2 points) reads off its CI.
 
-The p-value is a re-pairing permutation test: the b words are permuted among the a words of each relation and
-every question is rebuilt from the re-paired set. That null keeps the two word classes (and so the trivial
-class offset) and asks whether the specific pairing is encoded; it is exact under pure noise. (A sign-flip test
-of accuracy minus only-b is not: only-b hits are all-or-nothing per target word, 3CosAdd hits are spread out,
-so their difference is skewed and sign flips called pure noise significant in 7 of 20 unit-test datasets.)
+p-value: an intersection-union test, the larger of two permutation p-values of that same difference:
+
+* a grouped sign-flip (groups = the target pair, whose questions share b and b*): exact when the two methods
+  are exchangeable question by question, and the right reference when both solve many questions; enumerated
+  over all 2^k sign patterns when at most 18 groups differ (no Monte Carlo error), else drawn;
+* a re-pairing test (the b words permuted among the a words of each relation, every question rebuilt, both
+  methods rerun): exact under pure noise, where the sign flip alone is not. There only-b hits are rare and
+  all-or-nothing per target pair (~0.5 target pairs per data set, whatever its size), 3CosAdd's are spread, so
+  the difference is skewed and the sign flip called 36% of pure-noise data sets significant (200 sets, unit
+  test scale); the re-pairing test 3.5%.
+
+The union of the two nulls is the null "3CosAdd does not beat only-b" in both regimes, so the larger p is valid
+in each. The CI is the paired grouped bootstrap of the difference (same resamples for both methods), never
+narrower than the re-pairing null's spread (:mod:`._nulls`), so it covers 0 when the p-value says nothing.
 """
 
 from __future__ import annotations
@@ -26,15 +34,18 @@ from typing import Any
 import numpy as np
 
 from conceptspace.analyses.geometry._naming import geometry_key
-from conceptspace.analyses.geometry._vector_ops import (
-    bootstrap_group_rows,
-    check_vectors,
-    group_codes,
-    one_sided_tail,
-    unit_rows,
+from conceptspace.analyses.geometry._nulls import (
+    NullRows,
+    fixed_or_sequential,
+    interval,
+    matched_replicates,
+    numbered,
 )
+from conceptspace.analyses.geometry._vector_ops import check_vectors, group_codes, unit_rows
 from conceptspace.errors import InvalidInputError
+from conceptspace.stats._bootstrap import group_counts
 from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._sequential import SequentialNull, SequentialPlan, is_settled, null_extra
 from conceptspace.utils.deprecation import renamed_keywords
 
 ANALOGY_METHODS: tuple[str, ...] = ("3cosadd", "3cosmul")
@@ -105,10 +116,15 @@ def questions_from_pairs(
 def repairings(questions: AnalogyQuestions, n_permutations: int, seed: int) -> np.ndarray:
     """(B, n_pairs) permutations of the b words among the a words of each relation."""
     rng = np.random.default_rng(seed)
-    out = np.tile(np.arange(questions.pair_a.size), (n_permutations, 1))
+    return np.stack([repairing(questions, rng) for _ in range(n_permutations)])
+
+
+def repairing(questions: AnalogyQuestions, rng: np.random.Generator) -> np.ndarray:
+    """One permutation of the b words among the a words of each relation."""
+    out = np.arange(questions.pair_a.size)
     for r in sorted(set(questions.pair_relation.tolist())):
         idx = np.flatnonzero(questions.pair_relation == r)
-        out[:, idx] = idx[np.argsort(rng.random((n_permutations, idx.size)), axis=1)]
+        out[idx] = idx[rng.permutation(idx.size)]
     return out
 
 
@@ -136,6 +152,209 @@ def analogy_correct(vectors: np.ndarray, questions: AnalogyQuestions, method: st
     return np.argmax(analogy_scores(vectors, questions, method), axis=1) == questions.b_star
 
 
+BASELINE = "only_b"
+
+
+@dataclass
+class AnalogyRows:
+    """Every (method, subset) row of one vector set, with the paired-difference nulls and bootstrap."""
+
+    labels: list[dict[str, Any]]
+    hits: dict[str, np.ndarray]  # method (and "only_b") -> (n_questions,) 0/1
+    masks: list[np.ndarray]  # per row: which questions
+    flips: NullRows  # grouped sign-flip null of accuracy minus only-b
+    repaired: NullRows  # re-pairing null of the same paired difference (the guard, see the module doc)
+    boot_base: np.ndarray  # (rows, R) only-b accuracy on the same resamples
+    n_candidates: int
+    exact_flip_p: list[float | None]  # per row: the sign-flip p by enumeration, where few groups differ
+    group_sums: np.ndarray  # (rows, groups): each target pair's summed difference (what the sign flips move)
+
+
+#: enumerate all 2^k sign patterns (exact p, no Monte Carlo error) when at most this many groups differ
+MAX_EXACT_FLIP_GROUPS = 18
+
+
+def exact_sign_flip_p(group_sums: np.ndarray) -> float | None:
+    """P(sum of randomly signed group sums >= the observed sum) over all 2^k patterns of the k nonzero groups
+    (groups whose sum is 0 cannot move the statistic); None when k is too large to enumerate."""
+    values = group_sums[group_sums != 0.0]
+    k = values.size
+    if k > MAX_EXACT_FLIP_GROUPS:
+        return None
+    observed = float(values.sum())
+    tol = 1e-10 * max(1.0, abs(observed))
+    hits = 0
+    patterns = np.arange(2**k, dtype=np.int64)
+    for start in range(0, patterns.size, 2**16):
+        bits = (patterns[start:start + 2**16, None] >> np.arange(k)) & 1
+        hits += int(np.count_nonzero((1.0 - 2.0 * bits) @ values >= observed - tol))
+    return hits / float(2**k)
+
+
+def analogy_null_rows(
+    vectors: Any,
+    questions: AnalogyQuestions,
+    *,
+    methods: Sequence[str] = ANALOGY_METHODS,
+    per_relation: bool = True,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> AnalogyRows:
+    """Rows (per method: all questions, then each relation) of the paired difference accuracy - only-b accuracy,
+    with two numbered null streams shared by every row (and by every site built with one seed): grouped sign
+    flips (flip ``i`` from ``(seed, i)``) and re-pairings (from ``(seed, i)`` on another stream)."""
+    vectors = check_vectors(vectors, "vectors", min_rows=4)
+    if len(questions) == 0:
+        raise InvalidInputError("no analogy questions")
+    if n_bootstrap < 2:
+        raise InvalidInputError(f"n_bootstrap must be >= 2; got {n_bootstrap}")
+    methods = list(methods)
+    hits = {m: analogy_correct(vectors, questions, m).astype(np.float64) for m in (*methods, BASELINE)}
+    subsets: list[tuple[str, np.ndarray]] = [("all", np.ones(len(questions), dtype=bool))]
+    relations = sorted(set(questions.relation.tolist()))
+    if per_relation and len(relations) > 1:
+        subsets += [(r, questions.relation == r) for r in relations]
+    codes = group_codes(questions.group, len(questions))
+    n_groups = int(codes.max()) + 1
+    labels: list[dict[str, Any]] = [{"method": m, "relation": name, "n": int(mask.sum()),
+               "n_groups": int(np.unique(codes[mask]).size)} for m in methods for name, mask in subsets]
+    masks = [mask for _ in methods for _, mask in subsets]
+    sizes = np.array([mask.sum() for mask in masks], dtype=np.float64)
+    # per row and group: the summed differences of that row's questions in that group, (rows, G)
+    per_group = np.zeros((len(masks), n_groups))
+    for r, (lab, mask) in enumerate(zip(labels, masks, strict=True)):
+        np.add.at(per_group[r], codes[mask], (hits[lab["method"]] - hits[BASELINE])[mask])
+    observed = per_group.sum(axis=1) / sizes
+
+    def flip(rng: np.random.Generator) -> np.ndarray:
+        return per_group @ rng.choice([-1.0, 1.0], size=n_groups) / sizes
+
+    def repair(rng: np.random.Generator) -> np.ndarray:
+        q = questions.repaired(repairing(questions, rng))
+        base = analogy_correct(vectors, q, BASELINE)
+        diffs = {m: analogy_correct(vectors, q, m).astype(np.float64) - base for m in methods}
+        return np.array([diffs[lab["method"]][mask].mean() for lab, mask in zip(labels, masks, strict=True)])
+
+    counts = group_counts(codes, len(questions), n_bootstrap, seed + 1)  # (R, n_questions), shared resamples
+
+    def boot_of(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        w = counts * mask[None, :]
+        total = w.sum(axis=1)
+        return np.divide(w @ values, total, out=np.full(total.shape, np.nan), where=total > 0)
+
+    boot_diff = np.stack([boot_of(hits[lab["method"]] - hits[BASELINE], mask) for lab, mask in zip(labels, masks,
+                                                                                                   strict=True)])
+    boot_base = np.stack([boot_of(hits[BASELINE], mask) for mask in masks])
+    extra = [{"accuracy": float(hits[lab["method"]][mask].mean()),
+              "only_b_accuracy": float(hits[BASELINE][mask].mean()),
+              "accuracy_ci": list(interval(boot_of(hits[lab["method"]], mask))),
+              "only_b_ci": list(interval(boot_base[r]))}
+             for r, (lab, mask) in enumerate(zip(labels, masks, strict=True))]
+    flips = NullRows(labels, observed, numbered(flip, seed, 4), boot_diff, None, extra)
+    repaired = NullRows(labels, observed, numbered(repair, seed, 5), boot_diff, None, [{} for _ in labels])
+    exact = [exact_sign_flip_p(row) for row in per_group]
+    return AnalogyRows(labels, hits, masks, flips, repaired, boot_base, vectors.shape[0] - 3, exact, per_group)
+
+
+def iut_settled(flips: SequentialNull, repaired: SequentialNull, row: int, exact_flip: float | None = None) -> bool:
+    """Whether the decision of the larger-p test is settled: both streams settled against the thresholds, or one
+    settled with its whole Monte Carlo interval above every threshold (then the other cannot change it). An exact
+    sign-flip p is settled by definition (its interval is the point)."""
+    thresholds = flips.plan.thresholds
+
+    def interval_of(out: SequentialNull, exact: float | None) -> tuple[float, float]:
+        return (exact, exact) if exact is not None else (float(out.mc_low[row]), float(out.mc_high[row]))
+
+    def settled(bounds: tuple[float, float]) -> bool:
+        return is_settled(np.array([bounds[0]]), np.array([bounds[1]]), thresholds)
+
+    flip, rep = interval_of(flips, exact_flip), interval_of(repaired, None)
+    return bool((settled(flip) and settled(rep)) or any(settled(b) and b[0] > max(thresholds) for b in (flip, rep)))
+
+
+def analogy_results(
+    rows: AnalogyRows,
+    flips: SequentialNull,
+    repaired: SequentialNull,
+    *,
+    dataset: str = "",
+    site: str | None = None,
+    position: str | None = None,
+    control: str | None = None,
+    claim: str | None = "C3",
+    extra: dict[str, Any] | None = None,
+) -> tuple[list[TestResult], list[np.ndarray], list[TestResult], list[np.ndarray]]:
+    """The paired tests of ``rows`` (accuracy minus only-b, with replicates) and the only-b baselines of each
+    subset (accuracy minus chance, no p-value: a reference, not a hypothesis; with replicates).
+
+    p = max(sign-flip p, re-pairing p): an intersection-union test, valid under either null (see the module
+    doc); the CI is the paired grouped bootstrap of the difference, never narrower than the re-pairing null."""
+    results, replicates, baselines, base_reps = [], [], [], []
+    chance = 1.0 / max(rows.n_candidates, 1)
+    common = {"site": site, "n_candidates": rows.n_candidates, "chance": chance,
+              "n_bootstrap": int(rows.boot_base.shape[1]), **(extra or {})}
+    seen_subsets: set[str] = set()
+    for i, lab in enumerate(rows.labels):
+        effect = float(rows.flips.observed[i])  # the sign-flip null mean is exactly 0
+        reps = matched_replicates(effect, rows.flips.boot[i], None, repaired.null[i])
+        lo, hi = interval(reps)
+        exact = rows.exact_flip_p[i]
+        p_flip, p_rep = (float(flips.p_value[i]) if exact is None else exact), float(repaired.p_value[i])
+        deciding = flips if p_flip >= p_rep else repaired
+        record = null_extra(deciding, i)
+        if exact is not None and p_flip >= p_rep:  # the deciding p is exact: no Monte Carlo interval
+            n_patterns = 2 ** int(np.count_nonzero(rows.group_sums[i]))
+            record.update({"p_mc_low": p_flip, "p_mc_high": p_flip, "n_permutations": n_patterns})
+        record.update({"settled": iut_settled(flips, repaired, i, exact), "null_mean": 0.0,
+                       "null_sd": null_extra(flips, i)["null_sd"], "p_sign_flip": p_flip, "p_repaired": p_rep,
+                       "sign_flip_exact": exact is not None,
+                       "n_sign_flips": int(flips.n_drawn), "n_repairings": int(repaired.n_drawn),
+                       "repaired_null_mean": null_extra(repaired, i)["null_mean"],
+                       "repaired_null_sd": null_extra(repaired, i)["null_sd"],
+                       "null": "grouped sign flips of the paired difference, and b words re-paired within each "
+                               "relation (p is the larger of the two)"})
+        results.append(TestResult(
+            key=geometry_key("analogy", dataset, site, position, lab["method"], lab["relation"], control=control),
+            claim=claim,
+            statistic_name="accuracy_minus_only_b",
+            statistic=effect,
+            effect_size_name="accuracy - only-b accuracy (paired; null mean 0)",
+            effect_size=effect,
+            ci_low=lo,
+            ci_high=hi,
+            p_value=max(p_flip, p_rep),
+            n=lab["n"],
+            n_groups=lab["n_groups"],
+            extra={**common, "relation": lab["relation"], **rows.flips.extra[i], **record,
+                   "ci": "paired grouped bootstrap (groups: target pair), at least the re-pairing null's spread"},
+        ))
+        replicates.append(reps)
+        if lab["relation"] in seen_subsets:
+            continue
+        seen_subsets.add(lab["relation"])
+        base = rows.flips.extra[i]["only_b_accuracy"]
+        base_rep = rows.boot_base[i] - chance
+        b_lo, b_hi = interval(base_rep)
+        baselines.append(TestResult(
+            key=geometry_key("analogy", dataset, site, position, lab["method"], lab["relation"],
+                             control=BASELINE if control is None else f"{BASELINE}@{control}"),
+            claim=claim,
+            statistic_name="only_b_accuracy",
+            statistic=base,
+            effect_size_name="only-b accuracy - chance",
+            effect_size=base - chance,
+            ci_low=b_lo,
+            ci_high=b_hi,
+            p_value=float("nan"),
+            n=lab["n"],
+            n_groups=lab["n_groups"],
+            extra={**common, "relation": lab["relation"], "baseline": True, "only_b_accuracy": base,
+                   "note": "nearest neighbour of b alone; the paired test subtracts it question by question"},
+        ))
+        base_reps.append(base_rep)
+    return results, replicates, baselines, base_reps
+
+
 @renamed_keywords(n_boot="n_bootstrap")
 def analogy_tests(
     vectors: Any,
@@ -146,6 +365,7 @@ def analogy_tests(
     n_permutations: int = 1000,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    plan: SequentialPlan | None = None,
     dataset: str = "",
     site: str | None = None,
     position: str | None = None,
@@ -153,66 +373,17 @@ def analogy_tests(
     claim: str | None = "C3",
     extra: dict[str, Any] | None = None,
 ) -> ResultSet:
-    """Accuracy of each method, overall and per relation, tested against only-b on the same questions.
+    """Each method's accuracy minus only-b accuracy on the same questions, overall and per relation, with the
+    only-b baseline of each subset beside it (``control="only_b"``).
 
-    statistic: accuracy; effect size: accuracy - only-b accuracy, with a paired grouped bootstrap CI;
-    p: re-pairing permutation test of the accuracy (see the module docstring). ``extra`` has the only-b
-    accuracy and CI and the re-paired null's mean accuracy.
+    statistic and effect: the paired difference; p: larger of the grouped sign-flip and re-pairing p-values;
+    CI: paired grouped bootstrap (see the module docstring). ``plan``: draw sequentially, deciding on the first
+    method's overall row; None: ``n_permutations`` draws of each null.
     """
-    vectors = check_vectors(vectors, "vectors", min_rows=4)
-    if len(questions) == 0:
-        raise InvalidInputError("no analogy questions")
-    n_candidates = vectors.shape[0] - 3
-    only_b = analogy_correct(vectors, questions, "only_b").astype(np.float64)
-    subsets: list[tuple[str, np.ndarray]] = [("all", np.ones(len(questions), dtype=bool))]
-    relations = sorted(set(questions.relation.tolist()))
-    if per_relation and len(relations) > 1:
-        subsets += [(r, questions.relation == r) for r in relations]
-    perms = repairings(questions, n_permutations, seed)
-    results: list[TestResult] = []
-    rng_seed = seed
-    for method in methods:
-        hits = analogy_correct(vectors, questions, method).astype(np.float64)
-        null_hits = np.stack([analogy_correct(vectors, questions.repaired(p), method) for p in perms])
-        for name, mask in subsets:
-            m_hits, m_base = hits[mask], only_b[mask]
-            null = null_hits[:, mask].mean(axis=1)
-            codes = group_codes(questions.group[mask], int(mask.sum()))
-            observed_diff = float(m_hits.mean() - m_base.mean())
-            boots = bootstrap_group_rows(codes, n_bootstrap, rng_seed + 1)
-            boot_acc = np.array([m_hits[r].mean() for r in boots])
-            boot_base = np.array([m_base[r].mean() for r in boots])
-            lo, hi = np.quantile(boot_acc - boot_base, [0.025, 0.975])
-            acc_lo, acc_hi = np.quantile(boot_acc, [0.025, 0.975])
-            base_lo, base_hi = np.quantile(boot_base, [0.025, 0.975])
-            results.append(
-                TestResult(
-                    key=geometry_key("analogy", dataset, site, position, method, name, control=control),
-                    claim=claim,
-                    statistic_name="accuracy",
-                    statistic=float(m_hits.mean()),
-                    effect_size_name="accuracy_minus_only_b",
-                    effect_size=observed_diff,
-                    ci_low=float(lo),
-                    ci_high=float(hi),
-                    p_value=one_sided_tail(float(m_hits.mean()), null),
-                    n=int(mask.sum()),
-                    n_groups=int(codes.max()) + 1,
-                    extra={
-                        "site": site,
-                        "relation": name,
-                        "accuracy_ci": [float(acc_lo), float(acc_hi)],
-                        "only_b_accuracy": float(m_base.mean()),
-                        "only_b_ci": [float(base_lo), float(base_hi)],
-                        "repaired_null_mean_accuracy": float(null.mean()),
-                        "null": "b words re-paired within each relation",
-                        "n_candidates": n_candidates,
-                        "chance": 1.0 / max(n_candidates, 1),
-                        "n_permutations": n_permutations,
-                        "n_bootstrap": n_bootstrap,
-                        **(extra or {}),
-                    },
-                )
-            )
-            rng_seed += 2
-    return ResultSet(results)
+    rows = analogy_null_rows(vectors, questions, methods=methods, per_relation=per_relation,
+                             n_bootstrap=max(n_bootstrap, 2), seed=seed)
+    flips = fixed_or_sequential(rows.flips, n_permutations, plan, [0])
+    repaired = fixed_or_sequential(rows.repaired, n_permutations, plan, [0])
+    results, _, baselines, _ = analogy_results(rows, flips, repaired, dataset=dataset, site=site,
+                                               position=position, control=control, claim=claim, extra=extra)
+    return ResultSet(results + baselines)

@@ -8,8 +8,8 @@ permutation null on the labels (whole groups move together when a group carries 
 
 The clustering does not depend on the labels, so it is computed once; every permutation only re-scores it.
 Contingency-table metrics are written here, vectorised over permutations and bootstrap replicates; a unit test
-checks them against scikit-learn. CIs are grouped bootstrap percentile intervals over the evaluation sample
-(cluster assignments fixed), the convention of docs/STATISTICS.md.
+checks them against scikit-learn. CIs resample groups over the evaluation sample (cluster assignments fixed,
+as in the null), with the bootstrap's variance matched to the permutation null (``_nulls``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering, KMeans
 
-from conceptspace.analyses.geometry._naming import geometry_key, null_summary
+from conceptspace.analyses.geometry._naming import geometry_key
+from conceptspace.analyses.geometry._nulls import NullRows, batch_rng, fixed_or_sequential, numbered, outcomes
 from conceptspace.analyses.geometry._vector_ops import (
     check_class_labels,
     check_vectors,
@@ -30,8 +31,9 @@ from conceptspace.analyses.geometry._vector_ops import (
 )
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._bootstrap import group_counts
-from conceptspace.stats._permutation import draw_permutations, permutation_p_value
+from conceptspace.stats._permutation import draw_permutations
 from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._sequential import SequentialNull, SequentialPlan
 from conceptspace.utils.deprecation import renamed_keywords
 
 CLUSTER_METHODS: tuple[str, ...] = ("kmeans", "agglomerative_cosine", "agglomerative_ward")
@@ -155,6 +157,102 @@ def silhouette_values(distances: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return out if np.ndim(codes) == 2 else out[0]
 
 
+#: permuted data sets whose bootstrap measures the bootstrap's excess variance (see ``_nulls``)
+N_EXCESS_SETS = 4
+
+
+def clustering_null_rows(
+    X: Any,
+    labels: Any,
+    *,
+    groups: Sequence[Hashable] | np.ndarray | None = None,
+    methods: Sequence[str] = CLUSTER_METHODS,
+    n_bootstrap: int = 500,
+    seed: int = 0,
+) -> NullRows:
+    """Rows (per method: ARI, NMI, purity; then the silhouette of the labels) sharing one label-permutation
+    stream: permutation ``i`` comes from ``(seed, i)`` (whole groups move together when a group carries one
+    label), so the rows of several sites built with one seed share their draws.
+
+    The clusterings do not depend on the labels: they are computed once, and every permutation and bootstrap
+    replicate only re-scores them (vectorised contingency tables)."""
+    X = check_vectors(X, min_rows=4)
+    codes = check_class_labels(labels, X.shape[0])
+    gcodes = group_codes(groups, X.shape[0])
+    if n_bootstrap < 2:
+        raise InvalidInputError(f"n_bootstrap must be >= 2; got {n_bootstrap}")
+    K = int(codes.max()) + 1
+    grouping = None if groups is None else gcodes
+    scheme = draw_permutations(codes, grouping, 1, seed=seed)[1]
+
+    def permuted(rng: np.random.Generator) -> np.ndarray:
+        perm = draw_permutations(codes, grouping, 1, seed=int(rng.integers(2**63 - 1)))[0][0]
+        return codes[perm]
+
+    preds = {method: cluster(X, K, method, seed=seed) for method in methods}
+    distances = np.clip(1.0 - cosine_matrix(X), 0.0, 2.0)
+    np.fill_diagonal(distances, 0.0)
+    weights = group_counts(gcodes, X.shape[0], n_bootstrap, seed + 1)  # row multiplicities per replicate
+
+    def scores(labelling: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+        """Every row's statistic for one labelling: on the data (w None) or on each resample of ``w``."""
+        out = []
+        for pred in preds.values():
+            table = contingency(labelling, pred, w)
+            out += [_METRIC_FUNCTIONS[metric](table) for metric in AGREEMENT_METRICS]
+        values = silhouette_values(distances, labelling)
+        out.append(np.atleast_1d(values.mean()) if w is None else (w @ values) / w.sum(axis=1))
+        return np.stack(out)
+
+    labels_out: list[dict[str, Any]] = [{"method": method, "metric": metric} for method in methods
+                                        for metric in AGREEMENT_METRICS]
+    labels_out.append({"method": "true_labels", "metric": "silhouette_cosine"})
+    for lab in labels_out:
+        lab["n_clusters"] = int(preds[lab["method"]].max()) + 1 if lab["method"] in preds else None
+    excess = [permuted(batch_rng(seed, k, 2)) for k in range(N_EXCESS_SETS)]
+    boot_null = np.stack([scores(p, weights) for p in excess], axis=1)  # (rows, m, R)
+    common = {"n_classes": K, "permutation_scheme": scheme, "n_groups": int(gcodes.max()) + 1, "n": X.shape[0]}
+    return NullRows(labels_out, scores(codes, None)[:, 0], numbered(lambda rng: scores(permuted(rng), None)[:, 0],
+                                                                     seed, 0),
+                    scores(codes, weights), boot_null, [dict(common) for _ in labels_out])
+
+
+def clustering_results(
+    rows: NullRows,
+    out: SequentialNull,
+    *,
+    dataset: str = "",
+    site: str | None = None,
+    position: str | None = None,
+    control: str | None = None,
+    claim: str | None = "C1",
+    extra: dict[str, Any] | None = None,
+) -> tuple[list[TestResult], list[np.ndarray]]:
+    """The tests of ``rows`` (and their effect replicates, in the same order)."""
+    results, replicates = [], []
+    for lab, row in zip(rows.labels, outcomes(rows, out), strict=True):
+        metric, more = lab["metric"], dict(row.extra)
+        n, n_groups = more.pop("n"), more.pop("n_groups")
+        more = {**more, "n_clusters": lab["n_clusters"]} if lab["n_clusters"] is not None else more
+        results.append(TestResult(
+            key=geometry_key("clustering", dataset, site, position, lab["method"], metric, control=control),
+            claim=claim,
+            statistic_name=metric,
+            statistic=row.statistic,
+            effect_size_name=f"{metric} - permutation null mean",
+            effect_size=row.effect,
+            ci_low=row.ci_low,
+            ci_high=row.ci_high,
+            p_value=row.p_value,
+            n=n,
+            n_groups=n_groups,
+            extra={"site": site, "n_bootstrap": int(rows.boot.shape[1]), "ci": "matched grouped bootstrap",
+                   **more, **(extra or {})},
+        ))
+        replicates.append(row.replicates)
+    return results, replicates
+
+
 @renamed_keywords(n_boot="n_bootstrap")
 def clustering_tests(
     X: Any,
@@ -165,6 +263,7 @@ def clustering_tests(
     n_permutations: int = 500,
     n_bootstrap: int = 500,
     seed: int = 0,
+    plan: SequentialPlan | None = None,
     dataset: str = "",
     site: str | None = None,
     position: str | None = None,
@@ -176,62 +275,15 @@ def clustering_tests(
 
     Each statistic gets a permutation p-value (labels permuted; by whole group when ``groups`` carry one label
     each, so correlated rows never make the null too narrow), an effect size ``observed - null mean`` (NMI and
-    purity are positive under the null, so the raw value overstates structure) and a grouped bootstrap CI of
-    that effect (bias-corrected percentile interval; see the comment in ``add``). Same seed, same numbers.
+    purity are positive under the null, so the raw value overstates structure) and a CI from the grouped
+    bootstrap matched to the null (``_nulls``). ``plan``: draw sequentially, deciding on the first method's
+    ARI; None: ``n_permutations`` draws. Same seed, same numbers.
     """
-    X = check_vectors(X, min_rows=4)
-    codes = check_class_labels(labels, X.shape[0])
-    gcodes = group_codes(groups, X.shape[0])
     if n_permutations < 1 or n_bootstrap < 1:
         raise InvalidInputError("n_permutations and n_bootstrap must be >= 1")
-    K = int(codes.max()) + 1
-    perms, scheme = draw_permutations(codes, None if groups is None else gcodes, n_permutations, seed=seed)
-    permuted = codes[perms]  # (B, n)
-    weights = group_counts(gcodes, X.shape[0], n_bootstrap, seed + 1)  # row multiplicities per bootstrap sample
-    base_extra = {"site": site, "n_classes": K, "n_permutations": n_permutations, "n_bootstrap": n_bootstrap,
-                  "permutation_scheme": scheme, **(extra or {})}
-    results: list[TestResult] = []
-
-    def add(method: str, metric: str, observed: float, null: np.ndarray, boot: np.ndarray, more: dict) -> None:
-        ns = null_summary(null)
-        # Bias-corrected percentile interval: plug-in agreement metrics computed on a bootstrap sample, where
-        # drawn groups repeat, are biased upward (NMI most of all), so plain percentiles can sit entirely above
-        # the estimate (seen on the untrained twin). Shifting the percentiles by the bootstrap's estimated bias,
-        # mean(boot) - observed (Efron & Tibshirani 1993, ch. 10), keeps the spread and removes the offset.
-        bias = float(np.nanmean(boot)) - observed
-        q_lo, q_hi = np.nanquantile(boot, [0.025, 0.975])
-        lo, hi = q_lo - bias - ns["null_mean"], q_hi - bias - ns["null_mean"]
-        results.append(
-            TestResult(
-                key=geometry_key("clustering", dataset, site, position, method, metric, control=control),
-                claim=claim,
-                statistic_name=metric,
-                statistic=observed,
-                effect_size_name=f"{metric}_minus_null_mean",
-                effect_size=observed - ns["null_mean"],
-                ci_low=float(lo),
-                ci_high=float(hi),
-                p_value=float(permutation_p_value(observed, null)),
-                n=X.shape[0],
-                n_groups=int(gcodes.max()) + 1,
-                extra={**base_extra, **ns, **more},
-            )
-        )
-
-    for method in methods:
-        pred = cluster(X, K, method, seed=seed)
-        observed_table = contingency(codes, pred)
-        null_tables = contingency(permuted, pred)
-        boot_tables = contingency(codes, pred, weights)
-        for metric in AGREEMENT_METRICS:
-            fn = _METRIC_FUNCTIONS[metric]
-            add(method, metric, float(fn(observed_table)[0]), fn(null_tables), fn(boot_tables),
-                {"n_clusters": int(pred.max()) + 1})
-
-    distances = np.clip(1.0 - cosine_matrix(X), 0.0, 2.0)
-    np.fill_diagonal(distances, 0.0)
-    values = silhouette_values(distances, codes)
-    null_sil = silhouette_values(distances, permuted).mean(axis=1)
-    boot_sil = (weights @ values) / weights.sum(axis=1)
-    add("true_labels", "silhouette_cosine", float(values.mean()), null_sil, boot_sil, {})
+    rows = clustering_null_rows(X, labels, groups=groups, methods=methods, n_bootstrap=max(n_bootstrap, 2),
+                                seed=seed)
+    out = fixed_or_sequential(rows, n_permutations, plan, [0])
+    results, _ = clustering_results(rows, out, dataset=dataset, site=site, position=position, control=control,
+                                    claim=claim, extra=extra)
     return ResultSet(results)

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from conceptspace.analyses.geometry._naming import geometry_key, null_summary
+from conceptspace.analyses.geometry._naming import geometry_key
+from conceptspace.analyses.geometry._nulls import NullRows, batch_rng, fixed_or_sequential, numbered, outcomes
 from conceptspace.analyses.geometry._vector_ops import (
     CausalInnerProduct,
     check_vectors,
@@ -34,8 +35,8 @@ from conceptspace.analyses.geometry._vector_ops import (
     unit_rows,
 )
 from conceptspace.errors import InvalidInputError
-from conceptspace.stats._permutation import permutation_p_value
 from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._sequential import SequentialNull, SequentialPlan
 from conceptspace.utils.deprecation import renamed_keywords
 
 MIN_PAIRS = 3
@@ -72,8 +73,183 @@ def loo_cosines(D: np.ndarray, held_out: np.ndarray | None = None) -> np.ndarray
     return np.sum(unit_rows(target) * unit_rows(loo), axis=1)
 
 
-def _permuted_b(n: int, n_permutations: int, rng: np.random.Generator) -> np.ndarray:
-    return np.argsort(rng.random((n_permutations, n)), axis=1)
+#: how many re-pairings feed the descriptive Cliff's delta and the bootstrap's excess measurement
+N_DESCRIPTIVE_PERMUTATIONS = 99
+N_EXCESS_SETS = 4
+POOLED = "all"
+
+
+def _batch_pair_stats(a: np.ndarray, b: np.ndarray, perms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean pairwise and mean LOO cosine of ``b[perm] - a`` for each row of ``perms`` (count, n), vectorised."""
+    n = a.shape[0]
+    pair = np.empty(perms.shape[0])
+    loo = np.empty(perms.shape[0])
+    for start in range(0, perms.shape[0], 64):
+        chunk = perms[start:start + 64]
+        D = b[chunk] - a[None, :, :]
+        U = _unit_last(D)
+        s = U.sum(axis=1)
+        pair[start:start + chunk.shape[0]] = (np.einsum("bd,bd->b", s, s) - n) / (n * (n - 1))
+        others = D.sum(axis=1, keepdims=True) - D
+        loo[start:start + chunk.shape[0]] = np.sum(U * _unit_last(others), axis=2).mean(axis=1)
+    return pair, loo
+
+
+def _unit_last(X: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(X, axis=-1, keepdims=True)
+    return X / np.where(norm > 0, norm, 1.0)
+
+
+def _boot_pair_cosine(cos: np.ndarray, boot_rows: np.ndarray) -> np.ndarray:
+    """Mean pairwise cosine of each resample, pairs of an item with its own copy left out."""
+    out = np.empty(boot_rows.shape[0])
+    for r, rows in enumerate(boot_rows):
+        sub = cos[np.ix_(rows, rows)]
+        distinct = rows[:, None] != rows[None, :]
+        out[r] = sub[distinct].mean() if distinct.any() else np.nan
+    return out
+
+
+def _resample_stats(D: np.ndarray, boot_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    U = unit_rows(D)
+    return _boot_pair_cosine(U @ U.T, boot_rows), loo_cosines(D)[boot_rows].mean(axis=1)
+
+
+def _repaired_cosines(a: np.ndarray, b: np.ndarray, D: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """Cosines of re-paired held-out differences with the mean direction of the true pairs other than both
+    pairs involved (neither word may sit in the direction it is compared with): Cliff's delta's reference."""
+    n = a.shape[0]
+    out = []
+    for perm in perms:
+        moved = perm != np.arange(n)
+        if moved.any():
+            Dp = b[perm] - a
+            direction = D.sum(axis=0)[None, :] - D - D[perm]
+            out.append(np.sum(unit_rows(Dp[moved]) * unit_rows(direction[moved]), axis=1))
+    return np.concatenate(out) if out else np.zeros(1)
+
+
+def relation_null_rows(
+    A: Any,
+    B: Any,
+    relations: Sequence[str],
+    *,
+    inner_product: CausalInnerProduct | None = None,
+    n_bootstrap: int = 500,
+    seed: int = 0,
+) -> NullRows:
+    """Rows (per relation: mean pairwise and mean LOO cosine; with several relations also their pooled mean
+    pairwise cosine, relation ``"all"``) sharing one re-pairing stream: permutation ``i`` re-pairs every relation
+    from ``(seed, i)``, so the rows of several sites or inner products built with one seed share their draws."""
+    A, B, rel, geometry = _prepare(A, B, relations, inner_product)
+    if n_bootstrap < 2:
+        raise InvalidInputError(f"n_bootstrap must be >= 2; got {n_bootstrap}")
+    names = sorted(set(rel.tolist()))
+    skipped = [r for r in names if np.count_nonzero(rel == r) < MIN_PAIRS]
+    kept = [r for r in names if r not in skipped]
+    if not kept:
+        raise InvalidInputError(f"no relation has at least {MIN_PAIRS} pairs; consistency needs several pairs")
+    members = [np.flatnonzero(rel == r) for r in kept]
+
+    def permutations(rng: np.random.Generator) -> list[np.ndarray]:
+        return [rng.permutation(idx.size) for idx in members]
+
+    def one(rng: np.random.Generator) -> np.ndarray:
+        values = []
+        for idx, perm in zip(members, permutations(rng), strict=True):
+            pair, loo = _batch_pair_stats(A[idx], B[idx], perm[None, :])
+            values += [pair[0], loo[0]]
+        if len(kept) > 1:
+            values.append(float(np.mean(values[0::2])))
+        return np.array(values)
+
+    labels: list[dict[str, Any]] = []
+    observed: list[float] = []
+    boot: list[np.ndarray] = []
+    boot_null: list[np.ndarray] = []
+    extra: list[dict[str, Any]] = []
+    rng_boot = np.random.default_rng([seed, 1])
+    excess_rngs = [batch_rng(seed, k, 2) for k in range(N_EXCESS_SETS)]
+    excess_perms = [permutations(r) for r in excess_rngs]
+    descriptive = [permutations(batch_rng(seed, k, 3)) for k in range(N_DESCRIPTIVE_PERMUTATIONS)]
+    for k, (name, idx) in enumerate(zip(kept, members, strict=True)):
+        a, b = A[idx], B[idx]
+        D = b - a
+        rows = rng_boot.integers(0, idx.size, size=(n_bootstrap, idx.size))
+        pair_boot, loo_boot = _resample_stats(D, rows)
+        null_boots = [_resample_stats(b[perms[k]] - a, rows) for perms in excess_perms]
+        loo = loo_cosines(D)
+        mismatched = _repaired_cosines(a, b, D, np.stack([perms[k] for perms in descriptive]))
+        for stat, value, reps, nulls, more in (
+            ("mean_pairwise_cosine", mean_pairwise_cosine(D), pair_boot, [nb[0] for nb in null_boots], {}),
+            ("mean_loo_cosine", float(loo.mean()), loo_boot, [nb[1] for nb in null_boots],
+             {"cliffs_delta_vs_repaired": cliffs_delta(loo, mismatched),
+              "mean_repaired_cosine": float(mismatched.mean())}),
+        ):
+            labels.append({"relation": name, "statistic": stat, "geometry": geometry, "n": int(idx.size)})
+            observed.append(value)
+            boot.append(reps)
+            boot_null.append(np.stack(nulls))
+            extra.append({"skipped_relations": skipped, **more})
+    if len(kept) > 1:
+        labels.append({"relation": POOLED, "statistic": "mean_pairwise_cosine", "geometry": geometry,
+                       "n": int(sum(idx.size for idx in members)), "n_relations": len(kept)})
+        observed.append(float(np.mean(observed[0::2])))
+        boot.append(np.mean(boot[0::2], axis=0))
+        boot_null.append(np.mean(boot_null[0::2], axis=0))
+        extra.append({"skipped_relations": skipped, "relations": kept})
+    return NullRows(labels, np.array(observed), numbered(one, seed, 0), np.stack(boot), np.stack(boot_null), extra)
+
+
+def primary_relation_row(rows: NullRows) -> int:
+    """The row C2 decides on: the pooled mean pairwise cosine, or the only relation's."""
+    return len(rows.labels) - 1 if rows.labels[-1]["relation"] == POOLED else 0
+
+
+def primary_relation_index(relations: Sequence[str]) -> int:
+    """:func:`primary_relation_row` read from the relations alone (rows: two per relation with enough pairs,
+    then the pooled row when there are several), so a runner knows it before any vectors exist."""
+    rel = [str(r) for r in relations]
+    kept = [r for r in sorted(set(rel)) if rel.count(r) >= MIN_PAIRS]
+    return 2 * len(kept) if len(kept) > 1 else 0
+
+
+def relation_results(
+    rows: NullRows,
+    out: SequentialNull,
+    *,
+    dataset: str = "",
+    site: str | None = None,
+    position: str | None = None,
+    control: str | None = None,
+    claim: str | None = "C2",
+    extra: dict[str, Any] | None = None,
+    n_bootstrap: int | None = None,
+) -> tuple[list[TestResult], list[np.ndarray]]:
+    """The consistency tests of ``rows`` (and their effect replicates, in the same order)."""
+    results, replicates = [], []
+    for lab, row in zip(rows.labels, outcomes(rows, out), strict=True):
+        stat, geometry = lab["statistic"], lab["geometry"]
+        results.append(TestResult(
+            key=geometry_key("relation", dataset, site, position, f"{stat}_{geometry}", lab["relation"],
+                             control=control),
+            claim=claim,
+            statistic_name=stat,
+            statistic=row.statistic,
+            effect_size_name=f"{stat} - re-paired null mean",
+            effect_size=row.effect,
+            ci_low=row.ci_low,
+            ci_high=row.ci_high,
+            p_value=row.p_value,
+            n=lab["n"],
+            n_groups=lab["n"],
+            extra={"site": site, "relation": lab["relation"], "inner_product": geometry,
+                   "n_bootstrap": n_bootstrap if n_bootstrap is not None else int(rows.boot.shape[1]),
+                   "null": "b re-paired within the relation", "ci": "matched bootstrap over pairs",
+                   **row.extra, **(extra or {})},
+        ))
+        replicates.append(row.replicates)
+    return results, replicates
 
 
 @renamed_keywords(n_boot="n_bootstrap")
@@ -86,6 +262,7 @@ def relation_consistency_tests(
     n_permutations: int = 500,
     n_bootstrap: int = 500,
     seed: int = 0,
+    plan: SequentialPlan | None = None,
     dataset: str = "",
     site: str | None = None,
     position: str | None = None,
@@ -93,79 +270,17 @@ def relation_consistency_tests(
     claim: str | None = "C2",
     extra: dict[str, Any] | None = None,
 ) -> ResultSet:
-    """Per relation (with >= 3 pairs): mean pairwise cosine and mean LOO cosine of the differences B - A.
+    """Per relation (with >= 3 pairs): mean pairwise and mean LOO cosine of the differences B - A, each against
+    its re-pairing null (effect = statistic - null mean; CI matched to the null, see ``_nulls``).
 
-    ``inner_product`` None is Euclidean; pass :func:`~._vector_ops.causal_inner_product` of the
-    unembedding for the causal inner product. Relations with fewer pairs are skipped and listed in ``extra``.
+    ``inner_product`` None is Euclidean; pass :func:`~._vector_ops.causal_inner_product` of the unembedding for
+    the causal inner product. Relations with fewer pairs are skipped and listed in ``extra``. ``plan``: draw
+    sequentially (deciding on the pooled, else the only, mean pairwise cosine); None: ``n_permutations`` draws.
     """
-    A, B, rel, geometry = _prepare(A, B, relations, inner_product)
-    names = sorted(set(rel.tolist()))
-    skipped = [r for r in names if np.count_nonzero(rel == r) < MIN_PAIRS]
-    kept = [r for r in names if r not in skipped]
-    if not kept:
-        raise InvalidInputError(f"no relation has at least {MIN_PAIRS} pairs; consistency needs several pairs")
-    results: list[TestResult] = []
-    for k, name in enumerate(kept):
-        idx = np.flatnonzero(rel == name)
-        a, b = A[idx], B[idx]
-        D = b - a
-        n = idx.size
-        rng = np.random.default_rng(seed + 7919 * k)
-        perms = _permuted_b(n, n_permutations, rng)
-        obs_pair = mean_pairwise_cosine(D)
-        loo = loo_cosines(D)
-        obs_loo = float(loo.mean())
-        null_pair = np.empty(n_permutations)
-        null_loo = np.empty(n_permutations)
-        repaired_on_true = []
-        for p, perm in enumerate(perms):
-            Dp = b[perm] - a
-            null_pair[p] = mean_pairwise_cosine(Dp)
-            null_loo[p] = float(loo_cosines(Dp).mean())
-            moved = perm != np.arange(n)
-            if moved.any():
-                # held-out re-paired (a_k, b_perm[k]) on the mean direction of the pairs other than k and perm[k]:
-                # neither of its words may sit in the direction it is compared with (that would bias the comparison)
-                direction = D.sum(axis=0)[None, :] - D - D[perm]
-                cosines = np.sum(unit_rows(Dp[moved]) * unit_rows(direction[moved]), axis=1)
-                repaired_on_true.append(cosines)
-        mismatched = np.concatenate(repaired_on_true) if repaired_on_true else np.zeros(1)
-        boot_rows = rng.integers(0, n, size=(n_bootstrap, n))
-        cos = unit_rows(D) @ unit_rows(D).T
-        boot_pair = np.empty(n_bootstrap)
-        for r, rows in enumerate(boot_rows):
-            sub = cos[np.ix_(rows, rows)]
-            distinct = rows[:, None] != rows[None, :]
-            boot_pair[r] = sub[distinct].mean() if distinct.any() else np.nan
-        boot_loo = loo[boot_rows].mean(axis=1)
-        common = {"site": site, "relation": name, "inner_product": geometry, "n_permutations": n_permutations,
-                  "n_bootstrap": n_bootstrap, "null": "b re-paired within the relation", "skipped_relations": skipped,
-                  **(extra or {})}
-        for stat_name, observed, null, boot, more in (
-            ("mean_pairwise_cosine", obs_pair, null_pair, boot_pair, {}),
-            ("mean_loo_cosine", obs_loo, null_loo, boot_loo,
-             {"cliffs_delta_vs_repaired": cliffs_delta(loo, mismatched),
-              "mean_repaired_cosine": float(mismatched.mean())}),
-        ):
-            ns = null_summary(null)
-            lo, hi = np.nanquantile(boot - ns["null_mean"], [0.025, 0.975])
-            results.append(
-                TestResult(
-                    key=geometry_key("relation", dataset, site, position, f"{stat_name}_{geometry}", name,
-                                     control=control),
-                    claim=claim,
-                    statistic_name=stat_name,
-                    statistic=observed,
-                    effect_size_name=f"{stat_name}_minus_repaired_null_mean",
-                    effect_size=observed - ns["null_mean"],
-                    ci_low=float(lo),
-                    ci_high=float(hi),
-                    p_value=float(permutation_p_value(observed, null)),
-                    n=n,
-                    n_groups=n,
-                    extra={**common, **ns, **more},
-                )
-            )
+    rows = relation_null_rows(A, B, relations, inner_product=inner_product, n_bootstrap=n_bootstrap, seed=seed)
+    out = fixed_or_sequential(rows, n_permutations, plan, [primary_relation_row(rows)])
+    results, _ = relation_results(rows, out, dataset=dataset, site=site, position=position, control=control,
+                                  claim=claim, extra=extra, n_bootstrap=n_bootstrap)
     return ResultSet(results)
 
 

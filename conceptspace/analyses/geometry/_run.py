@@ -15,13 +15,30 @@ words were one token and how many were several.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from conceptspace.activations._extract import extract
-from conceptspace.analyses.geometry._analogies import ANALOGY_METHODS, analogy_tests, questions_from_pairs
-from conceptspace.analyses.geometry._clustering import CLUSTER_METHODS, cluster, clustering_tests, contingency
+from conceptspace.analyses.geometry._analogies import (
+    ANALOGY_METHODS,
+    AnalogyRows,
+    analogy_null_rows,
+    analogy_results,
+    analogy_tests,
+    questions_from_pairs,
+    repairing,
+)
+from conceptspace.analyses.geometry._clustering import (
+    CLUSTER_METHODS,
+    cluster,
+    clustering_null_rows,
+    clustering_results,
+    clustering_tests,
+    contingency,
+)
+from conceptspace.analyses.geometry._controls import GeometryOutput, run_models, slice_null
 from conceptspace.analyses.geometry._logit_lens import (
     ModelPasses,
     context_matrices,
@@ -29,8 +46,21 @@ from conceptspace.analyses.geometry._logit_lens import (
     proximity_results,
     token_zipf,
 )
-from conceptspace.analyses.geometry._relations import relation_consistency_tests, relation_orthogonality_tests
-from conceptspace.analyses.geometry._similarity import category_similarity, mantel_test, rsa_tests
+from conceptspace.analyses.geometry._nulls import NullRows, stack_rows
+from conceptspace.analyses.geometry._relations import (
+    primary_relation_index,
+    relation_consistency_tests,
+    relation_null_rows,
+    relation_orthogonality_tests,
+    relation_results,
+)
+from conceptspace.analyses.geometry._similarity import (
+    category_similarity,
+    mantel_test,
+    rsa_null_rows,
+    rsa_results,
+    rsa_tests,
+)
 from conceptspace.analyses.geometry._vector_ops import causal_inner_product, cosine_matrix
 from conceptspace.concepts._pairs import analogy_quadruples
 from conceptspace.concepts._schema import ConceptSet
@@ -42,7 +72,7 @@ from conceptspace.models._sites import parse_site
 from conceptspace.models._weights import embedding_rows, unembedding_matrix, unembedding_rows
 from conceptspace.site_names import UNEMBED
 from conceptspace.stats._results import ResultSet
-from conceptspace.stats._sequential import SequentialPlan
+from conceptspace.stats._sequential import SequentialNull, SequentialPlan, sequential_null
 from conceptspace.utils.deprecation import renamed_keywords
 
 __all__ = [
@@ -231,6 +261,37 @@ def _models(
     return out
 
 
+#: a control model of a run: (control name, its seed, the model)
+Control = tuple[str, int, ConceptModel]
+
+
+def _controls(model: ConceptModel, twin: bool | ConceptModel | None, twin_seed: int,
+              controls: Sequence[Control] | None) -> list[tuple[str | None, int, ConceptModel]]:
+    """The trained model first, then ``controls`` (or, when None, the one ``twin`` of the older API)."""
+    if controls is None:
+        controls = [("untrained", twin_seed, m) for m, c in _models(model, twin, twin_seed) if c is not None]
+    return [(None, 0, model), *controls]
+
+
+def _plan(plan: SequentialPlan | None, n_permutations: int) -> SequentialPlan:
+    return plan if plan is not None else SequentialPlan.fixed(n_permutations)
+
+
+def resolve_primary_site(model: ConceptModel, sites: Sequence[str], primary_site: str | None) -> str:
+    """The canonical site of an analysis's primary test: ``primary_site`` or, when None, the first site."""
+    return _primary_site(canonical_sites(model, sites), primary_site)
+
+
+def _primary_site(sites: list[str], primary_site: str | None) -> str:
+    """The site of the primary test: ``primary_site`` (canonical name) or the first site."""
+    if primary_site is None:
+        return sites[0]
+    if primary_site not in sites:
+        raise InvalidInputError(f"the primary site {primary_site!r} is not among the analysis's sites {sites}; "
+                                "add it to `sites` or choose one of them")
+    return primary_site
+
+
 def _position(site: str, concept_set: ConceptSet, pairs: bool = False) -> str | None:
     """Where a site's vectors are read: nowhere for the static unembedding rows, else the word's span mean (the
     last token for sentence sets without spans; pairs sets always have spans)."""
@@ -255,23 +316,48 @@ def run_clustering(
     seed: int = 0,
 ) -> ResultSet:
     """Clustering against the set's labels at each site, for the model and its untrained twin."""
+    return clustering_output(model, concept_set, sites, rows=rows, methods=methods, twin=twin, twin_seed=twin_seed,
+                             n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=seed).results
+
+
+def clustering_output(
+    model: ConceptModel,
+    concept_set: ConceptSet,
+    sites: Sequence[str],
+    *,
+    rows: Sequence[int] | None = None,
+    methods: Sequence[str] = CLUSTER_METHODS,
+    twin: bool | ConceptModel | None = True,
+    twin_seed: int = 0,
+    controls: Sequence[Control] | None = None,
+    n_permutations: int = 500,
+    n_bootstrap: int = 500,
+    seed: int = 0,
+    plan: SequentialPlan | None = None,
+    primary_site: str | None = None,
+) -> GeometryOutput:
+    """:func:`run_clustering` with controls, a sequential plan deciding on the first method's ARI at the primary
+    site, and the effect replicates."""
     sites = canonical_sites(model, sites)
     idx = np.arange(len(concept_set)) if rows is None else np.asarray(rows, dtype=np.int64)
     labels = concept_set.labels[idx]
     groups = np.asarray(concept_set.groups)[idx]
     tokenization = word_tokenization_counts(model, concept_set.replace(data=concept_set.data.select(idx.tolist())))
-    results = ResultSet()
-    for m, control in _models(model, twin, twin_seed):
+
+    def tests_of(m: ConceptModel, control: str | None) -> dict[str, Any]:
         vectors = concept_vectors_by_site(m, concept_set, sites, rows=idx)
+        built = {}
         for site in sites:
-            X = vectors[site]
-            results = results + clustering_tests(
-                X, labels, groups=groups, methods=methods, n_permutations=n_permutations, n_bootstrap=n_bootstrap,
-                seed=seed, dataset=concept_set.name, site=site, control=control,
-                position=_position(site, concept_set),
-                extra={"tokenization": tokenization},
-            )
-    return results
+            null_rows = clustering_null_rows(vectors[site], labels, groups=groups, methods=methods,
+                                             n_bootstrap=n_bootstrap, seed=seed)
+            built[site] = (null_rows, partial(clustering_results, dataset=concept_set.name, site=site,
+                                              position=_position(site, concept_set), control=control,
+                                              extra={"tokenization": tokenization}))
+        return built
+
+    primary = _primary_site(sites, primary_site)
+    return run_models(_controls(model, twin, twin_seed, controls), sites, tests_of, _plan(plan, n_permutations),
+                      (primary, 0), seed)
 
 
 @renamed_keywords(n_boot="n_bootstrap")
@@ -289,6 +375,30 @@ def run_analogies(
     seed: int = 0,
 ) -> ResultSet:
     """3CosAdd / 3CosMul vs only-b on a pairs set; candidates are every distinct word of the set."""
+    return analogies_output(model, concept_set, sites, max_per_relation=max_per_relation, methods=methods, twin=twin,
+                            twin_seed=twin_seed, n_permutations=n_permutations, n_bootstrap=n_bootstrap,
+                            seed=seed).results
+
+
+def analogies_output(
+    model: ConceptModel,
+    concept_set: ConceptSet,
+    sites: Sequence[str],
+    *,
+    max_per_relation: int | None = 200,
+    methods: Sequence[str] = ANALOGY_METHODS,
+    twin: bool | ConceptModel | None = True,
+    twin_seed: int = 0,
+    controls: Sequence[Control] | None = None,
+    n_permutations: int = 1000,
+    n_bootstrap: int = 500,
+    seed: int = 0,
+    plan: SequentialPlan | None = None,
+    primary_site: str | None = None,
+    null_seed: int | None = None,
+) -> GeometryOutput:
+    """:func:`run_analogies` with controls, a sequential plan deciding on the first method's overall paired
+    difference at the primary site, the effect replicates, and (``null_seed``) the pairs re-paired first."""
     sites = canonical_sites(model, sites)
     a_words, b_words = concept_set.column("a"), concept_set.column("b")
     vocabulary = list(dict.fromkeys([*a_words, *b_words]))
@@ -296,23 +406,46 @@ def run_analogies(
     questions = questions_from_pairs(
         list(zip(a_words, b_words, strict=True)), concept_set.relations, vocabulary, quads, concept_set.groups
     )
+    if null_seed is not None:  # the null battery: every relation's b words re-paired among its a words
+        questions = questions.repaired(repairing(questions, np.random.default_rng([null_seed, 104723])))
     first_a = {w: i for i, w in reversed(list(enumerate(a_words)))}
     first_b = {w: i for i, w in reversed(list(enumerate(b_words)))}
     tokenization = word_tokenization_counts(model, concept_set)
-    results = ResultSet()
-    for m, control in _models(model, twin, twin_seed):
+    primary = _primary_site(sites, primary_site)
+    full_plan = _plan(plan, n_permutations)
+
+    def tests_of(m: ConceptModel, control: str | None) -> dict[str, Any]:
         a_vectors = concept_vectors_by_site(m, concept_set, sites, side="a")
         b_vectors = concept_vectors_by_site(m, concept_set, sites, side="b")
+        built = {}
         for site in sites:
             A, B = a_vectors[site], b_vectors[site]
             V = np.stack([A[first_a[w]] if w in first_a else B[first_b[w]] for w in vocabulary])
-            results = results + analogy_tests(
-                V, questions, methods=methods, n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=seed,
-                dataset=concept_set.name, site=site, control=control,
-                position=_position(site, concept_set, pairs=True),
-                extra={"tokenization": tokenization, "max_per_relation": max_per_relation},
-            )
-    return results
+            rows = analogy_null_rows(V, questions, methods=methods, n_bootstrap=n_bootstrap, seed=seed)
+            deciding = control is None and site == primary
+            built[site] = (rows.flips, partial(
+                _finish_analogies, rows, full_plan if deciding else SequentialPlan.fixed(full_plan.start),
+                dataset=concept_set.name, site=site, position=_position(site, concept_set, pairs=True),
+                control=control, extra={"tokenization": tokenization, "max_per_relation": max_per_relation,
+                                        **({"null_battery_seed": null_seed} if null_seed is not None else {})}))
+        return built
+
+    return run_models(_controls(model, twin, twin_seed, controls), sites, tests_of, full_plan, (primary, 0), seed)
+
+
+def _finish_analogies(rows: AnalogyRows, plan: SequentialPlan, flips_rows: NullRows, flips: SequentialNull,
+                      **naming: Any) -> tuple[list[Any], list[np.ndarray]]:
+    """The re-pairing guard's draws (sequential where the flips are, unless the flips already settled that the
+    primary row is not significant: the larger p then decides), then the paired tests and baselines."""
+    exact = rows.exact_flip_p[0]
+    flip_low, flip_settled = (exact, True) if exact is not None else (float(flips.mc_low[0]), flips.settled)
+    if flip_settled and flip_low > max(plan.thresholds):
+        plan = SequentialPlan.fixed(plan.start)
+    repaired = sequential_null(rows.repaired.draw, rows.repaired.observed, plan, decide=[0])
+    results, reps, baselines, base_reps = analogy_results(rows, flips, repaired, **naming)
+    if naming.get("control") is not None:
+        return results, reps
+    return results + baselines, reps + base_reps
 
 
 @renamed_keywords(n_boot="n_bootstrap")
@@ -332,26 +465,87 @@ def run_relations(
 
     The causal inner product is fitted on each model's own unembedding (the twin's on the twin's).
     """
+    return relations_output(model, concept_set, sites, orthogonal=orthogonal, twin=twin, twin_seed=twin_seed,
+                            n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=seed).results
+
+
+def relations_output(
+    model: ConceptModel,
+    concept_set: ConceptSet,
+    sites: Sequence[str],
+    *,
+    orthogonal: Sequence[tuple[str, str]] = (),
+    twin: bool | ConceptModel | None = True,
+    twin_seed: int = 0,
+    controls: Sequence[Control] | None = None,
+    n_permutations: int = 500,
+    n_bootstrap: int = 500,
+    seed: int = 0,
+    plan: SequentialPlan | None = None,
+    primary_site: str | None = None,
+    null_seed: int | None = None,
+) -> GeometryOutput:
+    """:func:`run_relations` with controls, a sequential plan deciding on the Euclidean mean pairwise cosine
+    (pooled over relations) at the primary site, the effect replicates, and (``null_seed``) the b words
+    re-paired within each relation first."""
     sites = canonical_sites(model, sites)
     relations = concept_set.relations
     tokenization = word_tokenization_counts(model, concept_set)
-    results = ResultSet()
-    for m, control in _models(model, twin, twin_seed):
+    repair = None if null_seed is None else _repairing_rows(relations, null_seed)
+    extra: dict[str, Any] = {"tokenization": tokenization,
+                             **({"null_battery_seed": null_seed} if null_seed is not None else {})}
+
+    def tests_of(m: ConceptModel, control: str | None) -> dict[str, Any]:
         causal = causal_inner_product(unembedding_matrix(m))
         a_vectors = concept_vectors_by_site(m, concept_set, sites, side="a")
         b_vectors = concept_vectors_by_site(m, concept_set, sites, side="b")
+        built = {}
         for site in sites:
             A, B = a_vectors[site], b_vectors[site]
+            B = B if repair is None else B[repair]
             position = _position(site, concept_set, pairs=True)
-            for ip in (None, causal):
-                common: dict[str, Any] = {"dataset": concept_set.name, "site": site, "control": control,
-                                          "position": position, "seed": seed, "inner_product": ip,
-                                          "n_bootstrap": n_bootstrap, "extra": {"tokenization": tokenization}}
-                results = results + relation_consistency_tests(A, B, relations, n_permutations=n_permutations,
-                                                               **common)
-                if orthogonal:
-                    results = results + relation_orthogonality_tests(A, B, relations, orthogonal, **common)
-    return results
+            parts = [relation_null_rows(A, B, relations, inner_product=ip, n_bootstrap=n_bootstrap, seed=seed)
+                     for ip in (None, causal)]
+            extras = ResultSet()
+            if orthogonal:
+                for ip in (None, causal):
+                    extras = extras + relation_orthogonality_tests(
+                        A, B, relations, orthogonal, inner_product=ip, n_bootstrap=n_bootstrap, seed=seed,
+                        dataset=concept_set.name, site=site, position=position, control=control, extra=extra)
+            built[site] = (stack_rows(parts), partial(_finish_relations, parts, list(extras),
+                                                      dataset=concept_set.name, site=site, position=position,
+                                                      control=control, extra=extra, n_bootstrap=n_bootstrap))
+        return built
+
+    primary = _primary_site(sites, primary_site)
+    return run_models(_controls(model, twin, twin_seed, controls), sites, tests_of, _plan(plan, n_permutations),
+                      (primary, primary_relation_index(relations)), seed)
+
+
+def _repairing_rows(relations: Sequence[str], seed: int) -> np.ndarray:
+    """Row order that re-pairs the b words among the a words of each relation (the null battery)."""
+    rel = np.asarray(list(relations), dtype=str)
+    rng = np.random.default_rng([seed, 104723])
+    out = np.arange(rel.size)
+    for r in sorted(set(rel.tolist())):
+        idx = np.flatnonzero(rel == r)
+        out[idx] = idx[rng.permutation(idx.size)]
+    return out
+
+
+def _finish_relations(parts: list[NullRows], orthogonality: list[Any], rows: NullRows, out: SequentialNull,
+                      **naming: Any) -> tuple[list[Any], list[np.ndarray]]:
+    """The consistency tests of each inner product's rows (then the orthogonality tests, without replicates)."""
+    results: list[Any] = []
+    reps: list[np.ndarray] = []
+    start = 0
+    for part in parts:
+        stop = start + part.observed.size
+        tests, part_reps = relation_results(part, slice_null(out, slice(start, stop)), **naming)
+        results += tests
+        reps += part_reps
+        start = stop
+    return results + orthogonality, reps + [np.full(2, np.nan) for _ in orthogonality]
 
 
 @renamed_keywords(n_boot="n_bootstrap")
@@ -370,22 +564,46 @@ def run_similarity(
     seed: int = 0,
 ) -> ResultSet:
     """RSA against ``reference`` (n x n over the selected rows) or, by default, shared-category similarity."""
+    return similarity_output(model, concept_set, sites, rows=rows, reference=reference,
+                             reference_name=reference_name, twin=twin, twin_seed=twin_seed,
+                             n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=seed).results
+
+
+def similarity_output(
+    model: ConceptModel,
+    concept_set: ConceptSet,
+    sites: Sequence[str],
+    *,
+    rows: Sequence[int] | None = None,
+    reference: np.ndarray | None = None,
+    reference_name: str | None = None,
+    twin: bool | ConceptModel | None = True,
+    twin_seed: int = 0,
+    controls: Sequence[Control] | None = None,
+    n_permutations: int = 1000,
+    n_bootstrap: int = 300,
+    seed: int = 0,
+    plan: SequentialPlan | None = None,
+    primary_site: str | None = None,
+) -> GeometryOutput:
+    """:func:`run_similarity` with controls, a sequential plan deciding on the primary site's RSA, and the
+    effect replicates."""
     sites = canonical_sites(model, sites)
     idx = np.arange(len(concept_set)) if rows is None else np.asarray(rows, dtype=np.int64)
     ref = category_similarity(concept_set.labels[idx]) if reference is None else reference
     name = reference_name or ("shared_category" if reference is None else "reference")
     groups = np.asarray(concept_set.groups)[idx]
-    results = ResultSet()
-    for m, control in _models(model, twin, twin_seed):
+
+    def tests_of(m: ConceptModel, control: str | None) -> dict[str, Any]:
         vectors = concept_vectors_by_site(m, concept_set, sites, rows=idx)
-        for site in sites:
-            X = vectors[site]
-            results = results + rsa_tests(
-                X, ref, groups=groups, n_permutations=n_permutations, n_bootstrap=n_bootstrap, seed=seed,
-                dataset=concept_set.name, reference_name=name, site=site, control=control,
-                position=_position(site, concept_set),
-            )
-    return results
+        return {site: (rsa_null_rows(vectors[site], ref, groups=groups, n_bootstrap=n_bootstrap, seed=seed),
+                       partial(rsa_results, dataset=concept_set.name, reference_name=name, site=site,
+                               position=_position(site, concept_set), control=control))
+                for site in sites}
+
+    primary = _primary_site(sites, primary_site)
+    return run_models(_controls(model, twin, twin_seed, controls), sites, tests_of, _plan(plan, n_permutations),
+                      (primary, 0), seed)
 
 
 @renamed_keywords(n_boot="n_bootstrap")

@@ -21,6 +21,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from conceptspace.analyses.geometry._naming import geometry_key, null_summary
+from conceptspace.analyses.geometry._nulls import NullRows, batch_rng, fixed_or_sequential, numbered, outcomes
 from conceptspace.analyses.geometry._vector_ops import (
     bootstrap_group_rows,
     check_vectors,
@@ -32,6 +33,7 @@ from conceptspace.errors import InvalidInputError
 from conceptspace.stats._bootstrap import group_counts
 from conceptspace.stats._permutation import permutation_p_value
 from conceptspace.stats._results import ResultSet, TestResult
+from conceptspace.stats._sequential import SequentialNull, SequentialPlan
 from conceptspace.utils.deprecation import renamed_keywords
 
 
@@ -102,6 +104,83 @@ def _spearman_on_rows(M: np.ndarray, R: np.ndarray, rows: np.ndarray) -> float:
     return float(x @ y / den) if den > 0 else np.nan
 
 
+#: permuted data sets whose bootstrap measures the bootstrap's excess variance (see ``_nulls``)
+N_EXCESS_SETS = 4
+
+
+def rsa_null_rows(
+    X: Any,
+    reference_similarity: Any,
+    *,
+    groups: Sequence[Hashable] | np.ndarray | None = None,
+    n_bootstrap: int = 300,
+    seed: int = 0,
+) -> NullRows:
+    """One row, the Spearman RSA of X's cosines with the reference, with its Mantel stream: permutation ``i``
+    (items of the reference, rows and columns together) comes from ``(seed, i)``, so several sites built with
+    one seed share their draws."""
+    X = check_vectors(X, min_rows=3)
+    R = _check_square(reference_similarity, X.shape[0], "reference_similarity")
+    if n_bootstrap < 2:
+        raise InvalidInputError(f"n_bootstrap must be >= 2; got {n_bootstrap}")
+    M = cosine_matrix(X)
+    n = M.shape[0]
+    iu = np.triu_indices(n, 1)
+    rm, rr = _rank_matrix(M)[iu], _rank_matrix(R)
+    if np.allclose(rr, 0.0) or np.allclose(rm, 0.0):
+        raise InvalidInputError("a similarity matrix with constant off-diagonal entries has no structure to compare")
+    denom = np.linalg.norm(rm) * np.linalg.norm(rr[iu])
+    rho = float(rm @ rr[iu] / denom)
+
+    def one(rng: np.random.Generator) -> np.ndarray:
+        p = rng.permutation(n)
+        return np.array([rm @ rr[np.ix_(p, p)][iu] / denom])
+
+    codes = group_codes(groups, n)
+    resamples = bootstrap_group_rows(codes, n_bootstrap, seed + 1)
+    boot = np.array([_spearman_on_rows(M, R, rows) for rows in resamples])
+    boot_null = []
+    for k in range(N_EXCESS_SETS):
+        p = batch_rng(seed, k, 2).permutation(n)
+        Rp = R[np.ix_(p, p)]
+        boot_null.append([_spearman_on_rows(M, Rp, rows) for rows in resamples])
+    return NullRows([{"n": n, "n_groups": int(codes.max()) + 1}], np.array([rho]), numbered(one, seed, 0),
+                    boot[None, :], np.array(boot_null)[None, :, :])
+
+
+def rsa_results(
+    rows: NullRows,
+    out: SequentialNull,
+    *,
+    dataset: str = "",
+    reference_name: str = "reference",
+    site: str | None = None,
+    position: str | None = None,
+    control: str | None = None,
+    claim: str | None = "C1",
+    extra: dict[str, Any] | None = None,
+) -> tuple[list[TestResult], list[np.ndarray]]:
+    """The RSA test of ``rows`` (and its effect replicates)."""
+    (lab,), (row,) = rows.labels, outcomes(rows, out)
+    result = TestResult(
+        key=geometry_key("rsa", dataset, site, position, "rsa_mantel_spearman", reference_name, control=control),
+        claim=claim,
+        statistic_name="spearman_rho",
+        statistic=row.statistic,
+        effect_size_name="spearman_rho - Mantel null mean",
+        effect_size=row.effect,
+        ci_low=row.ci_low,
+        ci_high=row.ci_high,
+        p_value=row.p_value,
+        n=lab["n"],
+        n_groups=lab["n_groups"],
+        extra={"site": site, "reference": reference_name, "n_bootstrap": int(rows.boot.shape[1]),
+               "null": "items of the reference permuted (Mantel)", "ci": "matched grouped bootstrap over items",
+               **row.extra, **(extra or {})},
+    )
+    return [result], [row.replicates]
+
+
 @renamed_keywords(n_boot="n_bootstrap")
 def rsa_tests(
     X: Any,
@@ -111,6 +190,7 @@ def rsa_tests(
     n_permutations: int = 1000,
     n_bootstrap: int = 300,
     seed: int = 0,
+    plan: SequentialPlan | None = None,
     dataset: str = "",
     reference_name: str = "reference",
     site: str | None = None,
@@ -121,32 +201,15 @@ def rsa_tests(
 ) -> ResultSet:
     """RSA of the cosine similarities of X's rows against ``reference_similarity``, with the Mantel p-value.
 
-    statistic and effect size: Spearman rho; CI: grouped bootstrap over items (pairs of an item with its own
-    resampled copy left out).
+    statistic: Spearman rho; effect: rho - Mantel null mean; CI: grouped bootstrap over items (pairs of an item
+    with its own resampled copy left out) matched to the null (``_nulls``). ``plan``: draw sequentially;
+    None: ``n_permutations`` draws.
     """
-    X = check_vectors(X, min_rows=3)
-    R = _check_square(reference_similarity, X.shape[0], "reference_similarity")
-    M = cosine_matrix(X)
-    rho, null = mantel_test(M, R, n_permutations=n_permutations, seed=seed)
-    codes = group_codes(groups, X.shape[0])
-    boot = np.array([_spearman_on_rows(M, R, rows) for rows in bootstrap_group_rows(codes, n_bootstrap, seed + 1)])
-    lo, hi = np.nanquantile(boot, [0.025, 0.975])
-    result = TestResult(
-        key=geometry_key("rsa", dataset, site, position, "rsa_mantel_spearman", reference_name, control=control),
-        claim=claim,
-        statistic_name="spearman_rho",
-        statistic=rho,
-        effect_size_name="spearman_rho",
-        effect_size=rho,
-        ci_low=float(lo),
-        ci_high=float(hi),
-        p_value=float(permutation_p_value(rho, null)),
-        n=X.shape[0],
-        n_groups=int(codes.max()) + 1,
-        extra={"site": site, "reference": reference_name, "n_permutations": n_permutations, "n_bootstrap": n_bootstrap,
-               **null_summary(null), **(extra or {})},
-    )
-    return ResultSet([result])
+    rows = rsa_null_rows(X, reference_similarity, groups=groups, n_bootstrap=max(n_bootstrap, 2), seed=seed)
+    out = fixed_or_sequential(rows, n_permutations, plan, [0])
+    results, _ = rsa_results(rows, out, dataset=dataset, reference_name=reference_name, site=site,
+                             position=position, control=control, claim=claim, extra=extra)
+    return ResultSet(results)
 
 
 def _pair_indices(words: Sequence[str], pairs: Any, n_rows: int) -> np.ndarray:

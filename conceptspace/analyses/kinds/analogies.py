@@ -1,4 +1,12 @@
-"""C3: analogy accuracy by vector offsets (3CosAdd/3CosMul) against the only-b baseline."""
+"""C3: analogy accuracy by vector offsets (3CosAdd/3CosMul) against the only-b baseline, question by question.
+
+Primary test: the first method's accuracy minus only-b accuracy on the same questions (all relations) at the
+primary site (``context.primary_site``, default the first site); p is the larger of a grouped sign-flip and a
+re-pairing p-value of that paired difference, its CI the paired grouped bootstrap (see
+``geometry._analogies``). Other methods, relations and sites are exploratory; only-b is a baseline; the
+untrained twins (one test, mean over seeds) and the spectrum-matched twin are controls. In a ``--null`` run
+the b words are re-paired among the a words of each relation first.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ from conceptspace.analyses._base import (
     is_sites,
     is_str,
     list_of,
+    mark_roles,
     param,
     register,
 )
@@ -43,9 +52,13 @@ class AnalogiesAnalysis(Analysis):
 
     def run(self, context: RunContext, params: AnalogiesParams) -> AnalysisOutput:
         cs = load_concepts(params.dataset)
-        results = geometry.run_analogies(
+        out = geometry.analogies_output(
             context.model, cs, params.sites, max_per_relation=params.max_per_relation, methods=params.methods,
-            twin=context.twin, n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap,
-            seed=context.seed,
+            controls=[(c.name, c.seed, c.model) for c in context.control_models()],
+            n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap, seed=context.seed,
+            plan=context.sequential_plan(), primary_site=context.primary_site, null_seed=context.null_seed,
         )
-        return AnalysisOutput(results)
+        site = geometry.resolve_primary_site(context.model, params.sites, context.primary_site)
+        results = mark_roles(out.results, lambda r: (r.site, r.method, r.extra.get("relation"))
+                             == (site, params.methods[0], "all"))
+        return AnalysisOutput(results, replicates=geometry.primary_replicates(results, out.replicates))

@@ -1,4 +1,11 @@
-"""C2: do the difference vectors of one relation point the same way (Euclidean and causal inner product)?"""
+"""C2: do the difference vectors of one relation point the same way (Euclidean and causal inner product)?
+
+Primary test: the Euclidean mean pairwise cosine of the pair differences (pooled over relations when there are
+several) at the primary site (``context.primary_site``, default the first site), against the re-pairing null;
+the causal inner product, the LOO statistic, single relations and other sites are exploratory; the untrained
+twins (one test, mean over seeds) and the spectrum-matched twin are its controls. In a ``--null`` run the b
+words are re-paired among the a words of each relation first.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +21,16 @@ from conceptspace.analyses._base import (
     is_sites,
     is_str,
     list_of,
+    mark_roles,
     optional,
     param,
     register,
 )
+from conceptspace.analyses.geometry._relations import POOLED
 from conceptspace.concepts import load_concepts
+
+#: the method (statistic and inner product) of the primary test
+PRIMARY_METHOD = "mean_pairwise_cosine_euclidean"
 
 
 @dataclass(frozen=True)
@@ -42,8 +54,20 @@ class RelationsAnalysis(Analysis):
 
     def run(self, context: RunContext, params: RelationsParams) -> AnalysisOutput:
         cs = load_concepts(params.dataset)
-        results = geometry.run_relations(
-            context.model, cs, params.sites, twin=context.twin, n_permutations=context.n_permutations,
-            n_bootstrap=context.n_bootstrap, seed=context.seed,
+        out = geometry.relations_output(
+            context.model, cs, params.sites,
+            controls=[(c.name, c.seed, c.model) for c in context.control_models()],
+            n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap, seed=context.seed,
+            plan=context.sequential_plan(), primary_site=context.primary_site, null_seed=context.null_seed,
         )
-        return AnalysisOutput(results)
+        site = geometry.resolve_primary_site(context.model, params.sites, context.primary_site)
+        relation = _primary_relation(out.results)
+        results = mark_roles(out.results, lambda r: (r.site, r.method, r.extra.get("relation"))
+                             == (site, PRIMARY_METHOD, relation))
+        return AnalysisOutput(results, replicates=geometry.primary_replicates(results, out.replicates))
+
+
+def _primary_relation(results: Any) -> str | None:
+    """The pooled row when the set has several relations, else its only relation."""
+    relations = {r.extra.get("relation") for r in results if r.method == PRIMARY_METHOD}
+    return POOLED if POOLED in relations else next(iter(sorted(r for r in relations if r is not None)), None)

@@ -1,4 +1,9 @@
-"""C1: representational similarity: do words of one category have more similar vectors (RSA, Mantel test)?"""
+"""C1: representational similarity: do words of one category have more similar vectors (RSA, Mantel test)?
+
+Primary test: the RSA at the primary site (``context.primary_site``, default the first site); other sites are
+exploratory; the untrained twins (one test, mean over seeds) and the spectrum-matched twin are its controls.
+In a ``--null`` run the labels are permuted within groups first.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +19,13 @@ from conceptspace.analyses._base import (
     is_int,
     is_sites,
     is_str,
+    mark_roles,
     optional,
     param,
     register,
+    subset,
 )
-from conceptspace.concepts import load_concepts
+from conceptspace.concepts import ConceptSet, load_concepts, null_labels
 
 
 @dataclass(frozen=True)
@@ -37,9 +44,22 @@ class SimilarityAnalysis(Analysis):
     smoke_params: ClassVar[dict[str, Any]] = {"dataset": "function_vectors/categories", "max_per_class": 4}
 
     def run(self, context: RunContext, params: SimilarityParams) -> AnalysisOutput:
-        cs = load_concepts(params.dataset)
-        rows = geometry.select_rows(cs, max_per_class=params.max_per_class, seed=context.seed)
-        return AnalysisOutput(geometry.run_similarity(
-            context.model, cs, params.sites, rows=rows.tolist(), twin=context.twin,
+        full = load_concepts(params.dataset)
+        rows = geometry.select_rows(full, max_per_class=params.max_per_class, seed=context.seed)
+        cs = _null_or_real(subset(full, rows), context.null_seed)
+        out = geometry.similarity_output(
+            context.model, cs, params.sites,
+            controls=[(c.name, c.seed, c.model) for c in context.control_models()],
             n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap, seed=context.seed,
-        ))
+            plan=context.sequential_plan(), primary_site=context.primary_site,
+        )
+        site = geometry.resolve_primary_site(context.model, params.sites, context.primary_site)
+        results = mark_roles(out.results, lambda r: r.site == site)
+        return AnalysisOutput(results, replicates=geometry.primary_replicates(results, out.replicates))
+
+
+def _null_or_real(concept_set: ConceptSet, null_seed: int | None) -> ConceptSet:
+    """The selected rows, with their labels permuted in a ``--null`` run. Permuted after the selection: the
+    selection drops words listed under several classes, whose shared group would otherwise make
+    ``null_labels`` permute only within those few groups and leave every other label in place."""
+    return concept_set if null_seed is None else null_labels(concept_set, null_seed)
