@@ -10,11 +10,14 @@ blocks are in ``probes/``, ``geometry/``, ``causal/`` and ``aggregation``.
 from __future__ import annotations
 
 from conceptspace.analyses._base import (
+    ROLES,
     Analysis,
     AnalysisOutput,
+    ControlModel,
     LayerCurveFigures,
     RunContext,
     get_kind,
+    mark_roles,
     param,
     param_default,
     param_fields,
@@ -24,12 +27,15 @@ from conceptspace.analyses._base import (
 from conceptspace.analyses._figures import Figure
 
 __all__ = [
+    "ROLES",
     "Analysis",
     "AnalysisOutput",
+    "ControlModel",
     "Figure",
     "LayerCurveFigures",
     "RunContext",
     "get_kind",
+    "mark_roles",
     "param",
     "param_default",
     "param_fields",

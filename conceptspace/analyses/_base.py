@@ -28,7 +28,7 @@ from conceptspace.depth import is_layers as is_layers
 from conceptspace.depth import is_site_spec, resolve_layers
 from conceptspace.errors import InvalidInputError
 from conceptspace.models import ConceptModel
-from conceptspace.stats import ResultSet, TestResult
+from conceptspace.stats import ResultSet, SequentialPlan, TestKey, TestResult
 
 
 # ------------------------------------------------------------------------------------------- parameters
@@ -96,9 +96,30 @@ def param_default(f: dataclasses.Field[Any]) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- running
+#: the roles a test can play in a run (``extra["role"]``); only "primary" tests enter the correction and verdicts
+ROLES = ("primary", "exploratory", "control", "baseline", "sanity")
+
+
+@dataclass(frozen=True)
+class ControlModel:
+    """A model a control test runs on: the untrained twin of one seed, or the spectrum-matched twin."""
+
+    name: str  # "untrained" or "spectrum_matched": the TestKey control (and model) of its tests
+    seed: int
+    model: ConceptModel
+
+
 @dataclass(frozen=True)
 class RunContext:
-    """What every analysis of a run shares: the model, its untrained twin (or None), and the run's numbers."""
+    """What every analysis of a run shares: the model, its controls, and the run's numbers.
+
+    ``twins``: untrained twins of several seeds (``twin`` is the first, kept for code that needs one);
+    ``spectrum_twin``: every weight matrix with its singular values kept and its singular vectors randomised (a
+    control that is not a near-identity network). ``primary_site``: the pre-declared site of the analysis's one
+    primary test (a site name, None = the kind's default). ``thresholds``: the raw-p decision thresholds the
+    run's correction will use for that test (sequential p-values draw until these are settled).
+    ``null_seed``: set in a ``--null`` run; the kind then replaces its signal by its null (labels permuted...).
+    """
 
     model: ConceptModel
     twin: ConceptModel | None
@@ -107,14 +128,66 @@ class RunContext:
     n_permutations: int = 999
     n_bootstrap: int = 500
     progress: bool = False
+    twins: tuple[ConceptModel, ...] = ()
+    twin_seeds: tuple[int, ...] = ()
+    spectrum_twin: ConceptModel | None = None
+    primary_site: str | None = None
+    thresholds: tuple[float, ...] = (0.05,)
+    max_permutations: int | None = None
+    null_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.twins and self.twin is not None:
+            object.__setattr__(self, "twins", (self.twin,))
+        if len(self.twin_seeds) != len(self.twins):
+            object.__setattr__(self, "twin_seeds", tuple(range(len(self.twins))))
+
+    def sequential_plan(self, start: int | None = None) -> SequentialPlan:
+        """The plan of this analysis's Monte Carlo draws: ``n_permutations`` first, up to ``max_permutations``
+        (default 20x the start), until the primary test's decision against ``thresholds`` is settled."""
+        first = start if start is not None else self.n_permutations
+        maximum = self.max_permutations if self.max_permutations is not None else 20 * first
+        return SequentialPlan(start=first, maximum=max(first, maximum), thresholds=self.thresholds)
+
+    def control_models(self) -> list[ControlModel]:
+        """Every control model of the run: the untrained twins (one per seed), then the spectrum-matched twin."""
+        out = [ControlModel("untrained", s, m) for s, m in zip(self.twin_seeds, self.twins, strict=True)]
+        if self.spectrum_twin is not None:
+            out.append(ControlModel("spectrum_matched", 0, self.spectrum_twin))
+        return out
 
 
 @dataclass
 class AnalysisOutput:
-    """The tests an analysis produced, plus data its figures need beyond the tests (e.g. dose-response)."""
+    """The tests an analysis produced, data its figures need beyond the tests (e.g. dose-response), and the
+    bootstrap replicates of effects drawn on shared resamples (``TestKey`` -> (B,) or (seeds, B)), from which the
+    runner forms the paired differences "test minus control" that the verdict judges."""
 
     results: ResultSet
     figure_data: dict[str, Any] = field(default_factory=dict)
+    replicates: dict[TestKey, np.ndarray] = field(default_factory=dict)
+
+
+def mark_roles(results: ResultSet, is_primary_test: Callable[[TestResult], bool]) -> ResultSet:
+    """Set ``extra["role"]`` on every result that has none: the one test ``is_primary_test`` picks among the
+    trained, control-free tests is "primary", the others "exploratory"; controls are "control" (or "baseline"
+    where ``extra["baseline"]``), identities "sanity". More than one primary is an error of the kind."""
+    out = []
+    for r in results:
+        if "role" in r.extra:
+            out.append(r)
+            continue
+        if r.extra.get("sanity_check") or r.control == "identity":
+            role = "sanity"
+        elif r.control is not None:
+            role = "baseline" if r.extra.get("baseline") else "control"
+        else:
+            role = "primary" if is_primary_test(r) else "exploratory"
+        out.append(r.replace(extra={**dict(r.extra), "role": role}))
+    primaries = [r.test_id for r in out if r.extra.get("role") == "primary"]
+    if len(primaries) > 1:
+        raise InvalidInputError(f"an analysis has exactly one primary test; got {len(primaries)}: {primaries[:4]}")
+    return ResultSet(out)
 
 
 class Analysis(ABC):

@@ -19,6 +19,7 @@ from conceptspace.concepts._bundled import analogy_questions, format_concept_tab
 from conceptspace.concepts._controls import (
     control_task,
     frequency_matched_words,
+    null_labels,
     random_concept_set,
     shuffled_labels,
     zipf_frequencies,
@@ -61,6 +62,7 @@ __all__ = [
     "list_concepts",
     "load_concepts",
     "load_user_concepts",
+    "null_labels",
     "random_concept_set",
     "shuffled_labels",
     "tokenization_report",

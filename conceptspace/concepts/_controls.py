@@ -104,6 +104,19 @@ def shuffled_labels(concept_set: ConceptSet, seed: int, *, mode: str = "auto") -
     return _with_labels(concept_set, new, name=f"{concept_set.name}#shuffled[seed={seed}]", note=note)
 
 
+def null_labels(concept_set: ConceptSet, seed: int) -> ConceptSet:
+    """The set under the null of the ``--null`` battery: labels (or values) permuted respecting groups
+    (:func:`shuffled_labels`, ``mode="auto"``), under the set's own name so that every test keeps its key.
+
+    Why keep the name: a null run must produce the same tests as the real run, only without the signal, so the
+    verdict rules, controls and report see exactly the battery they judge on real labels. The note says what
+    was done; directions derived from these labels (mass-mean, probe weights) become data-drawn placebos.
+    """
+    shuffled = shuffled_labels(concept_set, seed)
+    return shuffled.replace(name=concept_set.name, notes=(*concept_set.notes, f"null battery: labels permuted "
+                                                          f"respecting groups (seed={seed})"))
+
+
 def control_task(concept_set: ConceptSet, seed: int) -> ConceptSet:
     """Hewitt & Liang (2019) control task: a random label per word type, with the same distribution over types.
 

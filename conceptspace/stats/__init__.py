@@ -28,6 +28,7 @@ from conceptspace.stats._bootstrap import (
     percentile_intervals,
 )
 from conceptspace.stats._effects import auroc, cohens_d, project, score_minus_chance, selectivity, wilson_interval
+from conceptspace.stats._paired import paired_difference, seed_mean_replicates, seed_mixture
 from conceptspace.stats._permutation import (
     PermutationResult,
     draw_permutations,
@@ -36,6 +37,7 @@ from conceptspace.stats._permutation import (
     permutation_test_layers,
 )
 from conceptspace.stats._results import (
+    SPECTRUM_MATCHED,
     TRAINED,
     UNTRAINED,
     Correction,
@@ -46,6 +48,15 @@ from conceptspace.stats._results import (
     attainable_floor,
     is_sanity_check,
 )
+from conceptspace.stats._sequential import (
+    SequentialNull,
+    SequentialPlan,
+    exceedances,
+    is_settled,
+    mc_interval,
+    null_extra,
+    sequential_null,
+)
 
 
 def correct(results: Iterable[TestResult], method: Correction = "holm", alpha: float = 0.05) -> ResultSet:
@@ -54,12 +65,15 @@ def correct(results: Iterable[TestResult], method: Correction = "holm", alpha: f
 
 
 __all__ = [
+    "SPECTRUM_MATCHED",
     "TRAINED",
     "UNTRAINED",
     "Correction",
     "PValueFloorWarning",
     "PermutationResult",
     "ResultSet",
+    "SequentialNull",
+    "SequentialPlan",
     "TestKey",
     "TestResult",
     "attainable_floor",
@@ -68,9 +82,14 @@ __all__ = [
     "cohens_d",
     "correct",
     "draw_permutations",
+    "exceedances",
     "group_counts",
     "grouped_bootstrap",
     "is_sanity_check",
+    "is_settled",
+    "mc_interval",
+    "null_extra",
+    "paired_difference",
     "percentile_interval",
     "percentile_intervals",
     "permutation_p_value",
@@ -78,6 +97,9 @@ __all__ = [
     "permutation_test_layers",
     "project",
     "score_minus_chance",
+    "seed_mean_replicates",
+    "seed_mixture",
     "selectivity",
+    "sequential_null",
     "wilson_interval",
 ]

@@ -28,6 +28,9 @@ from conceptspace.stats._result_views import export_frame, flat_extra_columns, j
 Correction = Literal["holm", "fdr_bh"]
 TRAINED = "trained"
 UNTRAINED = "untrained"
+#: the control whose weights keep their singular values but not their singular vectors (see ConceptModel)
+SPECTRUM_MATCHED = "spectrum_matched"
+_MODELS = (TRAINED, UNTRAINED, SPECTRUM_MATCHED)
 _FLOAT_FIELDS = ("statistic", "effect_size", "ci_low", "ci_high", "p_value", "p_adjusted", "alpha")
 
 
@@ -95,13 +98,14 @@ class TestKey:
                 raise InvalidInputError(f"TestKey.{name} must be a non-empty string; got {getattr(self, name)!r}")
         if not isinstance(self.dataset, str):
             raise InvalidInputError(f"TestKey.dataset must be a string (may be empty); got {self.dataset!r}")
-        if self.model not in (TRAINED, UNTRAINED):
-            raise InvalidInputError(f"TestKey.model must be {TRAINED!r} or {UNTRAINED!r}; got {self.model!r}")
-        # One convention for the twin: its real test is the "untrained" control of the model's test.
-        if self.control == UNTRAINED:
-            object.__setattr__(self, "model", UNTRAINED)
-        elif self.model == UNTRAINED and self.control is None:
-            object.__setattr__(self, "control", UNTRAINED)
+        if self.model not in _MODELS:
+            raise InvalidInputError(f"TestKey.model must be one of {_MODELS}; got {self.model!r}")
+        # One convention for a control model (the twin, the spectrum-matched twin): its real test is the control
+        # of the same name of the model's test.
+        if self.control in (UNTRAINED, SPECTRUM_MATCHED):
+            object.__setattr__(self, "model", self.control)
+        elif self.model != TRAINED and self.control is None:
+            object.__setattr__(self, "control", self.model)
 
     @property
     def id(self) -> str:
@@ -116,8 +120,8 @@ class TestKey:
     def counterpart(self, control: str) -> TestKey:
         """The same test on a control: the twin (``untrained``), the lexical baseline (static token embedding,
         so the ``embed`` site), or a control of the same inputs (``control_task``, ``shuffled``...)."""
-        if control == UNTRAINED:
-            return dataclasses.replace(self, control=UNTRAINED, model=UNTRAINED)
+        if control in (UNTRAINED, SPECTRUM_MATCHED):
+            return dataclasses.replace(self, control=control, model=control)
         if control == "lexical":
             return dataclasses.replace(self, control="lexical", site=EMBED)
         return dataclasses.replace(self, control=control)
