@@ -31,6 +31,8 @@ CALIBRATION = {
     "tests/unit/test_stats_calibration.py::test_realistic_null_calibration_30_layers":
         "200 label sets x 30 layers at d=576 (3-6 minutes)",
     "tests/integration/test_calibration_real.py": "null rates on real SmolLM2 activations (3-10 minutes)",
+    "tests/unit/test_causal_calibration.py::test_pure_noise_calibration_many_draws":
+        "3000 placebo directions through a tiny model, 3000 noise concepts (~40 s)",
 }
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 

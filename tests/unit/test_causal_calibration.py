@@ -64,7 +64,7 @@ def null_rates(pool: np.ndarray, draws: int, n_placebos: int, seed: int = 1) -> 
         chosen = rng.choice(n_directions, size=n_placebos + 1, replace=False)
         concept = pool[2 * chosen[0] + int(rng.integers(2))]
         null = np.concatenate([pool[2 * chosen[1:]], pool[2 * chosen[1:] + 1]])
-        fit = placebo_interval(concept, null, n_bootstrap=400, seed=r)
+        fit = placebo_interval(concept, null, n_bootstrap=100, seed=r)
         cover += fit.ci_low <= 0.0 <= fit.ci_high
         significant += rank_p_value(fit.statistic, null.mean(axis=1)) < 0.05
     return cover / draws, significant / draws
@@ -76,14 +76,14 @@ def pool(tiny_models):  # type: ignore[no-untyped-def]
 
 
 def test_pure_noise_concept_ci_covers_zero_and_p_is_calibrated(pool):
-    cover, false_positive = null_rates(pool, draws=300, n_placebos=60)
+    cover, false_positive = null_rates(pool, draws=1000, n_placebos=60)
     assert 0.93 <= cover <= 0.97
     assert 0.03 <= false_positive <= 0.07
 
 
 def test_pure_noise_calibration_many_draws(tiny_models):
-    """The calibration tier: 1000 noise concepts against 100 placebo pairs each, from 3000 placebos."""
-    cover, false_positive = null_rates(placebo_pool(tiny_models["llama"], 3000), draws=1000, n_placebos=100)
+    """The calibration tier: 3000 noise concepts against 100 placebo pairs each, from 3000 placebos."""
+    cover, false_positive = null_rates(placebo_pool(tiny_models["llama"], 3000), draws=3000, n_placebos=100, seed=2)
     assert 0.93 <= cover <= 0.97
     assert 0.03 <= false_positive <= 0.07
 
@@ -126,7 +126,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 
 
 def test_planted_direction_beats_data_drawn_placebos_sequentially(planted):
-    info, model, X, y = planted
+    _info, model, X, y = planted
     direction = X[y == 1].mean(0) - X[y == 0].mean(0)  # the concept's own mass-mean direction, as the kinds use
     source = RelabelledPlacebos(X, _relabel(y), seed=0)
     plan = SequentialPlan(start=20, maximum=2000, thresholds=(0.01,), confidence=0.99)
@@ -136,7 +136,8 @@ def test_planted_direction_beats_data_drawn_placebos_sequentially(planted):
     assert primary.extra["role"] == "primary"
     drawn = primary.extra["n_permutations"]
     assert 20 < drawn <= 2000 and primary.extra["settled"]  # it had to draw more than the start to settle
-    assert primary.p_value == pytest.approx(1 / (drawn + 1)) and primary.p_value < 0.01
+    # a few relabellings of 32 words split them almost like the concept: they may exceed it, not often
+    assert 1 / (drawn + 1) <= primary.p_value < 0.01
     assert primary.ci_low > 0
     held_out = result.results.filter(control="random_direction")[0]
     assert held_out.extra["role"] == "control" and held_out.p_value > 0.01

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from conceptspace.errors import InvalidInputError
-from conceptspace.stats._bootstrap import group_counts, percentile_interval
+from conceptspace.stats._bootstrap import group_counts
 
 
 def index_seed(seed: int, index: int) -> int:
@@ -94,7 +94,7 @@ class RelabelledPlacebos:
         object.__setattr__(self, "_centred", X - X.mean(axis=0))
 
     def directions(self, indices: np.ndarray) -> torch.Tensor:
-        n, d = self._centred.shape
+        n, _d = self._centred.shape
         weights = np.zeros((len(indices), n))
         for row, j in enumerate(np.asarray(indices, dtype=np.int64)):
             y = np.asarray(self.relabel(index_seed(self.seed, int(j))))
@@ -162,18 +162,24 @@ def bootstrap_draws(n_items: int, n_placebos: int, n_bootstrap: int, seed: int,
     return weights, sets, one
 
 
-def rank_interval(statistic: float, null: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+def rank_interval(statistic: float, null: np.ndarray, level: float = 0.95, *,
+                  paired: bool = True) -> tuple[float, float]:
     """The interval of the shift delta that a two-sided placebo rank test at ``1 - level`` does not reject.
 
-    ``[statistic - q_hi, statistic - q_lo]`` with ``q_lo``, ``q_hi`` the k-th smallest and largest null values,
-    k = ceil((1 - level) / 2 * (B + 1)). Under the null (the concept exchangeable with the placebos) the concept
-    falls below the k-th smallest with probability (k - 1) / (B + 1) <= (1 - level) / 2, so the interval covers
-    0 with probability >= level, exactly, whatever B; and it excludes 0 precisely when the concept is in the
-    placebo tail the rank p measures. With too few placebos for the level it is unbounded (and says so by
-    being infinite)."""
+    ``[statistic - q_hi, statistic - q_lo]`` with ``q_lo``, ``q_hi`` the k-th smallest and largest null values.
+    Unpaired null (B exchangeable draws): k = ceil((1 - level) / 2 * (B + 1)); the concept falls below the k-th
+    smallest with probability (k - 1) / (B + 1) <= (1 - level) / 2. Null of +/-u pairs (``paired``, B = 2P
+    values, symmetric): the concept (of random sign) escapes the k-th largest |value| with probability
+    k / (P + 1), so k = floor((1 - level) * (P + 1)); counting the 2P values as independent would under-cover
+    (93% at P = 60). Either way the interval covers 0 with probability >= level under the null, exactly for any
+    B, and excludes 0 when the concept is in the placebo tail the rank p measures. With too few placebos for
+    the level it is unbounded (infinite ends say so)."""
     ordered = np.sort(np.asarray(null, dtype=np.float64))
-    k = max(1, int(np.ceil((1.0 - level) / 2.0 * (ordered.size + 1) - 1e-9)))
-    if k > ordered.size:
+    if paired:
+        k = int(np.floor((1.0 - level) * (ordered.size // 2 + 1) + 1e-9))
+    else:
+        k = max(1, int(np.ceil((1.0 - level) / 2.0 * (ordered.size + 1) - 1e-9)))
+    if k < 1 or k > ordered.size:
         return float("-inf"), float("inf")
     return float(statistic - ordered[-k]), float(statistic - ordered[k - 1])
 
@@ -186,10 +192,12 @@ def placebo_interval(
     seed: int,
     level: float = 0.95,
     resample_items: bool = True,
+    paired: bool = True,
 ) -> PlaceboEffect:
     """Effect of a concept's per-item statistic against placebo directions' ones, its interval and replicates.
 
-    ``concept`` (n,) and ``placebos`` (P, n) are per-item values (e.g. per-prompt steering slopes); the
+    ``concept`` (n,) and ``placebos`` (P, n) are per-item values (e.g. per-prompt steering slopes; ``paired``:
+    rows 2j and 2j + 1 are +u_j and -u_j, see :func:`rank_interval`); the
     statistic is their mean over items, the effect that minus the placebos' mean. The interval inverts the
     rank test (:func:`rank_interval`): its variance is the placebo directions' spread, the one the p-value
     uses. The replicates (for paired differences between the model and its controls) are two-level: each
@@ -210,7 +218,7 @@ def placebo_interval(
     null_mean = float(means.mean())
     null_sd = float(means.std(ddof=1))
     effect = statistic - null_mean
-    low, high = rank_interval(statistic, means, level)
+    low, high = rank_interval(statistic, means, level, paired=paired)
     weights, sets, one = bootstrap_draws(concept.shape[0], placebos.shape[0], n_bootstrap, seed, resample_items)
     c_b = weights @ concept  # (B,)
     s_b = weights @ placebos.T  # (B, P)

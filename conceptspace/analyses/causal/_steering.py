@@ -78,7 +78,8 @@ class SteeringResult:
     off-target KL of the concept and the isotropic placebos, the first rows of ``delta`` (None without
     off-target prompts). Direction 0 is the concept; ``kinds`` names each row
     ("concept", "placebo" (the primary placebos, +u only), "random", "orthogonal"). ``alphas`` are relative to
-    ``scale``. ``replicates``: the effect replicates of each test (two-level bootstrap), by key.
+    ``scale``. ``replicates``: the effect replicates of each test (two-level bootstrap), by key; ``null`` the primary
+    placebo draws (mean slopes, in draw order: +u_0, -u_0, +u_1...).
     """
 
     name: str
@@ -92,6 +93,7 @@ class SteeringResult:
     slopes: np.ndarray
     results: ResultSet
     replicates: dict[TestKey, np.ndarray] = field(default_factory=dict)
+    null: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (B,) primary null draws (+/-u slopes)
 
     def dose_response(self, level: float = 0.95) -> pd.DataFrame:
         """One row per alpha: concept mean change with a bootstrap CI, the primary placebo band, off-target KL.
@@ -340,6 +342,7 @@ def steering_test(
         name=dataset, site=site_name, where=prepared.where, alphas=grid, scale=scale, kinds=tuple(kinds),
         delta=delta, kl=kl,
         slopes=_slopes(delta, grid).mean(axis=1), results=ResultSet(rows), replicates=replicates,
+        null=out.null[0],
     )
 
 
@@ -422,13 +425,14 @@ def _tests(
         (primary_method, None, "primary", concept, null_slopes, out, 0),
         (primary_method, "random_direction", "control", held, null_slopes, out, 1),
     ]
+    # references: the concept against other nulls, keyed as controls (they judge the placebo choice, not the claim)
     if n_random and primary_is_data:
-        tests.append(("steering_vs_random", None, "control", concept,
+        tests.append(("steering_vs_random", "isotropic_placebo", "control", concept,
                       _reference_null(steerer, fixed_delta, slice(1, 1 + n_random)), None, 0))
     if n_orthogonal:
         rows = slice(1 + n_random, 1 + n_random + n_orthogonal)
-        tests.append(("steering_vs_orthogonal", None, "control", concept,
-                      _reference_null(steerer, fixed_delta, rows), None, 0))
+        tests.append(("steering_vs_orthogonal", None if not primary_is_data else "orthogonal_placebo", "control",
+                      concept, _reference_null(steerer, fixed_delta, rows), None, 0))
     results, replicates = [], {}
     for method, control, role, observed, placebo_slopes, sequential, row in tests:
         fit = placebo_interval(observed, placebo_slopes, n_bootstrap=n_bootstrap, seed=seed, level=level,
