@@ -22,7 +22,7 @@ from conceptspace.analyses.causal._placebo import RelabelledPlacebos, rank_p_val
 from conceptspace.analyses.probes import MassMeanProbe
 from conceptspace.concepts import ConceptSet, load_concepts, null_labels
 from conceptspace.models import ConceptModel
-from conceptspace.stats import ResultSet, TestKey, TestResult, seed_mean_replicates
+from conceptspace.stats import TRAINED, ResultSet, TestKey, TestResult, seed_mean_replicates
 from conceptspace.stats._bootstrap import percentile_interval
 
 
@@ -82,54 +82,67 @@ def causal_subjects(context: RunContext, params: ConceptPromptParams) -> list[Ca
 
 @dataclass(frozen=True)
 class ControlRun:
-    """One control model's primary-counterpart test: its row, effect replicates and null draws (B,)."""
+    """One control model's run of the test: its rows, their effect replicates, and per test of the model the
+    null draws of its counterpart (B,) and whether its p is two-sided (|statistic - null centre|)."""
 
     subject: CausalSubject
-    result: TestResult
-    replicates: np.ndarray
-    null: np.ndarray
+    results: ResultSet
+    replicates: dict[TestKey, np.ndarray]
+    nulls: dict[str, tuple[np.ndarray, bool]]  # method -> (null draws, two-sided)
 
 
-def combine_controls(primary_key: TestKey, runs: list[ControlRun], *, seed: int, level: float,
+def _as_model_key(key: TestKey) -> TestKey:
+    return key.replace(control=None, model=TRAINED)
+
+
+def combine_controls(tested: list[TestResult], runs: list[ControlRun], *, seed: int, level: float,
                      ) -> tuple[list[TestResult], dict[TestKey, np.ndarray]]:
-    """ONE counterpart per control name: the untrained twins' seeds averaged (statistic, effect; the interval
-    from the two-level bootstrap over seeds and resamples; p from the seed-mean against the seed-mean of the
-    paired null draws, placebo j being the same relabelling on every seed), the spectrum-matched one as it is."""
+    """ONE counterpart per control name of each of the model's ``tested`` rows: the untrained twins' seeds
+    averaged (statistic, effect; the interval from the two-level bootstrap over seeds and resamples; p from the
+    seed-mean against the seed-mean of the paired null draws, placebo j being the same relabelling on every
+    seed), the spectrum-matched one as it is. Every counterpart is a "control"."""
     by_name: dict[str, list[ControlRun]] = {}
     for run in runs:
         assert run.subject.control is not None
         by_name.setdefault(run.subject.control, []).append(run)
     rows, replicates = [], {}
-    for name, group in by_name.items():
-        key = primary_key.counterpart(name)
-        reps = np.stack([r.replicates for r in group])  # (S, B)
-        draws = min(r.null.size for r in group)
-        null = np.mean([r.null[:draws] for r in group], axis=0)
-        statistic = float(np.mean([r.result.statistic for r in group]))
-        effect = float(np.mean([r.result.effect_size for r in group]))
-        if len(group) > 1:
-            low, high = percentile_interval(seed_mean_replicates(reps, seed), level)
-        else:
-            low, high = group[0].result.ci_low, group[0].result.ci_high
-        first = group[0].result
-        extra: dict[str, Any] = {
-            **first.extra,
-            "role": "control",
-            "null_mean": float(null.mean()),
-            "null_sd": float(null.std(ddof=1)),
-            "n_permutations": int(draws),
-            "per_seed": [{"seed": r.subject.seed, "statistic": r.result.statistic, "effect": r.result.effect_size,
-                          "p_value": r.result.p_value} for r in group],
-        }
-        if len(group) > 1:
-            extra["ci_method"] = "two-level bootstrap over twin seeds and (within seed) prompts and placebos"
-            extra["p_value_method"] = ("placebo rank of the seed-mean slope among seed-means of the paired placebo "
-                                       "draws (placebo j: the same relabelling on every seed)")
-        rows.append(first.replace(key=key, statistic=statistic, effect_size=effect, ci_low=low, ci_high=high,
-                                  p_value=rank_p_value(statistic, null) if len(group) > 1 else first.p_value,
-                                  extra=extra))
-        replicates[key] = reps if len(group) > 1 else reps[0]
+    for tested_row in tested:
+        for name, group in by_name.items():
+            found = [next(r for r in run.results if _as_model_key(r.key) == tested_row.key) for run in group]
+            row, reps = _combine(tested_row.key.counterpart(name), found, group, seed=seed, level=level)
+            rows.append(row)
+            replicates[row.key] = reps
     return rows, replicates
+
+
+def _combine(key: TestKey, found: list[TestResult], group: list[ControlRun], *, seed: int,
+             level: float) -> tuple[TestResult, np.ndarray]:
+    first = found[0]
+    reps = np.stack([run.replicates[r.key] for run, r in zip(group, found, strict=True)])  # (S, B)
+    extra: dict[str, Any] = {**first.extra, "role": "control"}
+    if len(found) == 1:
+        return first.replace(key=key, extra=extra), reps[0]
+    nulls = [run.nulls[first.method] for run in group]
+    draws = min(n.size for n, _ in nulls)
+    null = np.mean([n[:draws] for n, _ in nulls], axis=0)
+    two_sided = nulls[0][1]
+    statistic = float(np.mean([r.statistic for r in found]))
+    effect = float(np.mean([r.effect_size for r in found]))
+    low, high = percentile_interval(seed_mean_replicates(reps, seed), level)
+    observed, reference = (abs(statistic - 0.5), np.abs(null - 0.5)) if two_sided else (statistic, null)
+    extra.update({
+        "null_mean": float(null.mean()),
+        "null_sd": float(null.std(ddof=1)),
+        "n_permutations": int(draws),
+        "per_seed": [{"seed": run.subject.seed, "statistic": r.statistic, "effect": r.effect_size,
+                      "p_value": r.p_value} for run, r in zip(group, found, strict=True)],
+        "ci_method": "two-level bootstrap over twin seeds and (within seed) prompts and placebos",
+        "p_value_method": "placebo rank of the seed-mean statistic among seed-means of the paired placebo draws "
+                          "(placebo j: the same relabelling on every seed)",
+    })
+    row = first.replace(key=key, statistic=statistic, effect_size=effect, ci_low=low, ci_high=high,
+                        p_value=rank_p_value(observed, reference), extra=extra)
+    return row, reps
 
 
 def primary_row(results: ResultSet) -> TestResult:

@@ -173,14 +173,14 @@ def rank_interval(statistic: float, null: np.ndarray, level: float = 0.95, *,
     k / (P + 1), so k = floor((1 - level) * (P + 1)); counting the 2P values as independent would under-cover
     (93% at P = 60). Either way the interval covers 0 with probability >= level under the null, exactly for any
     B, and excludes 0 when the concept is in the placebo tail the rank p measures. With too few placebos for
-    the level it is unbounded (infinite ends say so)."""
+    the level (fewer than 19 pairs at 95%) there is no such interval: NaN ends (JSON keeps NaN, not infinity)."""
     ordered = np.sort(np.asarray(null, dtype=np.float64))
     if paired:
         k = int(np.floor((1.0 - level) * (ordered.size // 2 + 1) + 1e-9))
     else:
         k = max(1, int(np.ceil((1.0 - level) / 2.0 * (ordered.size + 1) - 1e-9)))
     if k < 1 or k > ordered.size:
-        return float("-inf"), float("inf")
+        return float("nan"), float("nan")
     return float(statistic - ordered[-k]), float(statistic - ordered[k - 1])
 
 

@@ -70,10 +70,9 @@ class SteeringAnalysis(Analysis):
         runs = []
         for subject in subjects[1:]:  # controls: a fixed number of placebos (they decide nothing)
             steer = self._steer(subject, context, params, SequentialPlan.fixed(context.n_permutations), n_random=0)
-            row = primary_row(steer.results)
-            runs.append(ControlRun(subject, row, steer.replicates[row.key], steer.null))
+            runs.append(ControlRun(subject, steer.results, steer.replicates, {primary.method: (steer.null, False)}))
             curves.setdefault(f"{subject.control} twin", steer.dose_response())
-        controls, control_replicates = combine_controls(primary.key, runs, seed=context.seed, level=0.95)
+        controls, control_replicates = combine_controls([primary], runs, seed=context.seed, level=0.95)
         replicates.update(control_replicates)
         return AnalysisOutput(ResultSet(results + controls), {"dose_response": curves}, replicates)
 
