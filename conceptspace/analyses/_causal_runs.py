@@ -111,15 +111,18 @@ def combine_controls(tested: list[TestResult], runs: list[ControlRun], *, seed: 
             found = [next(r for r in run.results if _as_model_key(r.key) == tested_row.key) for run in group]
             row, reps = _combine(tested_row.key.counterpart(name), found, group, seed=seed, level=level)
             rows.append(row)
-            replicates[row.key] = reps
+            if reps.size:
+                replicates[row.key] = reps
     return rows, replicates
 
 
 def _combine(key: TestKey, found: list[TestResult], group: list[ControlRun], *, seed: int,
              level: float) -> tuple[TestResult, np.ndarray]:
     first = found[0]
-    reps = np.stack([run.replicates[r.key] for run, r in zip(group, found, strict=True)])  # (S, B)
     extra: dict[str, Any] = {**first.extra, "role": "control"}
+    if any(r.key not in run.replicates for run, r in zip(group, found, strict=True)):
+        return _combine_without_replicates(key, found, group, extra), np.zeros(0)
+    reps = np.stack([run.replicates[r.key] for run, r in zip(group, found, strict=True)])  # (S, B)
     if len(found) == 1:
         return first.replace(key=key, extra=extra), reps[0]
     nulls = [run.nulls[first.method] for run in group]
@@ -143,6 +146,24 @@ def _combine(key: TestKey, found: list[TestResult], group: list[ControlRun], *, 
     row = first.replace(key=key, statistic=statistic, effect_size=effect, ci_low=low, ci_high=high,
                         p_value=rank_p_value(observed, reference), extra=extra)
     return row, reps
+
+
+def _combine_without_replicates(key: TestKey, found: list[TestResult], group: list[ControlRun],
+                                extra: dict[str, Any]) -> TestResult:
+    """A counterpart whose test hands over no replicates (e.g. a probe score): the mean over seeds, the
+    Bonferroni p over seeds (min p times S: "some seed shows it"), the envelope of the seeds' intervals."""
+    per_seed = [{"seed": run.subject.seed, "statistic": r.statistic, "effect": r.effect_size, "p_value": r.p_value}
+                for run, r in zip(group, found, strict=True)]
+    return found[0].replace(
+        key=key,
+        statistic=float(np.mean([r.statistic for r in found])),
+        effect_size=float(np.mean([r.effect_size for r in found])),
+        ci_low=float(np.min([r.ci_low for r in found])),
+        ci_high=float(np.max([r.ci_high for r in found])),
+        p_value=float(min(1.0, len(found) * min(r.p_value for r in found))),
+        extra={**extra, "per_seed": per_seed, "ci_method": "envelope of the seeds' intervals",
+               "p_value_method": "Bonferroni over seeds (smallest p times the number of seeds)"},
+    )
 
 
 def primary_row(results: ResultSet) -> TestResult:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,13 +54,12 @@ from conceptspace.analyses.causal._inputs import (
     prepare_prompts,
     require_causal,
 )
+from conceptspace.analyses.causal._placebo import placebo_interval, rank_p_value
 from conceptspace.analyses.causal._trace import Edits, run_edits
 from conceptspace.analyses.probes._evaluation import probe_layers
 from conceptspace.errors import InvalidInputError
 from conceptspace.models import ConceptModel
 from conceptspace.models._sites import layer_index
-from conceptspace.stats._bootstrap import group_counts, percentile_interval
-from conceptspace.stats._permutation import permutation_p_value
 from conceptspace.stats._results import TRAINED, ResultSet, TestKey, TestResult
 from conceptspace.utils.deprecation import renamed_keywords
 from conceptspace.utils.validation import check_features, check_labels, infer_task
@@ -243,6 +242,7 @@ class ErasureResult:
     change_random: np.ndarray | None = None  # (B, n_prompts)
     kl_leace: float | None = None
     kl_random: np.ndarray | None = None
+    replicates: dict[TestKey, np.ndarray] = field(default_factory=dict)  # effect replicates of the behaviour rows
 
     def summary(self) -> str:
         lines = [
@@ -400,16 +400,16 @@ def _behaviour_rows(
     n_bootstrap: int,
     seed: int,
     level: float,
+    replicates: dict[TestKey, np.ndarray],
 ) -> list[TestResult]:
-    """LEACE's |score change| vs the random erasures, and one random erasure as a placebo 'concept'."""
+    """LEACE's |score change| vs the random erasures, and one random erasure as a placebo 'concept' (their
+    effect replicates go into ``replicates``)."""
     prepared = behaviour.prepared
     magnitude = np.abs(behaviour.change)  # (E, n)
-    counts = group_counts(None, prepared.n, n_bootstrap, seed)
-    weights = counts / counts.sum(1, keepdims=True)
     common: dict[str, Any] = {
         "claim": claim,
         "statistic_name": "mean_abs_score_change",
-        "effect_size_name": "minus_random_subspace_mean",
+        "effect_size_name": "mean |change| - random-subspace mean",
         "n": prepared.n,
     }
     extra: dict[str, Any] = {
@@ -429,29 +429,36 @@ def _behaviour_rows(
         extra["off_target_kl_random_median"] = float(np.median(behaviour.kl[1:]))
     rows = []
     for control, obs_index, null_rows in ((None, 0, slice(1, None)), ("random_subspace", 1, slice(2, None))):
-        observed = float(magnitude[obs_index].mean())
+        # no +/-u pairs here: erasing a subspace does not depend on the sign of its basis
+        fit = placebo_interval(magnitude[obs_index], magnitude[null_rows], n_bootstrap=n_bootstrap, seed=seed,
+                               level=level, paired=False)
         null = magnitude[null_rows].mean(axis=1)
-        boot = weights @ magnitude[obs_index] - (weights @ magnitude[null_rows].T).mean(axis=1)
-        low, high = percentile_interval(boot, level)
         rows.append(
             TestResult(
                 key=TestKey(test="erasure", dataset=name,
                             method="LEACE" if control is None else "random_subspace_erasure", site=site,
                             position=prepared.where, detail=("prediction_change",), control=control,
                             model=model_label),
-                statistic=observed,
-                effect_size=observed - float(null.mean()),
-                ci_low=low,
-                ci_high=high,
-                p_value=float(permutation_p_value(observed, null)),
+                statistic=fit.statistic,
+                effect_size=fit.effect,
+                ci_low=fit.ci_low,
+                ci_high=fit.ci_high,
+                p_value=rank_p_value(fit.statistic, null),
                 **common,
                 extra={
                     **extra,
+                    "role": "primary" if control is None else "control",
                     "n_placebo": int(null.shape[0]),
+                    "n_permutations": int(null.shape[0]),
+                    "null_mean": fit.null_mean,
+                    "null_sd": fit.null_sd,
+                    "z_vs_placebo": fit.z,
                     "placebo_quantiles": np.quantile(null, [0.025, 0.5, 0.975]).tolist(),
+                    "ci_method": "inversion of the placebo rank test (subspace-level variance)",
                 },
             )
         )
+        replicates[rows[-1].key] = fit.replicates
     return rows
 
 
@@ -537,7 +544,10 @@ def erasure_test(
     rank = int(eraser.proj_left.shape[1])
     edit_norms = _edit_norms(eraser, features, n_random, seed)
     model_label = TRAINED if model is None else model_kind(model)
-    rows = [row_before.replace(model=model_label), row_after.replace(model=model_label)]
+    # the probe rows answer "is the concept linearly gone", not the causal question: exploratory
+    rows = [row.replace(model=model_label, extra={**row.extra, "role": "exploratory"})
+            for row in (row_before, row_after)]
+    replicates: dict[TestKey, np.ndarray] = {}
     behaviour = None
     if behavioural:
         assert model is not None and prepared is not None and target is not None
@@ -554,6 +564,7 @@ def erasure_test(
             n_bootstrap=n_bootstrap,
             seed=seed,
             level=level,
+            replicates=replicates,
         )
     kl = None if behaviour is None else behaviour.kl
     return ErasureResult(
@@ -567,6 +578,7 @@ def erasure_test(
         edit_norm_leace=float(edit_norms[0]),
         edit_norm_random=edit_norms[1:],
         results=ResultSet(rows),
+        replicates=replicates,
         change_leace=None if behaviour is None else behaviour.change[0],
         change_random=None if behaviour is None else behaviour.change[1:],
         kl_leace=None if kl is None else float(kl[0]),

@@ -1,5 +1,5 @@
 """C5: LEACE erasure of a binary concept at one layer: the probe falls to chance; do predictions move more
-than under erasure of random subspaces? (model and twin)"""
+than under erasure of random subspaces? On the model and on every control model."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from conceptspace.analyses._base import (
     AnalysisOutput,
     ConceptPromptParams,
     RunContext,
-    concept_at_layer,
     is_int,
     is_str,
     list_of,
@@ -20,7 +19,9 @@ from conceptspace.analyses._base import (
     param,
     register,
 )
+from conceptspace.analyses._causal_runs import CausalSubject, ControlRun, causal_subjects, combine_controls
 from conceptspace.analyses.causal import erasure_test
+from conceptspace.analyses.causal._erasure import ErasureResult
 from conceptspace.stats import ResultSet
 
 
@@ -40,14 +41,26 @@ class ErasureAnalysis(Analysis):
     smoke_params: ClassVar[dict[str, Any]] = {**CAUSAL_SMOKE_PARAMS, "n_splits": 3}
 
     def run(self, context: RunContext, params: ErasureParams) -> AnalysisOutput:
-        results = ResultSet()
-        for at in concept_at_layer(context, params):
-            cs = at.concept_set
-            erased = erasure_test(
-                at.model, at.X, cs.labels, cs.groups, site=at.site, prompts=params.prompts,
-                targets=(params.positive, params.negative), off_target_prompts=params.off_target_prompts,
-                n_random=params.n_random, n_splits=params.n_splits, n_permutations=context.n_permutations,
-                n_bootstrap=context.n_bootstrap, seed=context.seed, dataset=cs.name, claim=context.claim,
-            )
-            results = results + erased.results
-        return AnalysisOutput(results)
+        subjects = causal_subjects(context, params)
+        trained = self._erase(subjects[0], context, params)
+        replicates = dict(trained.replicates)
+        runs = []
+        for subject in subjects[1:]:
+            erased = self._erase(subject, context, params)
+            null = erased.change_random
+            nulls = {"LEACE": (abs(null).mean(axis=1), False)} if null is not None else {}
+            runs.append(ControlRun(subject, erased.results, erased.replicates, nulls))
+        tested = [r for r in trained.results if r.control is None]
+        controls, control_replicates = combine_controls(tested, runs, seed=context.seed, level=0.95)
+        replicates.update(control_replicates)
+        return AnalysisOutput(ResultSet(list(trained.results) + controls), replicates=replicates)
+
+    @staticmethod
+    def _erase(subject: CausalSubject, context: RunContext, params: ErasureParams) -> ErasureResult:
+        cs = subject.concept_set
+        return erasure_test(
+            subject.model, subject.X, cs.labels, cs.groups, site=subject.site, prompts=params.prompts,
+            targets=(params.positive, params.negative), off_target_prompts=params.off_target_prompts,
+            n_random=params.n_random, n_splits=params.n_splits, n_permutations=context.n_permutations,
+            n_bootstrap=context.n_bootstrap, seed=context.seed, dataset=cs.name, claim=context.claim,
+        )
