@@ -50,7 +50,8 @@ class PlaceboSource(Protocol):
     """Where placebo directions come from: ``directions(indices)`` gives (k, d) unit vectors, placebo j
     always the same for the same source (seeded by index, not by the order of the calls)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def directions(self, indices: np.ndarray) -> torch.Tensor: ...
 
