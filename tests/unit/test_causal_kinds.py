@@ -53,3 +53,15 @@ def test_null_battery_concept_is_a_relabelling(context):
     assert sorted(null.concept_set.labels) == sorted(real.concept_set.labels)
     assert not np.array_equal(null.concept_set.labels, real.concept_set.labels)
     assert not np.allclose(null.mass_mean_direction(), real.mass_mean_direction())
+
+
+@pytest.mark.parametrize("dataset", ["vader_lexicon/polarity", "truth_is_universal/animal_class_polarity",
+                                     "trilemma_city_locations/true_false"])
+def test_fast_relabelling_is_null_labels(dataset):
+    from conceptspace.analyses._causal_runs import relabeller
+    from conceptspace.concepts import load_concepts, null_labels
+
+    cs = load_concepts(dataset)
+    relabel = relabeller(cs)
+    for seed in (0, 1, 12345):
+        np.testing.assert_array_equal(relabel(seed), null_labels(cs, seed).labels)
