@@ -274,7 +274,7 @@ def steering_test(
     alpha: float = 0.05,
     dataset: str = "concept",
     claim: str | None = None,
-    max_rows: int = 4096,
+    max_rows: int = 1024,
     p_method: str = "rank",
     resample_prompts: bool = True,
 ) -> SteeringResult:
