@@ -270,3 +270,34 @@ def test_bad_input_says_what_to_fix(planted, change, message):
     args.update(change)
     with pytest.raises(InvalidInputError, match=message):
         erasure_test(model, args.pop("X"), args.pop("y"), **args, **FAST)
+
+
+def _relabel(y):  # type: ignore[no-untyped-def]
+    return lambda seed: np.random.default_rng(seed).permutation(y)
+
+
+def test_planted_erasure_beats_erasers_of_relabellings_drawn_sequentially(planted):
+    from conceptspace.stats import SequentialPlan
+
+    _, model = planted
+    texts, X, y = _concept(model, POSITIVE, NEGATIVE)
+    plan = SequentialPlan(start=10, maximum=400, thresholds=(0.01,))
+    result = erasure_test(model, X, y, site="layer.0", prompts=texts, targets=(GOOD, BAD), dataset="planted",
+                          relabel=_relabel(y), plan=plan, **FAST)
+    main = result.results.filter(method="LEACE", control=None)[0]
+    assert main.extra["role"] == "primary" and main.extra["placebo"] == "relabelled_leace"
+    assert 10 < main.extra["n_permutations"] <= 400 and main.p_value < 0.01 and main.ci_low > 0
+    assert result.placebo_null.shape == (main.extra["n_permutations"],)
+    reference = result.results.filter(method="LEACE_vs_random_subspaces")[0]
+    assert reference.control == "random_subspace" and reference.extra["role"] == "control"
+    assert [r.extra["role"] for r in result.results].count("primary") == 1
+    assert main.key in result.replicates and reference.key in result.replicates
+
+
+def test_erasing_a_concept_nothing_reads_is_not_beaten_by_relabellings(planted):
+    _, model = planted
+    texts, X, y = _concept(model, NULL_POS, NULL_NEG)
+    result = erasure_test(model, X, y, site="layer.0", prompts=texts, targets=(GOOD, BAD), dataset="null",
+                          relabel=_relabel(y), **FAST)
+    main = result.results.filter(method="LEACE", control=None)[0]
+    assert main.p_value > 0.1 and main.ci_low <= 0

@@ -22,13 +22,15 @@ from conceptspace.analyses._base import (
 from conceptspace.analyses._causal_runs import CausalSubject, ControlRun, causal_subjects, combine_controls
 from conceptspace.analyses.causal import erasure_test
 from conceptspace.analyses.causal._erasure import ErasureResult
-from conceptspace.stats import ResultSet
+from conceptspace.stats import ResultSet, SequentialPlan
 
 
 @dataclass(frozen=True)
 class ErasureParams(ConceptPromptParams):
     off_target_prompts: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
-    n_random: int = param(20, check=is_int, type_name="integer", doc="random subspaces erased as placebos")
+    n_random: int = param(20, check=is_int, type_name="integer",
+                          doc="random subspaces erased as a reference (the primary placebos are LEACE erasers of "
+                              "random relabellings, drawn sequentially)")
     n_splits: int = param(5, check=is_int, type_name="integer")
 
 
@@ -37,30 +39,31 @@ class ErasureAnalysis(Analysis):
     kind = "erasure"
     claims = ("C5",)
     Params = ErasureParams
-    description = "LEACE erasure: probe accuracy before/after, prediction change vs erasure of random subspaces"
+    description = ("LEACE erasure: probe accuracy before/after, prediction change vs LEACE erasure of random "
+                   "relabellings (random subspaces as a reference)")
     smoke_params: ClassVar[dict[str, Any]] = {**CAUSAL_SMOKE_PARAMS, "n_splits": 3}
 
     def run(self, context: RunContext, params: ErasureParams) -> AnalysisOutput:
         subjects = causal_subjects(context, params)
-        trained = self._erase(subjects[0], context, params)
+        trained = self._erase(subjects[0], context, params, context.sequential_plan())
         replicates = dict(trained.replicates)
         runs = []
         for subject in subjects[1:]:
-            erased = self._erase(subject, context, params)
-            null = erased.change_random
-            nulls = {"LEACE": (abs(null).mean(axis=1), False)} if null is not None else {}
-            runs.append(ControlRun(subject, erased.results, erased.replicates, nulls))
+            erased = self._erase(subject, context, params, SequentialPlan.fixed(context.n_permutations))
+            runs.append(ControlRun(subject, erased.results, erased.replicates, {"LEACE": (erased.placebo_null, False)}))
         tested = [r for r in trained.results if r.control is None]
         controls, control_replicates = combine_controls(tested, runs, seed=context.seed, level=0.95)
         replicates.update(control_replicates)
         return AnalysisOutput(ResultSet(list(trained.results) + controls), replicates=replicates)
 
     @staticmethod
-    def _erase(subject: CausalSubject, context: RunContext, params: ErasureParams) -> ErasureResult:
+    def _erase(subject: CausalSubject, context: RunContext, params: ErasureParams,
+               plan: SequentialPlan) -> ErasureResult:
         cs = subject.concept_set
         return erasure_test(
             subject.model, subject.X, cs.labels, cs.groups, site=subject.site, prompts=params.prompts,
             targets=(params.positive, params.negative), off_target_prompts=params.off_target_prompts,
             n_random=params.n_random, n_splits=params.n_splits, n_permutations=context.n_permutations,
             n_bootstrap=context.n_bootstrap, seed=context.seed, dataset=cs.name, claim=context.claim,
+            relabel=subject.relabel(), plan=plan,
         )
