@@ -154,3 +154,35 @@ def test_pure_noise_concept_through_the_whole_test_is_not_significant(planted):
                            n_permutations=100, n_random=0, n_orthogonal=0, n_bootstrap=300)
     primary = result.results[0]
     assert primary.p_value > 0.05 and primary.ci_low <= 0 <= primary.ci_high
+
+
+def test_pure_noise_directional_derivative_is_calibrated(tiny_models):
+    """The same statistic on directional derivatives (one gradient pass; each direction is a dot product)."""
+    from conceptspace.analyses.causal._trace import run_gradients
+
+    model = tiny_models["llama"]
+    prepared = prepare_prompts(model, PROMPTS, "last")
+    target = as_targets(model, (["a", "e"], ["o", "u"]))
+    grads = run_gradients(model, prepared, "layer.1", target.positive, target.negative)
+    X = np.random.default_rng(0).normal(size=(40, model.d_model)) * np.linspace(0.2, 3.0, model.d_model)
+    source = RelabelledPlacebos(X, _relabel(np.repeat([0, 1], 20)), seed=2)
+    d = (grads @ source.directions(np.arange(2000)).T).T.double().numpy()
+    pool = np.empty((4000, len(PROMPTS)))
+    pool[0::2], pool[1::2] = d, -d
+    cover, false_positive = null_rates(pool, draws=1000, n_placebos=60, seed=3)
+    assert 0.93 <= cover <= 0.97
+    assert 0.03 <= false_positive <= 0.07
+
+
+def test_unpaired_rank_interval_is_calibrated_for_erasure_style_nulls():
+    """Erasure's null has no +/-u pairs (|change| does not depend on a basis' sign): the unpaired interval."""
+    rng = np.random.default_rng(4)
+    cover = significant = 0
+    draws = 1000
+    for r in range(draws):
+        values = np.abs(rng.normal(size=(41, 8)) + rng.normal(size=(41, 1)))  # per-placebo level + item noise
+        fit = placebo_interval(values[0], values[1:], n_bootstrap=50, seed=r, paired=False)
+        cover += fit.ci_low <= 0.0 <= fit.ci_high
+        significant += rank_p_value(fit.statistic, values[1:].mean(axis=1)) < 0.05
+    assert 0.93 <= cover / draws <= 0.97
+    assert 0.03 <= significant / draws <= 0.07

@@ -28,9 +28,9 @@ from conceptspace.stats import ResultSet, SequentialPlan
 @dataclass(frozen=True)
 class ErasureParams(ConceptPromptParams):
     off_target_prompts: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
-    n_random: int = param(20, check=is_int, type_name="integer",
+    n_random: int = param(40, check=is_int, type_name="integer",
                           doc="random subspaces erased as a reference (the primary placebos are LEACE erasers of "
-                              "random relabellings, drawn sequentially)")
+                              "random relabellings, drawn sequentially); >= 39 for a 95% rank interval")
     n_splits: int = param(5, check=is_int, type_name="integer")
 
 
