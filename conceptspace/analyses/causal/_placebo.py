@@ -168,13 +168,14 @@ def rank_interval(statistic: float, null: np.ndarray, level: float = 0.95, *,
     """The interval of the shift delta that a two-sided placebo rank test at ``1 - level`` does not reject.
 
     ``[statistic - q_hi, statistic - q_lo]`` with ``q_lo``, ``q_hi`` the k-th smallest and largest null values.
-    Unpaired null (B exchangeable draws): k = floor((1 - level) / 2 * (B + 1)); the concept falls below the k-th
-    smallest (at most k - 1 placebos below it) with probability k / (B + 1) <= (1 - level) / 2. Null of +/-u pairs (``paired``, B = 2P
-    values, symmetric): the concept (of random sign) escapes the k-th largest |value| with probability
-    k / (P + 1), so k = floor((1 - level) * (P + 1)); counting the 2P values as independent would under-cover
-    (93% at P = 60). Either way the interval covers 0 with probability >= level under the null, exactly for any
-    B, and excludes 0 when the concept is in the placebo tail the rank p measures. With too few placebos for
-    the level (fewer than 19 pairs or 39 unpaired draws at 95%) there is no such interval: NaN ends (JSON keeps NaN, not infinity)."""
+    Unpaired null (B exchangeable draws): k = floor((1 - level) / 2 * (B + 1)); the concept falls below the
+    k-th smallest (at most k - 1 placebos below it) with probability k / (B + 1) <= (1 - level) / 2. Null of
+    +/-u pairs (``paired``, B = 2P values, symmetric): the concept (of random sign) escapes the k-th largest
+    |value| with probability k / (P + 1), so k = floor((1 - level) * (P + 1)); counting the 2P values as
+    independent would under-cover (93% at P = 60). Either way the interval covers 0 with probability >= level
+    under the null, exactly for any B, and excludes 0 when the concept is in the placebo tail the rank p
+    measures. With too few placebos for the level (fewer than 19 pairs or 39 unpaired draws at 95%) there is
+    no such interval: NaN ends (JSON keeps NaN, not infinity)."""
     ordered = np.sort(np.asarray(null, dtype=np.float64))
     if paired:
         k = int(np.floor((1.0 - level) * (ordered.size // 2 + 1) + 1e-9))
