@@ -27,6 +27,12 @@ from conceptspace.models import ConceptModel
 from conceptspace.stats import TRAINED, ResultSet, TestKey, TestResult, seed_mean_replicates
 from conceptspace.stats._bootstrap import percentile_interval
 
+#: placebo draws a forward-based causal test starts with (steering, erasure): the sequential plan doubles them
+#: while the primary decision is open (up to the run's maximum), and a clear null stops here; controls draw this
+#: many, fixed (they decide nothing). Directional derivatives cost a dot product per placebo and start at the
+#: run's n_permutations.
+FORWARD_START = 199
+
 
 @dataclass(frozen=True)
 class CausalSubject:

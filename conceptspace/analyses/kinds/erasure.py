@@ -19,7 +19,13 @@ from conceptspace.analyses._base import (
     param,
     register,
 )
-from conceptspace.analyses._causal_runs import CausalSubject, ControlRun, causal_subjects, combine_controls
+from conceptspace.analyses._causal_runs import (
+    FORWARD_START,
+    CausalSubject,
+    ControlRun,
+    causal_subjects,
+    combine_controls,
+)
 from conceptspace.analyses.causal import erasure_test
 from conceptspace.analyses.causal._erasure import ErasureResult
 from conceptspace.stats import ResultSet, SequentialPlan
@@ -45,11 +51,12 @@ class ErasureAnalysis(Analysis):
 
     def run(self, context: RunContext, params: ErasureParams) -> AnalysisOutput:
         subjects = causal_subjects(context, params)
-        trained = self._erase(subjects[0], context, params, context.sequential_plan())
+        start = min(context.n_permutations, FORWARD_START)  # each placebo erasure costs forwards
+        trained = self._erase(subjects[0], context, params, context.sequential_plan(start))
         replicates = dict(trained.replicates)
         runs = []
         for subject in subjects[1:]:
-            erased = self._erase(subject, context, params, SequentialPlan.fixed(context.n_permutations))
+            erased = self._erase(subject, context, params, SequentialPlan.fixed(start))
             runs.append(ControlRun(subject, erased.results, erased.replicates, {"LEACE": (erased.placebo_null, False)}))
         tested = [r for r in trained.results if r.control is None]
         controls, control_replicates = combine_controls(tested, runs, seed=context.seed, level=0.95)

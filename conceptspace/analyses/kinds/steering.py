@@ -24,6 +24,7 @@ from conceptspace.analyses._base import (
     register,
 )
 from conceptspace.analyses._causal_runs import (
+    FORWARD_START,
     CausalSubject,
     ControlRun,
     causal_subjects,
@@ -62,14 +63,16 @@ class SteeringAnalysis(Analysis):
     def run(self, context: RunContext, params: SteeringParams) -> AnalysisOutput:
         require_causal(context.model, "steering")  # before extracting anything: an encoder has no next token
         subjects = causal_subjects(context, params)
-        trained = self._steer(subjects[0], context, params, context.sequential_plan(), n_random=params.n_random)
+        # every placebo costs forwards: start small (the sequential plan doubles while the decision is open)
+        start = min(context.n_permutations, FORWARD_START)
+        trained = self._steer(subjects[0], context, params, context.sequential_plan(start), n_random=params.n_random)
         primary = primary_row(trained.results)
         results = list(trained.results)
         replicates = dict(trained.replicates)
         curves: dict[str, pd.DataFrame] = {subjects[0].label: trained.dose_response()}
         runs = []
         for subject in subjects[1:]:  # controls: a fixed number of placebos (they decide nothing)
-            steer = self._steer(subject, context, params, SequentialPlan.fixed(context.n_permutations), n_random=0)
+            steer = self._steer(subject, context, params, SequentialPlan.fixed(start), n_random=0)
             runs.append(ControlRun(subject, steer.results, steer.replicates, {primary.method: (steer.null, False)}))
             curves.setdefault(f"{subject.control} twin", steer.dose_response())
         controls, control_replicates = combine_controls([primary], runs, seed=context.seed, level=0.95)
