@@ -49,6 +49,8 @@ CALIBRATION = {
     **{f"tests/unit/test_geometry_calibration.py::test_calibration_noise_ci_covers_zero_93_to_97_percent_and_p_is_"
        f"exact[{case}]": "300-400 pure-noise data sets of one geometry kind (0.5-4 minutes)"
        for case in ("relations-400", "clustering-400", "analogies-300", "similarity-300")},
+    "tests/unit/test_causal_calibration.py::test_pure_noise_calibration_many_draws":
+        "3000 placebo directions through a tiny model, 3000 noise concepts (~40 s)",
 }
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 

@@ -36,8 +36,9 @@ def test_planted_direction_beats_every_placebo(planted):
     result = _run(model, info.v, dataset="planted")
     vs_random = result.results.filter(method="steering_vs_random", control=None)[0]
     vs_orth = result.results.filter(method="steering_vs_orthogonal")[0]
-    assert vs_random.p_value == pytest.approx(1 / 21)  # the smallest p 20 placebos allow
-    assert vs_orth.p_value == pytest.approx(1 / 11)
+    assert vs_random.p_value == pytest.approx(1 / 201)  # the smallest p 200 placebo draws allow
+    assert vs_random.extra["n_permutations"] == 200 and vs_random.extra["role"] == "primary"
+    assert vs_orth.p_value == pytest.approx(1 / 21)  # 10 orthogonal directions as +/-u pairs
     assert vs_random.statistic > 0 and vs_random.ci_low > 0
     curve = result.dose_response()
     assert list(curve["alpha"]) == [-1.0, -0.5, 0.5, 1.0]
@@ -159,17 +160,11 @@ def test_multi_token_word_error_suggests_a_leading_space(tiny_models):
 
 
 def test_parametric_placebo_p_value_detects_an_outlier_and_is_calibrated_under_the_null():
-    from conceptspace.analyses.causal._steering import _placebo_test
+    from conceptspace.analyses.causal._steering import parametric_p_value
 
     rng = np.random.default_rng(0)
-    counts = np.ones((50, 8))
-    placebos = rng.normal(size=(20, 8))
-    far = np.full(8, 6.0)
-    p_far = _placebo_test(far, placebos, counts, 0.95, "parametric")[4]
-    assert p_far < 1e-3 < 1 / 21  # below the rank method's floor
-    assert _placebo_test(far, placebos, counts, 0.95, "rank")[4] == pytest.approx(1 / 21)
+    placebos = rng.normal(size=20)
+    assert parametric_p_value(6.0, placebos) < 1e-3 < 1 / 21  # below the rank method's floor
     # concept drawn from the placebo distribution itself: p is roughly uniform
-    null_p = [
-        _placebo_test(rng.normal(size=8), rng.normal(size=(20, 8)), counts, 0.95, "parametric")[4] for _ in range(400)
-    ]
+    null_p = [parametric_p_value(rng.normal(), rng.normal(size=20)) for _ in range(400)]
     assert 0.02 <= float(np.mean(np.asarray(null_p) < 0.05)) <= 0.09

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,14 +54,15 @@ from conceptspace.analyses.causal._inputs import (
     prepare_prompts,
     require_causal,
 )
+from conceptspace.analyses.causal._placebo import index_seed, placebo_interval, rank_p_value
+from conceptspace.analyses.causal._steering import HELD_OUT_PLACEBO
 from conceptspace.analyses.causal._trace import Edits, run_edits
 from conceptspace.analyses.probes._evaluation import probe_layers
 from conceptspace.errors import InvalidInputError
 from conceptspace.models import ConceptModel
 from conceptspace.models._sites import layer_index
-from conceptspace.stats._bootstrap import group_counts, percentile_interval
-from conceptspace.stats._permutation import permutation_p_value
 from conceptspace.stats._results import TRAINED, ResultSet, TestKey, TestResult
+from conceptspace.stats._sequential import SequentialPlan, null_extra, sequential_null
 from conceptspace.utils.deprecation import renamed_keywords
 from conceptspace.utils.validation import check_features, check_labels, infer_task
 
@@ -243,6 +244,8 @@ class ErasureResult:
     change_random: np.ndarray | None = None  # (B, n_prompts)
     kl_leace: float | None = None
     kl_random: np.ndarray | None = None
+    replicates: dict[TestKey, np.ndarray] = field(default_factory=dict)  # effect replicates of the behaviour rows
+    placebo_null: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (B,) relabelled-eraser null draws
 
     def summary(self) -> str:
         lines = [
@@ -400,16 +403,18 @@ def _behaviour_rows(
     n_bootstrap: int,
     seed: int,
     level: float,
+    replicates: dict[TestKey, np.ndarray],
+    as_reference: bool = False,
 ) -> list[TestResult]:
-    """LEACE's |score change| vs the random erasures, and one random erasure as a placebo 'concept'."""
+    """LEACE's |score change| vs the random erasures, and one random erasure as a placebo 'concept' (their
+    effect replicates go into ``replicates``). ``as_reference``: the data-drawn placebos are the primary null,
+    so LEACE vs random subspaces is a control (``LEACE_vs_random_subspaces``, control ``random_subspace``)."""
     prepared = behaviour.prepared
     magnitude = np.abs(behaviour.change)  # (E, n)
-    counts = group_counts(None, prepared.n, n_bootstrap, seed)
-    weights = counts / counts.sum(1, keepdims=True)
     common: dict[str, Any] = {
         "claim": claim,
         "statistic_name": "mean_abs_score_change",
-        "effect_size_name": "minus_random_subspace_mean",
+        "effect_size_name": "mean |change| - random-subspace mean",
         "n": prepared.n,
     }
     extra: dict[str, Any] = {
@@ -429,30 +434,108 @@ def _behaviour_rows(
         extra["off_target_kl_random_median"] = float(np.median(behaviour.kl[1:]))
     rows = []
     for control, obs_index, null_rows in ((None, 0, slice(1, None)), ("random_subspace", 1, slice(2, None))):
-        observed = float(magnitude[obs_index].mean())
+        # no +/-u pairs here: erasing a subspace does not depend on the sign of its basis
+        fit = placebo_interval(magnitude[obs_index], magnitude[null_rows], n_bootstrap=n_bootstrap, seed=seed,
+                               level=level, paired=False)
         null = magnitude[null_rows].mean(axis=1)
-        boot = weights @ magnitude[obs_index] - (weights @ magnitude[null_rows].T).mean(axis=1)
-        low, high = percentile_interval(boot, level)
+        method = "random_subspace_erasure" if control is not None else (
+            "LEACE_vs_random_subspaces" if as_reference else "LEACE")
+        key_control = "random_subspace" if control is not None or as_reference else None
         rows.append(
             TestResult(
-                key=TestKey(test="erasure", dataset=name,
-                            method="LEACE" if control is None else "random_subspace_erasure", site=site,
-                            position=prepared.where, detail=("prediction_change",), control=control,
-                            model=model_label),
-                statistic=observed,
-                effect_size=observed - float(null.mean()),
-                ci_low=low,
-                ci_high=high,
-                p_value=float(permutation_p_value(observed, null)),
+                key=TestKey(test="erasure", dataset=name, method=method, site=site, position=prepared.where,
+                            detail=("prediction_change",), control=key_control, model=model_label),
+                statistic=fit.statistic,
+                effect_size=fit.effect,
+                ci_low=fit.ci_low,
+                ci_high=fit.ci_high,
+                p_value=rank_p_value(fit.statistic, null),
                 **common,
                 extra={
                     **extra,
+                    "role": "primary" if key_control is None else "control",
+                    "placebo": "random_subspace",
                     "n_placebo": int(null.shape[0]),
+                    "n_permutations": int(null.shape[0]),
+                    "null_mean": fit.null_mean,
+                    "null_sd": fit.null_sd,
+                    "z_vs_placebo": fit.z,
                     "placebo_quantiles": np.quantile(null, [0.025, 0.5, 0.975]).tolist(),
+                    "ci_method": "inversion of the placebo rank test (subspace-level variance)",
                 },
             )
         )
+        replicates[rows[-1].key] = fit.replicates
     return rows
+
+
+def _relabelled_rows(
+    model: ConceptModel,
+    site: str,
+    features: np.ndarray,
+    relabel: Callable[[int], np.ndarray],
+    behaviour: _Behaviour,
+    plan: SequentialPlan,
+    *,
+    name: str,
+    model_label: str,
+    rank: int,
+    claim: str | None,
+    n_bootstrap: int,
+    seed: int,
+    level: float,
+    replicates: dict[TestKey, np.ndarray],
+    max_rows: int,
+) -> tuple[list[TestResult], np.ndarray]:
+    """LEACE's |score change| against LEACE erasers of relabellings (sequential), and one more relabelled
+    eraser tested as if it were the concept (``control="placebo_erasure"``); and the null draws (B,)."""
+    prepared, target = behaviour.prepared, behaviour.target
+    zero = Edits.additive(torch.zeros(1, model.d_model))
+    base = run_edits(model, prepared, site, zero, target.ids, max_rows=max_rows)
+    base_score = target.score(base.target_logp[0])
+
+    def changes(indices: np.ndarray) -> np.ndarray:
+        erasers = [fit_leace(features, relabel(index_seed(seed, int(j)))) for j in indices]
+        d = model.d_model
+        edits = Edits.projections(
+            left=torch.stack([e.proj_left.float() for e in erasers]),
+            right=torch.stack([e.proj_right.float() for e in erasers]),
+            bias=torch.stack([e.bias.float() if e.bias is not None else torch.zeros(d) for e in erasers]),
+        )
+        out = run_edits(model, prepared, site, edits, target.ids, max_rows=max_rows)
+        scores = torch.stack([target.score(lp) for lp in out.target_logp])
+        return np.abs((scores - base_score[None]).double().numpy())  # (k, n)
+
+    drawn: list[np.ndarray] = []
+
+    def draw(offset: int, count: int) -> np.ndarray:
+        drawn.append(changes(np.arange(offset, offset + count)))
+        return np.repeat(drawn[-1].mean(axis=1)[None], 2, axis=0)
+
+    concept = np.abs(behaviour.change[0])
+    held = changes(np.array([HELD_OUT_PLACEBO]))[0]
+    out = sequential_null(draw, np.array([concept.mean(), held.mean()]), plan, decide=(0,))
+    null = np.concatenate(drawn)
+    rows = []
+    for row, (control, observed) in enumerate(((None, concept), ("placebo_erasure", held))):
+        fit = placebo_interval(observed, null, n_bootstrap=n_bootstrap, seed=seed, level=level, paired=False)
+        key = TestKey(test="erasure", dataset=name, method="LEACE" if control is None else "relabelled_leace",
+                      site=site, position=prepared.where, detail=("prediction_change",), control=control,
+                      model=model_label)
+        rows.append(TestResult(
+            key=key, statistic=fit.statistic, effect_size=fit.effect, ci_low=fit.ci_low, ci_high=fit.ci_high,
+            p_value=float(out.p_value[row]), claim=claim, statistic_name="mean_abs_score_change",
+            effect_size_name="mean |change| - placebo-erasure mean", n=prepared.n,
+            extra={"site": site, "rank": rank, "targets": target.describe(), "n_bootstrap": n_bootstrap,
+                   "ci_level": level, "seed": seed, **null_extra(out, row),
+                   "role": "primary" if control is None else "control", "placebo": "relabelled_leace",
+                   "z_vs_placebo": fit.z,
+                   "p_value_method": "placebo rank against LEACE erasers of random relabellings, one-sided, "
+                                     "drawn sequentially",
+                   "ci_method": "inversion of the placebo rank test (placebo-level variance)"},
+        ))
+        replicates[key] = fit.replicates
+    return rows, null.mean(axis=1)
 
 
 @renamed_keywords(name="dataset")
@@ -477,6 +560,8 @@ def erasure_test(
     dataset: str = "concept",
     claim: str | None = None,
     max_rows: int = 256,
+    relabel: Callable[[int], np.ndarray] | None = None,
+    plan: SequentialPlan | None = None,
 ) -> ErasureResult:
     """LEACE at ``site``: probe accuracy before/after, and optionally the effect on predictions vs random erasures.
 
@@ -490,6 +575,12 @@ def erasure_test(
     estimator inside :class:`~conceptspace.analyses.probes.LogisticProbe`; the probe class itself refuses a zero
     coefficient vector, which is exactly what a perfect erasure can leave it. The result carries the float64
     eraser fitted on all items and the erased X. ``dataset`` names the concept in the results' keys.
+
+    ``relabel`` (``seed -> labels``, e.g. of ``concepts.null_labels``) makes the primary null data-drawn: LEACE
+    erasers fitted on random relabellings of the same items (placebo j: relabelling ``index_seed(seed, j)``),
+    drawn sequentially under ``plan`` (default: ``n_permutations`` draws, fixed); the random subspaces are then
+    a reference (``control="random_subspace"``). No +/-u pairs here: an erasure does not depend on the sign of
+    the subspace's basis.
     """
     behavioural = _check_mode(model, prompts, targets, off_target_prompts)
     if behavioural:
@@ -537,12 +628,23 @@ def erasure_test(
     rank = int(eraser.proj_left.shape[1])
     edit_norms = _edit_norms(eraser, features, n_random, seed)
     model_label = TRAINED if model is None else model_kind(model)
-    rows = [row_before.replace(model=model_label), row_after.replace(model=model_label)]
+    # the probe rows answer "is the concept linearly gone", not the causal question: exploratory
+    rows = [row.replace(model=model_label, extra={**row.extra, "role": "exploratory"})
+            for row in (row_before, row_after)]
+    replicates: dict[TestKey, np.ndarray] = {}
+    placebo_null = np.zeros(0)
     behaviour = None
     if behavioural:
         assert model is not None and prepared is not None and target is not None
         edits = _edits(eraser, model.d_model, n_random, seed)
         behaviour = _run_behaviour(model, site_name, edits, prepared, target, off, max_rows)
+        if relabel is not None:
+            relabelled, placebo_null = _relabelled_rows(
+                model, site_name, features, relabel, behaviour, plan or SequentialPlan.fixed(n_permutations),
+                name=dataset, model_label=model_label, rank=rank, claim=claim, n_bootstrap=n_bootstrap,
+                seed=seed, level=level, replicates=replicates, max_rows=max_rows,
+            )
+            rows += relabelled
         rows += _behaviour_rows(
             behaviour,
             edit_norms,
@@ -554,6 +656,8 @@ def erasure_test(
             n_bootstrap=n_bootstrap,
             seed=seed,
             level=level,
+            replicates=replicates,
+            as_reference=relabel is not None,
         )
     kl = None if behaviour is None else behaviour.kl
     return ErasureResult(
@@ -567,6 +671,8 @@ def erasure_test(
         edit_norm_leace=float(edit_norms[0]),
         edit_norm_random=edit_norms[1:],
         results=ResultSet(rows),
+        replicates=replicates,
+        placebo_null=placebo_null,
         change_leace=None if behaviour is None else behaviour.change[0],
         change_random=None if behaviour is None else behaviour.change[1:],
         kl_leace=None if kl is None else float(kl[0]),

@@ -1,5 +1,5 @@
 """C5: LEACE erasure of a binary concept at one layer: the probe falls to chance; do predictions move more
-than under erasure of random subspaces? (model and twin)"""
+than under erasure of random subspaces? On the model and on every control model."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from conceptspace.analyses._base import (
     AnalysisOutput,
     ConceptPromptParams,
     RunContext,
-    concept_at_layer,
     is_int,
     is_str,
     list_of,
@@ -20,14 +19,24 @@ from conceptspace.analyses._base import (
     param,
     register,
 )
+from conceptspace.analyses._causal_runs import (
+    FORWARD_START,
+    CausalSubject,
+    ControlRun,
+    causal_subjects,
+    combine_controls,
+)
 from conceptspace.analyses.causal import erasure_test
-from conceptspace.stats import ResultSet
+from conceptspace.analyses.causal._erasure import ErasureResult
+from conceptspace.stats import ResultSet, SequentialPlan
 
 
 @dataclass(frozen=True)
 class ErasureParams(ConceptPromptParams):
     off_target_prompts: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
-    n_random: int = param(20, check=is_int, type_name="integer", doc="random subspaces erased as placebos")
+    n_random: int = param(40, check=is_int, type_name="integer",
+                          doc="random subspaces erased as a reference (the primary placebos are LEACE erasers of "
+                              "random relabellings, drawn sequentially); >= 39 for a 95% rank interval")
     n_splits: int = param(5, check=is_int, type_name="integer")
 
 
@@ -36,18 +45,32 @@ class ErasureAnalysis(Analysis):
     kind = "erasure"
     claims = ("C5",)
     Params = ErasureParams
-    description = "LEACE erasure: probe accuracy before/after, prediction change vs erasure of random subspaces"
+    description = ("LEACE erasure: probe accuracy before/after, prediction change vs LEACE erasure of random "
+                   "relabellings (random subspaces as a reference)")
     smoke_params: ClassVar[dict[str, Any]] = {**CAUSAL_SMOKE_PARAMS, "n_splits": 3}
 
     def run(self, context: RunContext, params: ErasureParams) -> AnalysisOutput:
-        results = ResultSet()
-        for at in concept_at_layer(context, params):
-            cs = at.concept_set
-            erased = erasure_test(
-                at.model, at.X, cs.labels, cs.groups, site=at.site, prompts=params.prompts,
-                targets=(params.positive, params.negative), off_target_prompts=params.off_target_prompts,
-                n_random=params.n_random, n_splits=params.n_splits, n_permutations=context.n_permutations,
-                n_bootstrap=context.n_bootstrap, seed=context.seed, dataset=cs.name, claim=context.claim,
-            )
-            results = results + erased.results
-        return AnalysisOutput(results)
+        subjects = causal_subjects(context, params)
+        start = min(context.n_permutations, FORWARD_START)  # each placebo erasure costs forwards
+        trained = self._erase(subjects[0], context, params, context.sequential_plan(start))
+        replicates = dict(trained.replicates)
+        runs = []
+        for subject in subjects[1:]:
+            erased = self._erase(subject, context, params, SequentialPlan.fixed(start))
+            runs.append(ControlRun(subject, erased.results, erased.replicates, {"LEACE": (erased.placebo_null, False)}))
+        tested = [r for r in trained.results if r.control is None]
+        controls, control_replicates = combine_controls(tested, runs, seed=context.seed, level=0.95)
+        replicates.update(control_replicates)
+        return AnalysisOutput(ResultSet(list(trained.results) + controls), replicates=replicates)
+
+    @staticmethod
+    def _erase(subject: CausalSubject, context: RunContext, params: ErasureParams,
+               plan: SequentialPlan) -> ErasureResult:
+        cs = subject.concept_set
+        return erasure_test(
+            subject.model, subject.X, cs.labels, cs.groups, site=subject.site, prompts=params.prompts,
+            targets=(params.positive, params.negative), off_target_prompts=params.off_target_prompts,
+            n_random=params.n_random, n_splits=params.n_splits, n_permutations=context.n_permutations,
+            n_bootstrap=context.n_bootstrap, seed=context.seed, dataset=cs.name, claim=context.claim,
+            relabel=subject.relabel(), plan=plan,
+        )
