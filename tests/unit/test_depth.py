@@ -122,13 +122,10 @@ REFERENCE_BLOCKS = {  # concept_space.toml's layers as committed before depth-re
     "c5_sentiment_steering": ({"layer": 15}, {}),
     "p5_logit_lens": ({"layers": [3, 9, 15, 21, 27, 29]}, {"layers": [15, 29]}),
     "a6_aggregation": ({}, {}),
-<<<<<<< HEAD
     "n2_context_narrows": ({}, {}),
     "n3_function_vectors": ({"layers": [9, 15]}, {"layers": [9]}),
-=======
     "n5_self_mapping": ({"layers": [15, 29]}, {"layers": [29]}),  # added with depth-relative layers
     "n7_filtering": ({"layers": [3, 15, 27]}, {"layers": [15]}),
->>>>>>> wip/claims-n5-n7
 }
 
 

@@ -19,7 +19,7 @@ from conceptspace.activations._extract import BatchInputs, build_batch, tokenize
 from conceptspace.errors import InvalidInputError, NotApplicableError
 from conceptspace.models import ConceptModel
 from conceptspace.models._sites import parse_site
-from conceptspace.stats._results import TRAINED, UNTRAINED
+from conceptspace.stats._results import TRAINED
 
 Where = str | Sequence[tuple[int, int]]
 
@@ -253,5 +253,6 @@ def check_level(level: float) -> float:
 
 
 def model_kind(model: ConceptModel) -> str:
-    """``untrained`` for an untrained twin (a re-initialised copy), else ``trained``: the key's ``model`` field."""
-    return UNTRAINED if model.identity.untrained_seed is not None else TRAINED
+    """The key's ``model`` field: ``untrained`` for an untrained twin, ``spectrum_matched`` for the spectrum twin
+    (:attr:`ConceptModel.control`), else ``trained``; a control model's tests never share keys with the model's."""
+    return model.control or TRAINED
