@@ -494,7 +494,7 @@ def extract(
             if served is not None:
                 counters.record_cache_hit()
                 return served
-            if counters.superset_wanted(superset, remote=model.remote):
+            if counters.superset_wanted(superset, remote=bool(model.remote)):
                 chosen_sites, key = every_site, full_key
         if host_staging is None:
             host_staging = model.device.type == "cuda" and not model.remote

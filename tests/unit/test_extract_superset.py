@@ -169,3 +169,34 @@ def test_counts_subtract_and_reset(tiny_models, tmp_path):
     extract(model, TEXTS[:5], sites=[0], cache_dir=tmp_path, progress=False, batch_size=2)
     assert forward_counts() == ForwardCounts(requests=2, requested_texts=10, cache_hits=1, forward_batches=3,
                                              forwarded_texts=5)
+
+
+def _tiny_suite(tmp_path, model_dir) -> str:
+    suite = tmp_path / "tiny.toml"
+    probe = ('[[analysis]]\nid = "{id}"\nclaim = "C4"\nkind = "probe"\ndataset = "truth_is_universal/animal_class"\n'
+             'layers = [{layer}]\nmax_items = 24\n\n')
+    suite.write_text(
+        f'[suite]\nname = "tiny"\nmodel = "{model_dir}"\nn_permutations = 19\nn_bootstrap = 20\n\n'
+        '[claims.C4]\nmin_effect = 0.1\n\n' + probe.format(id="early", layer=1) + probe.format(id="late", layer=2)
+    )
+    return str(suite)
+
+
+def test_a_suite_run_records_forward_passes_and_superset_saves_forwards(tiny_model_dirs, tmp_path, monkeypatch):
+    import json
+
+    from conceptspace.cli import main
+
+    suite = _tiny_suite(tmp_path, tiny_model_dirs["llama"])
+    passes = {}
+    for name, switch in (("superset", "1"), ("naive", "0")):
+        monkeypatch.setenv("CONCEPTSPACE_CACHE", str(tmp_path / f"cache-{name}"))
+        monkeypatch.setenv(SUPERSET_ENV, switch)
+        out = tmp_path / name
+        assert main(["run", suite, "--twin", "none", "--out", str(out), "--quiet"]) == 0
+        passes[name] = json.loads((out / "results.json").read_text())["timings"]["forward_passes"]
+        assert f"Forward passes: {passes[name]['forwarded_texts']} texts forwarded" in (out / "report.md").read_text()
+    assert passes["superset"]["requested_texts"] == passes["naive"]["requested_texts"] > 0
+    assert passes["naive"]["forwarded_texts"] == passes["naive"]["requested_texts"]  # two layers, two forwards
+    assert passes["superset"]["cache_hits"] >= 1
+    assert passes["superset"]["forwarded_texts"] < passes["naive"]["forwarded_texts"]
