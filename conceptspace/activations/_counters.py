@@ -6,11 +6,12 @@ one request of its texts (the naive cost: every request forwarding its texts); e
 texts as forwarded (what actually ran). A run reports the difference of two snapshots, so nested or concurrent
 users never have to reset anything; :func:`reset_forward_counts` exists for tests and notebooks.
 
-Why a superset switch: on a cache miss for a pooled position, extracting every site of the model in the same
-forward costs little more than the requested ones (the forward dominates; BENCHMARKS.md), and lets every later
-request of those texts at any subset of sites be served from disk. It is off by default for a direct
-:func:`extract` call (a user asking for one site of a large model should not pay the disk, or on NDIF the
-download, of all of them) and on inside :func:`superset_extraction`, which the suite runner wraps around a run.
+Why a superset switch: on a cache miss for a pooled position, saving every site up to the deepest requested one
+costs no more forward than the request itself (the forward stops at its deepest site either way) and only the
+copies beside it (BENCHMARKS.md), and lets every later request of those texts at sites no deeper be served from
+disk. It is off by default for a direct :func:`extract` call (a user asking for one deep site of a large model
+should not pay the disk, or on NDIF the download, of every block before it) and on inside
+:func:`superset_extraction`, which the suite runner wraps around a run.
 ``CONCEPTSPACE_EXTRACT_SUPERSET=1|0`` overrides both; ``extract(..., superset=)`` overrides everything.
 """
 
@@ -87,7 +88,7 @@ def _add(**amounts: int) -> None:
 
 
 class superset_extraction(ContextDecorator):  # lower case: used like a function, `with superset_extraction():`
-    """Within this block (or decorated function), pooled-position cache misses of local models extract every site.
+    """Within this block (or decorated function), a local model's pooled-position misses save every earlier site.
 
     Re-entrant and process-wide (threads started inside see it too). A use as a decorator enters on each call.
     """
@@ -105,7 +106,7 @@ class superset_extraction(ContextDecorator):  # lower case: used like a function
 
 
 def superset_wanted(asked: bool | None, *, remote: bool) -> bool:
-    """Whether a cache miss should extract every site: the argument, else the env var, else the process default.
+    """Whether a cache miss should save every site up to the deepest asked: argument, env var, process default.
 
     The process default (on inside :class:`superset_extraction`) leaves remote models out: on NDIF every extra
     site is downloaded, so there it takes an explicit ``superset=True`` or the env var.

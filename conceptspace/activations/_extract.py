@@ -458,9 +458,10 @@ def extract(
     then overlap the forward on a side stream; see ``conceptspace.activations._staging``).
 
     ``superset``: for a pooled position (not ``all``) with the cache on, a request whose exact entry is missing
-    is served from an entry of every site of the model at the same texts, spans, position, dtype and truncation
-    when one exists (no forward pass); with ``superset=True`` a miss extracts every site in the same forward and
-    caches that entry, so later requests for any sites of those texts run no forward. ``None`` follows
+    is served from a superset entry (every site up to some depth) at the same texts, spans, position, dtype and
+    truncation when one holds its sites (no forward pass); with ``superset=True`` a miss extracts every site up
+    to the deepest requested one in the same forward (which stops there anyway) and caches that entry, so later
+    requests of those texts at any sites no deeper run no forward. ``None`` follows
     ``CONCEPTSPACE_EXTRACT_SUPERSET``, else the process default (on inside the suite runner, off otherwise; see
     ``conceptspace.activations._counters``).
     """
@@ -487,15 +488,16 @@ def extract(
     counters.record_request(len(text_list))
     root = cache_store.cache_root(cache_dir) if cache else Path(tempfile.mkdtemp(prefix="conceptspace-"))
     try:
-        requested, every_site = chosen_sites, model.site_map.available()
-        if cache and pos.kind != "all" and chosen_sites != every_site:
-            full_key = cache_store.cache_key({**parts, "sites": list(every_site)})
-            served = _open_exact_or_superset(root, key, full_key, tokens, chosen_sites, every_site, pos, storage_name)
+        requested, prefixes = chosen_sites, _covering_prefixes(chosen_sites, model.site_map.available())
+        if cache and pos.kind != "all":
+            keys = [cache_store.cache_key({**parts, "sites": list(prefix)}) for prefix in prefixes]
+            served = _open_exact_or_superset(root, key, dict(zip(keys, prefixes, strict=True)), tokens, chosen_sites,
+                                             pos, storage_name)
             if served is not None:
                 counters.record_cache_hit()
                 return served
             if counters.superset_wanted(superset, remote=bool(model.remote)):
-                chosen_sites, key = every_site, full_key
+                chosen_sites, key = prefixes[0], keys[0]
         if host_staging is None:
             host_staging = model.device.type == "cuda" and not model.remote
         staging = HostStaging(model.device) if host_staging else None
@@ -513,31 +515,43 @@ def extract(
             shutil.rmtree(root, ignore_errors=True)
 
 
+def _covering_prefixes(sites: tuple[str, ...], every_site: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Every forward-order prefix of the model's sites that holds ``sites``, shortest first.
+
+    A superset entry is the prefix that ends at the deepest requested site: the forward stops there anyway, so
+    saving every earlier site costs only the copies (BENCHMARKS.md), never extra blocks. The last prefix is
+    every site, the entry of ``sites=None``.
+    """
+    deepest = max(every_site.index(site) for site in sites)
+    return [every_site[: end + 1] for end in range(deepest, len(every_site))]
+
+
 def _open_exact_or_superset(
     root: Path,
     key: str,
-    full_key: str,
+    supersets: Mapping[str, tuple[str, ...]],
     tokens: TokenizedTexts,
     sites: tuple[str, ...],
-    every_site: tuple[str, ...],
     position: Position,
     storage_name: str,
 ) -> Activations | None:
-    """The requested sites from their exact entry, else from the every-site entry of the same texts; None if neither.
+    """The requested sites from their exact entry, else from a superset entry (key -> its sites); None if neither.
 
-    Both keys share the model identity, texts (and spans), position, dtype and truncation, and each manifest is
+    Every key shares the model identity, texts (and spans), position, dtype and truncation, and each manifest is
     checked against the request (items, sites, position, dtype, token counts), so a superset entry can only serve
     the request it was extracted for. Read without the lock: a damaged entry is skipped here and set aside by
     the extraction that follows under its lock.
     """
     lengths = tokens.lengths
-    exact = _open_if_sound(root / key, _Request(len(lengths), sites, str(position), storage_name, lengths),
-                           set_aside=False)
-    if exact is not None:
-        return exact
-    full = _open_if_sound(root / full_key, _Request(len(lengths), every_site, str(position), storage_name, lengths),
-                          set_aside=False)
-    return None if full is None else _only_sites(full, sites)
+    candidates = {key: sites, **supersets}
+    for candidate, held in candidates.items():
+        if not (root / candidate).exists():  # most are absent: skip the manifest read
+            continue
+        found = _open_if_sound(root / candidate, _Request(len(lengths), held, str(position), storage_name, lengths),
+                               set_aside=False)
+        if found is not None:
+            return _only_sites(found, sites)
+    return None
 
 
 def _only_sites(acts: Activations, sites: tuple[str, ...]) -> Activations:

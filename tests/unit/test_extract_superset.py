@@ -1,4 +1,5 @@
-"""Superset extraction: one forward fills every site, later subset requests run none; and the forward counters."""
+"""Superset extraction: one forward fills every site up to the deepest requested, later requests no deeper run
+none; and the forward counters."""
 
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ def _forwarded() -> int:
 def test_subset_after_superset_runs_no_forward_and_matches_a_direct_extraction(tiny_models, tmp_path):
     model = tiny_models["llama"]
     before = forward_counts()
-    full = extract(model, TEXTS, sites=[1], position="last", superset=True, cache_dir=tmp_path, progress=False)
-    assert full.sites == ("layer.1",)  # the caller gets what it asked for, the entry holds every site
+    full = extract(model, TEXTS, sites=["final_norm"], position="last", superset=True, cache_dir=tmp_path,
+                   progress=False)
+    assert full.sites == ("final_norm",)  # the caller gets what it asked for, the entry holds every site
     entry = cache_store.load_manifest(full.folder)
     assert entry is not None and entry["sites"] == list(model.site_map.available())
     after_first = forward_counts()
@@ -54,10 +56,25 @@ def test_subset_after_superset_runs_no_forward_and_matches_a_direct_extraction(t
 
 def test_superset_serves_later_requests_without_the_switch(tiny_models, tmp_path):
     model = tiny_models["gpt2"]
-    extract(model, TEXTS, sites=[0], position="mean", superset=True, cache_dir=tmp_path, progress=False)
+    extract(model, TEXTS, sites=[1], position="mean", superset=True, cache_dir=tmp_path, progress=False)
     forwarded = _forwarded()
-    acts = extract(model, TEXTS, sites=[1], position="mean", superset=False, cache_dir=tmp_path, progress=False)
-    assert _forwarded() == forwarded and acts.sites == ("layer.1",)
+    acts = extract(model, TEXTS, sites=[0], position="mean", superset=False, cache_dir=tmp_path, progress=False)
+    assert _forwarded() == forwarded and acts.sites == ("layer.0",)
+
+
+def test_superset_stops_at_the_deepest_requested_site(tiny_models, tmp_path):
+    """The entry is the prefix up to the deepest site (no extra blocks run); a deeper request forwards again."""
+    model = tiny_models["llama"]
+    shallow = extract(model, TEXTS, sites=[1], superset=True, cache_dir=tmp_path, progress=False)
+    manifest = cache_store.load_manifest(shallow.folder)
+    assert manifest is not None and manifest["sites"] == ["embed", "layer.0", "layer.1"]
+    forwarded = _forwarded()
+    assert extract(model, TEXTS, sites=["embed", 0], cache_dir=tmp_path, progress=False).sites == ("embed", "layer.0")
+    assert _forwarded() == forwarded
+    deep = extract(model, TEXTS, sites=[0, 2], superset=True, cache_dir=tmp_path, progress=False)
+    assert _forwarded() == forwarded + len(TEXTS)
+    direct = extract(model, TEXTS, sites=[0, 2], cache=False, progress=False)
+    assert np.array_equal(deep["layer.2"], direct["layer.2"]) and np.array_equal(deep["layer.0"], direct["layer.0"])
 
 
 @pytest.mark.parametrize(
@@ -67,7 +84,7 @@ def test_superset_serves_later_requests_without_the_switch(tiny_models, tmp_path
 def test_a_different_request_never_hits_the_superset_entry(tiny_models, tmp_path, change):
     model = tiny_models["llama"]
     base = {"position": "span:mean", "spans": SPANS, "cache_dir": tmp_path, "progress": False}
-    extract(model, TEXTS, sites=[0], superset=True, **base)
+    extract(model, TEXTS, sites=["final_norm"], superset=True, **base)  # holds every site
     forwarded = _forwarded()
     texts = list(TEXTS)
     asked = dict(base)
@@ -104,7 +121,7 @@ def test_position_all_never_extracts_every_site(tiny_models, tmp_path):
 
 def test_damaged_superset_entry_is_set_aside_and_recomputed(tiny_models, tmp_path):
     model = tiny_models["gpt2"]
-    first = extract(model, TEXTS, sites=[0], superset=True, cache_dir=tmp_path, progress=False)
+    first = extract(model, TEXTS, sites=[0, 2], superset=True, cache_dir=tmp_path, progress=False)
     assert first.folder is not None
     values = np.array(first["layer.0"])
     victim = first.folder / "layer.1.npy"
@@ -113,7 +130,7 @@ def test_damaged_superset_entry_is_set_aside_and_recomputed(tiny_models, tmp_pat
     victim.write_bytes(bytes(raw))
     forwarded = _forwarded()
     with pytest.warns(cache_store.CacheWarning, match="damaged"):
-        again = extract(model, TEXTS, sites=[0], superset=True, cache_dir=tmp_path, progress=False)
+        again = extract(model, TEXTS, sites=[0, 2], superset=True, cache_dir=tmp_path, progress=False)
     assert _forwarded() == forwarded + len(TEXTS)
     assert np.array_equal(again["layer.0"], values)
 
@@ -126,13 +143,14 @@ def test_concurrent_subset_requests_share_one_superset_forward(tiny_model_dirs, 
     results: list[object] = []
     errors: list[BaseException] = []
 
-    def worker(model, site):
+    def worker(model, site: list[int]):
         try:
-            results.append(extract(model, TEXTS, sites=[site], superset=True, cache_dir=tmp_path, progress=False))
+            results.append(extract(model, TEXTS, sites=site, superset=True, cache_dir=tmp_path, progress=False))
         except BaseException as error:  # reported by the assertion below
             errors.append(error)
 
-    threads = [threading.Thread(target=worker, args=(m, s)) for m, s in zip(models, [0, 2], strict=True)]
+    sites = [[0, 2], [1, 2]]  # the same deepest site: the same superset entry
+    threads = [threading.Thread(target=worker, args=(m, s)) for m, s in zip(models, sites, strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -177,7 +195,7 @@ def _tiny_suite(tmp_path, model_dir) -> str:
              'layers = [{layer}]\nmax_items = 24\n\n')
     suite.write_text(
         f'[suite]\nname = "tiny"\nmodel = "{model_dir}"\nn_permutations = 19\nn_bootstrap = 20\n\n'
-        '[claims.C4]\nmin_effect = 0.1\n\n' + probe.format(id="early", layer=1) + probe.format(id="late", layer=2)
+        '[claims.C4]\nmin_effect = 0.1\n\n' + probe.format(id="deep", layer=2) + probe.format(id="shallow", layer=1)
     )
     return str(suite)
 
