@@ -10,12 +10,19 @@ run downloads), stops after the deepest site, and publishes each result to a cra
 from __future__ import annotations
 
 from conceptspace.activations._cache import CACHE_FORMAT_VERSION, cache_clear, cache_info, cache_key, cache_root
+from conceptspace.activations._counters import (
+    ForwardCounts,
+    forward_counts,
+    reset_forward_counts,
+    superset_extraction,
+)
 from conceptspace.activations._extract import Activations, TokenizedTexts, extract, open_activations, tokenize
 from conceptspace.activations._positions import Position, token_span
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
     "Activations",
+    "ForwardCounts",
     "Position",
     "TokenizedTexts",
     "cache_clear",
@@ -23,7 +30,10 @@ __all__ = [
     "cache_key",
     "cache_root",
     "extract",
+    "forward_counts",
     "open_activations",
+    "reset_forward_counts",
+    "superset_extraction",
     "token_span",
     "tokenize",
 ]

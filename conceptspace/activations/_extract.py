@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 import conceptspace.activations._cache as cache_store
+import conceptspace.activations._counters as counters
 from conceptspace.activations._host_memory import release_free_heap
 from conceptspace.activations._positions import Position, pool_plan, token_span
 from conceptspace.activations._staging import HostStaging
@@ -400,6 +401,7 @@ def _batches_to_extract(
             continue
         batch = build_batch(model, tokens, indices, padding_side)
         values = trace_batch(model, batch, sites, position, staging)
+        counters.record_forward(len(indices))
         if position.kind == "all":  # strip padding: concatenate each row's real tokens
             starts, lengths = batch.starts.cpu().tolist(), batch.lengths.cpu().tolist()
             values = {
@@ -444,6 +446,7 @@ def extract(
     truncate: bool = False,
     progress: bool = True,
     host_staging: bool | None = None,
+    superset: bool | None = None,
 ) -> Activations:
     """Activations of ``texts`` at ``sites`` (default: every site) and ``position``.
 
@@ -453,6 +456,14 @@ def extract(
     interrupted run resumes; ``cache=False`` keeps everything in memory. ``host_staging`` copies each site into
     reused host buffers as soon as it is computed (default: on for a local model on a CUDA GPU, where the copies
     then overlap the forward on a side stream; see ``conceptspace.activations._staging``).
+
+    ``superset``: for a pooled position (not ``all``) with the cache on, a request whose exact entry is missing
+    is served from a superset entry (every site up to some depth) at the same texts, spans, position, dtype and
+    truncation when one holds its sites (no forward pass); with ``superset=True`` a miss extracts every site up
+    to the deepest requested one in the same forward (which stops there anyway) and caches that entry, so later
+    requests of those texts at any sites no deeper run no forward. ``None`` follows
+    ``CONCEPTSPACE_EXTRACT_SUPERSET``, else the process default (on inside the suite runner, off otherwise; see
+    ``conceptspace.activations._counters``).
     """
     pos = Position.parse(position)
     if padding_side not in {"left", "right"}:
@@ -466,24 +477,34 @@ def extract(
     tokens = tokenize(model, text_list, spans=span_list if pos.kind == "span" else None, truncate=truncate)
     lengths = tokens.lengths
     batches = length_sorted_batches(lengths, batch_size, max_batch_tokens)
-    key = cache_store.cache_key(
-        {
-            "model": model.identity.key(),
-            "texts": _content_hash(text_list, span_list if pos.kind == "span" else None),
-            "sites": list(chosen_sites),
-            "position": str(pos),
-            "dtype": storage_name,
-            "truncate": truncate,
-        }
-    )
+    parts = {
+        "model": model.identity.key(),
+        "texts": _content_hash(text_list, span_list if pos.kind == "span" else None),
+        "position": str(pos),
+        "dtype": storage_name,
+        "truncate": truncate,
+    }
+    key = cache_store.cache_key({**parts, "sites": list(chosen_sites)})
+    counters.record_request(len(text_list))
     root = cache_store.cache_root(cache_dir) if cache else Path(tempfile.mkdtemp(prefix="conceptspace-"))
     try:
+        requested, prefixes = chosen_sites, _covering_prefixes(chosen_sites, model.site_map.available())
+        if cache and pos.kind != "all":
+            keys = [cache_store.cache_key({**parts, "sites": list(prefix)}) for prefix in prefixes]
+            served = _open_exact_or_superset(root, key, dict(zip(keys, prefixes, strict=True)), tokens, chosen_sites,
+                                             pos, storage_name)
+            if served is not None:
+                counters.record_cache_hit()
+                return served
+            if counters.superset_wanted(superset, remote=bool(model.remote)):
+                chosen_sites, key = prefixes[0], keys[0]
         if host_staging is None:
             host_staging = model.device.type == "cuda" and not model.remote
         staging = HostStaging(model.device) if host_staging else None
         result = _extract_into(
             model, tokens, batches, key, root, chosen_sites, pos, padding_side, storage, storage_name, progress, staging
         )
+        result = _only_sites(result, requested)
         if not cache:  # copy out of the temporary folder before it goes
             result.arrays = {name: np.array(array) for name, array in result.arrays.items()}
             result.offsets = None if result.offsets is None else np.array(result.offsets)
@@ -492,6 +513,52 @@ def extract(
     finally:
         if not cache:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _covering_prefixes(sites: tuple[str, ...], every_site: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Every forward-order prefix of the model's sites that holds ``sites``, shortest first.
+
+    A superset entry is the prefix that ends at the deepest requested site: the forward stops there anyway, so
+    saving every earlier site costs only the copies (BENCHMARKS.md), never extra blocks. The last prefix is
+    every site, the entry of ``sites=None``.
+    """
+    deepest = max(every_site.index(site) for site in sites)
+    return [every_site[: end + 1] for end in range(deepest, len(every_site))]
+
+
+def _open_exact_or_superset(
+    root: Path,
+    key: str,
+    supersets: Mapping[str, tuple[str, ...]],
+    tokens: TokenizedTexts,
+    sites: tuple[str, ...],
+    position: Position,
+    storage_name: str,
+) -> Activations | None:
+    """The requested sites from their exact entry, else from a superset entry (key -> its sites); None if neither.
+
+    Every key shares the model identity, texts (and spans), position, dtype and truncation, and each manifest is
+    checked against the request (items, sites, position, dtype, token counts), so a superset entry can only serve
+    the request it was extracted for. Read without the lock: a damaged entry is skipped here and set aside by
+    the extraction that follows under its lock.
+    """
+    lengths = tokens.lengths
+    candidates = {key: sites, **supersets}
+    for candidate, held in candidates.items():
+        if not (root / candidate).exists():  # most are absent: skip the manifest read
+            continue
+        found = _open_if_sound(root / candidate, _Request(len(lengths), held, str(position), storage_name, lengths),
+                               set_aside=False)
+        if found is not None:
+            return _only_sites(found, sites)
+    return None
+
+
+def _only_sites(acts: Activations, sites: tuple[str, ...]) -> Activations:
+    """``acts`` restricted to ``sites`` (the same memory maps, no copy): what a request for those sites returns."""
+    if acts.sites == sites:
+        return acts
+    return replace(acts, sites=sites, arrays={site: acts.arrays[site] for site in sites})
 
 
 def _extract_into(
@@ -516,16 +583,19 @@ def _extract_into(
     request = _Request(len(tokens.input_ids), sites, str(position), storage_name, tokens.lengths)
     found = _open_if_sound(root / key, request, set_aside=False)
     if found is not None:
+        counters.record_cache_hit()
         return found
     cache_store.ensure_writable(root)
     with cache_store.disk_full_is_a_cache_error(root), cache_store.EntryLock(cache_store.lock_path(root, key)):
         found = _open_if_sound(root / key, request, set_aside=True)  # published while we waited?
         if found is not None:
+            counters.record_cache_hit()
             return found
         writer = cache_store.EntryWriter(root, key)
         done = writer.start()
         published = writer.finish_interrupted_publish()
         if published is not None:
+            counters.record_cache_hit()
             return open_activations(published)
 
         def compute(missing: set[int], show: bool) -> None:

@@ -82,6 +82,16 @@ def render_markdown(data: ReportData) -> str:
             out += ["", md_fence(s.summary)]
         if s.caveats:
             out += ["", "Caveats:", ""] + [f"- {md_text(c)}" for c in s.caveats]
-    out += ["", "## Run", "", f"Timings (s): {md_text(json.dumps(doc['timings']))}", "",
+    out += ["", "## Run", "", f"Timings (s): {md_text(json.dumps(doc['timings']))}", "", *_forward_line(doc["timings"]),
             "Packages: " + ", ".join(f"{md_text(k)} {md_text(v)}" for k, v in doc["packages"].items()), ""]
     return "\n".join(out)
+
+
+def _forward_line(timings: dict[str, object]) -> list[str]:
+    """One line: texts the run's extraction requests asked for (each forwarding its own) vs texts forwarded."""
+    passes = timings.get("forward_passes")
+    if not isinstance(passes, dict):
+        return []
+    return [f"Forward passes: {passes['forwarded_texts']} texts forwarded for {passes['requested_texts']} requested "
+            f"({passes['requests']} extraction requests, {passes['cache_hits']} served from the cache without a "
+            "forward).", ""]

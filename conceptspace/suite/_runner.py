@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from conceptspace import __version__
+from conceptspace.activations import forward_counts, superset_extraction
+from conceptspace.activations._counters import counts_summary
 from conceptspace.analyses import RunContext, mark_roles, registry
 from conceptspace.depth import depth_site, site_depth
 from conceptspace.errors import NotApplicableError
@@ -154,6 +156,7 @@ def _caveats(records: list[AnalysisRecord], results: ResultSet) -> list[str]:
     return notes
 
 
+@superset_extraction()  # one forward fills every site of a pooled request; later requests read the cache
 def run_suite(
     suite: Suite,
     *,
@@ -180,7 +183,7 @@ def run_suite(
     An analysis that fails is recorded with its reason (one line in the progress log); ``debug=True`` also
     prints its traceback.
     """
-    t0 = time.perf_counter()
+    t0, forwards = time.perf_counter(), forward_counts()
     null_note = f", NULL battery seed {null_seed}" if null_seed is not None else ""
     _log(f"conceptspace run: suite {suite.name} on {suite.model} (seed {suite.seed}{', quick' if quick else ''}"
          f"{null_note})", progress)
@@ -244,7 +247,8 @@ def run_suite(
     verdicts = judge_all(corrected, suite.claims, alpha=suite.alpha, correction=suite.correction, not_run=not_run)
     total = time.perf_counter() - t0
     timings: dict[str, Any] = {"total_s": round(total, 2), "load_model_s": round(t_model, 2),
-                               "analyses_s": {r.spec.id: round(r.seconds, 2) for r in records}}
+                               "analyses_s": {r.spec.id: round(r.seconds, 2) for r in records},
+                               "forward_passes": counts_summary(forward_counts() - forwards)}
     if model.remote:  # on NDIF the download is the cost: per analysis, before compression
         timings["download_mb"] = {r.spec.id: round(r.downloaded_bytes / 2**20, 3) for r in records}
         timings["download_mb_total"] = round(model.downloaded_bytes / 2**20, 3)
