@@ -53,9 +53,20 @@ def _extra_value(extra: Any, name: str, index: int | None) -> float:
     return math.nan
 
 
+def _with_paired_selectivity(extra: Any) -> Any:
+    """Selectivity (task minus control task, Hewitt & Liang) where a run gave it as the paired difference the
+    verdict judges (``extra["paired"]["control_task"]``, primary tests) rather than as its own field."""
+    paired = (extra.get("paired") or {}).get("control_task") if hasattr(extra, "get") else None
+    if "selectivity" in extra or not paired or paired.get("difference") is None:
+        return extra
+    return {**dict(extra), "selectivity": paired["difference"],
+            "selectivity_ci": [paired.get("ci_low"), paired.get("ci_high")]}
+
+
 def flat_extra_columns(results: Sequence[TestResult]) -> dict[str, np.ndarray]:
     """The :data:`FLAT_EXTRA` columns, one float per result."""
-    return {column: np.array([_extra_value(r.extra, name, index) for r in results], dtype=np.float64)
+    extras = [_with_paired_selectivity(r.extra) for r in results]
+    return {column: np.array([_extra_value(extra, name, index) for extra in extras], dtype=np.float64)
             for column, (name, index) in FLAT_EXTRA.items()}
 
 

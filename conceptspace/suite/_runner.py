@@ -208,7 +208,7 @@ def run_suite(
                                  progress=progress, twins=twins, twin_seeds=suite.seeds_of_twins() if twins else (),
                                  spectrum_twin=spectrum, primary_site=record.primary_site,
                                  thresholds=thresholds.get(spec.claim, (suite.alpha,)),
-                                 max_permutations=suite.max_permutations, null_seed=null_seed)
+                                 max_permutations=_draw_cap(suite, spec), null_seed=null_seed)
             output = kind.run(context, kind.make_params(record.params))
             record.results = assign_roles(_tag(output.results, spec, model.n_layers), record.primary_site)
             record.replicates = {key.replace(analysis=spec.id): np.asarray(value)
@@ -266,6 +266,12 @@ def run_suite(
         + _caveats(records, corrected),
         family=family, null_seed=null_seed, controls=controls,
     )
+
+
+def _draw_cap(suite: Suite, spec: AnalysisSpec) -> int | None:
+    """The cap on an analysis's sequential draws: its own where set, never above the run's (``--quick``'s)."""
+    caps = [c for c in (suite.max_permutations, spec.max_permutations) if c is not None]
+    return min(caps) if caps else None
 
 
 def model_variant(name: str) -> str | None:

@@ -108,6 +108,9 @@ class AnalysisSpec:
     #: the site of the analysis's one primary test (``layer@0.5``, ``unembed``...; None = the kind's default),
     #: declared before the run so that scanning layers or metrics cannot pick the evidence after the fact
     primary: str | None = None
+    #: this analysis's cap on sequential Monte Carlo draws (None = the suite's): causal placebos cost forward
+    #: passes each, so a battery may cap them lower than cheap permutations
+    max_permutations: int | None = None
 
     def resolved(self, quick: bool, quick_max_items: int | None) -> dict[str, Any]:
         """The parameters for this run: ``--quick`` overrides applied, ``max_items`` capped for quick runs."""
@@ -186,7 +189,7 @@ class Suite:
             "claims": {k: {"min_effect": r.min_effect, "margin": r.margin, "beat": list(r.beat)}
                        for k, r in self.claims.items()},
             "analyses": [{"id": a.id, "claim": a.claim, "kind": a.kind, "primary": a.primary,
-                          "params": dict(a.params)} for a in self.analyses],
+                          "max_permutations": a.max_permutations, "params": dict(a.params)} for a in self.analyses],
         }
 
     def seeds_of_twins(self) -> tuple[int, ...]:
@@ -247,6 +250,7 @@ COMMON_KEYS: dict[str, Key] = {
     "kind": Key(*_STR),
     "quick": Key(lambda v: isinstance(v, dict), "table"),
     "primary": Key(is_site_spec, "a site (unembed, embed, layer.<i>, layer@<fraction of depth>)", None),
+    "max_permutations": Key(lambda v: v is None or (is_int(v) and v >= 1), "positive integer", None),
 }
 
 SUITE_KEYS: dict[str, Key] = {
@@ -375,8 +379,9 @@ def _check_analysis(where: _Where, index: int, table: Any, known: set[str], clai
         _check_dataset(where, (*path, "datasets"), name, known)
         del i
     primary = checked.pop("primary")
+    cap = checked.pop("max_permutations")
     return AnalysisSpec(id=checked.pop("id"), claim=claim, kind=checked.pop("kind"), params=checked, quick=quick,
-                        primary=primary)
+                        primary=primary, max_permutations=cap)
 
 
 def _check_name(where: _Where, name: str) -> None:

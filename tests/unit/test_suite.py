@@ -142,3 +142,15 @@ quick = { alphas = [1.0] }
         grouped_bootstrap(lambda rows: float(len(rows)), None, 10, n_boot=5, seed=0)
     with pytest.raises(TypeError, match="both 'name'"):
         steering_test(None, None, [], ([], []), site=0, name="a", dataset="b")
+
+
+def test_an_analysis_may_cap_its_sequential_draws_below_the_suites():
+    from conceptspace.suite._runner import _draw_cap
+
+    suite = load_suite(PROBES / "concept_space.toml")
+    steering = next(a for a in suite.analyses if a.kind == "steering")
+    probe = next(a for a in suite.analyses if a.kind == "probe")
+    assert _draw_cap(suite, steering) == 2000 and _draw_cap(suite, probe) == suite.max_permutations
+    quick = suite.for_run(quick=True)
+    assert _draw_cap(quick, steering) == 2000 and _draw_cap(quick, probe) == 10000
+    assert suite.to_dict()["analyses"][[a.id for a in suite.analyses].index(steering.id)]["max_permutations"] == 2000
