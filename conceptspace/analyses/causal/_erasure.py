@@ -28,6 +28,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +36,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from concept_erasure import LeaceEraser, LeaceFitter
-from concept_erasure.shrinkage import optimal_linear_shrinkage
+
+with warnings.catch_warnings():  # concept_erasure decorates with torch.jit.script, deprecated in torch 2.13
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=DeprecationWarning)
+    from concept_erasure import LeaceEraser, LeaceFitter
+    from concept_erasure.shrinkage import optimal_linear_shrinkage
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
