@@ -148,7 +148,8 @@ def _fill(module: torch.nn.Module, tensors: Tensors) -> None:
 
 
 def _remember(slot: tuple[str, str, str], tensors: Tensors) -> None:
-    _MEMO[slot] = {name: tensor.detach().to("cpu", copy=True) for name, tensor in tensors.items()}
+    """Keep a control's parameters (tensors no module owns: a caller's edits must never reach the memo)."""
+    _MEMO[slot] = tensors
     _MEMO.move_to_end(slot)
     while len(_MEMO) > MEMO_SIZE:
         _MEMO.popitem(last=False)
@@ -177,10 +178,10 @@ def build_spectrum_matched(
     expected = _metadata(identity_key, seed, fingerprint, "")
     loaded = _load(path, expected, _parameters(control))
     if loaded is not None:
-        _fill(control, loaded)
+        _fill(control, loaded)  # copies: the loaded tensors stay the memo's own
     else:
         randomize_singular_vectors_(control, seed)
-        loaded = {name: tensor.to("cpu") for name, tensor in _parameters(control).items()}
+        loaded = {name: tensor.to("cpu", copy=True) for name, tensor in _parameters(control).items()}
         _save(path, loaded, {**expected, "payload_sha256": _digest(loaded)})
     _remember(slot, loaded)
     return control.eval()

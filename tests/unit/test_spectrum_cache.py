@@ -140,6 +140,11 @@ def test_the_memo_holds_at_most_two_controls_and_hands_out_copies(tiny_models):
         model.spectrum_matched(seed)
     assert spectrum_cache.memo_size() == spectrum_cache.MEMO_SIZE == 2
     _assert_identical(model.spectrum_matched(0).hf_model, _fresh(model, 0))
+    spectrum_cache.clear_memo()
+    from_disk = model.spectrum_matched(1)  # the memo now holds the tensors read from the file
+    with torch.no_grad():
+        next(from_disk.hf_model.parameters()).mul_(2.0)
+    _assert_identical(model.spectrum_matched(1).hf_model, _fresh(model, 1))
 
 
 def test_an_unwritable_cache_only_costs_the_rebuild(tiny_models, tmp_path, monkeypatch):
