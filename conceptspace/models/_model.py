@@ -21,7 +21,8 @@ import torch
 from conceptspace.errors import InvalidInputError, RemoteError
 from conceptspace.models._nnsight import import_nnsight
 from conceptspace.models._sites import SiteMap, discover_sites, get_submodule, module_path, parse_site
-from conceptspace.models._spectrum import SPECTRUM_METHOD, randomize_singular_vectors_
+from conceptspace.models._spectrum import SPECTRUM_METHOD
+from conceptspace.models._spectrum_cache import build_spectrum_matched
 
 RemoteMode = bool | Literal["local"]
 
@@ -281,6 +282,8 @@ class ConceptModel:
         signals carried by scale alone survive in it and only learned directions are destroyed. Ties stay tied.
         Same seed, same weights; torch's global random state is left untouched. Needs the weights here, so a
         remote (NDIF) model is refused. See :mod:`conceptspace.models._spectrum` for the construction.
+        A model with a weights hash builds it once: later calls load it from the model cache (about 1 s) or, in
+        the same process, from a memo of the last two (:mod:`conceptspace.models._spectrum_cache`).
         """
         if not self.weights_are_local:
             raise RemoteError(
@@ -296,13 +299,13 @@ class ConceptModel:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InvalidInputError(f"seed must be an integer; got {seed!r}")
         target = self.device if device is None else _device(device)
-        control = copy.deepcopy(self.hf_model).to(target)
-        randomize_singular_vectors_(control, seed)
-        control.eval()
+        identity = replace(self.identity, spectrum_seed=seed)
+        cache_key = identity.key() if identity.weights_sha256 is not None else None
+        control = build_spectrum_matched(self.hf_model, seed, target, cache_key)
         return ConceptModel(
             hf_model=control,
             tokenizer=self.tokenizer,
-            identity=replace(self.identity, spectrum_seed=seed),
+            identity=identity,
             is_causal=self.is_causal,
             remote=False,
             repo_id=self.repo_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict
 
 import numpy as np
@@ -20,9 +21,13 @@ TEXTS = ["The capital of France is Paris.", "A queen and a king walked into the 
 
 
 @pytest.fixture(scope="module")
-def controls(tiny_models):
-    """Each tiny model's spectrum-matched control (seed 0), built once."""
-    return {arch: tiny_models[arch].spectrum_matched(0) for arch in ARCHES}
+def controls(tiny_models, tmp_path_factory):
+    """Each tiny model's spectrum-matched control (seed 0), built once. A module fixture runs before the autouse
+    cache isolation, so it points the model cache (where controls are kept) at a temporary folder itself."""
+    with pytest.MonkeyPatch.context() as patch:
+        if "CONCEPTSPACE_MODEL_CACHE" not in os.environ:
+            patch.setenv("CONCEPTSPACE_MODEL_CACHE", str(tmp_path_factory.mktemp("spectrum-model-cache")))
+        return {arch: tiny_models[arch].spectrum_matched(0) for arch in ARCHES}
 
 
 def _pairs(model, control):
