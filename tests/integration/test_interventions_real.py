@@ -81,8 +81,10 @@ def test_steering_valence_direction_vs_placebos(setup):
     print(f"\n[steering {time.perf_counter() - start:.1f}s]\n{result.summary()}")
     assert result.delta.shape == (24, 2, len(PROMPTS)) and np.isfinite(result.delta).all()
     assert result.scale > 0 and result.kl is not None and (result.kl >= 0).all()
-    for row in result.results:
-        assert 1 / 21 - 1e-12 <= row.p_value <= 1 and row.ci_low <= row.effect_size <= row.ci_high
+    for row in result.results:  # p's floor is 1/(B+1) for the placebo draws actually taken (+/-u pairs, sequential)
+        floor = 1 / (int(row.extra.get("n_permutations") or 20) + 1)
+        assert floor - 1e-12 <= row.p_value <= 1
+        assert not np.isfinite(row.ci_low) or row.ci_low <= row.effect_size <= row.ci_high
 
 
 def test_leace_erasure_of_valence(setup):
