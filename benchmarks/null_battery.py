@@ -74,6 +74,9 @@ def main() -> int:
                          "effect": r.effect_size, "ci": [r.ci_low, r.ci_high],
                          "n_permutations": r.extra.get("n_permutations")} for r in primaries],
         })
+        partial = Path(args.out) if args.out else HERE / "results" / f"null_battery{'_full' if args.full else ''}.json"
+        partial.parent.mkdir(parents=True, exist_ok=True)  # after every seed, so a stopped run keeps what it did
+        partial.with_suffix(".partial.json").write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
         supported = [c for c, v in runs[-1]["verdicts"].items() if v == "supported"]
         print(f"null seed {seed}: {runs[-1]['seconds']} s; supported: {supported or 'none'}; "
               f"failed: {runs[-1]['failed_analyses'] or 'none'}", file=sys.stderr, flush=True)
