@@ -14,6 +14,7 @@ import torch
 
 from conceptspace.activations._extract import extract
 from conceptspace.models import load_model
+from conceptspace.theory import CLAIMS
 
 SENTENCES = [
     "The capital of France is",
@@ -124,7 +125,7 @@ def test_readme_main_job_runs(tmp_path, capsys, monkeypatch):
     argv[out_index] = str(tmp_path / "out")
     assert main([*argv, "--quick", "--quiet"]) == 0  # the same job, reduced battery: CI stays fast
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert {v["claim"] for v in doc["verdicts"]} == {"C1", "C2", "C3", "C4", "C5", "P5", "A6"}
+    assert {v["claim"] for v in doc["verdicts"]} == set(CLAIMS)  # C1-C5, P5, A6 and the paper's N2, N3, N5, N7
     assert doc["quick"] is True and (tmp_path / "out" / "report.html").exists()
     assert "report:" in capsys.readouterr().out
     # Remote: the client holds a weightless skeleton; activations and weight rows come through serialised
@@ -134,13 +135,21 @@ def test_readme_main_job_runs(tmp_path, capsys, monkeypatch):
     assert main([*argv, "--quick", "--quiet", "--remote-dry-run"]) == 0
     remote = json.loads((tmp_path / "remote" / "results.json").read_text())
     assert remote["model"]["remote"] == "local" and remote["twin"]["remote"] is False
-    assert all(a["status"] == "ok" for a in remote["analyses"]), remote["analyses"]
-    local_numbers, remote_numbers = _numbers(doc), _numbers(remote)
+    # Remotely, kinds that run the model outside nnsight are "not applicable" and there is no spectrum twin (its
+    # weights are not here); everything that ran in both must give the same numbers and verdicts.
+    statuses = {a["id"]: a["status"] for a in remote["analyses"]}
+    assert set(statuses.values()) <= {"ok", "not applicable"} and statuses["c4_truth"] == "ok", statuses
+    ran = {a for a, status in statuses.items() if status == "ok"}
+    local_numbers = {k: v for k, v in _numbers(doc).items() if k.split("/")[0] in ran and "spectrum" not in k}
+    remote_numbers = {k: v for k, v in _numbers(remote).items() if "spectrum" not in k}
     assert local_numbers.keys() == remote_numbers.keys()
     for key, values in local_numbers.items():
         np.testing.assert_allclose(np.array(remote_numbers[key], dtype=float), np.array(values, dtype=float),
                                    rtol=1e-3, atol=1e-5, err_msg=key)
-    assert [v["verdict"] for v in remote["verdicts"]] == [v["verdict"] for v in doc["verdicts"]]
+    claims_ran = {a["claim"] for a in remote["analyses"] if a["id"] in ran} - {
+        a["claim"] for a in remote["analyses"] if a["id"] not in ran}
+    by_claim = {v["claim"]: v["verdict"] for v in doc["verdicts"]}
+    assert all(v["verdict"] == by_claim[v["claim"]] for v in remote["verdicts"] if v["claim"] in claims_ran)
 
 
 def test_wheel_carries_datasets_and_probes(tmp_path):
