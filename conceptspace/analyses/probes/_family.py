@@ -23,6 +23,7 @@ twin, lexical baseline) and across layers, so every row is computed the same way
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,15 +146,21 @@ def probe_family(
                                     layers=list(task.sites), n_layers=n_layers, folds=folds)
     folds = list(task_cv.folds)
     cvs, draws, rows, offset = [], [], [], 0
+    kept: list[Any] = []
     schemes, methods = [], []
     for arm in arms:
         X = check_features(arm.X, ndim=3)
         if X.shape[1] != n:
             raise InvalidInputError(f"arm {arm.control!r} has {X.shape[1]} items; the task has {n}")
         arm_folds = folds if _folds_cover_classes(folds, arm.y) else None
-        cv = task_cv if arm is task else cross_validate_layers(
-            probe, X, arm.y, groups, n_splits=n_splits, scoring=task_cv.scoring, seed=seed, folds=arm_folds,
-            layers=list(arm.sites), n_layers=n_layers)
+        try:
+            cv = task_cv if arm is task else cross_validate_layers(
+                probe, X, arm.y, groups, n_splits=n_splits, scoring=task_cv.scoring, seed=seed, folds=arm_folds,
+                layers=list(arm.sites), n_layers=n_layers)
+        except InvalidInputError as error:  # a control whose labels admit no valid folds here: left out, and
+            warnings.warn(f"{arm.control} control left out: {error}", UserWarning, stacklevel=2)  # said so
+            continue
+        kept.append(arm)
         draw, used, method = null_draws(probe, X, arm.y, groups, folds=list(cv.folds), scoring=cv.scoring,
                                         scheme=scheme, seed=seed)
         cvs.append(cv)
@@ -162,6 +169,7 @@ def probe_family(
         methods.append(method)
         rows.append(slice(offset, offset + X.shape[0]))
         offset += X.shape[0]
+    arms = kept  # a left-out control has no counterpart: a claim that must beat it cannot be supported
     observed = np.concatenate([cv.scores for cv in cvs])
     decide = [task.sites.index(primary)] if primary is not None else list(range(len(task.sites)))
 
