@@ -65,7 +65,10 @@ def test_run_writes_reports_and_is_deterministic(tmp_path, capsys):
     assert verdicts["C5"]["verdict"] == "not run" and "no analysis" in verdicts["C5"]["reason"]
     controls = {(t["claim"], t["control"]) for t in first["tests"]}
     assert ("C4", "untrained") in controls and ("A6", "untrained") in controls
-    assert all(t["p_adjusted"] is not None for t in first["tests"] if not t["sanity_check"])
+    # only primary tests are corrected (one per analysis); every other role keeps its raw p, unadjusted
+    primary = [t for t in first["tests"] if t["extra"].get("role") == "primary"]
+    assert len(primary) == 2 and all(t["p_adjusted"] is not None for t in primary)
+    assert all(t["p_adjusted"] is None for t in first["tests"] if t["extra"].get("role") != "primary")
     assert first["model"]["parameters"] > 100_000_000 and len(first["model"]["weights_sha256"]) == 64
     out = capsys.readouterr().out
     assert "C4" in out and "report:" in out
