@@ -345,6 +345,26 @@ def _art(folder: Path) -> Prepared:
     return Prepared(raw, {"word": "title", "value": "year", "group": "work"}, "The {entity_type} {word} by {creator}")
 
 
+# ---------------------------------------------------------------------------------------------- phrases
+def _phrases(folder: Path) -> Prepared:
+    """Adjective-noun phrases (authored here, CC0): idiom vs compositional, grouped by the shared adjective so that
+    an idiom and its matched literal phrase are never split."""
+    rows = _csv_rows(folder / "phrases.csv")
+    cols: dict[str, list[Any]] = {"phrase": [], "class": [], "adjective": [], "noun": [], "pair": []}
+    for r in rows:
+        adjective, noun = r["adjective"].strip(), r["noun"].strip()
+        if not adjective or not noun or " " in adjective or " " in noun:
+            raise DatasetError(f"{folder.name}/phrases.csv: {adjective!r} {noun!r} must be two single words")
+        cols["phrase"].append(f"{adjective} {noun}")
+        cols["class"].append(r["class"].strip())
+        cols["adjective"].append(adjective)
+        cols["noun"].append(noun)
+        cols["pair"].append(r["pair"].strip())
+    raw = RawTable(cols, _origin(folder, "phrases.csv"), line_offset=2)
+    return Prepared(raw, {"word": "phrase", "label": "class", "group": "adjective"}, DEFAULT_WORD_TEMPLATE,
+                    label_names=["compositional", "idiom"], duplicates="error", conflicts="error")
+
+
 # ---------------------------------------------------------------------------------------------- the catalogue
 def _catalogue() -> dict[str, dict[str | None, Subset]]:
     truth: dict[str | None, Subset] = {}
@@ -376,6 +396,7 @@ def _catalogue() -> dict[str, dict[str | None, Subset]]:
             "valence_all": Subset("continuous", _vader("valence_all")),
             "polarity": Subset("binary", _vader("polarity")),
         },
+        "phrase_composition": {None: Subset("binary", _phrases)},
         "world_models": {
             "place_latitude": Subset("continuous", _places("latitude")),
             "place_longitude": Subset("continuous", _places("longitude")),

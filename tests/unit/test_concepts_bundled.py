@@ -33,7 +33,7 @@ def test_every_concept_type_is_covered() -> None:
     assert kinds == {"binary", "categorical", "continuous", "pairs"}
     assert set(DATASETS) == {
         "empath_categories", "function_vectors", "google_analogy", "lre_relations", "repe_emotions",
-        "trilemma_city_locations", "truth_is_universal", "vader_lexicon", "world_models",
+        "phrase_composition", "trilemma_city_locations", "truth_is_universal", "vader_lexicon", "world_models",
     }
 
 
