@@ -350,7 +350,7 @@ def _phrases(folder: Path) -> Prepared:
     """Adjective-noun phrases (authored here, CC0): idiom vs compositional, grouped by the shared adjective so that
     an idiom and its matched literal phrase are never split."""
     rows = _csv_rows(folder / "phrases.csv")
-    cols: dict[str, list[Any]] = {"phrase": [], "class": [], "adjective": [], "noun": [], "pair": []}
+    cols: dict[str, list[Any]] = {"phrase": [], "class": [], "adjective": [], "noun": [], "pair": [], "group": []}
     for r in rows:
         adjective, noun = r["adjective"].strip(), r["noun"].strip()
         if not adjective or not noun or " " in adjective or " " in noun:
@@ -360,8 +360,9 @@ def _phrases(folder: Path) -> Prepared:
         cols["adjective"].append(adjective)
         cols["noun"].append(noun)
         cols["pair"].append(r["pair"].strip())
+        cols["group"].append(adjective)
     raw = RawTable(cols, _origin(folder, "phrases.csv"), line_offset=2)
-    return Prepared(raw, {"word": "phrase", "label": "class", "group": "adjective"}, DEFAULT_WORD_TEMPLATE,
+    return Prepared(raw, {"word": "phrase", "label": "class", "group": "group"}, DEFAULT_WORD_TEMPLATE,
                     label_names=["compositional", "idiom"], duplicates="error", conflicts="error")
 
 

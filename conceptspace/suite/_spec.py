@@ -424,7 +424,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         if claim_id not in CLAIM_IDS:
             raise _unknown(where, ("claims",), claim_id, CLAIM_IDS)
         rule = _check_table(where, ("claims", claim_id), table, CLAIM_KEYS)
-        allowed_controls = ("untrained", "spectrum_matched", "lexical", "control_task")
+        allowed_controls = ("untrained", "spectrum_matched", "lexical", "control_task", "frequency")
         for control in rule["beat"]:
             if control not in allowed_controls:
                 raise where.error(("claims", claim_id, "beat"), f"unknown control {control!r}; use {allowed_controls}")

@@ -94,6 +94,16 @@ CLAIMS: dict[str, Claim] = {
               "paired: must be beaten); a random vector of the same norm (reported); untrained twins and the "
               "spectrum-matched twin (shown beside: a random tied network predicts its last input token, so its "
               "context vector is that token's embedding by construction)"),
+        Claim("N6b", "Contexts compose (idioms excepted)",
+              "What a two-word context predicts is what its words predict separately, combined additively in "
+              "log-probability (log p(t|AB) ~ log p(t|A) + log p(t|B) - log p(t)); idioms, whose meaning is not "
+              "built from their parts, are where this composition breaks.",
+              "Interaction I(t) = log p(t|AB) - log p(t|A) - log p(t|B) + log p(t) over the top next tokens after "
+              "AB, in frames that read the next token after the same words (slot inside the sentence); mean |I| of "
+              "adjective-noun idioms minus that of compositional phrases with the same adjectives, against labels "
+              "permuted within adjective groups.",
+              "labels permuted within adjective groups; collocation frequency log p(B|A) (ANCOVA part, paired: "
+              "must be beaten); untrained twins; spectrum-matched twin"),
         Claim("N7", "Filtering and aggregation",
               "The model is built from data-independent filters (MLP, norms) and data-dependent aggregation "
               "(attention).",
