@@ -216,11 +216,11 @@ def _n_tokens(model: ConceptModel, texts: list[str]) -> np.ndarray:
     return np.array([len(x) for x in ids], dtype=np.int64)
 
 
-def measure(model: ConceptModel, phrases: Phrases, frames: Sequence[str], top_k: int, *, max_rows: int = 512) -> (
-    Measured
-):
-    """One batched forward per frame (the frame alone, every distinct adjective, noun and phrase in the slot),
-    last position, full vocabulary; plus one for log p(B | A)."""
+def measure(model: ConceptModel, phrases: Phrases, frames: Sequence[str], top_k: int, *, max_rows: int = 512,
+            frequency: bool = True) -> Measured:
+    """Batched forwards per frame (the frame alone, every distinct adjective, noun and phrase in the slot; one
+    batch per token count, so that short contexts are not padded to the longest), last position, full
+    vocabulary; plus, with ``frequency`` (the trained model only: the controls do not use it), log p(B | A)."""
     frames = check_frames(frames)
     words = sorted({*phrases.adjectives, *phrases.nouns, *phrases.texts})
     row = {w: i + 1 for i, w in enumerate(words)}
@@ -233,13 +233,28 @@ def measure(model: ConceptModel, phrases: Phrases, frames: Sequence[str], top_k:
         texts = [fill(frame, ""), *(fill(frame, w) for w in words)]
         counts = _n_tokens(model, texts)
         consistent &= counts[ab_rows] == counts[a_rows] + counts[b_rows] - counts[0]
-        logp = next_token_logprobs(model, texts, max_rows=max_rows)[0]
+        logp = _by_length(model, texts, counts, max_rows)
         mean_abs, mean_signed = interactions(logp[0], logp[a_rows], logp[b_rows], logp[ab_rows], top_k)
         by_frame.append(mean_abs)
         signed.append(mean_signed)
     stacked = np.vstack(by_frame)
-    return Measured(stacked.mean(axis=0), stacked, np.mean(signed, axis=0),
-                    noun_log_prob(model, phrases, frames[0].split(SLOT)[0], max_rows=max_rows), consistent)
+    noun = (noun_log_prob(model, phrases, frames[0].split(SLOT)[0], max_rows=max_rows) if frequency
+            else np.full(phrases.n, np.nan))
+    return Measured(stacked.mean(axis=0), stacked, np.mean(signed, axis=0), noun, consistent)
+
+
+def _by_length(model: ConceptModel, texts: list[str], counts: np.ndarray, max_rows: int) -> np.ndarray:
+    """Next-token log-probabilities (n, V) of ``texts``, one forward per token count (each row's numbers do not
+    depend on its batch: rows are padded with explicit positions, ARCHITECTURE.md)."""
+    out: np.ndarray | None = None
+    for length in np.unique(counts):
+        rows = np.flatnonzero(counts == length)
+        logp = next_token_logprobs(model, [texts[i] for i in rows], max_rows=max_rows)[0]
+        if out is None:
+            out = np.empty((len(texts), logp.shape[1]))
+        out[rows] = logp
+    assert out is not None
+    return out
 
 
 def noun_log_prob(model: ConceptModel, phrases: Phrases, prefix: str, *, max_rows: int = 512) -> np.ndarray:

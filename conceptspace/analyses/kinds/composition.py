@@ -79,7 +79,8 @@ class CompositionAnalysis(Analysis):
             phrases = phrases.subset(keep)
             comp.check_classes(phrases.idiom)
             trained = _restrict(trained, keep)
-        controls = [(c, _restrict(comp.measure(c.model, measured_set, frames, params.top_k), keep))
+        controls = [(c, _restrict(comp.measure(c.model, measured_set, frames, params.top_k, frequency=False),
+                                  keep))
                     for c in context.control_models()]
         key = TestKey(TEST, params.dataset.split("/")[-1], METHOD, site="unembed", position="last")
         labels = phrases.idiom.astype(np.float64)
