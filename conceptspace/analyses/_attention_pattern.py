@@ -49,9 +49,14 @@ only the exact repeat. The copying advantage is L(permuted second copy) - L(exac
 model copies (advantage >= ``COPY_MIN_NATS``) but the mean pattern at *every* block keeps at least
 ``COPY_KEEP_MAX`` of that advantage, the mean pattern did not remove data dependence and the test cannot see it:
 the result carries ``not_testable``. A model that does not copy at all gives this check nothing to find (a tiny
-planted model); its result says so in ``extra["copy_check"]`` and is judged as measured. Per block, R on the
-exact repeats' second copies is reported beside (``induction``): copying needs data-dependent attention, so it
-should be far below R on prose at the blocks that copy.
+planted model); its result says so in ``extra["copy_check"]`` and is judged as measured. Why every block at
+once and not the tested block: the check asks whether *the edit* removes data dependence, wherever the model
+keeps it; a block without copying heads would fail a per-block check although the instrument works. Per edit,
+R on the exact repeats' second copies is reported beside (``induction``). On SmolLM2 it is *not* below R on
+prose for single blocks (0.35-0.69 vs -0.02-0.43): copying is spread over blocks and survives one block's edit.
+
+Sites: ``layer.<b>`` for one block, ``unembed`` for every block at once (the loss is read at the output). The
+twins repeat only the primary edit.
 
 Text: prose-like sequences from the bundled sentence sets, built as in N7 (:func:`_filtering.build_sequences`).
 """

@@ -20,7 +20,7 @@ from conceptspace.models import load_model
 from conceptspace.stats import SequentialPlan, sequential_null
 from conceptspace.suite import parse_suite
 from conceptspace.suite._runner import run_suite
-from conceptspace.theory import NOT_SUPPORTED, SUPPORTED
+from conceptspace.theory import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED
 from tests.unit.planted_ops import _config, _tokenizer, make_filter_model, sentences
 
 SUITE = """\
@@ -170,6 +170,14 @@ def test_the_copy_check_fails_the_test_only_when_a_copying_model_keeps_its_advan
     assert "positive control failed" in str(kept.not_testable()) and kept.describe()["state"] == "failed"
     assert lost.not_testable() is None and lost.describe()["state"] == "passed"
     assert mute.not_testable() is None and mute.describe()["state"].startswith("not informative")
+
+
+def test_a_failed_positive_control_makes_the_claim_not_testable(uniform_folder, planted_text, monkeypatch):
+    """The planted positive again, with the copy check forced to "a copying model kept its advantage": the
+    verdict must say the run cannot test the claim, whatever R is."""
+    monkeypatch.setattr(ap, "copy_check", lambda *args: ap.CopyCheck(8.0, 6.0))
+    (verdict,) = _run(uniform_folder).verdicts
+    assert verdict.verdict == NOT_TESTABLE and "positive control failed" in verdict.reason
 
 
 def test_induction_sequences_repeat_a_block_of_varying_length(tiny_models):
