@@ -163,19 +163,22 @@ def test_sharp_content_dependent_attention_is_not_supported(sharp_folder, plante
 
 
 # ------------------------------------------------------------------------------------ the positive control
-def test_the_copy_check_fails_the_test_only_when_a_copying_model_keeps_its_advantage():
-    kept = ap.CopyCheck(advantage_clean=8.0, advantage_mean_pattern=6.0)
-    lost = ap.CopyCheck(advantage_clean=8.0, advantage_mean_pattern=0.3)
-    mute = ap.CopyCheck(advantage_clean=0.05, advantage_mean_pattern=0.05)
-    assert "positive control failed" in str(kept.not_testable()) and kept.describe()["state"] == "failed"
-    assert lost.not_testable() is None and lost.describe()["state"] == "passed"
+def test_the_copy_check_needs_varied_offsets_lost_and_a_fixed_offset_kept():
+    A = ap.Advantage
+    passed = ap.CopyCheck(varied=A(8.0, 0.3), fixed=A(8.0, 6.0))
+    blind = ap.CopyCheck(varied=A(8.0, 6.0), fixed=A(8.0, 6.0))  # the edit left data-dependent copying alone
+    wrecked = ap.CopyCheck(varied=A(8.0, 0.3), fixed=A(8.0, 0.1))  # the edit removes copying a fixed pattern can do
+    mute = ap.CopyCheck(varied=A(0.05, 0.05), fixed=A(0.04, 0.04))
+    assert passed.not_testable() is None and passed.describe()["state"] == "passed"
+    assert "positive control failed" in str(blind.not_testable()) and blind.describe()["state"] == "failed"
+    assert "not specific" in str(wrecked.not_testable()) and wrecked.describe()["state"] == "failed"
     assert mute.not_testable() is None and mute.describe()["state"].startswith("not informative")
 
 
 def test_a_failed_positive_control_makes_the_claim_not_testable(uniform_folder, planted_text, monkeypatch):
     """The planted positive again, with the copy check forced to "a copying model kept its advantage": the
     verdict must say the run cannot test the claim, whatever R is."""
-    monkeypatch.setattr(ap, "copy_check", lambda *args: ap.CopyCheck(8.0, 6.0))
+    monkeypatch.setattr(ap, "advantage", lambda *args: ap.Advantage(8.0, 6.0))
     (verdict,) = _run(uniform_folder).verdicts
     assert verdict.verdict == NOT_TESTABLE and "positive control failed" in verdict.reason
 

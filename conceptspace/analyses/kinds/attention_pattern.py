@@ -111,9 +111,9 @@ class AttentionPatternAnalysis(Analysis):
         keep = mask.shape[1] - int(np.flatnonzero(mask.any(axis=0))[0])  # the scored tail (second copies)
         exact_runs = ap.run_conditions(model, exact, folds, ap.plans(blocks, n_layers, every_block=(
             "mean_pattern", "ablate") if params.every_block else ("mean_pattern",)), keep_last=keep)
-        permuted_runs = ap.run_conditions(model, permuted, folds, ap.plans([], n_layers, every_block=("mean_pattern",)),
-                                          keep_last=keep)
-        check = ap.copy_check(exact_runs.loss, permuted_runs.loss, mask)
+        varied = ap.advantage(exact_runs.loss, self._permuted_runs(model, permuted, folds, mask).loss, mask)
+        check = ap.CopyCheck(varied, self._fixed_offset(model, n, params.sequence_tokens, context.seed, folds,
+                                                        (periods[0] + periods[1]) // 2))
         untestable = check.not_testable()
         common: dict[str, Any] = {
             "null": "sign flips of a_j = KL_ablate - KL_mean_pattern (the fixed pattern exchangeable with ablation)",
@@ -157,6 +157,21 @@ class AttentionPatternAnalysis(Analysis):
                             "kl_ablate": float(rec.ablate.mean()), "recovered_fraction_loss": by_loss.R,
                             **by_loss.summary()})
         rows.boot.append(boot)
+
+    @staticmethod
+    def _permuted_runs(model: Any, ids: np.ndarray, folds: np.ndarray, mask: np.ndarray) -> ap.Runs:
+        keep = mask.shape[1] - int(np.flatnonzero(mask.any(axis=0))[0])
+        return ap.run_conditions(model, ids, folds, ap.plans([], model.n_layers, every_block=("mean_pattern",)),
+                                 keep_last=keep)
+
+    def _fixed_offset(self, model: Any, n: int, tokens: int, seed: int, folds: np.ndarray, period: int) -> (
+        ap.Advantage
+    ):
+        """The specificity arm of the positive control: one copy offset for every sequence."""
+        exact, permuted, mask = ap.induction_sequences(model, n, tokens, seed + 1, min_period=period,
+                                                       max_period=period)
+        return ap.advantage(self._permuted_runs(model, exact, folds, mask).loss,
+                            self._permuted_runs(model, permuted, folds, mask).loss, mask)
 
     def _results(self, context: RunContext, rows: _Rows, observed: list[float], out: Any, n: int) -> (
         tuple[list[TestResult], dict[TestKey, np.ndarray]]
