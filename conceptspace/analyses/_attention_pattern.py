@@ -41,19 +41,28 @@ pattern with live values recovers *something*); the claim is decided by the effe
 is ~0) against ``min_effect`` and its CI. The null battery (``null_seed``) flips a_j with a seeded coin, so the
 observed statistic is a draw of its own null and R collapses to ~0.
 
-The positive control (an instrument check that can fail): repeated random tokens. A sequence is random filler,
-then a block A of m random tokens, then A again, with m drawn per sequence (so the copy offset varies and no
-fixed pattern can encode it). Its twin has the same A and filler but the second copy permuted: the same bag of
-tokens, so averaging over seen tokens (which a fixed pattern *can* do) helps both equally, while copying helps
-only the exact repeat. The copying advantage is L(permuted second copy) - L(exact second copy). If the clean
-model copies (advantage >= ``COPY_MIN_NATS``) but the mean pattern at *every* block keeps at least
-``COPY_KEEP_MAX`` of that advantage, the mean pattern did not remove data dependence and the test cannot see it:
-the result carries ``not_testable``. A model that does not copy at all gives this check nothing to find (a tiny
-planted model); its result says so in ``extra["copy_check"]`` and is judged as measured. Why every block at
-once and not the tested block: the check asks whether *the edit* removes data dependence, wherever the model
-keeps it; a block without copying heads would fail a per-block check although the instrument works. Per edit,
-R on the exact repeats' second copies is reported beside (``induction``). On SmolLM2 it is *not* below R on
-prose for single blocks (0.35-0.69 vs -0.02-0.43): copying is spread over blocks and survives one block's edit.
+The positive control (an instrument check that can fail, in both directions): repeated random tokens. A
+sequence is random filler, then a block A of m random tokens, then A again. Its twin has the same A and filler but
+the second copy permuted: the same bag of tokens, so averaging over seen tokens (which a fixed pattern *can* do)
+helps both equally, while copying helps only the exact repeat. The copying advantage is L(permuted second copy) -
+L(exact second copy), measured clean and with the mean pattern at *every* block. Two arms:
+
+* varied offsets (m drawn per sequence): no fixed pattern can copy, so the edit must lose the advantage; if the
+  model copies (advantage >= ``COPY_MIN_NATS``) and the edit keeps >= ``COPY_KEEP_MAX`` of it, the edit did not
+  remove data dependence ("the positive control failed");
+* one offset for every sequence: the mean pattern now contains the copying diagonal, so an edit that removes
+  *only* data dependence must keep the advantage; if it keeps < ``COPY_KEEP_MAX``, the edit disturbs the model
+  beyond its patterns' data dependence (live values read through patterns fitted to other values, compounding
+  over blocks), and losing the varied-offset advantage says nothing ("not specific").
+
+Either failure puts ``not_testable`` on every result (verdict "not testable as run"). The first arm alone, as the
+issue proposed it, passes for any edit that wrecks the model; measured on SmolLM2 the every-block edit keeps 4%
+of the varied-offset advantage and 2% of the fixed-offset one, so the second arm is what decides there. A model
+that does not copy (the tiny planted ones) gives the check nothing to find; it says so in ``extra["copy_check"]``
+and is judged as measured. Why every block and not the tested block: single-block edits leave SmolLM2's copying
+alone whatever the offsets (second-copy loss 3.09 clean, 3.10 with block 15's mean pattern, 3.06 ablated), so a
+per-block check could not fail either way. Per edit, R on the exact repeats' second copies is reported beside
+(``induction``); on SmolLM2 it is *not* below R on prose for single blocks (0.35-0.69 vs -0.02-0.43).
 
 Sites: ``layer.<b>`` for one block, ``unembed`` for every block at once (the loss is read at the output). The
 twins repeat only the primary edit.
