@@ -386,7 +386,7 @@ def null_signs(n: int, null_seed: int) -> np.ndarray:
 @dataclass(frozen=True)
 class Advantage:
     """The copying advantage (mean over sequences of L(permuted 2nd copy) - L(exact 2nd copy), nats) of the clean
-    model and with the mean pattern at every block, on one induction set."""
+    model and with the mean pattern at the control's blocks, on one induction set."""
 
     clean: float
     mean_pattern: float
@@ -416,12 +416,12 @@ class CopyCheck:
             return None
         if not self.varied.kept < COPY_KEEP_MAX:
             return (f"the positive control failed: the model copies repeated random tokens (advantage "
-                    f"{self.varied.clean:.2f} nats) and the mean pattern at every block keeps {self.varied.kept:.0%} "
-                    f"of it (>= {COPY_KEEP_MAX:.0%}) although the copy offset varies, so a fixed pattern did not "
-                    "remove data dependence here")
+                    f"{self.varied.clean:.2f} nats) and the mean pattern at the control's blocks keeps "
+                    f"{self.varied.kept:.0%} of it (>= {COPY_KEEP_MAX:.0%}) although the copy offset varies, so a "
+                    "fixed pattern did not remove data dependence here")
         if self.fixed.kept < COPY_KEEP_MAX:
-            return (f"the positive control is not specific: the mean pattern at every block also removes copying "
-                    f"that a fixed pattern can do (one copy offset for all sequences: {self.fixed.kept:.0%} of "
+            return (f"the positive control is not specific: the mean pattern at the control's blocks also removes "
+                    f"copying that a fixed pattern can do (one copy offset for all sequences: {self.fixed.kept:.0%} of "
                     f"{self.fixed.clean:.2f} nats kept, < {COPY_KEEP_MAX:.0%}), so the edit disturbs the model beyond "
                     f"removing data dependence and its loss of varied-offset copying ({self.varied.kept:.0%} kept) "
                     "does not show that the test sees data dependence")
@@ -430,14 +430,26 @@ class CopyCheck:
     def describe(self) -> dict[str, Any]:
         state = ("failed" if self.not_testable() else "passed" if self.copies else
                  f"not informative (the clean model does not copy: advantage < {COPY_MIN_NATS} nats)")
-        return {"advantage_clean_nats": self.varied.clean, "advantage_mean_pattern_all_nats": self.varied.mean_pattern,
+        return {"advantage_clean_nats": self.varied.clean, "advantage_mean_pattern_nats": self.varied.mean_pattern,
                 "kept": self.varied.kept, "fixed_offset_advantage_clean_nats": self.fixed.clean,
-                "fixed_offset_advantage_mean_pattern_all_nats": self.fixed.mean_pattern,
+                "fixed_offset_advantage_mean_pattern_nats": self.fixed.mean_pattern,
                 "fixed_offset_kept": self.fixed.kept, "state": state}
 
 
+CONTROL = "mean_pattern@control"
+
+
+def control_plan(blocks: Sequence[int]) -> Plan:
+    """The positive control's edit: the mean pattern at ``blocks`` at once."""
+    if not blocks:
+        raise InvalidInputError("the positive control edits at least one block; with positive_control = "
+                                "'after_primary' the primary must not be the last block")
+    return (CONTROL, "mean_pattern", frozenset(int(b) for b in blocks))
+
+
 def advantage(exact: dict[str, np.ndarray], permuted: dict[str, np.ndarray], mask: np.ndarray) -> Advantage:
-    """The copying advantage clean and under ``mean_pattern@all`` (losses from :func:`run_conditions`)."""
+    """The copying advantage clean and under the control edit (losses from :func:`run_conditions` with
+    :func:`control_plan`)."""
     clean = sequence_losses(permuted["clean"], mask) - sequence_losses(exact["clean"], mask)
-    fixed = sequence_losses(permuted["mean_pattern@all"], mask) - sequence_losses(exact["mean_pattern@all"], mask)
+    fixed = sequence_losses(permuted[CONTROL], mask) - sequence_losses(exact[CONTROL], mask)
     return Advantage(float(clean.mean()), float(fixed.mean()))

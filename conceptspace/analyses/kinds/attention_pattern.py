@@ -47,6 +47,9 @@ class AttentionPatternParams:
                             doc="shortest repeated block of the induction probe (0: sequence_tokens // 4)")
     max_period: int = param(0, check=is_int, type_name="integer",
                             doc="longest repeated block of the induction probe (0: sequence_tokens // 2)")
+    positive_control: str = param("all", check=is_str, type_name="'all' or 'after_primary'",
+                                  doc="blocks whose patterns the induction control fixes at once: every block, or "
+                                      "those after the primary block")
     every_block: bool = param(True, check=lambda v: isinstance(v, bool), type_name="boolean",
                               doc="also edit every block at once (site unembed: the loss read at the output)")
 
@@ -109,15 +112,17 @@ class AttentionPatternAnalysis(Analysis):
         runs = ap.plans(blocks, n_layers, every_block=every)
         prose_runs = ap.run_conditions(model, prose, folds, runs)
         keep = mask.shape[1] - int(np.flatnonzero(mask.any(axis=0))[0])  # the scored tail (second copies)
-        exact_runs = ap.run_conditions(model, exact, folds, ap.plans(blocks, n_layers, every_block=(
-            "mean_pattern", "ablate") if params.every_block else ("mean_pattern",)), keep_last=keep)
-        varied = ap.advantage(exact_runs.loss, self._permuted_runs(model, permuted, folds, mask).loss, mask)
+        control = ap.control_plan(self._control_blocks(params.positive_control, primary_site, wheres, n_layers))
+        exact_runs = ap.run_conditions(model, exact, folds, [*ap.plans(blocks, n_layers, every_block=every), control],
+                                       keep_last=keep)
+        varied = ap.advantage(exact_runs.loss, self._control_runs(model, permuted, folds, mask, control).loss, mask)
         check = ap.CopyCheck(varied, self._fixed_offset(model, n, params.sequence_tokens, context.seed, folds,
-                                                        (periods[0] + periods[1]) // 2))
+                                                        (periods[0] + periods[1]) // 2, control))
         untestable = check.not_testable()
         common: dict[str, Any] = {
             "null": "sign flips of a_j = KL_ablate - KL_mean_pattern (the fixed pattern exchangeable with ablation)",
-            "copy_check": check.describe(), "sequence_tokens": params.sequence_tokens,
+            "copy_check": {**check.describe(), "blocks": sorted(control[2])},
+            "sequence_tokens": params.sequence_tokens,
             "text": "bundled sentences joined into sequences (seeded); means fitted on the other of two folds",
             "null_battery": context.null_seed is not None,
         }
@@ -159,19 +164,27 @@ class AttentionPatternAnalysis(Analysis):
         rows.boot.append(boot)
 
     @staticmethod
-    def _permuted_runs(model: Any, ids: np.ndarray, folds: np.ndarray, mask: np.ndarray) -> ap.Runs:
-        keep = mask.shape[1] - int(np.flatnonzero(mask.any(axis=0))[0])
-        return ap.run_conditions(model, ids, folds, ap.plans([], model.n_layers, every_block=("mean_pattern",)),
-                                 keep_last=keep)
+    def _control_blocks(rule: str, primary_site: str, wheres: list[int | str], n_layers: int) -> list[int]:
+        """The blocks the positive control edits at once: every block, or those after the primary block."""
+        if rule == "all":
+            return list(range(n_layers))
+        if rule == "after_primary":
+            where = wheres[[_site(w) for w in wheres].index(primary_site)]
+            return list(range(int(where) + 1, n_layers)) if where != "all" else list(range(n_layers))
+        raise InvalidInputError(f"positive_control must be 'all' or 'after_primary'; got {rule!r}")
 
-    def _fixed_offset(self, model: Any, n: int, tokens: int, seed: int, folds: np.ndarray, period: int) -> (
-        ap.Advantage
-    ):
+    @staticmethod
+    def _control_runs(model: Any, ids: np.ndarray, folds: np.ndarray, mask: np.ndarray, control: ap.Plan) -> ap.Runs:
+        keep = mask.shape[1] - int(np.flatnonzero(mask.any(axis=0))[0])
+        return ap.run_conditions(model, ids, folds, [control], keep_last=keep)
+
+    def _fixed_offset(self, model: Any, n: int, tokens: int, seed: int, folds: np.ndarray, period: int,
+                      control: ap.Plan) -> ap.Advantage:
         """The specificity arm of the positive control: one copy offset for every sequence."""
         exact, permuted, mask = ap.induction_sequences(model, n, tokens, seed + 1, min_period=period,
                                                        max_period=period)
-        return ap.advantage(self._permuted_runs(model, exact, folds, mask).loss,
-                            self._permuted_runs(model, permuted, folds, mask).loss, mask)
+        return ap.advantage(self._control_runs(model, exact, folds, mask, control).loss,
+                            self._control_runs(model, permuted, folds, mask, control).loss, mask)
 
     def _results(self, context: RunContext, rows: _Rows, observed: list[float], out: Any, n: int) -> (
         tuple[list[TestResult], dict[TestKey, np.ndarray]]
