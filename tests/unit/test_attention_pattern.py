@@ -183,6 +183,13 @@ def test_a_failed_positive_control_makes_the_claim_not_testable(uniform_folder, 
     assert verdict.verdict == NOT_TESTABLE and "positive control failed" in verdict.reason
 
 
+def test_the_control_edits_every_block_or_those_after_the_primary():
+    blocks = attention_pattern.AttentionPatternAnalysis._control_blocks
+    assert blocks("all", "layer.15", [3, 15, 27, "all"], 30) == list(range(30))
+    assert blocks("after_primary", "layer.15", [3, 15, 27, "all"], 30) == list(range(16, 30))
+    assert blocks("after_primary", "unembed", [3, 15, 27, "all"], 30) == list(range(30))
+
+
 def test_induction_sequences_repeat_a_block_of_varying_length(tiny_models):
     model = tiny_models["llama"]
     exact, permuted, mask = ap.induction_sequences(model, 40, 24, 0, min_period=6, max_period=12)
@@ -231,5 +238,10 @@ def test_bad_inputs_say_what_to_change(tiny_models, tiny_model_dirs, planted_tex
     remote = load_model(str(tiny_model_dirs["llama"]), remote="local")
     with pytest.raises(NotApplicableError, match="remote"):
         kind.run(_context(remote), kind.Params(**base, n_sequences=8))
+    with pytest.raises(InvalidInputError, match="primary must not be the last block"):
+        kind.run(_context(model, primary_site="layer.2"), kind.Params(**{**base, "layers": [2]}, n_sequences=8,
+                                                                       positive_control="after_primary"))
+    with pytest.raises(InvalidInputError, match="positive_control must be"):
+        kind.run(_context(model), kind.Params(**base, n_sequences=8, positive_control="late"))
     with pytest.raises(InvalidInputError, match="both folds"):
         ap.run_conditions(model, np.zeros((4, 8), dtype=np.int64) + 5, np.zeros(4, dtype=int), [])
