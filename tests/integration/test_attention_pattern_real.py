@@ -59,7 +59,7 @@ def test_the_positive_control_and_the_verdict_agree(outcome):
     the offset is fixed decides whether the run can test the claim; the verdict must say what the control found."""
     check = _by(outcome).extra["copy_check"]
     print(check)
-    assert check["advantage_clean_nats"] > 5.0 and check["blocks"] == list(range(16, 30)), check
+    assert check["advantage_clean_nats"] > 5.0 and list(check["blocks"]) == list(range(16, 30)), check
     assert check["fixed_offset_advantage_clean_nats"] > 1.0, check
     (verdict,) = outcome.verdicts
     assert (check["state"] == "failed") == (verdict.verdict == NOT_TESTABLE), (check, verdict.verdict)
