@@ -45,7 +45,8 @@ The positive control (an instrument check that can fail, in both directions): re
 sequence is random filler, then a block A of m random tokens, then A again. Its twin has the same A and filler but
 the second copy permuted: the same bag of tokens, so averaging over seen tokens (which a fixed pattern *can* do)
 helps both equally, while copying helps only the exact repeat. The copying advantage is L(permuted second copy) -
-L(exact second copy), measured clean and with the mean pattern at *every* block. Two arms:
+L(exact second copy), measured clean and with the mean pattern at the control's blocks at once
+(``positive_control``: every block, or the blocks after the primary one). Two arms:
 
 * varied offsets (m drawn per sequence): no fixed pattern can copy, so the edit must lose the advantage; if the
   model copies (advantage >= ``COPY_MIN_NATS``) and the edit keeps >= ``COPY_KEEP_MAX`` of it, the edit did not
@@ -56,13 +57,17 @@ L(exact second copy), measured clean and with the mean pattern at *every* block.
   over blocks), and losing the varied-offset advantage says nothing ("not specific").
 
 Either failure puts ``not_testable`` on every result (verdict "not testable as run"). The first arm alone, as the
-issue proposed it, passes for any edit that wrecks the model; measured on SmolLM2 the every-block edit keeps 4%
-of the varied-offset advantage and 2% of the fixed-offset one, so the second arm is what decides there. A model
-that does not copy (the tiny planted ones) gives the check nothing to find; it says so in ``extra["copy_check"]``
-and is judged as measured. Why every block and not the tested block: single-block edits leave SmolLM2's copying
-alone whatever the offsets (second-copy loss 3.09 clean, 3.10 with block 15's mean pattern, 3.06 ablated), so a
-per-block check could not fail either way. Per edit, R on the exact repeats' second copies is reported beside
-(``induction``); on SmolLM2 it is *not* below R on prose for single blocks (0.35-0.69 vs -0.02-0.43).
+issue proposed it, passes for any edit that wrecks the model. Measured on SmolLM2 (12 sequences of 32 tokens):
+with every block fixed the edit keeps 4% of the varied-offset advantage and 2% of the fixed-offset one (not
+specific: the model is wrecked, second-copy loss 3.1 -> 15 nats); blocks 0-7 and 0-15 the same; blocks 8-15 keep
+both (94%, 102%: no copying there); blocks 16-29, the ones after the primary, keep 17% and 93%: the edit removes
+data-dependent copying and leaves positional copying alone. The battery uses ``after_primary``, chosen after
+these measurements (said so in the suite). A model that does not copy (the tiny planted ones) gives the check
+nothing to find; it says so in ``extra["copy_check"]`` and is judged as measured. Single-block edits leave
+SmolLM2's copying alone whatever the offsets (second-copy loss 3.09 clean, 3.10 with block 15's mean pattern,
+3.06 ablated), so a check at the primary block alone could not fail either way. Per edit, R on the exact repeats'
+second copies is reported beside (``induction``); on SmolLM2 it is *not* below R on prose for single blocks
+(0.35-0.69 vs -0.02-0.43).
 
 Sites: ``layer.<b>`` for one block, ``unembed`` for every block at once (the loss is read at the output). The
 twins repeat only the primary edit.

@@ -101,10 +101,10 @@ CLAIMS: dict[str, Claim] = {
               "Recovered fraction R = (L_ablate - L_mean_pattern) / (L_ablate - L_clean) of held-out next-token "
               "loss with every block's heads edited at once (means fitted on the other of two folds of "
               "sequences), against sign flips of L_ablate - L_mean_pattern; single blocks exploratory.",
-              "sign-flip null over sequences; repeated random tokens (positive control: with the copy offset varied "
-              "the edit at every block must lose the copying advantage, with one offset it must keep it, else not "
-              "testable as run); untrained twins and the spectrum-matched twin (shown beside: a random network's "
-              "attention is near uniform by construction)"),
+              "sign-flip null over sequences; repeated random tokens (positive control: the mean pattern at the "
+              "control's blocks must lose the copying advantage when the copy offset varies and keep it when the "
+              "offset is fixed, else not testable as run); untrained twins and the spectrum-matched twin (shown "
+              "beside: a random network's attention is near uniform by construction)"),
         Claim("N7", "Filtering and aggregation",
               "The model is built from data-independent filters (MLP, norms) and data-dependent aggregation "
               "(attention).",
