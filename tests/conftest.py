@@ -31,6 +31,7 @@ SLOW = {
     "tests/unit/test_icl_claims.py::test_calibration_on_pure_noise_and_planted_truth[_n3_once]":
         "N3 statistic on 400 synthetic data sets (~12 s)",
     "tests/integration/test_self_mapping_filtering_real.py": "N5 and N7 quick on SmolLM2 with the twin (~1-2 min)",
+    "tests/integration/test_attention_pattern_real.py": "N6 quick on SmolLM2 with the twins (~45 s)",
     "tests/unit/test_geometry_calibration.py::test_planted_relation_ci_covers_the_mean_effect_over_data_sets":
         "120 planted relation data sets (~17 s)",
 }

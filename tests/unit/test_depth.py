@@ -126,6 +126,7 @@ REFERENCE_BLOCKS = {  # concept_space.toml's layers as committed before depth-re
     "n3_function_vectors": ({"layers": [9, 15]}, {"layers": [9]}),
     "n5_self_mapping": ({"layers": [15, 29]}, {"layers": [29]}),  # added with depth-relative layers
     "n7_filtering": ({"layers": [3, 15, 27]}, {"layers": [15]}),
+    "n6_attention_pattern": ({"layers": [3, 15, 27]}, {"layers": [15]}),
     "n6b_composition": ({}, {}),  # reads next-token distributions only (unembed)
 }
 
