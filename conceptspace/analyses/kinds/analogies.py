@@ -33,6 +33,7 @@ from conceptspace.analyses._base import (
     register,
 )
 from conceptspace.concepts import load_concepts
+from conceptspace.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class AnalogiesAnalysis(Analysis):
             n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap, seed=context.seed,
             plan=context.sequential_plan(), primary_site=context.primary_site, null_seed=context.null_seed,
         )
+        if params.candidates not in geometry.CANDIDATES:
+            raise InvalidInputError(f"candidates must be one of {geometry.CANDIDATES}; got {params.candidates!r}")
         if params.candidates == "vocabulary":
             out = geometry.analogies_vocabulary_output(context.model, cs, params.sites,
                                                        vocabulary=params.vocabulary, **common)
