@@ -21,11 +21,11 @@ def models(tiny_models):  # type: ignore[no-untyped-def]
     return model, (model.untrained(0), model.untrained(1))
 
 
-def _run(models, **params):  # type: ignore[no-untyped-def]
+def _run(models, null_seed: int | None = None, **params):  # type: ignore[no-untyped-def]
     model, twins = models
     analysis = registry()["analogies"]
     ctx = RunContext(model=model, twin=twins[0], claim="C3", seed=0, n_permutations=19, n_bootstrap=20,
-                     twins=twins, twin_seeds=(0, 1))
+                     twins=twins, twin_seeds=(0, 1), null_seed=null_seed)
     return analysis.run(ctx, analysis.make_params({**PARAMS, **params}))
 
 
@@ -70,3 +70,13 @@ def test_the_suite_accepts_the_two_protocols_and_refuses_anything_else() -> None
     assert keys["candidates"].check("vocabulary") and keys["candidates"].check("relation")
     assert not keys["candidates"].check("everything") and not keys["candidates"].check(["vocabulary"])
     assert keys["candidates"].default == "relation" and keys["vocabulary"].default == "single_token_words"
+
+
+def test_the_null_battery_repairs_the_pairs_and_keeps_the_keys(models, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path, _ = _word_file(tmp_path / "words.txt")
+    real = _run(models, candidates="vocabulary", vocabulary=str(path))
+    null = _run(models, candidates="vocabulary", vocabulary=str(path), null_seed=3)
+    assert [r.key for r in null.results] == [r.key for r in real.results]
+    p_real = next(r for r in real.results if r.extra["role"] == "primary")
+    p_null = next(r for r in null.results if r.extra["role"] == "primary")
+    assert p_null.extra["null_battery_seed"] == 3 and "null_battery_seed" not in p_real.extra
