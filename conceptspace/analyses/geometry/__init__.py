@@ -8,6 +8,7 @@ one-job private modules that work on plain arrays; ``_run`` fetches the vectors 
 from __future__ import annotations
 
 from conceptspace.analyses.geometry._analogies import analogy_tests, questions_from_pairs
+from conceptspace.analyses.geometry._analogy_vocabulary import CANDIDATES, single_token_words
 from conceptspace.analyses.geometry._clustering import clustering_tests
 from conceptspace.analyses.geometry._controls import GeometryOutput, primary_replicates
 from conceptspace.analyses.geometry._logit_lens import proximity_probability_tests
@@ -35,13 +36,17 @@ from conceptspace.analyses.geometry._run import (
     static_word_vectors,
     word_tokenization_counts,
 )
+from conceptspace.analyses.geometry._run_vocabulary import analogies_vocabulary_output, candidate_vocabulary
 from conceptspace.analyses.geometry._similarity import category_similarity, mantel_test, rsa_tests
 
 __all__ = [
+    "CANDIDATES",
     "UNEMBED",
     "GeometryOutput",
     "analogies_output",
+    "analogies_vocabulary_output",
     "analogy_tests",
+    "candidate_vocabulary",
     "canonical_sites",
     "category_similarity",
     "clustering_output",
@@ -65,6 +70,7 @@ __all__ = [
     "run_similarity",
     "select_rows",
     "similarity_output",
+    "single_token_words",
     "static_word_vectors",
     "word_tokenization_counts",
 ]

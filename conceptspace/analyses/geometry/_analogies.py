@@ -27,8 +27,9 @@ narrower than the re-pairing null's spread (:mod:`._nulls`), so it covers 0 when
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -199,17 +200,26 @@ def analogy_null_rows(
     per_relation: bool = True,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    correct: Callable[[AnalogyQuestions, str], np.ndarray] | None = None,
+    baselines: Sequence[str] = (),
 ) -> AnalogyRows:
     """Rows (per method: all questions, then each relation) of the paired difference accuracy - only-b accuracy,
     with two numbered null streams shared by every row (and by every site built with one seed): grouped sign
-    flips (flip ``i`` from ``(seed, i)``) and re-pairings (from ``(seed, i)`` on another stream)."""
+    flips (flip ``i`` from ``(seed, i)``) and re-pairings (from ``(seed, i)`` on another stream).
+
+    ``correct(questions, method)``: which questions a method solves (default :func:`analogy_correct` over
+    ``vectors``, every row a candidate; the vocabulary protocol passes a chunked scorer, see
+    ``_analogy_vocabulary``). ``baselines``: further reference methods (``ignore_a``, ``add_opposite``) whose
+    accuracy is reported in each row's extra as ``<name>_accuracy``, beside only-b; they are not tested."""
     vectors = check_vectors(vectors, "vectors", min_rows=4)
     if len(questions) == 0:
         raise InvalidInputError("no analogy questions")
     if n_bootstrap < 2:
         raise InvalidInputError(f"n_bootstrap must be >= 2; got {n_bootstrap}")
     methods = list(methods)
-    hits = {m: analogy_correct(vectors, questions, m).astype(np.float64) for m in (*methods, BASELINE)}
+    solved = correct if correct is not None else partial(analogy_correct, vectors)
+    hits = {m: solved(questions, m).astype(np.float64) for m in (*methods, BASELINE)}
+    reference = {b: solved(questions, b).astype(np.float64) for b in baselines}
     subsets: list[tuple[str, np.ndarray]] = [("all", np.ones(len(questions), dtype=bool))]
     relations = sorted(set(questions.relation.tolist()))
     if per_relation and len(relations) > 1:
@@ -231,8 +241,8 @@ def analogy_null_rows(
 
     def repair(rng: np.random.Generator) -> np.ndarray:
         q = questions.repaired(repairing(questions, rng))
-        base = analogy_correct(vectors, q, BASELINE)
-        diffs = {m: analogy_correct(vectors, q, m).astype(np.float64) - base for m in methods}
+        base = solved(q, BASELINE)
+        diffs = {m: solved(q, m).astype(np.float64) - base for m in methods}
         return np.array([diffs[lab["method"]][mask].mean() for lab, mask in zip(labels, masks, strict=True)])
 
     counts = group_counts(codes, len(questions), n_bootstrap, seed + 1)  # (R, n_questions), shared resamples
@@ -248,7 +258,8 @@ def analogy_null_rows(
     extra = [{"accuracy": float(hits[lab["method"]][mask].mean()),
               "only_b_accuracy": float(hits[BASELINE][mask].mean()),
               "accuracy_ci": list(interval(boot_of(hits[lab["method"]], mask))),
-              "only_b_ci": list(interval(boot_base[r]))}
+              "only_b_ci": list(interval(boot_base[r])),
+              **{f"{b}_accuracy": float(reference[b][mask].mean()) for b in baselines}}
              for r, (lab, mask) in enumerate(zip(labels, masks, strict=True))]
     flips = NullRows(labels, observed, numbered(flip, seed, 4), boot_diff, None, extra)
     repaired = NullRows(labels, observed, numbered(repair, seed, 5), boot_diff, None, [{} for _ in labels])

@@ -6,6 +6,11 @@ re-pairing p-value of that paired difference, its CI the paired grouped bootstra
 ``geometry._analogies``). Other methods, relations and sites are exploratory; only-b is a baseline; the
 untrained twins (one test, mean over seeds) and the spectrum-matched twin are controls. In a ``--null`` run
 the b words are re-paired among the a words of each relation first.
+
+``candidates``: ``"relation"`` (the default: the relation's own words are the candidate answers) or
+``"vocabulary"`` (the standard protocol, matched to gensim's ``evaluate_word_analogies``: every word of
+``vocabulary``, ``"single_token_words"`` of the tokenizer or the path of a word file, with ignore-a and
+add-opposite accuracies beside only-b; static sites only, see ``geometry._analogy_vocabulary``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from conceptspace.analyses._base import (
     register,
 )
 from conceptspace.concepts import load_concepts
+from conceptspace.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,9 @@ class AnalogiesParams:
     sites: list[str] = param(["unembed"], check=is_sites, type_name=SITES_TYPE)
     max_per_relation: int = param(50, check=is_int, type_name="integer")
     methods: list[str] = param(["3cosadd"], check=list_of(is_str), type_name="list of strings")
+    candidates: str = param("relation", check=lambda v: v in geometry.CANDIDATES,
+                            type_name=f"one of {list(geometry.CANDIDATES)}")
+    vocabulary: str = param("single_token_words", check=is_str, type_name="'single_token_words' or a file path")
 
 
 @register
@@ -52,12 +61,19 @@ class AnalogiesAnalysis(Analysis):
 
     def run(self, context: RunContext, params: AnalogiesParams) -> AnalysisOutput:
         cs = load_concepts(params.dataset)
-        out = geometry.analogies_output(
-            context.model, cs, params.sites, max_per_relation=params.max_per_relation, methods=params.methods,
+        common: dict[str, Any] = dict(
+            max_per_relation=params.max_per_relation, methods=params.methods,
             controls=[(c.name, c.seed, c.model) for c in context.control_models()],
             n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap, seed=context.seed,
             plan=context.sequential_plan(), primary_site=context.primary_site, null_seed=context.null_seed,
         )
+        if params.candidates not in geometry.CANDIDATES:
+            raise InvalidInputError(f"candidates must be one of {geometry.CANDIDATES}; got {params.candidates!r}")
+        if params.candidates == "vocabulary":
+            out = geometry.analogies_vocabulary_output(context.model, cs, params.sites,
+                                                       vocabulary=params.vocabulary, **common)
+        else:
+            out = geometry.analogies_output(context.model, cs, params.sites, **common)
         site = geometry.resolve_primary_site(context.model, params.sites, context.primary_site)
         results = mark_roles(out.results, lambda r: (r.site, r.method, r.extra.get("relation"))
                              == (site, params.methods[0], "all"))

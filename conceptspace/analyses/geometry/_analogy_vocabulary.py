@@ -1,0 +1,168 @@
+"""The standard analogy protocol: every answer searched over a vocabulary, as gensim's ``evaluate_word_analogies``.
+
+Why: with only the relation's own words as candidates (``candidates="relation"``, the suite's default), an
+offset method chooses among ~40 words that are all capitals or countries, so it is easy to look good; the
+published numbers (Mikolov et al. 2013, Levy & Goldberg 2014, Linzen 2016) search the whole vocabulary. Here
+the candidates are every single-token word of the model (or the words of a given file), the three query words
+are excluded from the answers, and questions with a word outside the vocabulary are skipped, all exactly as
+gensim 4.4 does (``KeyedVectors.evaluate_word_analogies`` with ``case_insensitive=True``; the unit and
+integration tests compare the answers with it).
+
+Scores are on unit-normalised vectors: 3CosAdd ``cos(x, a*) - cos(x, a) + cos(x, b)`` (gensim's ``most_similar``
+ranks by the cosine with the normalised mean of the same three unit vectors: the same order), 3CosMul with
+cosines shifted to [0, 1] and gensim's eps 1e-6 (``most_similar_cosmul``; the relation protocol keeps Levy and
+Goldberg's 1e-3). Baselines over the same candidates (Linzen 2016): only-b ``cos(x, b)``, ignore-a
+``cos(x, a*) + cos(x, b)`` and add-opposite ``cos(x, a) - cos(x, a*) + cos(x, b)``.
+
+Nothing is cached on disk: the vocabulary is decoded from the tokenizer in well under a second, and the
+cosines are computed in chunks of questions, so a 50k-word vocabulary never needs a vocabulary-square matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conceptspace.analyses.geometry._analogies import AnalogyQuestions, questions_from_pairs
+from conceptspace.analyses.geometry._vector_ops import check_vectors, unit_rows
+from conceptspace.errors import InvalidInputError
+
+CANDIDATES: tuple[str, ...] = ("relation", "vocabulary")
+SINGLE_TOKEN_WORDS = "single_token_words"
+VOCABULARY_METHODS: tuple[str, ...] = ("3cosadd", "3cosmul", "only_b", "ignore_a", "add_opposite")
+VOCABULARY_BASELINES: tuple[str, ...] = ("ignore_a", "add_opposite")
+GENSIM_MUL_EPS = 1e-6
+_CHUNK = 64
+
+
+@dataclass(frozen=True)
+class CandidateVocabulary:
+    """The candidate words (lowercase, each once) and, per word, its token id (single-token vocabulary) or the
+    surface form its vector is read from (a word list): ``keys`` is what the vectors are fetched by."""
+
+    words: list[str]
+    keys: list[Any]
+    source: str
+
+    def __post_init__(self) -> None:
+        if len(self.words) != len(self.keys):
+            raise InvalidInputError(f"{len(self.words)} words for {len(self.keys)} keys")
+        if len(self.words) < 4:
+            raise InvalidInputError(f"a candidate vocabulary needs at least 4 words; got {len(self.words)}")
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+def single_token_words(tokenizer: Any) -> CandidateVocabulary:
+    """Every token that decodes to a space and an alphabetic ASCII word, lowercased; the lowest id per word.
+
+    Why this definition for a BPE tokenizer: a word inside a sentence is the token " word" (with its leading
+    space), so only space-prefixed tokens are whole words; a token without the space is a word piece or a
+    sentence-initial form, and non-alphabetic tokens (numbers, punctuation, byte fragments) are not words of
+    the analogy sets. Lowercasing matches gensim's case-insensitive evaluation: " Paris" and " paris" are one
+    candidate, and, like gensim, which keeps the first (most frequent) of words that differ only in case, the
+    lower id is kept, i.e. the earlier BPE merge, the more frequent form (" Athens", not " athens").
+    """
+    seen: dict[str, int] = {}
+    for token_id in range(len(tokenizer)):
+        text = tokenizer.decode([token_id])
+        if len(text) < 2 or text[0] != " ":
+            continue
+        word = text[1:]
+        if word.isascii() and word.isalpha():
+            seen.setdefault(word.lower(), token_id)
+    return CandidateVocabulary(list(seen), list(seen.values()), SINGLE_TOKEN_WORDS)
+
+
+def word_list(path: str | Path) -> CandidateVocabulary:
+    """Candidate words from a text file, one word a line (blank lines and ``#`` comments skipped); matched
+    case-insensitively, the first spelling of a word kept (its vector is read from that spelling)."""
+    file = Path(path)
+    if not file.is_file():
+        raise InvalidInputError(f"vocabulary {str(path)!r} is neither {SINGLE_TOKEN_WORDS!r} nor a file of words")
+    seen: dict[str, str] = {}
+    for line in file.read_text(encoding="utf-8").splitlines():
+        word = line.strip()
+        if word and not word.startswith("#"):
+            if any(c.isspace() for c in word):
+                raise InvalidInputError(f"{file}: one word a line; got {word!r}")
+            seen.setdefault(word.lower(), word)
+    return CandidateVocabulary(list(seen), list(seen.values()), str(file))
+
+
+def vocabulary_questions(
+    pairs: Sequence[tuple[str, str]],
+    relations: Sequence[str],
+    vocabulary: CandidateVocabulary,
+    quadruples: Sequence[tuple[int, int]],
+    groups: Sequence[Any] | None = None,
+) -> tuple[AnalogyQuestions, dict[str, int]]:
+    """Questions over the candidate vocabulary, matched case-insensitively; a pair with a word outside it is
+    dropped with every question that uses it (gensim skips such questions), and the counts say how many."""
+    known = set(vocabulary.words)
+    keep = [all(w.lower() in known for w in pair) for pair in pairs]
+    new_index = np.cumsum(keep) - 1
+    kept_quads = [(int(new_index[i]), int(new_index[j])) for i, j in quadruples if keep[i] and keep[j]]
+    if not kept_quads:
+        raise InvalidInputError(f"no analogy question has all four words in the vocabulary ({vocabulary.source})")
+    kept = [k for k, ok in enumerate(keep) if ok]
+    questions = questions_from_pairs(
+        [(pairs[k][0].lower(), pairs[k][1].lower()) for k in kept], [relations[k] for k in kept],
+        vocabulary.words, kept_quads, None if groups is None else [groups[k] for k in kept],
+    )
+    counts = {"n_vocabulary": len(vocabulary), "n_pairs_skipped": len(pairs) - len(kept),
+              "n_questions_skipped": len(quadruples) - len(kept_quads)}
+    return questions, counts
+
+
+def combine(ca: np.ndarray, ca_star: np.ndarray, cb: np.ndarray, method: str) -> np.ndarray:
+    """One method's scores from the cosines of the candidates with a, a* and b (see the module docstring)."""
+    if method == "3cosadd":
+        return ca_star - ca + cb
+    if method == "3cosmul":
+        return ((ca_star + 1) / 2) * ((cb + 1) / 2) / ((ca + 1) / 2 + GENSIM_MUL_EPS)
+    if method == "only_b":
+        return cb.copy()
+    if method == "ignore_a":
+        return ca_star + cb
+    if method == "add_opposite":
+        return ca - ca_star + cb
+    raise InvalidInputError(f"unknown analogy method {method!r}; use one of {VOCABULARY_METHODS}")
+
+
+class VocabularyScorer:
+    """Answers over a whole candidate vocabulary, cheaply enough for the re-pairing null's many reruns.
+
+    Every question (also a re-paired one) draws its a, a* and b from the pair words, so the cosines of those
+    few words with every candidate are computed once; each answer is then an argmax over one row combination.
+    """
+
+    def __init__(self, vectors: np.ndarray, questions: AnalogyQuestions) -> None:
+        U = unit_rows(check_vectors(vectors, "vectors", min_rows=4))
+        query = np.unique(np.concatenate([questions.pair_a, questions.pair_b]))
+        self.row_of = np.full(U.shape[0], -1, dtype=np.int64)
+        self.row_of[query] = np.arange(query.size)
+        self.cos = U[query] @ U.T  # (pair words, candidates)
+
+    def answers(self, questions: AnalogyQuestions, method: str) -> np.ndarray:
+        """(n_questions,) vocabulary index of each answer, the three query words excluded."""
+        out = np.empty(len(questions), dtype=np.int64)
+        for start in range(0, len(questions), _CHUNK):
+            part = slice(start, start + _CHUNK)
+            a, a_star, b = questions.a[part], questions.a_star[part], questions.b[part]
+            scores = combine(self.cos[self.row_of[a]], self.cos[self.row_of[a_star]], self.cos[self.row_of[b]],
+                             method)
+            rows = np.arange(a.size)
+            for col in (a, a_star, b):
+                scores[rows, col] = -np.inf
+            out[part] = np.argmax(scores, axis=1)
+        return out
+
+    def correct(self, questions: AnalogyQuestions, method: str) -> np.ndarray:
+        """Boolean per question: is the answer the expected b*?"""
+        return self.answers(questions, method) == questions.b_star
