@@ -31,13 +31,40 @@ class _Tokenizer:
     def decode(self, ids: list[int]) -> str:
         return "".join(self.tokens[i] for i in ids)
 
+    def __call__(self, texts, add_special_tokens=False):  # type: ignore[no-untyped-def]
+        """Greedy in-context encoding: the first word as its bare token, later words as their " word" token, a
+        word without such a token as one id per character (never a single token)."""
+        def encode(text: str) -> list[int]:
+            out: list[int] = []
+            for position, word in enumerate(text.split(" ")):
+                form = word if position == 0 else " " + word
+                out += [self.tokens.index(form)] if form in self.tokens else [-1] * len(form)
+            return out
+
+        return {"input_ids": encode(texts) if isinstance(texts, str) else [encode(t) for t in texts]}
+
 
 def test_single_token_words_keeps_space_prefixed_alphabetic_tokens_lowercased_lowest_id_first() -> None:
     tok = _Tokenizer(["ing", " Paris", " the", " 123", " café", " paris", "Paris", " a-b", " ", " The", " x",
-                      " Berlin"])
+                      " Berlin", "the"])
     vocab = single_token_words(tok)
     assert vocab.words == ["paris", "the", "x", "berlin"]
     assert vocab.keys == [1, 2, 10, 11]  # " Paris" (id 1) beats " paris" (id 5); " The" (9) loses to " the" (2)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "bert"])
+def test_single_token_words_finds_in_context_words_of_real_tokenizer_families(tiny_models, arch) -> None:  # type: ignore[no-untyped-def]
+    """Byte-level BPE, SentencePiece-style and WordPiece: each word found is one token after another word, and
+    no continuation piece ("##ing", a bare BPE piece) is taken for a word."""
+    tok = tiny_models[arch].tokenizer
+    vocab = single_token_words(tok)
+    assert len(vocab.words) > 20
+    prefix = tok("the", add_special_tokens=False)["input_ids"]
+    for word, token_id in list(zip(vocab.words, vocab.keys, strict=True))[:200]:
+        text = tok.decode([token_id]).strip()
+        assert text.lower() == word
+        assert tok(f"the {text}", add_special_tokens=False)["input_ids"] == [*prefix, token_id]
+        assert not tok.convert_ids_to_tokens(token_id).startswith("##")
 
 
 def test_word_list_reads_one_word_a_line_case_insensitively(tmp_path: Path) -> None:

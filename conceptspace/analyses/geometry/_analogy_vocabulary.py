@@ -59,23 +59,32 @@ class CandidateVocabulary:
 
 
 def single_token_words(tokenizer: Any) -> CandidateVocabulary:
-    """Every token that decodes to a space and an alphabetic ASCII word, lowercased; the lowest id per word.
+    """Every alphabetic ASCII word that is one token where it follows another word, lowercased; the lowest id
+    per word.
 
-    Why this definition for a BPE tokenizer: a word inside a sentence is the token " word" (with its leading
-    space), so only space-prefixed tokens are whole words; a token without the space is a word piece or a
-    sentence-initial form, and non-alphabetic tokens (numbers, punctuation, byte fragments) are not words of
-    the analogy sets. Lowercasing matches gensim's case-insensitive evaluation: " Paris" and " paris" are one
-    candidate, and, like gensim, which keeps the first (most frequent) of words that differ only in case, the
+    Why this definition. The analogy words stand inside a sentence, so the token that matters is the word's
+    in-context form: " word" for a byte-level BPE (GPT-2, SmolLM2), "\u2581word" for SentencePiece, the plain
+    piece for WordPiece (BERT). A token counts when encoding "the <word>" gives the encoding of "the" followed by
+    exactly that token, which is the one rule that finds the in-context form in all three families (for a BPE
+    tokenizer it is the space-prefixed token; a sentence-initial form, a word piece or a continuation piece such
+    as "##ing" never passes). Non-alphabetic tokens (numbers, punctuation, byte fragments) are not words of the
+    analogy sets. Lowercasing matches gensim's case-insensitive evaluation: " Paris" and " paris" are one
+    candidate and, like gensim, which keeps the first (most frequent) of words that differ only in case, the
     lower id is kept, i.e. the earlier BPE merge, the more frequent form (" Athens", not " athens").
     """
-    seen: dict[str, int] = {}
+    prefix = list(tokenizer("the", add_special_tokens=False)["input_ids"])
+    ids, words = [], []
     for token_id in range(len(tokenizer)):
-        text = tokenizer.decode([token_id])
-        if len(text) < 2 or text[0] != " ":
-            continue
-        word = text[1:]
-        if word.isascii() and word.isalpha():
-            seen.setdefault(word.lower(), token_id)
+        word = tokenizer.decode([token_id]).strip()
+        if word and word.isascii() and word.isalpha():
+            ids.append(token_id)
+            words.append(word)
+    seen: dict[str, int] = {}
+    for start in range(0, len(words), 4096):
+        encoded = tokenizer([f"the {w}" for w in words[start:start + 4096]], add_special_tokens=False)["input_ids"]
+        for token_id, word, row in zip(ids[start:start + 4096], words[start:start + 4096], encoded, strict=True):
+            if list(row) == [*prefix, token_id]:
+                seen.setdefault(word.lower(), token_id)
     return CandidateVocabulary(list(seen), list(seen.values()), SINGLE_TOKEN_WORDS)
 
 
