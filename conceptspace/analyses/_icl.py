@@ -144,7 +144,9 @@ def next_token_logprobs(
     vectors). Returns (c, n, V) full log-probabilities, or (c, n, t) for ``target_ids``. ``vectors=None``: the
     unedited prompts, (1, n, ...)."""
     require_causal(model, "in-context learning tests")
-    prepared = prepare_prompts(model, list(prompts))
+    prompts = list(prompts)
+    if not prompts:
+        raise InvalidInputError("no prompts given: pass at least one prompt")
     if vectors is None:
         delta = torch.zeros(1, model.d_model)
         site = site or edit_site(model)
@@ -154,13 +156,32 @@ def next_token_logprobs(
         delta = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
         if delta.ndim != 2 or delta.shape[1] != model.d_model:
             raise InvalidInputError(f"vectors must be (c, {model.d_model}); got {tuple(delta.shape)}")
-    if target_ids is None:
-        out = run_edits(model, prepared, site, Edits.additive(delta), (0,), keep_full=True, max_rows=max_rows)
-        assert out.full_logp is not None
-        return out.full_logp.numpy().astype(np.float64)
-    ids = tuple(int(i) for i in target_ids)
-    out = run_edits(model, prepared, site, Edits.additive(delta), ids, max_rows=max_rows)
-    return out.target_logp.numpy().astype(np.float64)
+    ids = None if target_ids is None else tuple(int(i) for i in target_ids)
+    pieces: list[tuple[np.ndarray, np.ndarray]] = []
+    for bucket in length_buckets(model, prompts):
+        prepared = prepare_prompts(model, [prompts[i] for i in bucket])
+        if ids is None:
+            out = run_edits(model, prepared, site, Edits.additive(delta), (0,), keep_full=True, max_rows=max_rows)
+            assert out.full_logp is not None
+            pieces.append((bucket, out.full_logp.numpy()))
+        else:
+            out = run_edits(model, prepared, site, Edits.additive(delta), ids, max_rows=max_rows)
+            pieces.append((bucket, out.target_logp.numpy()))
+    result = np.empty((pieces[0][1].shape[0], len(prompts), pieces[0][1].shape[2]), dtype=np.float64)
+    for bucket, values in pieces:
+        result[:, bucket] = values
+    return result
+
+
+def length_buckets(model: ConceptModel, prompts: Sequence[str], size: int = 32) -> list[np.ndarray]:
+    """Prompt indices sorted by token count, in runs of ``size``.
+
+    Why: prompts are left-padded to the longest in their batch, and k-shot prompts next to zero-shot ones wasted
+    36-59% of the forward on padding (N2: 0.41 and 0.64 of the padded tokens were real). Each run is padded to
+    its own longest; the numbers are the same up to float rounding (positions count real tokens only)."""
+    lengths = np.array([len(ids) for ids in model.tokenizer(list(prompts))["input_ids"]])
+    order = np.argsort(lengths, kind="stable")
+    return [order[start:start + size] for start in range(0, order.size, size)]
 
 
 def ranks_of(logp: np.ndarray, token_ids: np.ndarray) -> np.ndarray:

@@ -200,3 +200,22 @@ def test_calibration_on_pure_noise_and_planted_truth(once):
     truth = delta * (1 - 1 / (12 if once is _n2_once else 6))
     planted = np.array([once(1000 + s, delta) for s in range(200)])
     assert 0.9 <= np.mean((planted[:, 1] <= truth) & (truth <= planted[:, 2])) <= 0.99
+
+
+def test_length_buckets_give_the_numbers_of_one_padded_batch(tiny_models, monkeypatch):  # type: ignore[no-untyped-def]
+    """Prompts of very different lengths, run in length-sorted buckets of 2, equal one left-padded batch (and
+    come back in the caller's order), with and without added vectors."""
+    model = tiny_models["llama"]
+    prompts = ["a b c d e f g h i j k l", "x", "one two", "p q r s t u v w x y z a b c", "hello", "m n o"]
+    vectors = np.random.default_rng(0).standard_normal((2, model.d_model))
+    buckets = _icl.length_buckets(model, prompts, size=2)
+    assert [len(b) for b in buckets] == [2, 2, 2] and sorted(np.concatenate(buckets)) == list(range(6))
+    original = _icl.length_buckets
+    monkeypatch.setattr(_icl, "length_buckets", lambda m, p: original(m, p, size=2))
+    bucketed = _icl.next_token_logprobs(model, prompts, vectors=vectors, site="layer.0")
+    full = _icl.next_token_logprobs(model, prompts, target_ids=[1, 5])
+    monkeypatch.setattr(_icl, "length_buckets", lambda m, p: [np.arange(len(p))])
+    np.testing.assert_allclose(bucketed, _icl.next_token_logprobs(model, prompts, vectors=vectors, site="layer.0"),
+                               atol=2e-5)
+    np.testing.assert_allclose(full, _icl.next_token_logprobs(model, prompts, target_ids=[1, 5]), atol=2e-5)
+    assert bucketed.shape[:2] == (2, len(prompts)) and full.shape == (1, len(prompts), 2)
