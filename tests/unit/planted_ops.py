@@ -100,3 +100,19 @@ def make_filter_model(folder: Path, seed: int = 0, sharpness: float = 6.0) -> Pa
             layer.mlp.gate_proj.bias.fill_(10.0)  # silu(10) ~ 10 for every input: the MLP is affine
     model.save_pretrained(folder)
     return folder
+
+
+#: the [suite] table of a planted run through the runner (one twin seed and the spectrum twin, small B); a test
+#: appends its claim and analysis and formats ``{model}`` (a tiny model's folder)
+PLANTED_SUITE_HEADER = """\
+[suite]
+name = "planted"
+model = "{model}"
+seed = 0
+twin_seeds = [0]
+spectrum_twin = true
+n_permutations = 99
+max_permutations = 1599
+n_bootstrap = 200
+
+"""

@@ -21,19 +21,9 @@ from conceptspace.stats import SequentialPlan, sequential_null
 from conceptspace.suite import parse_suite
 from conceptspace.suite._runner import run_suite
 from conceptspace.theory import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED
-from tests.unit.planted_ops import _config, _tokenizer, make_filter_model, sentences
+from tests.unit.planted_ops import PLANTED_SUITE_HEADER, _config, _tokenizer, make_filter_model, sentences
 
-SUITE = """\
-[suite]
-name = "planted"
-model = "{model}"
-seed = 0
-twin_seeds = [0]
-spectrum_twin = true
-n_permutations = 99
-max_permutations = 1599
-n_bootstrap = 200
-
+SUITE = PLANTED_SUITE_HEADER + """\
 [claims.N6]
 min_effect = 0.8
 margin = 0.0

@@ -20,6 +20,7 @@ from conceptspace.analyses import _composition as comp
 from conceptspace.concepts import load_concepts
 from conceptspace.errors import DatasetError, InvalidInputError
 from conceptspace.stats import SequentialPlan, sequential_null
+from tests.unit.planted_ops import PLANTED_SUITE_HEADER
 
 V = 512  # more columns than the tiny tokenizer has tokens (the frequency proxy indexes real token ids)
 IDIOMS = {t for t, lab in zip(load_concepts("phrase_composition").column("word"),
@@ -225,17 +226,7 @@ def test_the_kind_refuses_other_primary_sites(pair):
 
 
 # ------------------------------------------------------------------------------------------ through the runner
-SUITE = """\
-[suite]
-name = "planted"
-model = "{model}"
-seed = 0
-twin_seeds = [0]
-spectrum_twin = true
-n_permutations = 99
-max_permutations = 1599
-n_bootstrap = 200
-
+SUITE = PLANTED_SUITE_HEADER + """\
 [claims.N6b]
 min_effect = 0.3
 margin = 0.1
