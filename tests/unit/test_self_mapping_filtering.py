@@ -120,6 +120,24 @@ def test_the_ridge_filter_recovers_a_linear_filter_and_not_a_data_dependent_map(
     assert fl.held_out_index(X, linear, folds, lags=0, penalties=[1e-6])[0].mean() > 0.2  # a lag it cannot see
 
 
+def test_a_massive_activation_is_left_out_instead_of_deciding_the_index():
+    """A norm (y = x / ||x||) is near-affine over ordinary inputs; one held-out position with a 100x norm made
+    its D explode (SmolLM2, full battery: D 134 in one sequence). With the position left out, D stays small,
+    and the mask flags exactly that position."""
+    rng = np.random.default_rng(1)
+    X = [rng.standard_normal((20, 8)) + 4.0 for _ in range(12)]
+    X[5][7] *= 100.0  # a massive activation in one sequence
+    Y = [x / np.linalg.norm(x, axis=1, keepdims=True) for x in X]
+    folds = np.arange(12) % 2
+    keep = fl.ordinary_positions(X)
+    assert [int((~k).sum()) for k in keep] == [0] * 5 + [1] + [0] * 6 and not keep[5][7]
+    raw = fl.held_out_index(X, Y, folds, lags=0, penalties=[1e-3])[0]
+    masked = fl.held_out_index(X, Y, folds, lags=0, penalties=[1e-3], keep=keep)[0]
+    assert raw[5] > 5.0 and masked.max() < 0.5, (raw[5], masked.max())
+    lagged_keep = fl.held_out_index(X, Y, folds, lags=1, penalties=[1e-3], keep=keep)[0]
+    assert np.all(np.isfinite(lagged_keep)) and lagged_keep.max() < 1.0
+
+
 def _coverage(draw_case, n_cases: int = 200) -> tuple[float, float]:
     covered = rejected = 0
     for case in range(n_cases):

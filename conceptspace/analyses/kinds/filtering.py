@@ -107,6 +107,9 @@ class FilteringAnalysis(LayerCurveFigures, Analysis):
                 "null": "sign flips of the per-sequence gap (attention exchangeable with its rival sublayer)",
                 **{f"index_{s}": float(np.mean(index.D[s])) for s in fl.SUBLAYERS},
                 "lags": params.lags, "penalties_chosen": {s: index.penalties[s] for s in fl.SUBLAYERS},
+                "massive_positions": index.massive_positions,
+                "massive_rule": f"positions after the first with a residual norm > {fl.MASSIVE_FACTOR:g}x the "
+                                "block's median left out (massive activations)",
                 "sequence_tokens": params.sequence_tokens,
                 "text": "bundled sentences joined into sequences (seeded); held out by two-fold cross-fitting",
                 "null_battery": context.null_seed is not None,
