@@ -90,6 +90,23 @@ def test_causal_inner_product_is_inverse_covariance() -> None:
         causal_inner_product(np.ones((4, 6)))
 
 
+def test_context_side_map_is_parks_dual_and_keeps_every_logit() -> None:
+    """Park et al.: g(y) = Cov^-1/2 gamma(y) for tokens, l(x) = Cov^+1/2 lambda(x) for contexts, so that
+    l(x)' g(y) = lambda(x)' gamma(y) (the logits); whitening a context vector with the token map does not."""
+    rng = np.random.default_rng(6)
+    U = rng.normal(size=(500, 5)) @ rng.normal(size=(5, 5))
+    token_side = causal_inner_product(U, ridge=0.0)
+    context_side = token_side.for_context()
+    lam = rng.normal(size=(7, 5))
+    assert context_side.side == "context" and token_side.side == "unembedding"
+    np.testing.assert_allclose(context_side.whiten(lam) @ token_side.whiten(U).T, lam @ U.T, atol=1e-8)
+    assert not np.allclose(token_side.whiten(lam) @ token_side.whiten(U).T, lam @ U.T, atol=1e-3)
+    np.testing.assert_allclose(context_side.whitener @ context_side.whitener, np.cov(U, rowvar=False), atol=1e-8)
+    back = context_side.for_context()
+    np.testing.assert_allclose(back.whitener, token_side.whitener)
+    assert back.side == "unembedding"
+
+
 def test_planted_orthogonal_pair_ranks_below_every_reference_pair() -> None:
     rng = np.random.default_rng(5)
     d = 20

@@ -504,22 +504,32 @@ def relations_output(
             A, B = a_vectors[site], b_vectors[site]
             B = B if repair is None else B[repair]
             position = _position(site, concept_set, pairs=True)
+            site_causal = causal if site in (UNEMBED, "embed") else causal.for_context()
+            site_extra = {**extra, "causal_transform": CAUSAL_TRANSFORMS[site_causal.side]}
             parts = [relation_null_rows(A, B, relations, inner_product=ip, n_bootstrap=n_bootstrap, seed=seed)
-                     for ip in (None, causal)]
+                     for ip in (None, site_causal)]
             extras = ResultSet()
             if orthogonal:
-                for ip in (None, causal):
+                for ip in (None, site_causal):
                     extras = extras + relation_orthogonality_tests(
                         A, B, relations, orthogonal, inner_product=ip, n_bootstrap=n_bootstrap, seed=seed,
-                        dataset=concept_set.name, site=site, position=position, control=control, extra=extra)
+                        dataset=concept_set.name, site=site, position=position, control=control,
+                        extra=site_extra)
             built[site] = (stack_rows(parts), partial(_finish_relations, parts, list(extras),
                                                       dataset=concept_set.name, site=site, position=position,
-                                                      control=control, extra=extra, n_bootstrap=n_bootstrap))
+                                                      control=control, extra=site_extra, n_bootstrap=n_bootstrap))
         return built
 
     primary = _primary_site(sites, primary_site)
     return run_models(_controls(model, twin, twin_seed, controls), sites, tests_of, _plan(plan, n_permutations),
                       (primary, primary_relation_index(relations)), seed)
+
+
+#: what the causal rows of a site were whitened with (token vectors vs context vectors: Park et al.'s two maps)
+CAUSAL_TRANSFORMS = {
+    "unembedding": "Cov(U)^-1/2 (token vectors: unembedding/embedding rows)",
+    "context": "Cov(U)^+1/2 (context vectors: Park et al.'s dual map; their guarantee covers the last layer only)",
+}
 
 
 def _repairing_rows(relations: Sequence[str], seed: int) -> np.ndarray:

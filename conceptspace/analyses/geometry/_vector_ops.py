@@ -117,6 +117,23 @@ class CausalInnerProduct:
 
     whitener: np.ndarray  # (d, d), symmetric
     ridge: float
+    #: which side of the logit the map is for: "unembedding" (token vectors: Cov(U)^{-1/2}) or "context" (context
+    #: vectors, Park et al.'s dual: Cov(U)^{+1/2}, so that the logit l(x)' g(y) = lambda(x)' gamma(y) is kept)
+    side: str = "unembedding"
+    #: Cov(U)^{+1/2}, the context side's map (None when built by hand)
+    dual_whitener: np.ndarray | None = None
+
+    def for_context(self) -> CausalInnerProduct:
+        """The same inner product for context vectors (hidden states): Park, Choe & Veitch map unembeddings by
+        A = Cov(gamma)^{-1/2} and context vectors by A^{-T} = Cov(gamma)^{+1/2}, the pair that leaves every logit
+        unchanged. Why it matters: whitening a hidden state with the token side's map (as C2 did) is not their
+        transform. Their guarantee is for the last layer's context vector; at earlier layers it is a heuristic."""
+        if self.dual_whitener is None:
+            raise InvalidInputError("this causal inner product has no context-side map; build it with "
+                                    "causal_inner_product(unembedding)")
+        other = "context" if self.side == "unembedding" else "unembedding"
+        return CausalInnerProduct(whitener=self.dual_whitener, ridge=self.ridge, side=other,
+                                  dual_whitener=self.whitener)
 
     def whiten(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
@@ -147,7 +164,8 @@ def causal_inner_product(unembedding: Any, *, ridge: float = 1e-6) -> CausalInne
     evals, evecs = np.linalg.eigh(cov)
     floor = ridge * float(np.mean(evals))
     inv_sqrt = (evecs / np.sqrt(np.maximum(evals, 0.0) + floor)) @ evecs.T
-    return CausalInnerProduct(whitener=inv_sqrt, ridge=ridge)
+    sqrt = (evecs * np.sqrt(np.maximum(evals, 0.0) + floor)) @ evecs.T
+    return CausalInnerProduct(whitener=inv_sqrt, ridge=ridge, dual_whitener=sqrt)
 
 
 def one_sided_tail(observed: float, null: np.ndarray, *, lower: bool = False) -> float:
