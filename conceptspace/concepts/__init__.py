@@ -18,6 +18,7 @@ from typing import Any
 from conceptspace.concepts._bundled import analogy_questions, format_concept_table, list_bundled, load_bundled
 from conceptspace.concepts._controls import (
     control_task,
+    frequency_matched_rows,
     frequency_matched_words,
     null_labels,
     random_concept_set,
@@ -58,6 +59,7 @@ __all__ = [
     "control_task",
     "drop_multi_token",
     "format_concept_table",
+    "frequency_matched_rows",
     "frequency_matched_words",
     "list_concepts",
     "load_concepts",

@@ -165,6 +165,33 @@ def zipf_frequencies(words: Sequence[str], lang: str = "en") -> np.ndarray:
     return np.asarray([wordfreq.zipf_frequency(w, lang) for w in words], dtype=np.float64)
 
 
+def frequency_matched_rows(words: Sequence[str], labels: Sequence[int] | np.ndarray, *, bin_width: float = 0.5,
+                           seed: int = 0, lang: str = "en") -> np.ndarray:
+    """Sorted row indices of a subset whose classes have the same word-frequency histogram.
+
+    Zipf frequencies (``wordfreq``) are binned by ``bin_width``; in each bin every class keeps the same number of
+    words (the smallest class count there, drawn at random with ``seed``); bins some class lacks are dropped.
+    Why: categories that differ in frequency (pronouns vs fruit) cluster by frequency alone, since token
+    vectors carry it; matched classes leave the categories' meaning as the only systematic difference.
+    """
+    labels = np.asarray(labels)
+    if len(words) != labels.shape[0]:
+        raise DatasetError(f"{len(words)} words for {labels.shape[0]} labels")
+    classes = np.unique(labels)
+    bins = np.floor(zipf_frequencies(list(words), lang) / bin_width).astype(np.int64)
+    rng = np.random.default_rng([seed, 4409])
+    keep: list[int] = []
+    for b in np.unique(bins):
+        members = [np.flatnonzero((bins == b) & (labels == c)) for c in classes]
+        take = min(m.size for m in members)
+        for m in members:
+            keep.extend(rng.choice(m, take, replace=False).tolist() if take else [])
+    if not keep:
+        raise DatasetError("no frequency bin holds a word of every class: the classes cannot be matched on "
+                                "frequency (use wider bins or other classes)")
+    return np.array(sorted(keep), dtype=np.int64)
+
+
 def _match_case(original: str, candidate: str) -> str:
     return candidate.capitalize() if original[:1].isupper() else candidate
 

@@ -36,7 +36,9 @@ from conceptspace.stats._results import ResultSet, TestResult
 from conceptspace.stats._sequential import SequentialNull, SequentialPlan
 from conceptspace.utils.deprecation import renamed_keywords
 
-CLUSTER_METHODS: tuple[str, ...] = ("kmeans", "agglomerative_cosine", "agglomerative_ward")
+CLUSTER_METHODS: tuple[str, ...] = ("kmeans", "agglomerative_cosine", "agglomerative_ward", "kmeans_silhouette")
+#: the largest k ``kmeans_silhouette`` tries (and at most a fifth of the rows)
+MAX_AUTO_CLUSTERS = 12
 AGREEMENT_METRICS: tuple[str, ...] = ("ari", "nmi", "purity")
 
 
@@ -45,7 +47,10 @@ def cluster(X: Any, n_clusters: int, method: str = "kmeans", *, seed: int = 0) -
 
     ``kmeans`` runs on unit-normalised rows (spherical k-means, so norm differences between tokens do not
     dominate), ``agglomerative_cosine`` uses average linkage on cosine distance, ``agglomerative_ward`` Ward
-    linkage on Euclidean distance of the raw rows.
+    linkage on Euclidean distance of the raw rows. ``kmeans_silhouette`` ignores ``n_clusters``: spherical
+    k-means with the k in 2..min(12, n/5) whose clustering has the highest cosine silhouette. Why: fixing k to
+    the number of classes hands the clustering one fact from the labels; a k chosen from the vectors alone asks
+    whether the categories are what the geometry finds on its own (the agreement scores then measure that).
     """
     X = check_vectors(X)
     if not 2 <= n_clusters <= X.shape[0]:
@@ -53,6 +58,8 @@ def cluster(X: Any, n_clusters: int, method: str = "kmeans", *, seed: int = 0) -
     if method == "kmeans":
         model: Any = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed)
         return np.asarray(model.fit_predict(unit_rows(X)), dtype=np.int64)
+    if method == "kmeans_silhouette":
+        return _kmeans_best_silhouette(unit_rows(X), seed)
     if method == "agglomerative_cosine":
         model = AgglomerativeClustering(n_clusters=n_clusters, metric="cosine", linkage="average")
         return np.asarray(model.fit_predict(X), dtype=np.int64)
@@ -159,6 +166,24 @@ def silhouette_values(distances: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 #: permuted data sets whose bootstrap measures the bootstrap's excess variance (see ``_nulls``)
 N_EXCESS_SETS = 4
+
+
+def _kmeans_best_silhouette(U: np.ndarray, seed: int) -> np.ndarray:
+    """Spherical k-means labels for the k (2..min(MAX_AUTO_CLUSTERS, n // 5)) with the best cosine silhouette."""
+    from sklearn.metrics import silhouette_score
+
+    top = max(2, min(MAX_AUTO_CLUSTERS, U.shape[0] // 5))
+    best: tuple[float, np.ndarray] | None = None
+    for k in range(2, top + 1):
+        pred = np.asarray(KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(U), dtype=np.int64)
+        if np.unique(pred).size < 2:
+            continue
+        score = float(silhouette_score(U, pred, metric="cosine"))
+        if best is None or score > best[0]:
+            best = (score, pred)
+    if best is None:
+        raise InvalidInputError("kmeans_silhouette found no clustering with two clusters (identical rows?)")
+    return best[1]
 
 
 def clustering_null_rows(

@@ -62,6 +62,7 @@ from conceptspace.analyses.geometry._similarity import (
     rsa_tests,
 )
 from conceptspace.analyses.geometry._vector_ops import causal_inner_product, cosine_matrix
+from conceptspace.concepts._controls import frequency_matched_rows
 from conceptspace.concepts._pairs import analogy_quadruples
 from conceptspace.concepts._schema import ConceptSet
 from conceptspace.concepts._tokenization import tokenization_report
@@ -213,12 +214,14 @@ def select_rows(
     classes: Sequence[str] | None = None,
     max_per_class: int | None = None,
     unique_words: bool = True,
+    match_frequency: bool = False,
     seed: int = 0,
 ) -> np.ndarray:
     """Seeded row subset of a labelled set: chosen classes, at most ``max_per_class`` rows each.
 
     ``unique_words`` drops words listed under several classes (their vectors are identical, so no clustering
-    could put them in both).
+    could put them in both). ``match_frequency`` then keeps a subset whose classes have the same word-frequency
+    histogram (:func:`conceptspace.concepts.frequency_matched_rows`) before the per-class cap.
     """
     labels = concept_set.labels
     names = concept_set.label_names or [str(i) for i in range(int(labels.max()) + 1)]
@@ -240,6 +243,13 @@ def select_rows(
             if keep[i]:
                 keep[i] = w not in seen
                 seen.add(w)
+    if match_frequency:
+        if words is None:
+            raise InvalidInputError(f"{concept_set.name!r} has no words to match on frequency")
+        candidates = np.flatnonzero(keep)
+        matched = candidates[frequency_matched_rows([words[i] for i in candidates], labels[candidates], seed=seed)]
+        keep = np.zeros_like(keep)
+        keep[matched] = True
     rng = np.random.default_rng(seed)
     out: list[int] = []
     for lab in np.unique(labels[keep]):

@@ -40,6 +40,8 @@ class ClusteringParams:
     max_per_class: int | None = param(None, check=optional(is_int), type_name="integer")
     methods: list[str] = param(["kmeans"], check=list_of(is_str), type_name="list of strings")
     metrics: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
+    match_frequency: bool = param(False, check=lambda v: isinstance(v, bool), type_name="true or false",
+                                  doc="keep a subset whose classes share one word-frequency histogram (wordfreq)")
 
 
 @register
@@ -57,7 +59,7 @@ class ClusteringAnalysis(Analysis):
     def run(self, context: RunContext, params: ClusteringParams) -> AnalysisOutput:
         full = load_concepts(params.dataset)
         rows = geometry.select_rows(full, classes=params.classes, max_per_class=params.max_per_class,
-                                    seed=context.seed)
+                                    match_frequency=params.match_frequency, seed=context.seed)
         cs = _null_or_real(subset(full, rows), context.null_seed)
         out = geometry.clustering_output(
             context.model, cs, params.sites, methods=params.methods,
