@@ -95,7 +95,10 @@ def run(folder: Path, claim: str, body: str, *, null_seed: int | None = None) ->
     primary = f'primary = "{spec["primary"]}"\n' if "primary" in spec else ""
     text = (HEADER.format(model=folder) + battery_rule(claim)
             + f'[[analysis]]\nid = "planted"\nclaim = "{claim}"\nkind = "{spec["kind"]}"\n{primary}{body}\n')
-    outcome = run_suite(parse_suite(text, "planted.toml").for_run(), progress=False, null_seed=null_seed)
+    suite = parse_suite(text, "planted.toml")
+    battery = parse_suite(BATTERY.read_text(encoding="utf-8"), str(BATTERY))
+    assert suite.claims[claim] == battery.claims[claim], "the planted run must judge under the battery's own rule"
+    outcome = run_suite(suite.for_run(), progress=False, null_seed=null_seed)
     assert all(r.status == "ok" for r in outcome.records), [r.reason for r in outcome.records]
     return outcome
 
