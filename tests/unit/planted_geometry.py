@@ -100,10 +100,12 @@ def orthonormal(d_model: int, k: int, seed: int) -> torch.Tensor:
 
 
 def noise(n: int, d_model: int, seed: int, scale: float = 1.0) -> torch.Tensor:
+    """(n, d_model) seeded N(0, scale^2) rows: the part of a word's vector that carries no planted structure."""
     return scale * torch.randn(n, d_model, generator=torch.Generator().manual_seed(seed))
 
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """A concept file in the model's own words, for ``load_user_concepts`` (the user-file code path)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
