@@ -109,7 +109,8 @@ def analogies_vocabulary_output(
     null_seed: int | None = None,
 ) -> GeometryOutput:
     """:func:`._run.analogies_output` with every word of ``vocabulary`` as a candidate answer (query words
-    excluded, questions with a word outside it skipped), ignore-a and add-opposite accuracies beside only-b."""
+    excluded, questions with a word outside it skipped and counted, ``max_per_relation`` drawn among the rest: see
+    :func:`in_vocabulary_pairs`), ignore-a and add-opposite accuracies beside only-b."""
     sites = canonical_sites(model, sites)
     bad = [s for s in sites if s not in STATIC_SITES]
     if bad:
