@@ -116,6 +116,7 @@ REFERENCE_BLOCKS = {  # concept_space.toml's layers as committed before depth-re
     "c1_categories": ({"sites": ["unembed", "layer.15"]}, {"sites": ["unembed"]}),
     "c2_relations": ({"sites": ["unembed", "layer.15"]}, {"sites": ["unembed"]}),
     "c3_analogies": ({"sites": ["unembed"]}, {"sites": ["unembed"]}),  # the vocabulary protocol: unembedding only
+    "c3_lre": ({"sites": ["unembed"]}, {"sites": ["unembed"]}),  # LRE analogies, added with issue 14's C3
     "c4_truth": ({"layers": [3, 9, 15, 21, 27]}, {"layers": [9, 15, 21]}),
     "c4_sentiment": ({"layers": [3, 9, 15, 21, 27]}, {"layers": [9, 15, 21]}),
     "c4_latitude": ({"layers": [3, 9, 15, 21, 27]}, {"layers": [9, 15, 21]}),

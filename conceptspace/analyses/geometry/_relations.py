@@ -77,6 +77,8 @@ def loo_cosines(D: np.ndarray, held_out: np.ndarray | None = None) -> np.ndarray
 N_DESCRIPTIVE_PERMUTATIONS = 99
 N_EXCESS_SETS = 4
 POOLED = "all"
+#: ``extra["words"]`` of the rows over every pair; the token-split rows say "single_token" or "multi_token"
+ALL_WORDS = "all"
 
 
 def _batch_pair_stats(a: np.ndarray, b: np.ndarray, perms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -201,6 +203,42 @@ def relation_null_rows(
     return NullRows(labels, np.array(observed), numbered(one, seed, 0), np.stack(boot), np.stack(boot_null), extra)
 
 
+def token_split_rows(
+    A: Any,
+    B: Any,
+    relations: Sequence[str],
+    single_token: np.ndarray,
+    *,
+    inner_product: CausalInnerProduct | None = None,
+    n_bootstrap: int = 500,
+    seed: int = 0,
+) -> list[NullRows]:
+    """:func:`relation_null_rows` on the pairs whose two words are single tokens and, apart, on the pairs with a
+    multi-token word (labels ``words``: ``"single_token"`` / ``"multi_token"``); a side with no relation of
+    ``MIN_PAIRS`` pairs gives no rows.
+
+    Why apart: a multi-token word's vector averages its pieces, which is not the word's direction, so a pooled
+    statistic mixes two kinds of vectors; reported side by side, a reader sees whether the relation's
+    consistency is carried by whole words or by the piece averages."""
+    single = np.asarray(single_token, dtype=bool)
+    rel = np.asarray(list(relations), dtype=str)
+    if single.shape != rel.shape:
+        raise InvalidInputError(f"{single.shape[0]} single-token flags for {rel.shape[0]} pairs")
+    A, B = check_vectors(A, "A"), check_vectors(B, "B")
+    out = []
+    for words, mask in (("single_token", single), ("multi_token", ~single)):
+        sizes = [np.count_nonzero(rel[mask] == r) for r in set(rel[mask].tolist())]
+        if not any(n >= MIN_PAIRS for n in sizes):
+            continue
+        rows = relation_null_rows(A[mask], B[mask], rel[mask], inner_product=inner_product, n_bootstrap=n_bootstrap,
+                                  seed=seed)
+        for lab, more in zip(rows.labels, rows.extra, strict=True):
+            lab["words"] = words
+            more["n_pairs_in_relation_set"] = int(rel.size)
+        out.append(rows)
+    return out
+
+
 def primary_relation_row(rows: NullRows) -> int:
     """The row C2 decides on: the pooled mean pairwise cosine, or the only relation's."""
     return len(rows.labels) - 1 if rows.labels[-1]["relation"] == POOLED else 0
@@ -230,9 +268,10 @@ def relation_results(
     results, replicates = [], []
     for lab, row in zip(rows.labels, outcomes(rows, out), strict=True):
         stat, geometry = lab["statistic"], lab["geometry"]
+        words = lab.get("words", ALL_WORDS)
+        detail = (lab["relation"],) if words == ALL_WORDS else (lab["relation"], f"{words}_words")
         results.append(TestResult(
-            key=geometry_key("relation", dataset, site, position, f"{stat}_{geometry}", lab["relation"],
-                             control=control),
+            key=geometry_key("relation", dataset, site, position, f"{stat}_{geometry}", *detail, control=control),
             claim=claim,
             statistic_name=stat,
             statistic=row.statistic,
@@ -243,7 +282,7 @@ def relation_results(
             p_value=row.p_value,
             n=lab["n"],
             n_groups=lab["n"],
-            extra={"site": site, "relation": lab["relation"], "inner_product": geometry,
+            extra={"site": site, "relation": lab["relation"], "inner_product": geometry, "words": words,
                    "n_bootstrap": n_bootstrap if n_bootstrap is not None else int(rows.boot.shape[1]),
                    "null": "b re-paired within the relation", "ci": "matched bootstrap over pairs",
                    **row.extra, **(extra or {})},

@@ -53,6 +53,7 @@ from conceptspace.analyses.geometry._relations import (
     relation_null_rows,
     relation_orthogonality_tests,
     relation_results,
+    token_split_rows,
 )
 from conceptspace.analyses.geometry._similarity import (
     category_similarity,
@@ -206,6 +207,12 @@ def word_tokenization_counts(model: ConceptModel, concept_set: ConceptSet) -> di
         "span_single_token_in_context": report.in_context_single,
         "span_multi_token_in_context": report.n_items - report.in_context_single,
     }
+
+
+def single_token(model: ConceptModel, words: Sequence[Any]) -> np.ndarray:
+    """Per word: is it one token where it follows another word (" word", as the static rows read it)?"""
+    encoded = model.tokenizer([" " + str(w) for w in words], add_special_tokens=False)["input_ids"]
+    return np.array([len(ids) == 1 for ids in encoded], dtype=bool)
 
 
 def select_rows(
@@ -497,11 +504,14 @@ def relations_output(
 ) -> GeometryOutput:
     """:func:`run_relations` with controls, a sequential plan deciding on the Euclidean mean pairwise cosine
     (pooled over relations) at the primary site, the effect replicates, and (``null_seed``) the b words
-    re-paired within each relation first."""
+    re-paired within each relation first. Every statistic is also reported on the single-token-word pairs and,
+    apart, on the pairs with a multi-token word (``extra["words"]``; see ``_relations.token_split_rows``)."""
     sites = canonical_sites(model, sites)
     relations = concept_set.relations
     tokenization = word_tokenization_counts(model, concept_set)
     repair = None if null_seed is None else _repairing_rows(relations, null_seed)
+    one_b = single_token(model, concept_set.column("b"))
+    single = single_token(model, concept_set.column("a")) & (one_b if repair is None else one_b[repair])
     extra: dict[str, Any] = {"tokenization": tokenization,
                              **({"null_battery_seed": null_seed} if null_seed is not None else {})}
 
@@ -518,6 +528,8 @@ def relations_output(
             site_extra = {**extra, "causal_transform": CAUSAL_TRANSFORMS[site_causal.side]}
             parts = [relation_null_rows(A, B, relations, inner_product=ip, n_bootstrap=n_bootstrap, seed=seed)
                      for ip in (None, site_causal)]
+            parts += [split for ip in (None, site_causal) for split in token_split_rows(
+                A, B, relations, single, inner_product=ip, n_bootstrap=n_bootstrap, seed=seed)]
             extras = ResultSet()
             if orthogonal:
                 for ip in (None, site_causal):

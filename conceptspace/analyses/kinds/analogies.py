@@ -11,6 +11,11 @@ the b words are re-paired among the a words of each relation first.
 ``"vocabulary"`` (the standard protocol, matched to gensim's ``evaluate_word_analogies``: every word of
 ``vocabulary``, ``"single_token_words"`` of the tokenizer or the path of a word file, with ignore-a and
 add-opposite accuracies beside only-b; static sites only, see ``geometry._analogy_vocabulary``).
+
+``relations`` (a list of relation names; default all) and ``min_distinct_b`` (keep the relations whose b words
+are distinct for at least that fraction of their pairs; default 0, every relation) choose the relations of a
+large pairs set by a rule fixed before the run (``concepts.select_relations``): the BATS-style analogies of the
+LRE relations keep the near one-to-one ones. Quadruples whose four words are not all different are never asked.
 """
 
 from __future__ import annotations
@@ -25,14 +30,17 @@ from conceptspace.analyses._base import (
     AnalysisOutput,
     RunContext,
     is_int,
+    is_number,
     is_sites,
     is_str,
     list_of,
     mark_roles,
+    optional,
     param,
     register,
 )
 from conceptspace.concepts import load_concepts
+from conceptspace.concepts._pairs import select_relations
 from conceptspace.errors import InvalidInputError
 
 
@@ -45,6 +53,10 @@ class AnalogiesParams:
     candidates: str = param("relation", check=lambda v: v in geometry.CANDIDATES,
                             type_name=f"one of {list(geometry.CANDIDATES)}")
     vocabulary: str = param("single_token_words", check=is_str, type_name="'single_token_words' or a file path")
+    relations: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings",
+                                        doc="the relations to ask (default: every relation of the set)")
+    min_distinct_b: float = param(0.0, check=lambda v: is_number(v) and 0 <= v <= 1, type_name="number in [0, 1]",
+                                  doc="keep relations whose b words are distinct for this fraction of pairs")
 
 
 @register
@@ -60,7 +72,8 @@ class AnalogiesAnalysis(Analysis):
     }
 
     def run(self, context: RunContext, params: AnalogiesParams) -> AnalysisOutput:
-        cs = load_concepts(params.dataset)
+        cs = select_relations(load_concepts(params.dataset), relations=params.relations,
+                              min_distinct_b=params.min_distinct_b)
         common: dict[str, Any] = dict(
             max_per_relation=params.max_per_relation, methods=params.methods,
             controls=[(c.name, c.seed, c.model) for c in context.control_models()],

@@ -5,6 +5,12 @@ several) at the primary site (``context.primary_site``, default the first site),
 the causal inner product, the LOO statistic, single relations and other sites are exploratory; the untrained
 twins (one test, mean over seeds) and the spectrum-matched twin are its controls. In a ``--null`` run the b
 words are re-paired among the a words of each relation first.
+
+Multi-token words apart: a multi-token word's vector is an average of its pieces (the unembedding rows, or the
+span mean at a layer), which is not the word's own direction. Every statistic is therefore also reported on the
+pairs whose two words are single tokens (`` w`` one token) and, separately, on the pairs with a multi-token word
+(``extra["words"]``: ``"single_token"`` / ``"multi_token"``; ``"all"`` for the primary and its siblings); both are
+exploratory. ``relations`` and ``min_distinct_b`` choose the relations of a large set, as in the analogies kind.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from conceptspace.analyses._base import (
     Analysis,
     AnalysisOutput,
     RunContext,
+    is_number,
     is_sites,
     is_str,
     list_of,
@@ -26,8 +33,9 @@ from conceptspace.analyses._base import (
     param,
     register,
 )
-from conceptspace.analyses.geometry._relations import POOLED
+from conceptspace.analyses.geometry._relations import ALL_WORDS, POOLED
 from conceptspace.concepts import load_concepts
+from conceptspace.concepts._pairs import select_relations
 
 #: the method (statistic and inner product) of the primary test
 PRIMARY_METHOD = "mean_pairwise_cosine_euclidean"
@@ -39,6 +47,10 @@ class RelationsParams:
     sites: list[str] = param(["unembed"], check=is_sites, type_name=SITES_TYPE)
     statistics: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
     geometries: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
+    relations: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings",
+                                        doc="the relations to test (default: every relation of the set)")
+    min_distinct_b: float = param(0.0, check=lambda v: is_number(v) and 0 <= v <= 1, type_name="number in [0, 1]",
+                                  doc="keep relations whose b words are distinct for this fraction of pairs")
 
 
 @register
@@ -53,7 +65,8 @@ class RelationsAnalysis(Analysis):
     }
 
     def run(self, context: RunContext, params: RelationsParams) -> AnalysisOutput:
-        cs = load_concepts(params.dataset)
+        cs = select_relations(load_concepts(params.dataset), relations=params.relations,
+                              min_distinct_b=params.min_distinct_b)
         out = geometry.relations_output(
             context.model, cs, params.sites,
             controls=[(c.name, c.seed, c.model) for c in context.control_models()],
@@ -62,12 +75,14 @@ class RelationsAnalysis(Analysis):
         )
         site = geometry.resolve_primary_site(context.model, params.sites, context.primary_site)
         relation = _primary_relation(out.results)
-        results = mark_roles(out.results, lambda r: (r.site, r.method, r.extra.get("relation"))
-                             == (site, PRIMARY_METHOD, relation))
+        results = mark_roles(out.results, lambda r: (r.site, r.method, r.extra.get("relation"),
+                                                     r.extra.get("words", ALL_WORDS))
+                             == (site, PRIMARY_METHOD, relation, ALL_WORDS))
         return AnalysisOutput(results, replicates=geometry.primary_replicates(results, out.replicates))
 
 
 def _primary_relation(results: Any) -> str | None:
     """The pooled row when the set has several relations, else its only relation."""
-    relations = {r.extra.get("relation") for r in results if r.method == PRIMARY_METHOD}
+    relations = {r.extra.get("relation") for r in results
+                 if r.method == PRIMARY_METHOD and r.extra.get("words", ALL_WORDS) == ALL_WORDS}
     return POOLED if POOLED in relations else next(iter(sorted(r for r in relations if r is not None)), None)
