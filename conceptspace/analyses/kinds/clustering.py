@@ -39,7 +39,6 @@ class ClusteringParams:
     classes: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
     max_per_class: int | None = param(None, check=optional(is_int), type_name="integer")
     methods: list[str] = param(["kmeans"], check=list_of(is_str), type_name="list of strings")
-    metrics: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
     match_frequency: bool = param(False, check=lambda v: isinstance(v, bool), type_name="true or false",
                                   doc="keep a subset whose classes share one word-frequency histogram (wordfreq)")
 

@@ -45,8 +45,6 @@ PRIMARY_METHOD = "mean_pairwise_cosine_euclidean"
 class RelationsParams:
     dataset: str = param(check=is_str, type_name="string")
     sites: list[str] = param(["unembed"], check=is_sites, type_name=SITES_TYPE)
-    statistics: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
-    geometries: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings")
     relations: list[str] | None = param(None, check=optional(list_of(is_str)), type_name="list of strings",
                                         doc="the relations to test (default: every relation of the set)")
     min_distinct_b: float = param(0.0, check=lambda v: is_number(v) and 0 <= v <= 1, type_name="number in [0, 1]",
