@@ -147,3 +147,31 @@ def test_cliffs_delta_is_unbiased_on_noise() -> None:
         res = relation_consistency_tests(A, B, ["r"] * 20, n_permutations=40, n_bootstrap=10, seed=s)
         deltas.append(res.filter(statistic_name="mean_loo_cosine")[0].extra["cliffs_delta_vs_repaired"])
     assert abs(float(np.mean(deltas))) < 0.05
+
+
+def test_gram_null_draws_equal_the_vector_path_and_ignore_batch_sizes() -> None:
+    """The re-pairing null computed from Gram matrices (a batch of draws at once) gives the numbers the
+    per-draw vector path gave, draw by draw, with causal whitening included."""
+    from conceptspace.analyses.geometry._nulls import batch_rng
+    from conceptspace.analyses.geometry._relations import _batch_pair_stats, relation_null_rows
+
+    rng = np.random.default_rng(11)
+    A = rng.normal(size=(17, 9))
+    B = A + rng.normal(size=(17, 9)) * 0.5 + 1.0
+    relations = ["r1"] * 6 + ["r2"] * 7 + ["r3"] * 4
+    U = rng.normal(size=(200, 9))
+    for ip in (None, causal_inner_product(U)):
+        rows = relation_null_rows(A, B, relations, inner_product=ip, n_bootstrap=10, seed=5)
+        Aw, Bw = (A, B) if ip is None else (ip.whiten(A), ip.whiten(B))
+        members = [np.flatnonzero(np.asarray(relations) == r) for r in ("r1", "r2", "r3")]
+        expected = []
+        for i in range(12):
+            g = batch_rng(5, i, 0)
+            values = []
+            for idx in members:
+                pair, loo = _batch_pair_stats(Aw[idx], Bw[idx], g.permutation(idx.size)[None, :])
+                values += [pair[0], loo[0]]
+            values.append(float(np.mean(values[0::2])))
+            expected.append(values)
+        np.testing.assert_allclose(rows.draw(0, 12), np.array(expected).T, atol=1e-12)
+        np.testing.assert_allclose(np.concatenate([rows.draw(0, 5), rows.draw(5, 7)], axis=1), rows.draw(0, 12))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from conceptspace.analyses.geometry._naming import geometry_key
-from conceptspace.analyses.geometry._nulls import NullRows, batch_rng, fixed_or_sequential, numbered, outcomes
+from conceptspace.analyses.geometry._nulls import NullRows, batch_rng, fixed_or_sequential, outcomes
 from conceptspace.analyses.geometry._vector_ops import (
     CausalInnerProduct,
     check_vectors,
@@ -97,6 +97,34 @@ def _batch_pair_stats(a: np.ndarray, b: np.ndarray, perms: np.ndarray) -> tuple[
     return pair, loo
 
 
+def _gram_pair_stats(gram: tuple[np.ndarray, np.ndarray, np.ndarray], perms: np.ndarray) -> (
+        tuple[np.ndarray, np.ndarray]):
+    """:func:`_batch_pair_stats` from the Gram matrices ``(a a', b b', b a')`` instead of the vectors.
+
+    Both statistics depend on the differences D_i = b_pi(i) - a_i only through M = D D', and M of a re-pairing is
+    an indexing of the three Gram matrices: M_ij = (bb')_pi(i)pi(j) - (ba')_pi(i)j - (ba')_pi(j)i + (aa')_ij.
+    Why: a relation has tens of pairs and d is hundreds, so each draw costs n^2 instead of n d, for a whole batch
+    of draws at once (the re-pairing null of 14 relations x sites x models dominated C2's time)."""
+    aa, bb, ba = gram
+    n = aa.shape[0]
+    rows = perms[:, :, None]
+    cross = ba[perms]  # (B, n, n): (ba')_pi(i) j
+    M = bb[rows, perms[:, None, :]] - cross - cross.transpose(0, 2, 1) + aa[None]
+    sq = np.einsum("bii->bi", M)
+    norm = np.sqrt(np.maximum(sq, 0.0))
+    inv = np.where(norm > 0, 1.0 / np.where(norm > 0, norm, 1.0), 0.0)
+    unit_total = np.einsum("bi,bij,bj->b", inv, M, inv)
+    pair = (unit_total - n) / (n * (n - 1))  # as _batch_pair_stats: a zero difference still counts in n
+    row_sum = M.sum(axis=2)
+    total = row_sum.sum(axis=1)
+    dot_others = row_sum - sq
+    others_sq = total[:, None] - 2.0 * row_sum + sq
+    others_norm = np.sqrt(np.maximum(others_sq, 0.0))
+    denom = norm * others_norm
+    loo = np.where(denom > 0, dot_others / np.where(denom > 0, denom, 1.0), 0.0).mean(axis=1)
+    return pair, loo
+
+
 def _unit_last(X: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(X, axis=-1, keepdims=True)
     return X / np.where(norm > 0, norm, 1.0)
@@ -156,14 +184,19 @@ def relation_null_rows(
     def permutations(rng: np.random.Generator) -> list[np.ndarray]:
         return [rng.permutation(idx.size) for idx in members]
 
-    def one(rng: np.random.Generator) -> np.ndarray:
+    grams = [(A[idx] @ A[idx].T, B[idx] @ B[idx].T, B[idx] @ A[idx].T) for idx in members]
+
+    def draw(offset: int, count: int) -> np.ndarray:
+        """Draw ``offset + i`` re-pairs every relation from ``batch_rng(seed, offset + i, 0)`` (as
+        :func:`~._nulls.numbered` would), and the statistics of a batch come from the Gram matrices at once."""
+        drawn = [permutations(batch_rng(seed, offset + i, 0)) for i in range(count)]
         values = []
-        for idx, perm in zip(members, permutations(rng), strict=True):
-            pair, loo = _batch_pair_stats(A[idx], B[idx], perm[None, :])
-            values += [pair[0], loo[0]]
+        for k, gram in enumerate(grams):
+            pair, loo = _gram_pair_stats(gram, np.stack([d[k] for d in drawn]))
+            values += [pair, loo]
         if len(kept) > 1:
-            values.append(float(np.mean(values[0::2])))
-        return np.array(values)
+            values.append(np.mean(values[0::2], axis=0))
+        return np.stack(values)
 
     labels: list[dict[str, Any]] = []
     observed: list[float] = []
@@ -200,7 +233,7 @@ def relation_null_rows(
         boot.append(np.mean(boot[0::2], axis=0))
         boot_null.append(np.mean(boot_null[0::2], axis=0))
         extra.append({"skipped_relations": skipped, "relations": kept})
-    return NullRows(labels, np.array(observed), numbered(one, seed, 0), np.stack(boot), np.stack(boot_null), extra)
+    return NullRows(labels, np.array(observed), draw, np.stack(boot), np.stack(boot_null), extra)
 
 
 def token_split_rows(
