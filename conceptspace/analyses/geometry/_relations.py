@@ -132,11 +132,16 @@ def _unit_last(X: np.ndarray) -> np.ndarray:
 
 def _boot_pair_cosine(cos: np.ndarray, boot_rows: np.ndarray) -> np.ndarray:
     """Mean pairwise cosine of each resample, pairs of an item with its own copy left out."""
-    out = np.empty(boot_rows.shape[0])
-    for r, rows in enumerate(boot_rows):
-        sub = cos[np.ix_(rows, rows)]
-        distinct = rows[:, None] != rows[None, :]
-        out[r] = sub[distinct].mean() if distinct.any() else np.nan
+    n_rep, n = boot_rows.shape
+    out = np.empty(n_rep)
+    step = max(1, 4_000_000 // max(n * n, 1))  # replicates per block: a few million cosines at a time
+    for start in range(0, n_rep, step):
+        rows = boot_rows[start:start + step]
+        sub = cos[rows[:, :, None], rows[:, None, :]]
+        distinct = rows[:, :, None] != rows[:, None, :]
+        count = distinct.sum(axis=(1, 2))
+        total = np.where(distinct, sub, 0.0).sum(axis=(1, 2))
+        out[start:start + step] = np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
     return out
 
 
