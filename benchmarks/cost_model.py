@@ -542,15 +542,36 @@ def phase_table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def analysis_table(record: dict[str, Any]) -> str:
+    """CPU seconds per analysis, cold and warm, with the phase that took most of each."""
+    runs = record["runs"]
+    names = list(dict.fromkeys(name for run in runs.values() for name in run["by_analysis"]))
+    lines = ["| analysis | " + " | ".join(f"{label} CPU s (largest phase)" for label in runs) + " |",
+             "|---|" + "---|" * len(runs)]
+    for name in names:
+        cells = []
+        for run in runs.values():
+            phases = run["by_analysis"].get(name, {})
+            total = sum(t["cpu_s"] for t in phases.values())
+            top = max(phases, key=lambda p: phases[p]["cpu_s"]) if phases else "-"
+            cells.append(f"{total:.1f} ({top} {phases[top]['cpu_s']:.1f})" if phases else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def growth_table(record: dict[str, Any]) -> str:
-    lines = ["| experiment | sizes | total CPU s | " + " | ".join(f"b {p}" for p in (*PHASES, "total")) + " |",
-             "|---|---|---|" + "---|" * (len(PHASES) + 1)]
+    lines = ["| experiment | sizes | total CPU s | CPU s per unit (first to last) | "
+             + " | ".join(f"b {p}" for p in (*PHASES, "total")) + " |",
+             "|---|---|---|---|" + "---|" * (len(PHASES) + 1)]
     for name, e in record["experiments"].items():
-        sizes = "/".join(str(p["size"]) for p in e["points"])
-        totals = "/".join(f"{p['total']['cpu_s']:.1f}" for p in e["points"])
+        points = e["points"]
+        sizes = "/".join(str(p["size"]) for p in points)
+        totals = "/".join(f"{p['total']['cpu_s']:.1f}" for p in points)
+        marginal = ((points[-1]["total"]["cpu_s"] - points[0]["total"]["cpu_s"])
+                    / (points[-1]["size"] - points[0]["size"]))
         exps = " | ".join("-" if e["fit"][p]["cpu_s"] is None else f"{e['fit'][p]['cpu_s']:.2f}"
                           for p in (*PHASES, "total"))
-        lines.append(f"| {name} | {sizes} | {totals} | {exps} |")
+        lines.append(f"| {name} | {sizes} | {totals} | {marginal:.3f} | {exps} |")
     return "\n".join(lines)
 
 
@@ -569,7 +590,9 @@ def remote_table(record: dict[str, Any]) -> str:
 
 
 def cmd_table(args: argparse.Namespace) -> None:
-    for name, render in (("phases", phase_table), ("growth", growth_table), ("remote", remote_table)):
+    renders = (("phases", phase_table), ("phases", analysis_table), ("growth", growth_table),
+               ("remote", remote_table))
+    for name, render in renders:
         for path in sorted(RESULTS.glob(f"cost_model_{name}*.json")):
             print(f"\n## {path.name}\n")
             print(render(json.loads(path.read_text())))
