@@ -112,6 +112,10 @@ class PhaseClock:
         self.cpu[key] += now_cpu - self.last_cpu
         self.last_wall, self.last_cpu = now_wall, now_cpu
 
+    def phase(self) -> str:
+        """The phase open now (whose caller opened a trace or received a download)."""
+        return self.stack[-1] if self.stack else REST
+
     def set_analysis(self, name: str) -> None:
         self._charge()
         self.analysis = name
@@ -201,6 +205,7 @@ class TraceCounter:
         self.clock = clock
         self.depth = 0
         self.counts: dict[str, dict[str, int]] = defaultdict(lambda: {"traces": 0, "remote_traces": 0})
+        self.by_phase: dict[str, dict[str, int]] = defaultdict(lambda: {"traces": 0, "remote_traces": 0})
 
     def install(self) -> None:
         from conceptspace.models._nnsight import import_nnsight
@@ -214,9 +219,9 @@ class TraceCounter:
         @functools.wraps(method)
         def counted(*args: Any, **kwargs: Any) -> Any:
             if self.depth == 0:  # generate may open a trace itself: count the outer call once
-                row = self.counts[self.clock.analysis]
-                row["traces"] += 1
-                row["remote_traces"] += bool(kwargs.get("remote"))
+                for row in (self.counts[self.clock.analysis], self.by_phase[self.clock.phase()]):
+                    row["traces"] += 1
+                    row["remote_traces"] += bool(kwargs.get("remote"))
             self.depth += 1
             try:
                 return method(*args, **kwargs)
@@ -232,36 +237,45 @@ class DownloadClasses:
     def __init__(self, clock: PhaseClock) -> None:
         self.clock = clock
         self.bytes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.by_phase: dict[str, int] = defaultdict(int)
         self.dims: dict[str, int] = {}
+        self.whole_matrix = 0  # > 0 while a whole weight matrix is being fetched (in row chunks)
 
     def install(self) -> None:
+        import torch
+
+        from conceptspace.models import _weights
         from conceptspace.models._model import ConceptModel
 
         original = ConceptModel.record_download
         classes = self
 
         def record(model: Any, *values: Any) -> None:
-            if model.remote:
+            if model.remote:  # the original recurses into containers through this method: count tensors only
                 vocab, d_model = (int(n) for n in model.embedding_matrix().shape)
                 classes.dims = {"d_model": d_model, "vocab": vocab}
-                for tensor in _tensors(values):
-                    kind = _tensor_class(tuple(tensor.shape), d_model, vocab)
-                    classes.bytes[classes.clock.analysis][kind] += tensor.element_size() * tensor.numel()
+                for tensor in (v for v in values if isinstance(v, torch.Tensor)):
+                    kind = "matrix" if classes.whole_matrix else _tensor_class(tuple(tensor.shape), d_model, vocab)
+                    size = tensor.element_size() * tensor.numel()
+                    classes.bytes[classes.clock.analysis][kind] += size
+                    classes.by_phase[classes.clock.phase()] += size
             original(model, *values)
 
         ConceptModel.record_download = record  # type: ignore[method-assign]
+        fetch = _weights._cached_matrix
 
+        @functools.wraps(fetch)
+        def whole(*args: Any, **kwargs: Any) -> Any:
+            classes.whole_matrix += 1
+            try:
+                return fetch(*args, **kwargs)
+            finally:
+                classes.whole_matrix -= 1
 
-def _tensors(values: Any) -> Iterator[Any]:
-    import torch
-
-    for value in values:
-        if isinstance(value, torch.Tensor):
-            yield value
-        elif isinstance(value, (list, tuple)):
-            yield from _tensors(value)
-        elif isinstance(value, dict):
-            yield from _tensors(value.values())
+        for module in [m for n, m in list(sys.modules.items()) if n.startswith("conceptspace") and m is not None]:
+            for attribute, value in list(vars(module).items()):
+                if value is fetch:
+                    setattr(module, attribute, whole)
 
 
 def _tensor_class(shape: tuple[int, ...], d_model: int, vocab: int) -> str:
@@ -308,7 +322,9 @@ def timed_run(suite: Any, *, quick: bool, cache: Path, remote: Any = False, repo
     return {**totals, "timings": outcome.timings,
             "status": {r.spec.id: r.status + (f": {r.reason}" if r.reason else "") for r in outcome.records},
             "traces": {k: dict(v) for k, v in traces.counts.items()},
+            "traces_by_phase": {k: dict(v) for k, v in traces.by_phase.items()},
             "download_bytes": {k: dict(v) for k, v in downloads.bytes.items()},
+            "download_bytes_by_phase": dict(downloads.by_phase),
             "model": {**{k: outcome.model.get(k) for k in ("name", "d_model", "n_layers")}, **downloads.dims}}
 
 
@@ -321,7 +337,9 @@ def _reset(clock: PhaseClock, traces: TraceCounter, downloads: DownloadClasses) 
     clock.last_wall, clock.last_cpu = time.perf_counter(), time.process_time()
     clock.start_wall, clock.start_cpu = clock.last_wall, clock.last_cpu
     traces.counts.clear()
+    traces.by_phase.clear()
     downloads.bytes.clear()
+    downloads.by_phase.clear()
     downloads.dims = {}
 
 
