@@ -261,7 +261,7 @@ class DownloadClasses:
                     classes.by_phase[classes.clock.phase()] += size
             original(model, *values)
 
-        ConceptModel.record_download = record  # type: ignore[method-assign]
+        ConceptModel.record_download = record  # type: ignore[method-assign,assignment]
         fetch = _weights._cached_matrix
 
         @functools.wraps(fetch)
