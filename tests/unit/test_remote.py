@@ -243,3 +243,18 @@ def test_layer_past_the_end_is_refused_not_wrapped(tiny_model_dirs):
     record = outcome.records[0]
     assert record.status == "failed" and "layer 7 does not exist" in record.reason
     assert next(v for v in outcome.verdicts if v.claim == "C4").verdict == "not run"
+
+
+def test_self_mapping_on_a_remote_model_is_not_applicable_before_any_download(pairs):
+    """N5 needs the weights here; on NDIF it must say so before reading the embedding matrix (2 GB at 70B)."""
+    from conceptspace.analyses import registry
+    from conceptspace.analyses._base import RunContext
+    from conceptspace.errors import NotApplicableError
+
+    _, dry = pairs["llama"]
+    kind = registry()["self_mapping"]
+    params = kind.Params(**{**kind.smoke_params})
+    before = dry.downloaded_bytes
+    with pytest.raises(NotApplicableError, match="weights locally"):
+        kind.run(RunContext(model=dry, twin=None, claim="N5"), params)
+    assert dry.downloaded_bytes == before

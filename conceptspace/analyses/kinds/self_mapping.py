@@ -31,7 +31,7 @@ from conceptspace.analyses._base import (
 )
 from conceptspace.analyses._mc_result import effect_replicates, mc_result
 from conceptspace.concepts import load_concepts
-from conceptspace.errors import InvalidInputError
+from conceptspace.errors import InvalidInputError, NotApplicableError
 from conceptspace.site_names import EMBED
 from conceptspace.stats import ResultSet, SequentialPlan, TestKey, TestResult, sequential_null
 
@@ -76,6 +76,11 @@ class SelfMappingAnalysis(LayerCurveFigures, Analysis):
     }
 
     def run(self, context: RunContext, params: SelfMappingParams) -> AnalysisOutput:
+        if context.model.remote or not context.model.weights_are_local:
+            # Said before anything is read: the feeds need the weights here, and on NDIF the embedding matrix
+            # the test would read first is a 2 GB download for a 70B model (the cost model caught this order).
+            raise NotApplicableError("the self-mapping test feeds vectors through a key/value cache, which needs "
+                                     f"the weights locally; {context.model.name} is remote")
         texts: list[str] = []
         for name in params.datasets:
             texts.extend(load_concepts(name).texts)
