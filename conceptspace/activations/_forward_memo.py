@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from conceptspace.activations import _cache as store
+import conceptspace.activations._cache as store
 from conceptspace.errors import CacheError, InvalidInputError
 from conceptspace.models import ConceptModel
 from conceptspace.utils.atomic import atomic_write_bytes, atomic_write_json
