@@ -182,7 +182,7 @@ def measure_narrowing(model: ConceptModel, items: Items) -> Measured:
     """Three batched forwards (zero-shot, k-shot, shuffled demonstrations), last position, full vocabulary.
     Memoized (:func:`~conceptspace.activations.memoized_record`): the record keeps the answers' log-probs and
     ranks and ``L`` (n x n), not the (n, V) distributions."""
-    spec = {which: list(items.prompts(which)) for which in ("zero", "k", "shuffled")}
+    spec: dict[str, Any] = {which: list(items.prompts(which)) for which in ("zero", "k", "shuffled")}
     spec.update(answers=list(items.answers), task=items.task)
     return memoized_record(model, "icl.narrowing", spec, Measured, lambda: _measure(model, items), version="1")
 
