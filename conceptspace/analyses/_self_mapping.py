@@ -162,12 +162,12 @@ def measure_feeds(model: ConceptModel, texts: Sequence[str], layers: Sequence[in
         scores = _measure_feeds(model, texts, layers, vector=vector, seed=seed, shuffle=shuffle, progress=progress)
         return {**{f"K_{layer}": matrix for layer, matrix in scores.K.items()}, "lexical": scores.lexical,
                 "token": scores.token, "random": scores.random, "argmax": scores.argmax,
-                "median_norm": np.asarray(scores.median_norm, dtype=np.float64)}
+                "median_norm": np.array([scores.median_norm], dtype=np.float64)}
 
     arrays = memoized(model, "self_mapping.feeds", spec, compute, version="1")
     chosen = tuple(int(layer) for layer in layers)
     return FeedScores(chosen, {layer: arrays[f"K_{layer}"] for layer in chosen}, arrays["lexical"],
-                      arrays["token"], arrays["random"], arrays["argmax"], float(arrays["median_norm"]))
+                      arrays["token"], arrays["random"], arrays["argmax"], float(arrays["median_norm"][0]))
 
 
 def _measure_feeds(model: ConceptModel, texts: Sequence[str], layers: Sequence[int], *, vector: str, seed: int,

@@ -297,3 +297,72 @@ def test_a_second_suite_run_gives_the_same_statistics_from_the_memo(tiny_model_d
     for document in documents:
         del document["timings"]
     assert json.dumps(documents[0], sort_keys=True) == json.dumps(documents[1], sort_keys=True)
+
+
+# ------------------------------------------------------------------------------- every wired call site, twice
+def _same(a, b) -> bool:
+    """Equal bits, recursing through dataclasses, dicts, tuples and arrays (NaN equals NaN)."""
+    if hasattr(a, "__dataclass_fields__"):
+        return type(a) is type(b) and all(_same(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray | torch.Tensor):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    return type(a) is type(b) and (a == b or (a != a and b != b))
+
+
+def _narrowing(model):
+    from conceptspace.analyses.kinds.icl_narrowing import Items, measure_narrowing
+
+    demos = ((("cat", "cats"), ("dog", "dogs")), (("red", "RED"), ("blue", "BLUE")))
+    items = Items(("plural", "upper"), np.array([0, 1]), ("cow", "green"), ("cows", "GREEN"), demos,
+                  tuple(tuple(reversed(d)) for d in demos))
+    return measure_narrowing(model, items)
+
+
+def _composition(model):
+    from conceptspace.analyses import _composition as comp
+
+    phrases = comp.Phrases(("red", "hot"), ("herring", "dog"), np.array([True, False]), np.array([0, 1]))
+    return comp.measure(model, phrases, comp.FRAMES, top_k=5)
+
+
+def _feeds(model):
+    from conceptspace.analyses._self_mapping import measure_feeds
+
+    return measure_feeds(model, PROMPTS, [0, 1], vector="final_norm", seed=0)
+
+
+def _attention(model):
+    from conceptspace.analyses._attention_pattern import plans, run_conditions
+
+    ids = np.random.default_rng(0).integers(3, 60, size=(4, 8))
+    return run_conditions(model, ids, np.array([0, 1, 0, 1]), plans([1], model.n_layers))
+
+
+def _filtering(model):
+    from conceptspace.analyses._filtering import measure_blocks
+
+    rows = np.random.default_rng(1).integers(3, 60, size=(6, 10)).tolist()
+    return measure_blocks(model, rows, [0, 1], np.array([0, 1] * 3), lags=1, penalties=[0.1, 10.0])
+
+
+def _lens(model):
+    from conceptspace.analyses.geometry._logit_lens import context_matrices
+
+    return context_matrices(model, PROMPTS, layers=[0, 1])
+
+
+@pytest.mark.parametrize("measure", [_narrowing, _composition, _feeds, _attention, _filtering, _lens],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_every_wired_measurement_is_served_the_second_time_without_a_forward(llama, forwards, measure):
+    first = measure(llama)
+    ran = forwards.n
+    assert ran > 0
+    before = memo_counts()
+    second = measure(llama)
+    assert forwards.n == ran and _same(first, second)
+    assert (memo_counts() - before).misses == 0 and (memo_counts() - before).hits >= 1
