@@ -17,12 +17,14 @@ from conceptspace.activations._counters import (
     superset_extraction,
 )
 from conceptspace.activations._extract import Activations, TokenizedTexts, extract, open_activations, tokenize
+from conceptspace.activations._forward_memo import MemoCounts, memo_counts, memoized, memoized_record
 from conceptspace.activations._positions import Position, token_span
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
     "Activations",
     "ForwardCounts",
+    "MemoCounts",
     "Position",
     "TokenizedTexts",
     "cache_clear",
@@ -31,6 +33,9 @@ __all__ = [
     "cache_root",
     "extract",
     "forward_counts",
+    "memo_counts",
+    "memoized",
+    "memoized_record",
     "open_activations",
     "reset_forward_counts",
     "superset_extraction",

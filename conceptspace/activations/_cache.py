@@ -79,6 +79,7 @@ _VERIFY_MODES: dict[str, bool | None] = {"first": None, "always": True, "never":
 OTHER_AREAS = {
     "weights": "remote weight matrices (conceptspace.weights)",
     "token-sequences": "A6 context vectors (conceptspace.aggregation)",
+    "forward-memo": "the analyses' own forward outputs (conceptspace.activations._forward_memo)",
 }
 
 _SHARD_NAME = re.compile(r"^shard-(\d{6})\.safetensors$")

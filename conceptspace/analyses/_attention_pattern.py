@@ -85,6 +85,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from conceptspace.activations import memoized
 from conceptspace.errors import InvalidInputError, NotApplicableError
 from conceptspace.models import ConceptModel
 
@@ -243,12 +244,32 @@ def run_conditions(model: ConceptModel, ids: np.ndarray, folds: np.ndarray, runs
                    keep_last: int | None = None) -> Runs:
     """The clean model (``clean``) and every planned edit, two-fold cross-fitted (each fold edited with the other
     fold's means). ``keep_last``: score only the last that many predictions (the unembedding is a fifth of the
-    cost, and the induction probe reads only its second copy)."""
+    cost, and the induction probe reads only its second copy).
+
+    Memoized (:func:`~conceptspace.activations.memoized`): a warm run reads the (n, T-1) loss and KL arrays."""
     if ids.ndim != 2 or ids.shape[1] < 4:
         raise InvalidInputError(f"the attention-pattern test needs equal-length sequences of >= 4 tokens; got "
                                 f"shape {ids.shape}")
     if len(folds) != ids.shape[0] or set(np.unique(folds).tolist()) != {0, 1}:
         raise InvalidInputError("two-fold cross-fitting needs one fold (0 or 1) per sequence and both folds used")
+    names = ["clean", *(name for name, _, _ in runs)]
+    spec = {"ids": np.asarray(ids, dtype=np.int64), "folds": np.asarray(folds, dtype=np.int64),
+            "runs": [[name, mode, sorted(int(b) for b in chosen)] for name, mode, chosen in runs],
+            "keep_last": keep_last, "max_rows": MAX_ROWS}
+
+    def compute() -> dict[str, np.ndarray]:
+        out = _run_conditions(model, ids, folds, runs, keep_last)
+        return {**{f"loss_{i}": out.loss[name] for i, name in enumerate(names)},
+                **{f"kl_{i}": out.kl[name] for i, name in enumerate(names)}}
+
+    arrays = memoized(model, "attention_pattern.runs", spec, compute, version="1")
+    return Runs({name: arrays[f"loss_{i}"] for i, name in enumerate(names)},
+                {name: arrays[f"kl_{i}"] for i, name in enumerate(names)})
+
+
+def _run_conditions(model: ConceptModel, ids: np.ndarray, folds: np.ndarray, runs: Sequence[Plan],
+                    keep_last: int | None) -> Runs:
+    """:func:`run_conditions` without the memo: the clean and edited forwards."""
     tensor = torch.as_tensor(ids, dtype=torch.long)
     keep = ids.shape[1] - 1 if keep_last is None else max(1, min(int(keep_last), ids.shape[1] - 1))
     loss: dict[str, np.ndarray] = {}

@@ -63,6 +63,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from conceptspace.activations import memoized_record
 from conceptspace.analyses._icl import next_token_logprobs
 from conceptspace.concepts import load_concepts
 from conceptspace.errors import InvalidInputError
@@ -220,8 +221,18 @@ def measure(model: ConceptModel, phrases: Phrases, frames: Sequence[str], top_k:
             frequency: bool = True) -> Measured:
     """Batched forwards per frame (the frame alone, every distinct adjective, noun and phrase in the slot; one
     batch per token count, so that short contexts are not padded to the longest), last position, full
-    vocabulary; plus, with ``frequency`` (the trained model only: the controls do not use it), log p(B | A)."""
+    vocabulary; plus, with ``frequency`` (the trained model only: the controls do not use it), log p(B | A).
+    Memoized (:func:`~conceptspace.activations.memoized_record`): a warm run reads the small per-phrase arrays."""
     frames = check_frames(frames)
+    spec = {"adjectives": list(phrases.adjectives), "nouns": list(phrases.nouns), "frames": list(frames),
+            "top_k": top_k, "max_rows": max_rows, "frequency": frequency}
+    return memoized_record(model, "composition.measure", spec, Measured,
+                           lambda: _measure(model, phrases, frames, top_k, max_rows, frequency), version="1")
+
+
+def _measure(model: ConceptModel, phrases: Phrases, frames: list[str], top_k: int, max_rows: int,
+             frequency: bool) -> Measured:
+    """:func:`measure`'s forwards and reductions (no memo)."""
     words = sorted({*phrases.adjectives, *phrases.nouns, *phrases.texts})
     row = {w: i + 1 for i, w in enumerate(words)}
     a_rows = np.array([row[a] for a in phrases.adjectives])

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from conceptspace.activations import memoized
 from conceptspace.errors import InvalidInputError, NotApplicableError
 from conceptspace.models import ConceptModel
 from conceptspace.models._nnsight import import_nnsight
@@ -260,7 +261,35 @@ class BlockIndex:
 
 def measure_blocks(model: ConceptModel, sequences: Sequence[Sequence[int]], blocks: Sequence[int],
                    folds: np.ndarray, *, lags: int, penalties: Sequence[float]) -> dict[int, BlockIndex]:
-    """The data-dependence index of every sublayer of ``blocks`` on ``model``."""
+    """The data-dependence index of every sublayer of ``blocks`` on ``model``.
+
+    Memoized (:func:`~conceptspace.activations.memoized`) on the sequences, blocks, folds, lags and penalties:
+    a warm run reads D and the chosen penalties (a few numbers per sequence) and runs neither the forwards nor
+    the ridge fits, which are deterministic functions of the same inputs."""
+    chosen = [int(b) for b in blocks]
+    spec = {"tokens": np.concatenate([np.asarray(row, dtype=np.int64) for row in sequences]),
+            "lengths": np.array([len(row) for row in sequences], dtype=np.int64), "blocks": chosen,
+            "folds": np.asarray(folds, dtype=np.int64), "lags": lags, "penalties": [float(p) for p in penalties],
+            "max_rows": MAX_ROWS}
+
+    def compute() -> dict[str, np.ndarray]:
+        measured = _measure_blocks(model, sequences, chosen, folds, lags=lags, penalties=penalties)
+        out: dict[str, np.ndarray] = {}
+        for b, index in measured.items():
+            for sub in SUBLAYERS:
+                out[f"D_{b}_{sub}"] = index.D[sub]
+                out[f"penalty_{b}_{sub}"] = np.asarray(index.penalties[sub], dtype=np.float64)
+        return out
+
+    arrays = memoized(model, "filtering.blocks", spec, compute, version="1")
+    return {b: BlockIndex({sub: arrays[f"D_{b}_{sub}"] for sub in SUBLAYERS},
+                          {sub: [float(p) for p in arrays[f"penalty_{b}_{sub}"]] for sub in SUBLAYERS})
+            for b in chosen}
+
+
+def _measure_blocks(model: ConceptModel, sequences: Sequence[Sequence[int]], blocks: Sequence[int],
+                    folds: np.ndarray, *, lags: int, penalties: Sequence[float]) -> dict[int, BlockIndex]:
+    """:func:`measure_blocks` without the memo: the forwards and the ridge fits."""
     store = read_sublayers(model, sequences, blocks)
     out = {}
     for b in blocks:

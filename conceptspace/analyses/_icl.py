@@ -161,7 +161,8 @@ def next_token_logprobs(
     for bucket in length_buckets(model, prompts):
         prepared = prepare_prompts(model, [prompts[i] for i in bucket])
         if ids is None:
-            out = run_edits(model, prepared, site, Edits.additive(delta), (0,), keep_full=True, max_rows=max_rows)
+            out = run_edits(model, prepared, site, Edits.additive(delta), (0,), keep_full=True, max_rows=max_rows,
+                            memo=False)  # full distributions: the callers memoize what they reduce them to
             assert out.full_logp is not None
             pieces.append((bucket, out.full_logp.numpy()))
         else:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from conceptspace.activations import extract
+from conceptspace.activations import extract, memoized
 from conceptspace.errors import InvalidInputError, NotApplicableError
 from conceptspace.models import ConceptModel
 from conceptspace.models._weights import embedding_rows, final_norm, vocab_size
@@ -148,10 +148,31 @@ def measure_feeds(model: ConceptModel, texts: Sequence[str], layers: Sequence[in
     input-embedding norm; KL of each next-step distribution from the model's own after the argmax token.
 
     ``shuffle`` (a permutation of the contexts): the null battery's replacement, vectors and lexical
-    embeddings paired with the wrong contexts before anything is scored."""
+    embeddings paired with the wrong contexts before anything is scored.
+
+    Memoized (:func:`~conceptspace.activations.memoized`): a warm run reads the (n, n) matrices and KL vectors
+    and feeds nothing."""
     require_self_mapping(model)
     if vector not in ("final_norm", "residual"):
         raise InvalidInputError(f"vector must be 'final_norm' (ln_f of the residual) or 'residual'; got {vector!r}")
+    spec = {"texts": list(texts), "layers": [int(layer) for layer in layers], "vector": vector, "seed": seed,
+            "shuffle": None if shuffle is None else np.asarray(shuffle, dtype=np.int64)}
+
+    def compute() -> dict[str, np.ndarray]:
+        scores = _measure_feeds(model, texts, layers, vector=vector, seed=seed, shuffle=shuffle, progress=progress)
+        return {**{f"K_{layer}": matrix for layer, matrix in scores.K.items()}, "lexical": scores.lexical,
+                "token": scores.token, "random": scores.random, "argmax": scores.argmax,
+                "median_norm": np.array([scores.median_norm], dtype=np.float64)}
+
+    arrays = memoized(model, "self_mapping.feeds", spec, compute, version="1")
+    chosen = tuple(int(layer) for layer in layers)
+    return FeedScores(chosen, {layer: arrays[f"K_{layer}"] for layer in chosen}, arrays["lexical"],
+                      arrays["token"], arrays["random"], arrays["argmax"], float(arrays["median_norm"][0]))
+
+
+def _measure_feeds(model: ConceptModel, texts: Sequence[str], layers: Sequence[int], *, vector: str, seed: int,
+                   shuffle: np.ndarray | None, progress: bool) -> FeedScores:
+    """:func:`measure_feeds` without the memo: the feeds themselves."""
     encoded = [list(ids) for ids in model.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
     if any(not ids for ids in encoded):
         raise InvalidInputError("a context tokenizes to no tokens; drop empty texts")

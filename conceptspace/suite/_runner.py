@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from conceptspace import __version__
-from conceptspace.activations import forward_counts, superset_extraction
+from conceptspace.activations import forward_counts, memo_counts, superset_extraction
 from conceptspace.activations._counters import counts_summary
 from conceptspace.analyses import RunContext, mark_roles, registry
 from conceptspace.depth import depth_site, site_depth
@@ -59,6 +59,7 @@ class AnalysisRecord:
     reason: str = ""
     seconds: float = 0.0
     downloaded_bytes: int = 0
+    memo: dict[str, Any] = field(default_factory=dict)  # forward-memo hits and misses (results.json timings)
     results: ResultSet = field(default_factory=ResultSet)
     figure_data: dict[str, Any] = field(default_factory=dict)
     replicates: dict[TestKey, np.ndarray] = field(default_factory=dict)
@@ -198,7 +199,7 @@ def run_suite(
     for number, record in enumerate(records, start=1):
         spec = record.spec
         _log(f"[{number}/{len(records)}] {spec.claim} {spec.id}: {spec.kind}", progress)
-        start = time.perf_counter()
+        start, memo_before = time.perf_counter(), memo_counts()
         bytes_before = model.downloaded_bytes
         try:
             kind = kinds[spec.kind]
@@ -226,6 +227,7 @@ def run_suite(
             if debug:
                 traceback.print_exc(file=sys.stderr)
         record.seconds = time.perf_counter() - start
+        record.memo = (memo_counts() - memo_before).as_dict()
         record.downloaded_bytes = model.downloaded_bytes - bytes_before
         _log(f"    {record.status} in {record.seconds:.1f}s ({len(record.results)} tests) {record.reason}", progress)
     everything = ResultSet()
@@ -248,7 +250,8 @@ def run_suite(
     total = time.perf_counter() - t0
     timings: dict[str, Any] = {"total_s": round(total, 2), "load_model_s": round(t_model, 2),
                                "analyses_s": {r.spec.id: round(r.seconds, 2) for r in records},
-                               "forward_passes": counts_summary(forward_counts() - forwards)}
+                               "forward_passes": counts_summary(forward_counts() - forwards),
+                               "forward_memo": {r.spec.id: r.memo for r in records}}
     if model.remote:  # on NDIF the download is the cost: per analysis, before compression
         timings["download_mb"] = {r.spec.id: round(r.downloaded_bytes / 2**20, 3) for r in records}
         timings["download_mb_total"] = round(model.downloaded_bytes / 2**20, 3)

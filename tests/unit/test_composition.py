@@ -27,6 +27,14 @@ IDIOMS = {t for t, lab in zip(load_concepts("phrase_composition").column("word")
                               load_concepts("phrase_composition").labels, strict=True) if lab == 1}
 
 
+@pytest.fixture(autouse=True)
+def _no_forward_memo(monkeypatch):
+    """The planted cases swap the model's answers (synthetic tables) under one model identity; the forward memo
+    would serve the first table's measurements to the next swap, so it is off here (tests/unit/test_forward_memo.py
+    covers it)."""
+    monkeypatch.setenv("CONCEPTSPACE_FORWARD_MEMO", "0")
+
+
 @pytest.fixture(scope="module")
 def pair(tiny_models):
     model = tiny_models["llama"]

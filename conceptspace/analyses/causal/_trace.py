@@ -25,11 +25,15 @@ from typing import Any
 
 import torch
 
+from conceptspace.activations import memoized
 from conceptspace.analyses.causal._inputs import PreparedPrompts
 from conceptspace.analyses.causal._prefix import PrefixCache, prefix_applies
 from conceptspace.errors import InvalidInputError
 from conceptspace.models import ConceptModel
 from conceptspace.models._nnsight import import_nnsight
+
+#: The forward memo's version of :func:`run_edits`: bump it when its outputs for the same inputs change.
+RUN_EDITS_VERSION = "1"
 
 
 def _head_envoy(model: ConceptModel) -> Any:
@@ -87,13 +91,54 @@ def run_edits(
     keep_full: bool = False,
     max_rows: int = 256,
     reuse_prefix: bool = True,
+    memo: bool = True,
 ) -> EditOutputs:
     """Run every edit on every prompt (batched, ``max_rows`` rows per forward) and read the last token.
 
     ``reuse_prefix``: when only the last token is edited and the weights are here, run each prompt's prefix
     once and every edited row as one more token on its cached keys and values
     (:mod:`~conceptspace.analyses.causal._prefix`; the same numbers to float rounding, several times faster);
-    False forces the nnsight trace (which a remote model always takes)."""
+    False forces the nnsight trace (which a remote model always takes).
+    ``memo``: serve the outputs from the forward memo (:mod:`conceptspace.activations._forward_memo`) when the
+    same model ran the same prompts, site, edits, targets and reference before; a caller that asks for full
+    distributions of many rows (``keep_full``) passes False and memoizes what it reduces them to."""
+    if not memo:
+        return _run_edits(model, prompts, site, edits, target_ids, reference, keep_full, max_rows, reuse_prefix)
+    spec = {
+        "input_ids": prompts.batch.input_ids, "attention_mask": prompts.batch.attention_mask,
+        "position_ids": prompts.batch.position_ids, "edit_mask": prompts.edit_mask, "where": prompts.where,
+        "site": site, "delta": edits.delta, "left": edits.left, "right": edits.right, "bias": edits.bias,
+        "target_ids": list(target_ids), "reference": reference, "keep_full": keep_full, "max_rows": max_rows,
+        "reuse_prefix": reuse_prefix,
+    }
+
+    def compute() -> dict[str, torch.Tensor]:
+        out = _run_edits(model, prompts, site, edits, target_ids, reference, keep_full, max_rows, reuse_prefix)
+        arrays = {"target_logp": out.target_logp, "norms": out.norms}
+        if out.kl is not None:
+            arrays["kl"] = out.kl
+        if out.full_logp is not None:
+            arrays["full_logp"] = out.full_logp
+        return arrays
+
+    arrays = {name: torch.from_numpy(array) for name, array in
+              memoized(model, "causal.run_edits", spec, compute, version=RUN_EDITS_VERSION).items()}
+    return EditOutputs(target_logp=arrays["target_logp"], kl=arrays.get("kl"), full_logp=arrays.get("full_logp"),
+                       norms=arrays["norms"])
+
+
+def _run_edits(
+    model: ConceptModel,
+    prompts: PreparedPrompts,
+    site: str,
+    edits: Edits,
+    target_ids: tuple[int, ...],
+    reference: torch.Tensor | None,
+    keep_full: bool,
+    max_rows: int,
+    reuse_prefix: bool,
+) -> EditOutputs:
+    """:func:`run_edits` without the memo: the forwards themselves."""
     n = prompts.n
     per_chunk = max(1, max_rows // n)
     logps, kls, fulls = [], [], []

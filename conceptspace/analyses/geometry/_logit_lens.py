@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from conceptspace.activations import memoized
 from conceptspace.activations._extract import extract
 from conceptspace.analyses.geometry._context_shuffle import (
     bootstrap_rows,
@@ -106,6 +107,7 @@ def _require_logit_lens(model: ConceptModel) -> None:
 #: the two statistics per site, and their names; the first is the claim's (the primary metric)
 METHODS = {"cosine_vs_logp": "mean_spearman_rho", "cosine_vs_logp_partial_frequency": "mean_partial_spearman_rho"}
 PRIMARY_METHOD = "cosine_vs_logp"
+PARTIAL_METHOD = "cosine_vs_logp_partial_frequency"
 _NULL = "contexts shuffled (cosines of one context vs log p of another); exact null moments (Hoeffding)"
 
 
@@ -147,9 +149,51 @@ def context_matrices(
     """Run the model once over the contexts and form every (site, method) Spearman matrix.
 
     ``pairing`` (the null battery): context i's target distribution becomes context ``pairing[i]``'s.
+    Memoized (:func:`~conceptspace.activations.memoized`): a warm run reads the (contexts x contexts) matrices
+    and the few numbers beside them, not the vocabulary-wide distributions and rank transforms they came from.
     """
     _require_logit_lens(model)
-    sites = [f"layer.{i}" for i in layers]
+    sites = [f"layer.{int(i)}" for i in layers]
+    spec = {"texts": list(texts), "layers": [int(i) for i in layers], "top_k": top_k,
+            "pairing": None if pairing is None else np.asarray(pairing, dtype=np.int64)}
+
+    def compute() -> dict[str, np.ndarray]:
+        found = _context_matrices(model, texts, layers=layers, pairing=pairing, top_k=top_k)
+        out = {f"m_{i}_{j}": found.matrices[(site, method)] for i, site in enumerate(sites)
+               for j, method in enumerate(METHODS)}
+        out["precision"] = np.array([found.describe[(site, PRIMARY_METHOD)][f"precision_at_{top_k}"]
+                                     for site in sites], dtype=np.float64)
+        out["baselines"] = np.array([found.common["frequency_baseline_rho"], found.common["norm_baseline_rho"]],
+                                    dtype=np.float64)
+        out["counts"] = np.array([found.common["vocab_size"], found.zero_norm_tokens], dtype=np.int64)
+        out["identity_rho"] = found.identity_rho
+        return out
+
+    arrays = memoized(model, "logit_lens.context_matrices", spec, compute, version="1")
+    last_site = f"layer.{model.n_layers - 1}"
+    matrices = {(site, method): arrays[f"m_{i}_{j}"] for i, site in enumerate(sites)
+                for j, method in enumerate(METHODS)}
+    describe = {}
+    for i, site in enumerate(sites):
+        describe[(site, PRIMARY_METHOD)] = _describe_primary(float(arrays["precision"][i]), top_k, site == last_site)
+        describe[(site, PARTIAL_METHOD)] = _describe_partial(site == last_site)
+    common = {"vocab_size": int(arrays["counts"][0]), "frequency_baseline_rho": float(arrays["baselines"][0]),
+              "norm_baseline_rho": float(arrays["baselines"][1])}
+    return ContextMatrices(matrices, describe, common, arrays["identity_rho"], int(arrays["counts"][1]), last_site)
+
+
+def _describe_primary(precision: float, top_k: int, last: bool) -> dict[str, Any]:
+    return {f"precision_at_{top_k}": precision, "last_layer": last}
+
+
+def _describe_partial(last: bool) -> dict[str, Any]:
+    return {"covariate": "wordfreq Zipf frequency of the decoded token", "last_layer": last}
+
+
+def _context_matrices(model: ConceptModel, texts: Sequence[str], *, layers: Sequence[int],
+                      pairing: np.ndarray | None, top_k: int) -> ContextMatrices:
+    """:func:`context_matrices` without the memo: the lens over the full vocabulary and the rank transforms."""
+    sites = [f"layer.{int(i)}" for i in layers]
     acts = extract(model, list(texts), sites=[*sites, "final_norm"], position="last", progress=False)
     U, bias = output_head(model)
     final = np.asarray(acts["final_norm"], dtype=np.float32)
@@ -173,11 +217,10 @@ def context_matrices(
         top_cos = np.argsort(-cos, axis=1)[:, :top_k]
         precision = float(np.mean([len(set(a) & set(b)) / top_k for a, b in zip(top_cos, top_true, strict=True)]))
         last = site == last_site
-        matrices[(site, "cosine_vs_logp")] = Zc @ Zlp.T
-        describe[(site, "cosine_vs_logp")] = {f"precision_at_{top_k}": precision, "last_layer": last}
-        matrices[(site, "cosine_vs_logp_partial_frequency")] = residualize(Zc, Zf) @ Zlp_partial.T
-        describe[(site, "cosine_vs_logp_partial_frequency")] = {
-            "covariate": "wordfreq Zipf frequency of the decoded token", "last_layer": last}
+        matrices[(site, PRIMARY_METHOD)] = Zc @ Zlp.T
+        describe[(site, PRIMARY_METHOD)] = _describe_primary(precision, top_k, last)
+        matrices[(site, PARTIAL_METHOD)] = residualize(Zc, Zf) @ Zlp_partial.T
+        describe[(site, PARTIAL_METHOD)] = _describe_partial(last)
     dot = final.astype(np.float64) @ U.T.astype(np.float64)
     identity = np.einsum("ij,ij->i", standardized_ranks(dot), standardized_ranks(true_logp))
     common = {"vocab_size": int(U.shape[0]), "frequency_baseline_rho": float((Zlp @ Zf).mean()),

@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from conceptspace.activations import memoized_record
 from conceptspace.analyses._base import (
     Analysis,
     AnalysisOutput,
@@ -178,7 +179,16 @@ class Measured:
 
 
 def measure_narrowing(model: ConceptModel, items: Items) -> Measured:
-    """Three batched forwards (zero-shot, k-shot, shuffled demonstrations), last position, full vocabulary."""
+    """Three batched forwards (zero-shot, k-shot, shuffled demonstrations), last position, full vocabulary.
+    Memoized (:func:`~conceptspace.activations.memoized_record`): the record keeps the answers' log-probs and
+    ranks and ``L`` (n x n), not the (n, V) distributions."""
+    spec: dict[str, Any] = {which: list(items.prompts(which)) for which in ("zero", "k", "shuffled")}
+    spec.update(answers=list(items.answers), task=items.task)
+    return memoized_record(model, "icl.narrowing", spec, Measured, lambda: _measure(model, items), version="1")
+
+
+def _measure(model: ConceptModel, items: Items) -> Measured:
+    """:func:`measure_narrowing` without the memo."""
     ids = answer_ids(model, items.answers)
     own = np.arange(items.n)
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
