@@ -270,7 +270,7 @@ def measure_blocks(model: ConceptModel, sequences: Sequence[Sequence[int]], bloc
     spec = {"tokens": np.concatenate([np.asarray(row, dtype=np.int64) for row in sequences]),
             "lengths": np.array([len(row) for row in sequences], dtype=np.int64), "blocks": chosen,
             "folds": np.asarray(folds, dtype=np.int64), "lags": lags, "penalties": [float(p) for p in penalties],
-            "max_rows": MAX_ROWS}
+            "max_rows": MAX_ROWS, "massive_factor": MASSIVE_FACTOR}
 
     def compute() -> dict[str, np.ndarray]:
         measured = _measure_blocks(model, sequences, chosen, folds, lags=lags, penalties=penalties)
@@ -279,11 +279,14 @@ def measure_blocks(model: ConceptModel, sequences: Sequence[Sequence[int]], bloc
             for sub in SUBLAYERS:
                 out[f"D_{b}_{sub}"] = index.D[sub]
                 out[f"penalty_{b}_{sub}"] = np.asarray(index.penalties[sub], dtype=np.float64)
+            out[f"massive_{b}"] = np.asarray([index.massive_positions], dtype=np.int64)
         return out
 
-    arrays = memoized(model, "filtering.blocks", spec, compute, version="1")
+    # version 2: massive-activation positions left out (and counted) since 2026-12-03
+    arrays = memoized(model, "filtering.blocks", spec, compute, version="2")
     return {b: BlockIndex({sub: arrays[f"D_{b}_{sub}"] for sub in SUBLAYERS},
-                          {sub: [float(p) for p in arrays[f"penalty_{b}_{sub}"]] for sub in SUBLAYERS})
+                          {sub: [float(p) for p in arrays[f"penalty_{b}_{sub}"]] for sub in SUBLAYERS},
+                          int(arrays[f"massive_{b}"][0]))
             for b in chosen}
 
 
