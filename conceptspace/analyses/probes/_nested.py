@@ -46,7 +46,7 @@ from conceptspace.analyses.probes._cv import (
 )
 from conceptspace.analyses.probes._estimators import RidgeProbe, RidgeRegressionProbe
 from conceptspace.errors import InvalidInputError
-from conceptspace.stats._exact import Labels, _ridge_operator, _train_targets, _truth
+from conceptspace.stats._exact import Labels, _train_targets, _truth
 from conceptspace.stats._folds import Fold, fold_ids, grouped_folds
 from conceptspace.stats._linear import DTYPE, as_tensor
 from conceptspace.stats._permutation import Scheme, draw_permutations, prepare_labels, resolve_scheme
@@ -205,9 +205,31 @@ class NestedOperators:
         self.inner = [[(np.asarray(a), np.asarray(b)) for a, b in fold_inner] for fold_inner in inner]
         self.penalties = tuple(penalties)
         self.n_layers = X.shape[0]
-        self.outer = [[_ridge_operator(X, tr, te, p) for p in self.penalties] for tr, te in self.folds]
-        self.inner_ops = [[[_ridge_operator(X, a, b, p) for p in self.penalties] for a, b in fold_inner]
+        self.outer = [ridge_operators(X, tr, te, self.penalties) for tr, te in self.folds]
+        self.inner_ops = [[ridge_operators(X, a, b, self.penalties) for a, b in fold_inner]
                           for fold_inner in self.inner]
+
+
+def ridge_operators(X: torch.Tensor, tr: np.ndarray, te: np.ndarray, penalties: Sequence[float]) -> list[torch.Tensor]:
+    """The ridge map (L, n_te, n_tr) of every penalty from one eigendecomposition of the training part.
+
+    ``Xte_c (C + rI)^{-1} Xtr_c^T`` with ``r = penalty * trace(C) / d`` (as :func:`conceptspace.stats._linear.
+    centered_scatter`); in row space ``Xte_c Xtr_c^T U diag(1 / (s + r)) U^T`` from the Gram matrix's
+    eigenvectors U when there are fewer training rows than features, else in feature space. One ``eigh`` serves
+    the whole grid, where one Cholesky factorisation per penalty would cost the grid's length in solves.
+    """
+    mean = X[:, tr].mean(dim=1, keepdim=True)
+    Xc, Xte = X[:, tr] - mean, X[:, te] - mean
+    d = X.shape[2]
+    trace = (Xc**2).sum(dim=(1, 2))
+    if len(tr) <= d:
+        S, U = torch.linalg.eigh(Xc @ Xc.transpose(1, 2))
+        left, right = Xte @ Xc.transpose(1, 2) @ U, U.transpose(1, 2)
+    else:
+        S, V = torch.linalg.eigh(Xc.transpose(1, 2) @ Xc)
+        left, right = Xte @ V, V.transpose(1, 2) @ Xc.transpose(1, 2)
+    floor = torch.finfo(DTYPE).tiny ** 0.5  # a constant layer (zero trace) still gets a positive ridge
+    return [(left / (S + torch.clamp(p * trace / d, min=floor)[:, None])[:, None, :]) @ right for p in penalties]
 
 
 @dataclass(frozen=True)
