@@ -197,3 +197,24 @@ def test_bad_grids_and_tasks_are_refused_with_a_way_out():
         nested_cross_validate(NestedRidgeRegressionProbe(GRID, inner_splits=1), X, y, g)
     with pytest.raises(InvalidInputError, match="NestedRidgeRegressionProbe"):
         nested_cross_validate(NestedRidgeProbe(GRID), X, y, g)
+
+
+def test_probe_kind_runs_nested_selection_and_refuses_it_for_probes_without_a_penalty(tiny_models):
+    from conceptspace.analyses import RunContext, registry
+    from conceptspace.analyses.kinds.probe import make_probe
+
+    kind = registry()["probe"]
+    params = kind.make_params({"dataset": "truth_is_universal/animal_class_polarity", "layers": [0, 1],
+                               "max_items": 40, "n_splits": 3, "controls": ["control_task", "lexical"],
+                               "penalty": "nested", "penalties": [0.1, 10.0], "inner_splits": 2})
+    context = RunContext(model=tiny_models["llama"], twin=None, claim="C4", seed=0, n_permutations=19,
+                         n_bootstrap=10)
+    out = kind.run(context, params)
+    for result in out.results:
+        assert result.method == "NestedRidgeProbe"
+        assert len(result.extra["penalties_chosen"]) == 3 and set(result.extra["penalties_chosen"]) <= {0.1, 10.0}
+        assert result.extra["permutation_method"] == "nested"
+    with pytest.raises(InvalidInputError, match="ridge"):
+        make_probe("lda", False, "nested")
+    with pytest.raises(InvalidInputError, match="nested"):
+        make_probe("ridge", False, "tuned")
