@@ -187,8 +187,9 @@ def probe_family(
                                          sites=refit_sites), s, m)
         for arm, cv, r, s, m in zip(arms, cvs, rows, schemes, methods, strict=True)
     ]
-    common = {"dataset": dataset, "claim": claim, "position": position, "n_layers": n_layers, "level": level,
-              "test": test, "n_groups": int(codes.max()) + 1, "seed": seed, "method": type(probe).__name__}
+    common: dict[str, Any] = {"dataset": dataset, "claim": claim, "position": position, "n_layers": n_layers,
+                              "level": level, "test": test, "n_groups": int(codes.max()) + 1, "seed": seed,
+                              "method": type(probe).__name__}
     if is_nested(probe):
         common["penalty_grid"] = list(check_grid(probe.penalties, probe.inner_splits))
         common["inner_splits"] = int(probe.inner_splits)
