@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 from sklearn.utils.validation import check_is_fitted
 
 from conceptspace.analyses.probes._cv import (
@@ -47,7 +48,7 @@ from conceptspace.analyses.probes._cv import (
 from conceptspace.analyses.probes._estimators import RidgeProbe, RidgeRegressionProbe
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._exact import Labels, _train_targets, _truth
-from conceptspace.stats._folds import Fold, fold_ids, grouped_folds
+from conceptspace.stats._folds import Fold, fold_ids
 from conceptspace.stats._linear import DTYPE, as_tensor
 from conceptspace.stats._permutation import Scheme, draw_permutations, prepare_labels, resolve_scheme
 from conceptspace.stats._scoring import (
@@ -83,12 +84,27 @@ def check_grid(penalties: Any, inner_splits: Any) -> tuple[float, ...]:
 
 def inner_folds(y: np.ndarray, groups: Groups, tr: np.ndarray, *, inner_splits: int, seed: int,
                 task: str) -> list[Fold]:
-    """Grouped (stratified) folds of the outer training part ``tr``, as global row indices."""
-    codes = check_groups(groups, np.asarray(y).shape[0])
+    """Grouped folds of the outer training part ``tr`` (stratified by class for classification, shuffled with
+    ``seed`` as the outer folds are), as global row indices.
+
+    Unlike the outer folds, an inner training part may lack a class: the squared-error loss is defined there
+    (the ridge fits a constant zero column), as it must be for permuted labellings, so a rare class does not
+    stop the selection.
+    """
+    codes = check_groups(groups, np.asarray(y).shape[0])[tr]
+    n_groups = np.unique(codes).size
+    if n_groups < inner_splits:
+        raise InvalidInputError(f"an outer training part holds {n_groups} groups, fewer than inner_splits="
+                                f"{inner_splits}: lower inner_splits or n_splits, or add groups")
+    dummy = np.zeros((len(tr), 1))
     with warnings.catch_warnings():  # the splitter's per-item class-count warning; see _cv._split
         warnings.filterwarnings("ignore", message="The least populated class in y has only", category=UserWarning)
-        local = grouped_folds(np.asarray(y)[tr], codes[tr], n_splits=inner_splits, seed=seed, task=task)
-    return [(tr[a], tr[b]) for a, b in local]
+        if task == "classification":
+            stratified = StratifiedGroupKFold(inner_splits, shuffle=True, random_state=seed)
+            split = stratified.split(dummy, np.asarray(y)[tr], codes)
+        else:
+            split = GroupKFold(inner_splits, shuffle=True, random_state=seed).split(dummy, None, codes)
+        return [(tr[np.sort(a)], tr[np.sort(b)]) for a, b in split]
 
 
 def _coded_targets(y: np.ndarray, task: str, classes: np.ndarray | None = None) -> np.ndarray:
