@@ -218,3 +218,12 @@ def test_probe_kind_runs_nested_selection_and_refuses_it_for_probes_without_a_pe
         make_probe("lda", False, "nested")
     with pytest.raises(InvalidInputError, match="nested"):
         make_probe("ridge", False, "tuned")
+
+
+def test_a_rare_class_missing_from_an_inner_training_part_does_not_stop_the_selection():
+    X, _, g = _data(9, n_groups=12, layers=1)
+    y = np.where(g < 1, 1, 0)  # class 1 in one group: the inner training part beside its fold lacks it
+    inner = inner_folds(y, g, np.arange(y.size), inner_splits=3, seed=0, task="classification")
+    assert any(np.unique(y[a]).size < 2 for a, _ in inner)
+    est = NestedRidgeProbe(GRID, inner_splits=3).fit(X[0], y, groups=g)
+    assert est.penalty_ in GRID and np.isfinite(est.inner_losses_).all()
