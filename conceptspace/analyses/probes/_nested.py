@@ -49,7 +49,7 @@ from conceptspace.analyses.probes._estimators import RidgeProbe, RidgeRegression
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._exact import Labels, _train_targets, _truth
 from conceptspace.stats._folds import Fold, fold_ids
-from conceptspace.stats._linear import DTYPE, as_tensor
+from conceptspace.stats._linear import DTYPE, as_tensor, ridge_fit
 from conceptspace.stats._permutation import Scheme, draw_permutations, prepare_labels, resolve_scheme
 from conceptspace.stats._scoring import (
     check_scoring,
@@ -159,8 +159,11 @@ class _NestedRidge(BaseEstimator):
         losses = np.zeros(len(grid))
         for k, penalty in enumerate(grid):
             for tr, te in folds:
-                fit = RidgeRegressionProbe(penalty=penalty).fit(X_arr[tr], T[tr])
-                losses[k] += fold_loss(self.task, T[te], np.asarray(fit.predict(X_arr[te])).reshape(len(te), -1))
+                # ridge_fit itself rather than a probe: a constant target column (a class absent from this
+                # inner training part) has no direction, which a probe refuses but the selection must allow
+                coef, intercept = ridge_fit(as_tensor(X_arr[tr])[None], as_tensor(T[tr]), penalty)
+                pred = X_arr[te] @ coef[0].numpy() + intercept[0].numpy()
+                losses[k] += fold_loss(self.task, T[te], pred)
         self.inner_losses_ = losses / len(folds)
         self.penalty_ = grid[int(np.argmin(self.inner_losses_))]
         self.estimator_ = self.base(self.penalty_).fit(X_arr, y_arr)
