@@ -142,26 +142,31 @@ def test_nested_null_is_calibrated_on_pure_noise():
     assert 0.01 <= rejections / 100 <= 0.10
 
 
-def test_weighted_selection_equals_fits_on_duplicated_rows():
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_weighted_selection_equals_fits_on_duplicated_rows(task):
     """The bootstrap's weighted inner CV with integer weights is the nested fit on duplicated rows."""
     X, y, g = _data(4, n_groups=12, layers=1)
     codes = g
+    if task == "classification":
+        y = (y > np.median(y)).astype(int)
     strata = group_strata(codes, None)
     W = np.random.default_rng(5).multinomial(12, np.full(12, 1 / 12), size=3)[:, codes].astype(np.float64)
     W[:, g == 0] = 0.0  # group 0 out of this training part
     Xt = torch.from_numpy(X - X.mean(axis=1, keepdims=True))
-    T = torch.from_numpy(y[:, None])
+    T = torch.from_numpy(y[:, None].astype(np.float64))
     pred = _selected_predict(Xt, W, T, tuple(GRID), 3, codes, strata, np.random.default_rng(7), None,
-                             regression=True)
+                             regression=task == "regression")
     rng = np.random.default_rng(7)  # the same stream deals the same inner folds
+    nested = NestedRidgeRegressionProbe if task == "regression" else NestedRidgeProbe
     for b in range(W.shape[0]):
         drawn = np.zeros(12, dtype=bool)
         drawn[codes[W[b] > 0]] = True
         inner = deal_folds(codes, strata, drawn, 3, rng)[codes]
         rows = np.repeat(np.arange(y.size), W[b].astype(int))
         folds = [(np.flatnonzero(inner[rows] != j), np.flatnonzero(inner[rows] == j)) for j in range(3)]
-        est = NestedRidgeRegressionProbe(GRID).fit(Xt[0].numpy()[rows], y[rows], inner=folds)
-        np.testing.assert_allclose(pred[b, 0, :, 0], est.predict(Xt[0].numpy()), atol=1e-8, rtol=0)
+        est = nested(GRID).fit(Xt[0].numpy()[rows], y[rows], inner=folds)
+        fitted = est.predict(Xt[0].numpy()) if task == "regression" else est.decision_function(Xt[0].numpy()) + 0.5
+        np.testing.assert_allclose(pred[b, 0, :, 0], fitted, atol=1e-8, rtol=0)
 
 
 def test_one_penalty_grid_bootstrap_equals_the_fixed_penalty_bootstrap():
