@@ -101,11 +101,20 @@ def weighted_ridge_predict(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, pe
     with C_w the weighted centred scatter, so weight 2 is exactly a duplicated row and weight 0 a left-out one.
     With ``gram`` (L, n, n) = X X^T the solve runs in row space (cheaper when n < d), else in feature space.
     """
+    return weighted_ridge_grid(X, W, T, (penalty,), gram)[0]
+
+
+def weighted_ridge_grid(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, penalties: Sequence[float],
+                        gram: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`weighted_ridge_predict` for several penalties, (P, b, L, n, k): the weighted scatter (or kernel)
+    is built once and only the factorisation is repeated per penalty, which is what makes re-selecting the
+    penalty inside every bootstrap replicate affordable (building the kernel costs more than factorising it)."""
     d = X.shape[2]
     total = W.sum(dim=1)  # (b,)
     Wn = W / total[:, None]
     y_bar = Wn @ T  # (b, k)
     Tc = (T[None] - y_bar[:, None, :]) * W.sqrt()[:, :, None]  # (b, n, k)
+    floor = torch.finfo(DTYPE).tiny ** 0.5
     if gram is None:
         n_layers, n = X.shape[0], X.shape[1]
         by_row = X.permute(1, 0, 2).reshape(n, n_layers * d)
@@ -114,15 +123,17 @@ def weighted_ridge_predict(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, pe
         outer = (by_row.reshape(n, n_layers, d, 1) * by_row.reshape(n, n_layers, 1, d)).reshape(n, -1)
         raw = (W @ outer).reshape(-1, n_layers, d, d)
         scatter = raw - total[:, None, None, None] * mu[..., :, None] * mu[..., None, :]
-        ridge = penalty * torch.diagonal(scatter, dim1=2, dim2=3).sum(dim=2) / d
-        ridge = torch.clamp(ridge, min=torch.finfo(DTYPE).tiny ** 0.5)
-        lhs = scatter + ridge[..., None, None] * torch.eye(d, dtype=DTYPE)
+        trace = torch.diagonal(scatter, dim1=2, dim2=3).sum(dim=2) / d
         weighted_t = (W[:, :, None] * T[None])[:, None]  # (b, 1, n, k)
         rhs = X.transpose(1, 2)[None] @ weighted_t - total[:, None, None, None] * mu[..., None] * y_bar[:, None,
                                                                                                     None, :]
-        beta = torch.cholesky_solve(rhs, torch.linalg.cholesky(lhs))  # (b, L, d, k)
-        return X[None] @ beta - (mu[..., None, :] @ beta) + y_bar[:, None, None, :]
-    n = X.shape[1]
+        out = []
+        for penalty in penalties:
+            ridge = torch.clamp(penalty * trace, min=floor)
+            lhs = scatter + ridge[..., None, None] * torch.eye(d, dtype=DTYPE)
+            beta = torch.cholesky_solve(rhs, torch.linalg.cholesky(lhs))  # (b, L, d, k)
+            out.append(X[None] @ beta - (mu[..., None, :] @ beta) + y_bar[:, None, None, :])
+        return torch.stack(out)
     # Weighted centring in row space: centred_ij = G_ij - a_i - a_j + c with a = G w / sum(w), c = w' G w / sum(w)^2,
     # built in place (fresh (b, L, n, n) temporaries cost more than the Cholesky factorisation itself).
     a = torch.einsum("lij,bj->bli", gram, Wn)  # (b, L, n): x_i . mu
@@ -134,10 +145,17 @@ def weighted_ridge_predict(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, pe
     s = W.sqrt()[:, None, :]
     K = centred * s[..., :, None]
     K *= s[..., None, :]
-    ridge = penalty * torch.diagonal(K, dim1=2, dim2=3).sum(dim=2) / d
-    K.diagonal(dim1=2, dim2=3).add_(torch.clamp(ridge, min=torch.finfo(DTYPE).tiny ** 0.5)[..., None])
-    alpha = torch.cholesky_solve(Tc[:, None].expand(-1, X.shape[0], -1, -1), torch.linalg.cholesky(K))
-    return centred @ (alpha * s[..., :, None]) + y_bar[:, None, None, :]
+    trace = torch.diagonal(K, dim1=2, dim2=3).sum(dim=2) / d
+    rhs = Tc[:, None].expand(-1, X.shape[0], -1, -1)
+    out = []
+    for penalty in penalties:
+        ridge = torch.clamp(penalty * trace, min=floor)[..., None]
+        K.diagonal(dim1=2, dim2=3).add_(ridge)
+        chol = torch.linalg.cholesky(K)
+        K.diagonal(dim1=2, dim2=3).sub_(ridge)  # K is reused by the next penalty
+        alpha = torch.cholesky_solve(rhs, chol)
+        out.append(centred @ (alpha * s[..., :, None]) + y_bar[:, None, None, :])
+    return torch.stack(out)
 
 
 def weighted_scores(scoring: str, truth: np.ndarray, output: np.ndarray, W: np.ndarray,
@@ -344,11 +362,10 @@ def _selected_predict(X: torch.Tensor, W: np.ndarray, T: torch.Tensor, penalties
         W_fit, W_eval = W * ((inner != j) & (inner >= 0)), W * (inner == j)
         ok = (W_fit.sum(axis=1) > 0) & (W_eval.sum(axis=1) > 0)
         fit = torch.from_numpy(np.where(ok[:, None], W_fit, W))
-        for k, penalty in enumerate(penalties):
-            pred = weighted_ridge_predict(X, fit, T, penalty, gram).numpy()
+        for k, pred in enumerate(weighted_ridge_grid(X, fit, T, penalties, gram).numpy()):
             loss[k] += np.where(ok[:, None], _weighted_loss(targets, pred, W_eval, regression=regression), 0.0)
     chosen = loss.argmin(axis=0)  # (b, L)
-    outs = np.stack([weighted_ridge_predict(X, torch.from_numpy(W), T, p, gram).numpy() for p in penalties])
+    outs = weighted_ridge_grid(X, torch.from_numpy(W), T, penalties, gram).numpy()
     return np.take_along_axis(outs, chosen[None, :, :, None, None], axis=0)[0]
 
 
