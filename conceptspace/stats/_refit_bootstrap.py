@@ -134,19 +134,25 @@ def weighted_ridge_grid(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, penal
             beta = torch.cholesky_solve(rhs, torch.linalg.cholesky(lhs))  # (b, L, d, k)
             out.append(X[None] @ beta - (mu[..., None, :] @ beta) + y_bar[:, None, None, :])
         return torch.stack(out)
-    # Weighted centring in row space: centred_ij = G_ij - a_i - a_j + c with a = G w / sum(w), c = w' G w / sum(w)^2,
-    # built in place (fresh (b, L, n, n) temporaries cost more than the Cholesky factorisation itself).
+    # Row space, on the rows with weight only: a row of weight 0 adds a zero row and column to the kernel, so the
+    # factorisation runs on m = the most weighted rows of any weighting in the batch (those with fewer are
+    # padded with zero-weight rows, which solve to alpha = 0), and predictions reach every row through the
+    # (n x m) block. Weighted centring: centred_ij = G_ij - a_i - a_j + c with a = G w / sum(w), c = w' G w /
+    # sum(w)^2, built in place (fresh temporaries cost more than the Cholesky factorisation itself).
+    idx = _weighted_rows(W)  # (b, m)
     a = torch.einsum("lij,bj->bli", gram, Wn)  # (b, L, n): x_i . mu
     c = (a * Wn[:, None, :]).sum(dim=2)  # (b, L): mu . mu
     u = 0.5 * c[..., None] - a
-    centred = gram.expand(W.shape[0], -1, -1, -1).clone()
+    cols = idx[:, None, None, :].expand(-1, X.shape[0], X.shape[1], -1)
+    centred = torch.gather(gram.expand(W.shape[0], -1, -1, -1), 3, cols)  # (b, L, n, m)
     centred += u[..., :, None]
-    centred += u[..., None, :]
-    s = W.sqrt()[:, None, :]
-    K = centred * s[..., :, None]
+    centred += torch.gather(u, 2, idx[:, None, :].expand(-1, X.shape[0], -1))[..., None, :]
+    s = torch.gather(W, 1, idx).sqrt()[:, None, :]  # (b, 1, m)
+    K = torch.gather(centred, 2, idx[:, None, :, None].expand(-1, X.shape[0], -1, idx.shape[1]))
+    K *= s[..., :, None]
     K *= s[..., None, :]
     trace = torch.diagonal(K, dim1=2, dim2=3).sum(dim=2) / d
-    rhs = Tc[:, None].expand(-1, X.shape[0], -1, -1)
+    rhs = torch.gather(Tc, 1, idx[:, :, None].expand(-1, -1, Tc.shape[2]))[:, None].expand(-1, X.shape[0], -1, -1)
     out = []
     for penalty in penalties:
         ridge = torch.clamp(penalty * trace, min=floor)[..., None]
@@ -156,6 +162,15 @@ def weighted_ridge_grid(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, penal
         alpha = torch.cholesky_solve(rhs, chol)
         out.append(centred @ (alpha * s[..., :, None]) + y_bar[:, None, None, :])
     return torch.stack(out)
+
+
+def _weighted_rows(W: torch.Tensor) -> torch.Tensor:
+    """(b, m) indices of each weighting's rows with weight, padded with its zero-weight rows to the batch's
+    largest count m (a stable sort puts weighted rows first, in row order)."""
+    has = W > 0
+    m = int(has.sum(dim=1).max())
+    order = torch.argsort((~has).to(torch.int8), dim=1, stable=True)
+    return order[:, :m]
 
 
 def weighted_scores(scoring: str, truth: np.ndarray, output: np.ndarray, W: np.ndarray,

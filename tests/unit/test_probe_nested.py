@@ -142,8 +142,9 @@ def test_nested_null_is_calibrated_on_pure_noise():
     assert 0.01 <= rejections / 100 <= 0.10
 
 
+@pytest.mark.parametrize("row_space", [False, True])
 @pytest.mark.parametrize("task", ["regression", "classification"])
-def test_weighted_selection_equals_fits_on_duplicated_rows(task):
+def test_weighted_selection_equals_fits_on_duplicated_rows(task, row_space):
     """The bootstrap's weighted inner CV with integer weights is the nested fit on duplicated rows."""
     X, y, g = _data(4, n_groups=12, layers=1)
     codes = g
@@ -154,7 +155,8 @@ def test_weighted_selection_equals_fits_on_duplicated_rows(task):
     W[:, g == 0] = 0.0  # group 0 out of this training part
     Xt = torch.from_numpy(X - X.mean(axis=1, keepdims=True))
     T = torch.from_numpy(y[:, None].astype(np.float64))
-    pred = _selected_predict(Xt, W, T, tuple(GRID), 3, codes, strata, np.random.default_rng(7), None,
+    gram = Xt @ Xt.transpose(1, 2) if row_space else None  # the kernel path, on the weighted rows only
+    pred = _selected_predict(Xt, W, T, tuple(GRID), 3, codes, strata, np.random.default_rng(7), gram,
                              regression=task == "regression")
     rng = np.random.default_rng(7)  # the same stream deals the same inner folds
     nested = NestedRidgeRegressionProbe if task == "regression" else NestedRidgeProbe
