@@ -101,11 +101,20 @@ def weighted_ridge_predict(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, pe
     with C_w the weighted centred scatter, so weight 2 is exactly a duplicated row and weight 0 a left-out one.
     With ``gram`` (L, n, n) = X X^T the solve runs in row space (cheaper when n < d), else in feature space.
     """
+    return weighted_ridge_grid(X, W, T, (penalty,), gram)[0]
+
+
+def weighted_ridge_grid(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, penalties: Sequence[float],
+                        gram: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`weighted_ridge_predict` for several penalties, (P, b, L, n, k): the weighted scatter (or kernel)
+    is built once and only the factorisation is repeated per penalty, which is what makes re-selecting the
+    penalty inside every bootstrap replicate affordable (building the kernel costs more than factorising it)."""
     d = X.shape[2]
     total = W.sum(dim=1)  # (b,)
     Wn = W / total[:, None]
     y_bar = Wn @ T  # (b, k)
     Tc = (T[None] - y_bar[:, None, :]) * W.sqrt()[:, :, None]  # (b, n, k)
+    floor = torch.finfo(DTYPE).tiny ** 0.5
     if gram is None:
         n_layers, n = X.shape[0], X.shape[1]
         by_row = X.permute(1, 0, 2).reshape(n, n_layers * d)
@@ -114,30 +123,54 @@ def weighted_ridge_predict(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, pe
         outer = (by_row.reshape(n, n_layers, d, 1) * by_row.reshape(n, n_layers, 1, d)).reshape(n, -1)
         raw = (W @ outer).reshape(-1, n_layers, d, d)
         scatter = raw - total[:, None, None, None] * mu[..., :, None] * mu[..., None, :]
-        ridge = penalty * torch.diagonal(scatter, dim1=2, dim2=3).sum(dim=2) / d
-        ridge = torch.clamp(ridge, min=torch.finfo(DTYPE).tiny ** 0.5)
-        lhs = scatter + ridge[..., None, None] * torch.eye(d, dtype=DTYPE)
+        trace = torch.diagonal(scatter, dim1=2, dim2=3).sum(dim=2) / d
         weighted_t = (W[:, :, None] * T[None])[:, None]  # (b, 1, n, k)
         rhs = X.transpose(1, 2)[None] @ weighted_t - total[:, None, None, None] * mu[..., None] * y_bar[:, None,
                                                                                                     None, :]
-        beta = torch.cholesky_solve(rhs, torch.linalg.cholesky(lhs))  # (b, L, d, k)
-        return X[None] @ beta - (mu[..., None, :] @ beta) + y_bar[:, None, None, :]
-    n = X.shape[1]
-    # Weighted centring in row space: centred_ij = G_ij - a_i - a_j + c with a = G w / sum(w), c = w' G w / sum(w)^2,
-    # built in place (fresh (b, L, n, n) temporaries cost more than the Cholesky factorisation itself).
+        out = []
+        for penalty in penalties:
+            ridge = torch.clamp(penalty * trace, min=floor)
+            lhs = scatter + ridge[..., None, None] * torch.eye(d, dtype=DTYPE)
+            beta = torch.cholesky_solve(rhs, torch.linalg.cholesky(lhs))  # (b, L, d, k)
+            out.append(X[None] @ beta - (mu[..., None, :] @ beta) + y_bar[:, None, None, :])
+        return torch.stack(out)
+    # Row space, on the rows with weight only: a row of weight 0 adds a zero row and column to the kernel, so the
+    # factorisation runs on m = the most weighted rows of any weighting in the batch (those with fewer are
+    # padded with zero-weight rows, which solve to alpha = 0), and predictions reach every row through the
+    # (n x m) block. Weighted centring: centred_ij = G_ij - a_i - a_j + c with a = G w / sum(w), c = w' G w /
+    # sum(w)^2, built in place (fresh temporaries cost more than the Cholesky factorisation itself).
+    idx = _weighted_rows(W)  # (b, m)
     a = torch.einsum("lij,bj->bli", gram, Wn)  # (b, L, n): x_i . mu
     c = (a * Wn[:, None, :]).sum(dim=2)  # (b, L): mu . mu
     u = 0.5 * c[..., None] - a
-    centred = gram.expand(W.shape[0], -1, -1, -1).clone()
+    cols = idx[:, None, None, :].expand(-1, X.shape[0], X.shape[1], -1)
+    centred = torch.gather(gram.expand(W.shape[0], -1, -1, -1), 3, cols)  # (b, L, n, m)
     centred += u[..., :, None]
-    centred += u[..., None, :]
-    s = W.sqrt()[:, None, :]
-    K = centred * s[..., :, None]
+    centred += torch.gather(u, 2, idx[:, None, :].expand(-1, X.shape[0], -1))[..., None, :]
+    s = torch.gather(W, 1, idx).sqrt()[:, None, :]  # (b, 1, m)
+    K = torch.gather(centred, 2, idx[:, None, :, None].expand(-1, X.shape[0], -1, idx.shape[1]))
+    K *= s[..., :, None]
     K *= s[..., None, :]
-    ridge = penalty * torch.diagonal(K, dim1=2, dim2=3).sum(dim=2) / d
-    K.diagonal(dim1=2, dim2=3).add_(torch.clamp(ridge, min=torch.finfo(DTYPE).tiny ** 0.5)[..., None])
-    alpha = torch.cholesky_solve(Tc[:, None].expand(-1, X.shape[0], -1, -1), torch.linalg.cholesky(K))
-    return centred @ (alpha * s[..., :, None]) + y_bar[:, None, None, :]
+    trace = torch.diagonal(K, dim1=2, dim2=3).sum(dim=2) / d
+    rhs = torch.gather(Tc, 1, idx[:, :, None].expand(-1, -1, Tc.shape[2]))[:, None].expand(-1, X.shape[0], -1, -1)
+    out = []
+    for penalty in penalties:
+        ridge = torch.clamp(penalty * trace, min=floor)[..., None]
+        K.diagonal(dim1=2, dim2=3).add_(ridge)
+        chol = torch.linalg.cholesky(K)
+        K.diagonal(dim1=2, dim2=3).sub_(ridge)  # K is reused by the next penalty
+        alpha = torch.cholesky_solve(rhs, chol)
+        out.append(centred @ (alpha * s[..., :, None]) + y_bar[:, None, None, :])
+    return torch.stack(out)
+
+
+def _weighted_rows(W: torch.Tensor) -> torch.Tensor:
+    """(b, m) indices of each weighting's rows with weight, padded with its zero-weight rows to the batch's
+    largest count m (a stable sort puts weighted rows first, in row order)."""
+    has = W > 0
+    m = int(has.sum(dim=1).max())
+    order = torch.argsort((~has).to(torch.int8), dim=1, stable=True)
+    return order[:, :m]
 
 
 def weighted_scores(scoring: str, truth: np.ndarray, output: np.ndarray, W: np.ndarray,
@@ -243,6 +276,8 @@ def refit_bootstrap(
     n_bootstrap: int,
     seed: int,
     weights: str = "bayesian",
+    penalties: Sequence[float] | None = None,
+    inner_splits: int = 3,
 ) -> RefitBootstrap:
     """Refit-CV bootstrap replicates (L, B) of ``probe``'s grouped-CV score on X (L, n, d) and labels ``y``.
 
@@ -250,7 +285,10 @@ def refit_bootstrap(
     with the same ``seed`` and ``groups`` draw the same group weights and, for the same stratification, deal
     the same folds, so two label sets or two feature sets (task and control) form paired replicates.
     ``weights``: ``"bayesian"`` (ridge probes) or ``"multinomial"``; probes without a weighted fast path
-    always use multinomial counts (refitted on duplicated rows).
+    always use multinomial counts (refitted on duplicated rows). ``penalties``: a grid to choose the ridge
+    penalty from inside every replicate's outer training part by weighted inner grouped CV over
+    ``inner_splits`` folds (:func:`_selected_predict`; ridge probes only), so the interval carries the
+    selection's variance as the nested-CV score does.
     """
     n_layers, n, d = X.shape
     group_codes = check_groups(groups, n)
@@ -260,6 +298,8 @@ def refit_bootstrap(
         n_classes = int(classes.size)
     spec = getattr(probe, "label_linear_spec", lambda k: None)(n_classes)
     fast = has_weighted_path(probe, n_classes)
+    if penalties is not None and not fast:
+        raise InvalidInputError(f"penalty selection in the bootstrap needs a ridge probe; got {type(probe).__name__}")
     W_all = bootstrap_weights(group_codes, n_bootstrap, seed, weights if fast else "multinomial")
     strata = group_strata(group_codes, codes)
     decision = scoring == "roc_auc"
@@ -279,6 +319,7 @@ def refit_bootstrap(
     per_replicate = n_layers * (n * n if gram is not None else n + d * d) * 4
     chunk = max(1, min(n_bootstrap, _BLOCK_ELEMENTS // per_replicate))
     rng = np.random.default_rng([seed, 1])
+    inner_rng = np.random.default_rng([seed, 3])  # its own stream: the outer folds stay those of a fixed penalty
     raw = np.full((n_layers, n_bootstrap), np.nan)
     for b0 in range(0, n_bootstrap, chunk):
         W = W_all[b0:b0 + chunk]
@@ -293,8 +334,12 @@ def refit_bootstrap(
             usable &= W_te.sum(axis=1) > 0
             if fast:
                 assert spec is not None and spec.penalty is not None
-                pred = weighted_ridge_predict(Xt, torch.from_numpy(np.where(usable[:, None], W_tr, W)), T,
-                                              spec.penalty, gram).numpy()
+                W_fit = np.where(usable[:, None], W_tr, W)
+                if penalties is not None:
+                    pred = _selected_predict(Xt, W_fit, T, tuple(penalties), inner_splits, group_codes, strata,
+                                             inner_rng, gram, regression=task == "regression")
+                else:
+                    pred = weighted_ridge_predict(Xt, torch.from_numpy(W_fit), T, spec.penalty, gram).numpy()
                 out = _read_out(pred, task, targets.shape[1], decision)
             else:
                 out = _refit_outputs(probe, X, y, np.where(usable[:, None], W_tr, W), task, decision, classes)
@@ -310,6 +355,45 @@ def refit_bootstrap(
     scale = small_sample_scale(int(group_codes.max()) + 1, weights if fast else "multinomial")
     return RefitBootstrap(raw=raw, centred=np.asarray(observed, dtype=np.float64)[:, None] + scale * (raw - centre),
                           refitted=np.ones(n_layers, dtype=bool))
+
+
+def _selected_predict(X: torch.Tensor, W: np.ndarray, T: torch.Tensor, penalties: tuple[float, ...],
+                      inner_splits: int, group_codes: np.ndarray, strata: np.ndarray, rng: np.random.Generator,
+                      gram: torch.Tensor | None, *, regression: bool) -> np.ndarray:
+    """Predictions (b, L, n, k) of the weighted ridge whose penalty each replicate and layer chose by inner CV.
+
+    The groups with weight in W (b, n) are dealt into ``inner_splits`` folds (as the outer folds are dealt);
+    each penalty's weighted inner loss (``1 - R^2`` for regression, squared error of the coded targets for
+    classification, as :mod:`conceptspace.analyses.probes._nested`) is summed over the inner folds, and the
+    penalty with the smallest (the first of ties) is refitted on all of W. An inner fold left without weight
+    on either side is skipped.
+    """
+    n_groups = strata.shape[0]
+    inner = np.stack([deal_folds(group_codes, strata, _drawn(group_codes, w, n_groups), inner_splits, rng)
+                      [group_codes] for w in W])
+    targets = T.numpy()
+    loss = np.zeros((len(penalties), W.shape[0], X.shape[0]))
+    for j in range(inner_splits):
+        W_fit, W_eval = W * ((inner != j) & (inner >= 0)), W * (inner == j)
+        ok = (W_fit.sum(axis=1) > 0) & (W_eval.sum(axis=1) > 0)
+        fit = torch.from_numpy(np.where(ok[:, None], W_fit, W))
+        for k, pred in enumerate(weighted_ridge_grid(X, fit, T, penalties, gram).numpy()):
+            loss[k] += np.where(ok[:, None], _weighted_loss(targets, pred, W_eval, regression=regression), 0.0)
+    chosen = loss.argmin(axis=0)  # (b, L)
+    outs = weighted_ridge_grid(X, torch.from_numpy(W), T, penalties, gram).numpy()
+    return np.take_along_axis(outs, chosen[None, :, :, None, None], axis=0)[0]
+
+
+def _weighted_loss(T: np.ndarray, pred: np.ndarray, W: np.ndarray, *, regression: bool) -> np.ndarray:
+    """(b, L) inner loss of predictions (b, L, n, k) against targets T (n, k) on rows weighted by W (b, n)."""
+    total_w = np.maximum(W.sum(axis=1), 1e-300)
+    sse = (W[:, None, :, None] * (pred - T[None, None]) ** 2).sum(axis=2)  # (b, L, k)
+    if not regression:
+        return np.asarray(sse.sum(axis=2) / total_w[:, None])
+    mean = (W @ T) / total_w[:, None]  # (b, k)
+    sst = (W[:, :, None] * (T[None] - mean[:, None, :]) ** 2).sum(axis=1)[:, None, :]  # (b, 1, k)
+    r2 = np.where(sst > 0, 1 - sse / np.where(sst > 0, sst, 1.0), (sse == 0).astype(np.float64))
+    return np.asarray(1 - r2.mean(axis=2))
 
 
 def has_weighted_path(probe: Any, n_classes: int | None) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -37,6 +38,7 @@ from conceptspace.analyses.probes import (
     control_task_labels,
 )
 from conceptspace.analyses.probes._family import Arm, probe_family
+from conceptspace.analyses.probes._nested import DEFAULT_PENALTIES, NestedRidgeProbe, NestedRidgeRegressionProbe
 from conceptspace.concepts import ConceptSet, load_concepts, null_labels
 from conceptspace.errors import InvalidInputError
 from conceptspace.models import ConceptModel, embedding_rows
@@ -57,11 +59,26 @@ class ProbeParams:
                                 type_name=f"list drawn from {CONTROLS}")
     max_items: int | None = param(None, check=optional(is_int), type_name="integer")
     n_splits: int = param(5, check=is_int, type_name="integer")
-    penalty: float = param(1.0, check=is_number, type_name="number", doc="ridge strength")
+    penalty: float | str = param(1.0, check=lambda v: is_number(v) or v == "nested", type_name='number or "nested"',
+                                 doc='ridge strength, or "nested": chosen from penalties by inner grouped CV in '
+                                     "every outer training fold (and again in every permutation and replicate)")
+    penalties: list[float] = param(list(DEFAULT_PENALTIES), check=list_of(is_number), type_name="list of numbers",
+                                   doc='the grid penalty = "nested" chooses from')
+    inner_splits: int = param(3, check=is_int, type_name="integer", doc='inner folds of penalty = "nested"')
 
 
-def make_probe(name: str, continuous: bool, penalty: float) -> Any:
-    """The estimator a suite names (continuous targets always take the ridge regression probe)."""
+def make_probe(name: str, continuous: bool, penalty: float | str, penalties: Sequence[float] = DEFAULT_PENALTIES,
+               inner_splits: int = 3) -> Any:
+    """The estimator a suite names (continuous targets always take the ridge regression probe); ``penalty =
+    "nested"`` takes the nested-CV ridge probes (:mod:`conceptspace.analyses.probes._nested`)."""
+    if penalty == "nested":
+        if not continuous and name != "ridge":
+            raise InvalidInputError(f'penalty = "nested" chooses a ridge penalty; probe {name!r} has none: use '
+                                    'probe = "ridge" or a numeric penalty')
+        nested = NestedRidgeRegressionProbe if continuous else NestedRidgeProbe
+        return nested(penalties=list(penalties), inner_splits=inner_splits)
+    if isinstance(penalty, str):
+        raise InvalidInputError(f'penalty must be a number or "nested"; got {penalty!r}')
     if continuous:
         return RidgeRegressionProbe(penalty=penalty)
     return {"ridge": lambda: RidgeProbe(penalty=penalty), "lda": LDAProbe, "mass_mean": MassMeanProbe,
@@ -122,8 +139,9 @@ class ProbeAnalysis(LayerCurveFigures, Analysis):
             arms.append(Arm("lexical", lexical_features(model, cs)[None], y, ("embed",), baseline=True,
                             note={"lexical_features": "mean static embedding of the concept word's tokens"
                                   if cs.spans is not None else "mean static embedding of the text's tokens"}))
+        probe = make_probe(params.probe, continuous, params.penalty, params.penalties, params.inner_splits)
         family = probe_family(
-            make_probe(params.probe, continuous, params.penalty), arms, groups, dataset=cs.name, primary=primary,
+            probe, arms, groups, dataset=cs.name, primary=primary,
             plan=context.sequential_plan(), claim=context.claim, position=params.position, n_layers=model.n_layers,
             n_splits=params.n_splits, scoring="r2" if continuous else None, n_bootstrap=context.n_bootstrap,
             seed=context.seed, interval="refit", refit_sites=(primary,),

@@ -51,6 +51,8 @@ class CVResult:
     test_folds_missing_class: int = 0
     #: the site of each row of X (``embed``, ``layer.<i>``, ``final_norm``), as :func:`layer_rows` named them
     sites: tuple[str, ...] = ()
+    #: (L, n_folds) the penalty chosen in each outer fold by a nested-CV ridge probe (None for a fixed penalty)
+    penalties: np.ndarray | None = None
 
 
 def _split(y: np.ndarray, groups: Groups, *, n_splits: int, seed: int, task: str) -> list[Fold]:

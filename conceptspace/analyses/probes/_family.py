@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from conceptspace.analyses.probes._cv import CVResult, _depth_extra, _folds_cover_classes, cross_validate_layers
+from conceptspace.analyses.probes._nested import check_grid, is_nested, nested_cross_validate, nested_null_draws
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats import (
     TRAINED,
@@ -142,7 +143,8 @@ def probe_family(
         raise InvalidInputError(f"primary site {primary!r} is not among the probed sites {list(task.sites)}")
     n = task.X.shape[1]
     codes = check_groups(groups, n)
-    task_cv = cross_validate_layers(probe, task.X, task.y, groups, n_splits=n_splits, scoring=scoring, seed=seed,
+    validate = nested_cross_validate if is_nested(probe) else cross_validate_layers
+    task_cv = validate(probe, task.X, task.y, groups, n_splits=n_splits, scoring=scoring, seed=seed,
                                     layers=list(task.sites), n_layers=n_layers, folds=folds)
     folds = list(task_cv.folds)
     cvs, draws, rows, offset = [], [], [], 0
@@ -154,15 +156,16 @@ def probe_family(
             raise InvalidInputError(f"arm {arm.control!r} has {X.shape[1]} items; the task has {n}")
         arm_folds = folds if _folds_cover_classes(folds, arm.y) else None
         try:
-            cv = task_cv if arm is task else cross_validate_layers(
+            cv = task_cv if arm is task else validate(
                 probe, X, arm.y, groups, n_splits=n_splits, scoring=task_cv.scoring, seed=seed, folds=arm_folds,
                 layers=list(arm.sites), n_layers=n_layers)
         except InvalidInputError as error:  # a control whose labels admit no valid folds here: left out, and
             warnings.warn(f"{arm.control} control left out: {error}", UserWarning, stacklevel=2)  # said so
             continue
         kept.append(arm)
-        draw, used, method = null_draws(probe, X, arm.y, groups, folds=list(cv.folds), scoring=cv.scoring,
-                                        scheme=scheme, seed=seed)
+        draws_of = nested_null_draws if is_nested(probe) else null_draws
+        draw, used, method = draws_of(probe, X, arm.y, groups, folds=list(cv.folds), scoring=cv.scoring,
+                                      scheme=scheme, seed=seed)
         cvs.append(cv)
         draws.append(draw)
         schemes.append(used)
@@ -177,14 +180,19 @@ def probe_family(
         return np.concatenate([d(start, count) for d in draws])
 
     null = sequential_null(draw_all, observed, plan, decide=decide)
-    refit = interval == "refit" or (interval == "auto" and has_weighted_path(probe, task_cv.n_classes))
+    refit = interval == "refit" or (interval == "auto" and (is_nested(probe) or
+                                                            has_weighted_path(probe, task_cv.n_classes)))
     done = [
         ArmResult(arm, cv, r, _bootstrap(probe, arm, cv, groups, refit=refit, n_bootstrap=n_bootstrap, seed=seed,
                                          sites=refit_sites), s, m)
         for arm, cv, r, s, m in zip(arms, cvs, rows, schemes, methods, strict=True)
     ]
-    common = {"dataset": dataset, "claim": claim, "position": position, "n_layers": n_layers, "level": level,
-              "test": test, "n_groups": int(codes.max()) + 1, "seed": seed, "method": type(probe).__name__}
+    common: dict[str, Any] = {"dataset": dataset, "claim": claim, "position": position, "n_layers": n_layers,
+                              "level": level, "test": test, "n_groups": int(codes.max()) + 1, "seed": seed,
+                              "method": type(probe).__name__}
+    if is_nested(probe):
+        common["penalty_grid"] = list(check_grid(probe.penalties, probe.inner_splits))
+        common["inner_splits"] = int(probe.inner_splits)
     maxt = _max_t(null, done[0].rows)
     results: list[TestResult] = []
     replicates: dict[TestKey, np.ndarray] = {}
@@ -215,8 +223,12 @@ def _bootstrap(probe: Any, arm: Arm, cv: CVResult, groups: Sequence[Hashable] | 
     if not rows.any():
         return RefitBootstrap(raw=fixed, centred=fixed, refitted=rows)
     X = check_features(arm.X, ndim=3)[rows]
+    selection: dict[str, Any] = {}
+    if is_nested(probe):  # the weighted ridge path, re-selecting the penalty inside every replicate
+        grid = check_grid(probe.penalties, probe.inner_splits)
+        probe, selection = probe.base(grid[0]), {"penalties": grid, "inner_splits": probe.inner_splits}
     boot = refit_bootstrap(probe, X, arm.y, groups, observed=cv.scores[rows], scoring=cv.scoring, task=cv.task,
-                           n_splits=len(cv.folds), n_bootstrap=n_bootstrap, seed=seed)
+                           n_splits=len(cv.folds), n_bootstrap=n_bootstrap, seed=seed, **selection)
     raw, centred = fixed.copy(), fixed.copy()
     raw[rows], centred[rows] = boot.raw, boot.centred
     return RefitBootstrap(raw=raw, centred=centred, refitted=rows)
@@ -262,6 +274,10 @@ def _row(members: list[ArmResult], i: int, site: str, null: SequentialNull,
     }
     if cv.test_folds_missing_class:
         extra["test_folds_missing_a_class"] = cv.test_folds_missing_class
+    if cv.penalties is not None:  # nested CV: the penalty each outer fold chose (each twin seed's, for twins)
+        extra["penalties_chosen"] = [m.cv.penalties[i].tolist() for m in members if m.cv.penalties is not None] \
+            if len(members) > 1 else cv.penalties[i].tolist()
+        extra["penalty_grid"], extra["inner_splits"] = common["penalty_grid"], common["inner_splits"]
     if arm.baseline:
         extra["baseline"] = True
     if len(members) > 1:
