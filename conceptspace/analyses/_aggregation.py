@@ -13,10 +13,17 @@ Two tests, both on the final context vector (output of the final norm at the las
   threshold (min_effect 0.5) is on this effect: ratio below 0.5, the pre-registered criterion. The
   frequency-matched replacement is the control that stops "any change moves c a lot" from passing as aggregation.
 * **bag of token embeddings** (exploratory). A linear (ridge) model predicts the context vector's leading
-  principal components from sum_i w(i) e_{x_i} over the non-final tokens (position-decay weights w =
-  decay^(distance to the end)) and the last token's embedding. Held-out R^2 by grouped CV; the null refits on
-  shuffled targets (the exact permutation path of :mod:`conceptspace.stats`), and the effect is R^2 minus that
-  null's mean (about -0.2, not 0: a ridge fitted to noise predicts held-out noise worse than the mean).
+  principal components from token embeddings, in two versions: *order-sensitive* (sum_i w(i) e_{x_i} over the
+  non-final tokens with position-decay weights w = decay^(distance to the end), and the last token's embedding)
+  and a *true bag* (the uniform mean of every token's embedding: no order, no position). Held-out R^2 by grouped
+  CV; the null refits on shuffled targets (the exact permutation path of :mod:`conceptspace.stats`), and the
+  effect is R^2 minus that null's mean (about -0.2, not 0: a ridge fitted to noise predicts held-out noise worse
+  than the mean). The two rows share folds, permutations and resamples, so the bag's R^2 says how much of the
+  context vector a pure aggregator of token features explains, and the order-sensitive row's excess what order
+  and the last position add. The principal axes are fitted on *other* sentences (``basis_texts``: same datasets,
+  groups not in the test), so no held-out target shapes the target space (fitting them on the tested sentences
+  leaked their variance into every fold); without such sentences they fall back to the tested ones, and the
+  result says so (``extra["basis"]``).
 
 Every control model (untrained twins over seeds, the spectrum-matched twin) runs the same perturbed sequences
 with its own embeddings and context vectors, on the same swaps, permutations and resamples.
@@ -335,11 +342,21 @@ def bag_features(model: ConceptModel, sequences: Sequence[Sequence[int]], decay:
     return np.stack(rows)
 
 
-def leading_components(Y: np.ndarray, k: int) -> np.ndarray:
-    """Scores of Y on its ``k`` leading principal components (the target of the bag-of-embeddings model)."""
-    centred = Y - Y.mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return centred @ vt[:k].T
+def mean_token_features(model: ConceptModel, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+    """(n, d) uniform mean of every token's embedding: a true bag of tokens (order and position play no part)."""
+    vocabulary = sorted({int(i) for seq in sequences for i in seq})
+    table = embedding_rows(model, vocabulary)
+    where = {token: row for row, token in enumerate(vocabulary)}
+    return np.stack([table[[where[int(i)] for i in seq]].mean(axis=0) for seq in sequences])
+
+
+def leading_components(Y: np.ndarray, k: int, basis: np.ndarray | None = None) -> np.ndarray:
+    """Scores of Y on the ``k`` leading principal components of ``basis`` (default: of Y itself), centred on the
+    basis's mean: the target of the bag-of-embeddings models."""
+    reference = Y if basis is None else basis
+    mean = reference.mean(axis=0)
+    _, _, vt = np.linalg.svd(reference - mean, full_matrices=False)
+    return (Y - mean) @ vt[:k].T
 
 
 @dataclass(frozen=True)
@@ -350,8 +367,9 @@ class ModelDeltas:
     seed: int
     delta_perm: np.ndarray
     delta_sub: np.ndarray
-    features: np.ndarray  # bag-of-embeddings features (n, 2d)
+    features: np.ndarray  # order-sensitive bag-of-embeddings features (n, 2d)
     targets: np.ndarray  # leading principal components of the context vectors (n, k)
+    mean_features: np.ndarray  # true bag of tokens: the uniform mean of every token's embedding (n, d)
 
 
 @dataclass(frozen=True)
@@ -380,12 +398,14 @@ def aggregation_tests(
     seed: int = 0,
     claim: str = "A6",
     null_seed: int | None = None,
+    basis_texts: Sequence[str] | None = None,
 ) -> AggregationOutput:
     """Both A6 tests on the model and on each control model ``(name, seed, model)`` (``twin``: one untrained).
 
     The untrained seeds are averaged into one counterpart. ``plan`` (default: ``n_permutations`` fixed) sets the
     sequential draws, decided on the model's order-vs-content test. ``null_seed`` (the null battery) swaps each
-    sentence's two changes by a seeded coin and shuffles the bag-of-embeddings targets.
+    sentence's two changes by a seeded coin and shuffles the bag-of-embeddings targets. ``basis_texts``: other
+    sentences whose context vectors fix the principal axes of the bag models' targets (see module doc).
     """
     if model.site_map.final_norm is None:  # said before any work: an encoder has no final context vector
         raise NotApplicableError(f"{model.name} has no final norm; A6 reads the final context vector (the input of "
@@ -399,11 +419,18 @@ def aggregation_tests(
     sampler = FrequencySampler(token_zipf(tok, vocab_size(model)), exclude=special)
     pert = perturb(encoded, sampler, protected=special, seed=seed)
     group_arr = np.asarray(list(groups) if groups is not None else range(len(texts)))[np.asarray(pert.kept)]
-    deltas = [_model_deltas(m, name, s, pert, decay, n_components, null_seed)
+    basis = None
+    if basis_texts:
+        encoded_basis = tok(list(basis_texts), add_special_tokens=True)["input_ids"]
+        basis = tuple(tuple(int(t) for t in ids) for ids in encoded_basis)
+    deltas = [_model_deltas(m, name, s, pert, decay, n_components, null_seed, basis)
               for name, s, m in [(None, seed, model), *controls]]
     roles = _roles(deltas)
     results_ovc, reps_ovc = _order_content_results(roles, dataset, plan, n_bootstrap, seed, claim, pert)
-    results_bag, reps_bag = _bag_results(roles, dataset, group_arr, penalty, plan, n_bootstrap, seed, claim, decay)
+    basis_note = (f"principal axes fitted on {len(basis)} other sentences (groups not tested)" if basis
+                  else "principal axes fitted on the tested sentences (no other sentences given)")
+    results_bag, reps_bag = _bag_results(roles, dataset, group_arr, penalty, plan, n_bootstrap, seed, claim, decay,
+                                         basis_note)
     details: dict[str, Any] = {"n_changed": list(pert.n_changed), "n_sentences": len(pert.kept)}
     for d in deltas:
         label = "task" if d.control is None else f"{d.control}:{d.seed}"
@@ -412,15 +439,18 @@ def aggregation_tests(
 
 
 def _model_deltas(m: ConceptModel, control: str | None, seed: int, pert: Perturbed, decay: float,
-                  n_components: int, null_seed: int | None) -> ModelDeltas:
+                  n_components: int, null_seed: int | None,
+                  basis: Sequence[Sequence[int]] | None = None) -> ModelDeltas:
     c0 = context_vectors(m, pert.original)
     dp = _cosine_change(c0, context_vectors(m, pert.permuted))
     ds = _cosine_change(c0, context_vectors(m, pert.substituted))
-    Y = leading_components(c0, min(n_components, c0.shape[1]))
+    reference = context_vectors(m, basis) if basis else None
+    Y = leading_components(c0, min(n_components, c0.shape[1]), reference)
     if null_seed is not None:
         dp, ds = swap_roles(dp, ds, null_seed)
         Y = Y[np.random.default_rng([int(null_seed), 0xA6B]).permutation(Y.shape[0])]
-    return ModelDeltas(control, seed, dp, ds, bag_features(m, pert.original, decay), Y)
+    return ModelDeltas(control, seed, dp, ds, bag_features(m, pert.original, decay), Y,
+                       mean_token_features(m, pert.original))
 
 
 def _roles(deltas: list[ModelDeltas]) -> list[list[ModelDeltas]]:
@@ -483,18 +513,44 @@ def _order_content_results(roles: list[list[ModelDeltas]], dataset: str, plan: S
     return results, replicates
 
 
+#: the two bag models: (method, what its features are, how to read them off a model's deltas)
+BAG_MODELS: tuple[tuple[str, str], ...] = (
+    ("bag_of_embeddings_ridge", "order-sensitive: position-decay-weighted sum of the earlier tokens' embeddings and "
+                                "the last token's embedding"),
+    ("bag_of_tokens_ridge", "a true bag: the uniform mean of every token's embedding (no order, no position)"),
+)
+
+
 def _bag_results(roles: list[list[ModelDeltas]], dataset: str, groups: np.ndarray, penalty: float,
                  plan: SequentialPlan, n_bootstrap: int, seed: int, claim: str,
-                 decay: float) -> tuple[list[TestResult], dict]:
-    """The bag-of-embeddings ridge on every model with shared folds, permutations and resamples (exploratory)."""
+                 decay: float, basis_note: str = "") -> tuple[list[TestResult], dict]:
+    """Both bag models on every model with shared folds, permutations and resamples (exploratory)."""
+    results: list[TestResult] = []
+    replicates: dict = {}
+    for method, features_note in BAG_MODELS:
+        more, reps = _bag_model_results(roles, method, features_note, dataset, groups, penalty, plan, n_bootstrap,
+                                        seed, claim, decay, basis_note)
+        results += more
+        replicates.update(reps)
+    return results, replicates
+
+
+def _bag_model_results(roles: list[list[ModelDeltas]], method: str, features_note: str, dataset: str,
+                       groups: np.ndarray, penalty: float, plan: SequentialPlan, n_bootstrap: int, seed: int,
+                       claim: str, decay: float, basis_note: str) -> tuple[list[TestResult], dict]:
+    """One bag model (``method``) on every model: the same folds, permutation seeds and resamples for both."""
     models = [d for role in roles for d in role]
     probe = RidgeRegressionProbe(penalty=penalty)
     folds = grouped_folds(models[0].targets, groups, n_splits=5, seed=seed, task="regression")
-    cvs = [cross_validate_layers(probe, d.features[None], d.targets, groups, scoring="r2", seed=seed,
+
+    def features(d: ModelDeltas) -> np.ndarray:
+        return d.features if method == "bag_of_embeddings_ridge" else d.mean_features
+
+    cvs = [cross_validate_layers(probe, features(d)[None], d.targets, groups, scoring="r2", seed=seed,
                                  folds=folds) for d in models]
 
     def draw(offset: int, count: int) -> np.ndarray:
-        return np.stack([permutation_test_layers(probe, d.features[None], d.targets, groups, n_permutations=count,
+        return np.stack([permutation_test_layers(probe, features(d)[None], d.targets, groups, n_permutations=count,
                                                  scoring="r2", seed=seed * 1_000_003 + offset,
                                                  folds=list(folds)).null[0] for d in models])
 
@@ -515,7 +571,7 @@ def _bag_results(roles: list[list[ModelDeltas]], dataset: str, groups: np.ndarra
         per_seed = boot[start:start + len(role)] - extra["null_mean"]
         start += len(role)
         reps = per_seed[0] if len(role) == 1 else seed_mean_replicates(per_seed, seed)
-        key = TestKey(test="aggregation", dataset=dataset, method="bag_of_embeddings_ridge", site=FINAL_NORM,
+        key = TestKey(test="aggregation", dataset=dataset, method=method, site=FINAL_NORM,
                       position="last", control=role[0].control)
         replicates[key] = per_seed if role[0].control == UNTRAINED else per_seed[0]
         low, high = np.quantile(reps, [0.025, 0.975])
@@ -525,8 +581,9 @@ def _bag_results(roles: list[list[ModelDeltas]], dataset: str, groups: np.ndarra
             effect_size_name="r2 - null mean (shuffled targets)", effect_size=statistic - extra["null_mean"],
             ci_low=float(low), ci_high=float(high), p_value=float(out.p_value[i]), n=len(groups),
             n_groups=int(np.unique(groups).size),
-            extra={**extra, "site": "final_norm", "decay": decay, "penalty": penalty,
-                   "target": f"top {role[0].targets.shape[1]} PCs", "null": "shuffled targets (exact ridge refit)",
+            extra={**extra, "site": "final_norm", "decay": decay, "penalty": penalty, "features": features_note,
+                   "target": f"top {role[0].targets.shape[1]} PCs", "basis": basis_note,
+                   "null": "shuffled targets (exact ridge refit)",
                    "interval": "grouped bootstrap of the out-of-fold predictions (folds fixed), re-centred on R^2",
                    "n_bootstrap": n_bootstrap, **({"per_seed": [float(e) for e in per_seed.mean(axis=1)]}
                                                   if len(role) > 1 else {})},

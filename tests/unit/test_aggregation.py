@@ -147,6 +147,32 @@ def test_bag_features_weights_and_components(monkeypatch):
     scores = leading_components(Y, 2)
     assert scores.shape == (30, 2) and np.allclose(scores.mean(axis=0), 0)
     assert scores[:, 0].var() >= scores[:, 1].var()
+    bag = aggregation.mean_token_features(object(), [[0, 1, 2], [2, 1, 0], [3, 3, 0]])  # type: ignore[arg-type]
+    assert np.allclose(bag[0], bag[1]) and np.allclose(bag[2], [1 / 3, 0, 0, 2 / 3])  # order plays no part
+    # axes from another set: its own mean and directions, not the scored rows'
+    basis = np.zeros((10, 6))
+    basis[:, 4] = np.arange(10.0)
+    held = leading_components(Y + 5.0, 1, basis)
+    assert np.allclose(np.abs(held[:, 0]), np.abs(Y[:, 4] + 5.0 - 4.5))
+
+
+def test_a_true_bag_explains_a_mean_aggregator_and_order_adds_nothing(tiny_models):
+    """Planted: the context vector *is* the mean of the sentence's token embeddings (an order-free aggregator):
+    the bag of tokens predicts it out of fold (R^2 near 1) at least as well as the order-sensitive features."""
+    model = tiny_models["llama"]
+    rng = np.random.default_rng(4)
+    texts = [" ".join(rng.choice(["red", "old", "fox", "dog", "cat", "owl", "river", "north", "blue", "wide", "deep",
+                                  "slow", "small", "dark"], size=6)) for _ in range(60)]
+    original = aggregation.context_vectors
+    try:
+        aggregation.context_vectors = lambda m, seqs, **kw: aggregation.mean_token_features(m, seqs)  # type: ignore
+        out = aggregation_tests(model, texts, dataset="d", groups=list(range(60)), n_permutations=19,
+                                n_bootstrap=20, seed=0, basis_texts=texts[::-1][:30], penalty=0.01)
+    finally:
+        aggregation.context_vectors = original
+    rows = {r.method: r for r in out.results if r.control is None}
+    assert rows["bag_of_tokens_ridge"].statistic > 0.9
+    assert rows["bag_of_tokens_ridge"].statistic >= rows["bag_of_embeddings_ridge"].statistic - 0.02
 
 
 def test_the_kind_declares_one_primary_and_marks_the_null_battery(tiny_models):
@@ -160,10 +186,14 @@ def test_the_kind_declares_one_primary_and_marks_the_null_battery(tiny_models):
     out = get_kind("aggregation").run(context, AggregationParams(datasets=["truth_is_universal/animal_class"],
                                                                  max_items=24))
     roles = {(r.method, r.control): r.extra["role"] for r in out.results}
-    assert roles == {("permute_vs_substitute", None): "primary", ("bag_of_embeddings_ridge", None): "exploratory",
+    bags = ("bag_of_embeddings_ridge", "bag_of_tokens_ridge")
+    assert roles == {("permute_vs_substitute", None): "primary",
                      ("permute_vs_substitute", "untrained"): "control",
                      ("permute_vs_substitute", "spectrum_matched"): "control",
-                     ("bag_of_embeddings_ridge", "untrained"): "control",
-                     ("bag_of_embeddings_ridge", "spectrum_matched"): "control"}
+                     **{(b, None): "exploratory" for b in bags},
+                     **{(b, "untrained"): "control" for b in bags},
+                     **{(b, "spectrum_matched"): "control" for b in bags}}
+    bag_rows = [r for r in out.results if r.method in bags]
+    assert all(r.extra["basis"].startswith("principal axes fitted on 24 other sentences") for r in bag_rows)
     assert all("swapped" in r.extra["null_battery"] for r in out.results)
     assert set(out.replicates) == {r.key for r in out.results}

@@ -34,6 +34,9 @@ class AggregationParams:
     penalty: float = param(1.0, check=is_number, type_name="number", doc="ridge strength")
 
 
+#: fewer other sentences than twice this and the principal axes fall back to the tested ones (said in the result)
+BASIS_MIN = 8
+
 #: what the null battery (``--null``) replaces A6's signal by, and why it is the test's own null
 NULL_BATTERY = ("each sentence's reordering and replacement changes swapped by a seeded coin (one draw of the "
                 "order-vs-content null: order then matters as much as content); bag-of-embeddings targets shuffled")
@@ -73,13 +76,20 @@ class AggregationAnalysis(Analysis):
         order = np.random.default_rng(context.seed).permutation(len(texts))
         if params.max_items is not None:
             order = order[: params.max_items]
-        order = np.sort(order)
+        tested = np.sort(order)
+        tested_groups = {groups[i] for i in tested}
+        # The bag models' principal axes come from other sentences of the same datasets, from groups not tested
+        # (as many as are tested, at most): no held-out target shapes the target space.
+        rest = np.random.default_rng(context.seed).permutation(len(texts))
+        basis = [texts[i] for i in rest if groups[i] not in tested_groups][: len(tested)]
+        order = tested
         label = "+".join(n.split("/")[-1] for n in params.datasets)
         out = aggregation_tests(
             context.model, [texts[i] for i in order], dataset=label, groups=[groups[i] for i in order],
             controls=[(c.name, c.seed, c.model) for c in context.control_models()], decay=params.decay,
             penalty=params.penalty, plan=context.sequential_plan(), n_bootstrap=context.n_bootstrap,
             seed=context.seed, claim=context.claim, null_seed=context.null_seed,
+            basis_texts=basis if len(basis) >= 2 * BASIS_MIN else None,
         )
         results = out.results
         if context.null_seed is not None:
