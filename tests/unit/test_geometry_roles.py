@@ -15,10 +15,9 @@ from conceptspace.analyses import RunContext, registry
 
 PARAMS = {
     "clustering": {"dataset": "function_vectors/categories", "sites": ["unembed", "layer.1"], "max_per_class": 4,
-                   "classes": None, "methods": ["kmeans"], "metrics": None},
+                   "classes": None, "methods": ["kmeans"]},
     "similarity": {"dataset": "function_vectors/categories", "sites": ["unembed", "layer.1"], "max_per_class": 4},
-    "relations": {"dataset": "google_analogy/family", "sites": ["unembed", "layer.1"], "statistics": None,
-                  "geometries": None},
+    "relations": {"dataset": "google_analogy/family", "sites": ["unembed", "layer.1"]},
     "analogies": {"dataset": "google_analogy/family", "sites": ["unembed", "layer.1"], "max_per_relation": 6,
                   "methods": ["3cosadd", "3cosmul"]},
 }

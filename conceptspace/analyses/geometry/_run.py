@@ -32,6 +32,7 @@ from conceptspace.analyses.geometry._analogies import (
 )
 from conceptspace.analyses.geometry._clustering import (
     CLUSTER_METHODS,
+    DEFAULT_CLUSTER_METHODS,
     cluster,
     clustering_null_rows,
     clustering_results,
@@ -325,7 +326,7 @@ def run_clustering(
     sites: Sequence[str],
     *,
     rows: Sequence[int] | None = None,
-    methods: Sequence[str] = CLUSTER_METHODS,
+    methods: Sequence[str] = DEFAULT_CLUSTER_METHODS,
     twin: bool | ConceptModel | None = True,
     twin_seed: int = 0,
     n_permutations: int = 500,
@@ -343,7 +344,7 @@ def clustering_output(
     sites: Sequence[str],
     *,
     rows: Sequence[int] | None = None,
-    methods: Sequence[str] = CLUSTER_METHODS,
+    methods: Sequence[str] = DEFAULT_CLUSTER_METHODS,
     twin: bool | ConceptModel | None = True,
     twin_seed: int = 0,
     controls: Sequence[Control] | None = None,
