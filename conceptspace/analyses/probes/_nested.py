@@ -29,7 +29,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -142,9 +142,12 @@ class _NestedRidge(BaseEstimator):
         self.inner_splits = inner_splits
         self.seed = seed
 
+    #: the fixed-penalty probe class this one selects among (each subclass names its own)
+    base_probe: ClassVar[type[RidgeProbe] | type[RidgeRegressionProbe]] = RidgeProbe
+
     def base(self, penalty: float) -> Any:
         """The fixed-penalty ridge probe this one selects among."""
-        raise NotImplementedError
+        return self.base_probe(penalty=penalty)
 
     def fit(self, X: Any, y: Any, groups: Groups = None, inner: Sequence[Fold] | None = None) -> Any:
         """Fit on (n, d) features; ``groups`` keep a group's rows in one inner fold; ``inner`` fixes the inner
@@ -183,10 +186,7 @@ class NestedRidgeProbe(ClassifierMixin, _NestedRidge):
     grouped CV on the squared error of its 0/1 or one-hot fit (see module doc)."""
 
     task = "classification"
-
-    def base(self, penalty: float) -> RidgeProbe:
-        """A fixed-penalty ridge classifier."""
-        return RidgeProbe(penalty=penalty)
+    base_probe = RidgeProbe
 
     def decision_function(self, X: Any) -> np.ndarray:
         """The refitted probe's decision values."""
@@ -199,10 +199,7 @@ class NestedRidgeRegressionProbe(RegressorMixin, _NestedRidge):
     by inner grouped CV on R^2 (see module doc)."""
 
     task = "regression"
-
-    def base(self, penalty: float) -> RidgeRegressionProbe:
-        """A fixed-penalty ridge regression."""
-        return RidgeRegressionProbe(penalty=penalty)
+    base_probe = RidgeRegressionProbe
 
 
 def is_nested(probe: Any) -> bool:
