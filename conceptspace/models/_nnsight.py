@@ -12,7 +12,11 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-_ANYIO_MODULES = ("anyio", "anyio.abc", "anyio._backends._asyncio", "anyio.streams.memory", "anyio.streams.tls")
+#: every anyio module that defines a ``TypedAttributeSet`` subclass (abc: socket attributes; streams.tls and
+#: streams.file: their stream attributes), and the ones that import them. ``anyio.streams.file`` was missing: a
+#: fresh process that reached it after nnsight (the main job's remote dry run, in CI) failed with the error above.
+_ANYIO_MODULES = ("anyio", "anyio.abc", "anyio._backends._asyncio", "anyio.streams.memory", "anyio.streams.tls",
+                  "anyio.streams.file")
 
 
 def _preload_anyio() -> None:
