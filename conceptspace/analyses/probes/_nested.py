@@ -328,6 +328,15 @@ def _check_task(probe: Any, task: str) -> None:
                                 f"use {'NestedRidgeRegressionProbe' if task == 'regression' else 'NestedRidgeProbe'}")
 
 
+def _checked_labels(probe: Any, y: Any, n: int, scoring: str | None) -> tuple[str, np.ndarray, Labels, str]:
+    """The task (which must be the probe's), the checked labels, their prepared codes, and the scoring."""
+    task = infer_task(y)
+    _check_task(probe, task)
+    y_arr = check_labels(y, n, task=task)
+    labels = prepare_labels(y_arr, task)
+    return task, y_arr, labels, check_scoring(scoring or default_scoring(task), task, labels.n_classes)
+
+
 def nested_cross_validate(
     probe: Any,
     X_layers: Any,
@@ -346,11 +355,7 @@ def nested_cross_validate(
     rows = layer_rows(X_layers, layers, n_layers=n_layers)
     X = as_tensor(rows.X)
     n = X.shape[1]
-    task = infer_task(y)
-    _check_task(probe, task)
-    y_arr = check_labels(y, n, task=task)
-    labels = prepare_labels(y_arr, task)
-    scoring = check_scoring(scoring or default_scoring(task), task, labels.n_classes)
+    task, y_arr, labels, scoring = _checked_labels(probe, y, n, scoring)
     if folds is None:
         folds = _split(y_arr, groups, n_splits=n_splits, seed=seed, task=task)
     ops = _operators(probe, X, y_arr, groups, folds, seed, task)
@@ -405,11 +410,7 @@ def nested_null_draws(
     (batch ``[seed, offset]``), each scored by re-running the penalty selection (see module doc)."""
     X = check_features(X_layers, ndim=3)
     n = X.shape[1]
-    task = infer_task(y)
-    _check_task(probe, task)
-    y_arr = check_labels(y, n, task=task)
-    labels = prepare_labels(y_arr, task)
-    scoring = check_scoring(scoring or default_scoring(task), task, labels.n_classes)
+    task, y_arr, labels, scoring = _checked_labels(probe, y, n, scoring)
     used = resolve_scheme(y_arr, check_groups(groups, n), scheme, grouped=groups is not None)
     fixed: Scheme = "group" if used == "group" else "within" if used == "within" else "rows"
     ops = _operators(probe, as_tensor(X), y_arr, groups, folds, seed, task)
