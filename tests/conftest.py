@@ -17,6 +17,45 @@ from conceptspace.models._nnsight import import_nnsight
 warnings.simplefilter("error", import_nnsight().NNsightDeprecationWarning)
 
 
+# ------------------------------------------------------------------ the remote dry run's simulated server
+# A trace body is shipped to the worker, which has no conceptspace. nnsight's dry run deserializes it with
+# non-server modules hidden, but an *installed* conceptspace (tox's wheel) is re-imported from site-packages
+# instead of failing, so a body naming a conceptspace object passes here and fails on NDIF (in CI it failed
+# later, in that fresh import). Every test that runs a dry-run trace checks that nothing of conceptspace was
+# imported while the body was rebuilt.
+from nnsight.intervention.backends import local as _nnsight_local  # noqa: E402
+
+
+class ShippedConceptspaceError(AssertionError):
+    """A trace body referred to conceptspace code, which a remote worker does not have."""
+
+
+def _guard_simulated_server() -> None:
+    import sys
+
+    backend = _nnsight_local.LocalSimulationBackend
+    hide, restore = backend._hide_local_modules, backend._restore
+
+    def hide_and_remember(self):  # type: ignore[no-untyped-def]
+        hidden = hide(self)
+        hidden["_before"] = set(sys.modules)
+        return hidden
+
+    def restore_and_check(self, hidden):  # type: ignore[no-untyped-def]
+        imported = sorted(name for name in set(sys.modules) - hidden.pop("_before", set())
+                          if name.split(".")[0] == "conceptspace")
+        restore(self, hidden)
+        if imported:
+            raise ShippedConceptspaceError(
+                f"a trace body shipped conceptspace objects by reference (rebuilding it imported {imported[:5]}); "
+                "resolve envoys and values before the trace, so the body names only torch, nnsight and envoys")
+
+    backend._hide_local_modules, backend._restore = hide_and_remember, restore_and_check
+
+
+_guard_simulated_server()
+
+
 # ------------------------------------------------------------------------------------------- test tiers
 # Every tier marker is set here, from the test's folder or from this table, never in the test files:
 #   integration  everything under tests/integration/ (the real bundled models)

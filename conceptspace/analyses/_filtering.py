@@ -140,7 +140,9 @@ def read_sublayers(model: ConceptModel, sequences: Sequence[Sequence[int]], bloc
     right (causal attention never lets a real position see a pad), one trace per batch."""
     nnsight = import_nnsight()
     traced = model.traced()
-    paths = {b: sublayer_paths(model, b) for b in blocks}
+    # The envoys are resolved here, not inside the trace: the trace body is shipped to the worker (NDIF, or the
+    # dry run's simulated server), which has no conceptspace, so it may name only torch, nnsight and envoys.
+    envoys = {b: {sub: model.module_envoy(path) for sub, path in sublayer_paths(model, b).items()} for b in blocks}
     pad = getattr(model.tokenizer, "pad_token_id", None) or getattr(model.tokenizer, "eos_token_id", None) or 0
     store: dict[int, dict[str, tuple[list[np.ndarray], list[np.ndarray]]]] = {
         b: {s: ([], []) for s in SUBLAYERS} for b in blocks}
@@ -153,14 +155,14 @@ def read_sublayers(model: ConceptModel, sequences: Sequence[Sequence[int]], bloc
                               position_ids=pos.to(device), remote=model.remote) as tracer:
                 saved = []
                 for b in sorted(blocks):
-                    p = paths[b]
-                    n1 = model.module_envoy(p["attention_norm"])
+                    e = envoys[b]
+                    n1 = e["attention_norm"]
                     r_in, n1_out = n1.input, n1.output
-                    a = model.module_envoy(p["attention"]).output
+                    a = e["attention"].output
                     a_out = a[0] if isinstance(a, tuple) else a
-                    n2 = model.module_envoy(p["mlp_norm"])
+                    n2 = e["mlp_norm"]
                     r_mid, n2_out = n2.input, n2.output
-                    m = model.module_envoy(p["mlp"]).output
+                    m = e["mlp"].output
                     m_out = m[0] if isinstance(m, tuple) else m
                     saved.append([t.float().cpu() for t in (r_in, n1_out, a_out, r_mid, n2_out, m_out)])
                 saved = nnsight.save(saved)

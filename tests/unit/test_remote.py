@@ -258,3 +258,18 @@ def test_self_mapping_on_a_remote_model_is_not_applicable_before_any_download(pa
     with pytest.raises(NotApplicableError, match="weights locally"):
         kind.run(RunContext(model=dry, twin=None, claim="N5"), params)
     assert dry.downloaded_bytes == before
+
+
+def test_sublayer_reads_through_the_dry_run_equal_the_local_reads(pairs):
+    """N7's trace body names only envoys: rebuilt on the simulated server without conceptspace (the conftest
+    guard fails any body that ships a conceptspace object), its reads equal the local forward's."""
+    from conceptspace.analyses._filtering import SUBLAYERS, read_sublayers
+
+    local, dry = pairs["llama"]
+    sequences = [(1, 40, 41, 42), (1, 50, 51)]
+    a = read_sublayers(local, sequences, [0, 1])
+    b = read_sublayers(dry, sequences, [0, 1])
+    for block in (0, 1):
+        for sub in SUBLAYERS:
+            for x, y in zip(a[block][sub][0] + a[block][sub][1], b[block][sub][0] + b[block][sub][1], strict=True):
+                np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
