@@ -10,7 +10,7 @@ Layout (see ``probes/README.md``)::
     [suite]          name, description, model, seed, twin_seed(s), spectrum_twin, alpha, correction,
                      n_permutations (the first batch of draws), max_permutations (the sequential cap), n_bootstrap
     [quick]          overrides of [suite] numbers for ``--quick`` (and max_items for every analysis)
-    [claims.C4]      verdict thresholds of one claim (min_effect, margin, beat)
+    [claims.C4]      verdict thresholds of one claim (min_effect, margin, beat, must_fail)
     [[analysis]]     one analysis: id, claim, kind, primary (site of its one primary test), dataset(s) and the
                      kind's own parameters; ``quick = {...}``
 """
@@ -186,8 +186,8 @@ class Suite:
             "n_bootstrap": self.n_bootstrap,
             "max_permutations": self.max_permutations,
             "layers": self.layers,
-            "claims": {k: {"min_effect": r.min_effect, "margin": r.margin, "beat": list(r.beat)}
-                       for k, r in self.claims.items()},
+            "claims": {k: {"min_effect": r.min_effect, "margin": r.margin, "beat": list(r.beat),
+                           "must_fail": list(r.must_fail)} for k, r in self.claims.items()},
             "analyses": [{"id": a.id, "claim": a.claim, "kind": a.kind, "primary": a.primary,
                           "max_permutations": a.max_permutations, "params": dict(a.params)} for a in self.analyses],
         }
@@ -281,6 +281,7 @@ CLAIM_KEYS: dict[str, Key] = {
     "min_effect": Key(*_NUM, ...),
     "margin": Key(*_NUM, 0.0),
     "beat": Key(list_of(is_str), "list of control names", ["untrained"]),
+    "must_fail": Key(list_of(is_str), "list of control names", []),
 }
 TOP_KEYS = ("suite", "quick", "claims", "analysis")
 
@@ -425,10 +426,13 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
             raise _unknown(where, ("claims",), claim_id, CLAIM_IDS)
         rule = _check_table(where, ("claims", claim_id), table, CLAIM_KEYS)
         allowed_controls = ("untrained", "spectrum_matched", "lexical", "control_task", "frequency")
-        for control in rule["beat"]:
-            if control not in allowed_controls:
-                raise where.error(("claims", claim_id, "beat"), f"unknown control {control!r}; use {allowed_controls}")
-        claims[claim_id] = ClaimRule(float(rule["min_effect"]), float(rule["margin"]), tuple(rule["beat"]))
+        for rule_key in ("beat", "must_fail"):
+            for control in rule[rule_key]:
+                if control not in allowed_controls:
+                    raise where.error(("claims", claim_id, rule_key),
+                                      f"unknown control {control!r}; use {allowed_controls}")
+        claims[claim_id] = ClaimRule(float(rule["min_effect"]), float(rule["margin"]), tuple(rule["beat"]),
+                                     tuple(rule["must_fail"]))
     analyses_raw = raw.get("analysis", [])
     if not isinstance(analyses_raw, list) or not analyses_raw:
         raise SuiteError(f"{source}: a suite needs at least one [[analysis]] table")

@@ -16,6 +16,10 @@ class ClaimRule:
     min_effect: float
     margin: float
     beat: tuple[str, ...]
+    #: controls with no learned structure that must not show the effect themselves: if one's own effect has a
+    #: lower 95% bound >= ``min_effect``, the test measures the architecture or a tautology, not the claim, and
+    #: the primary test is "not testable as run" (a verdict either way would be forced by the design)
+    must_fail: tuple[str, ...] = ()
 
 
 

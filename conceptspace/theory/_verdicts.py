@@ -16,7 +16,9 @@ The rule, per claim (primary tests = the one pre-declared test of each analysis 
   below ``min_effect``) or explained by a control (upper bound of the paired difference below ``margin``): the
   same kind of evidence, an interval, decides both directions;
 * **not testable as run**: every primary test carries a reason why the design cannot separate the claim from an
-  artifact (``extra["not_testable"]``), which the report states;
+  artifact (``extra["not_testable"]``), which the report states, or a control named in the claim's
+  ``must_fail`` (one with no learned structure, such as an untrained twin) shows the effect itself: its own
+  effect's lower 95% bound reaches ``min_effect``, so the test measures the architecture or a tautology;
 * **inconclusive**: anything else (e.g. a large effect that is not significant after correction);
 * **not run**: the claim has no tests in this run (the reason is reported), never a made-up result.
 """
@@ -49,12 +51,33 @@ def is_primary(result: TestResult) -> bool:
 def rule_text(claim_id: str, rule: ClaimRule, alpha: float, correction: str) -> str:
     """The verdict rule of a claim in words, as fixed by the suite before the run."""
     beats = ", ".join(rule.beat) if rule.beat else "no control (the twin is shown beside, not required)"
+    must_fail = (f" Not testable as run if [{', '.join(rule.must_fail)}] show the effect themselves (their CI low "
+                 f">= {rule.min_effect:g})." if rule.must_fail else "")
     return (
         f"{claim_id} supported if a primary test has p <= {alpha:g} after {correction} across claims (Bonferroni "
         f"within the claim), effect over its null >= {rule.min_effect:g}, and the lower 95% bound of its paired "
         f"difference with [{beats}] >= {rule.margin:g}; not supported if every primary test has CI high < "
-        f"{rule.min_effect:g} or a paired difference with CI high < {rule.margin:g}; else inconclusive."
+        f"{rule.min_effect:g} or a paired difference with CI high < {rule.margin:g}; else inconclusive.{must_fail}"
     )
+
+
+def control_shows_effect(result: TestResult, by_key: Mapping[TestKey, TestResult], rule: ClaimRule) -> str | None:
+    """Why ``result`` cannot test its claim, if a ``must_fail`` control shows the effect itself, else None.
+
+    Why a control that passes invalidates the test rather than merely failing to be beaten: a control such as an
+    untrained twin has no learned geometry, so a statistic it clears on its own is produced by the architecture
+    or by the definition of the quantity (P5 at mid-depth: near-identity blocks make the context vector the
+    logit lens's own input); "not supported" would then be a verdict the design forced.
+    """
+    shown = []
+    for control in rule.must_fail:
+        other = by_key.get(result.key.counterpart(control))
+        if other is not None and math.isfinite(other.ci_low) and other.ci_low >= rule.min_effect:
+            shown.append(f"the {control} control shows the effect itself ({other.effect_size:.3g} "
+                         f"[{other.ci_low:.3g}, {other.ci_high:.3g}] >= {rule.min_effect:g})")
+    if not shown:
+        return None
+    return "; ".join(shown) + ": the statistic measures the architecture or a tautology, not the claim"
 
 
 @dataclass(frozen=True)
@@ -161,11 +184,11 @@ def judge_claim(
         reason = not_run_reason or "no test of this claim ran"
         return Verdict(claim_id, NOT_RUN, reason, text, tuple(r.test_id for r in mine))
     by_key = {r.key: r for r in results}
-    untestable = [r for r in primary if r.extra.get("not_testable")]
-    if len(untestable) == len(primary):
-        reasons = "; ".join(sorted({str(r.extra["not_testable"]) for r in untestable}))
+    why_not = {r.test_id: r.extra.get("not_testable") or control_shows_effect(r, by_key, rule) for r in primary}
+    if all(why_not.values()):
+        reasons = "; ".join(sorted({str(why) for why in why_not.values()}))
         return Verdict(claim_id, NOT_TESTABLE, reasons, text, tuple(r.test_id for r in mine))
-    primary = [r for r in primary if not r.extra.get("not_testable")]
+    primary = [r for r in primary if not why_not[r.test_id]]
     judgements = [judge_test(r, by_key, rule) for r in primary]
     passing = [j for j, r in zip(judgements, primary, strict=True) if j.passes]
     ranked = sorted(zip(judgements, primary, strict=True),

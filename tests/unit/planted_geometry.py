@@ -53,13 +53,15 @@ def write_model(
     edit: Callable[[Any], None] | None = None,
     n_layers: int = 2,
     seed: int = 0,
+    initializer_range: float = 0.02,
 ) -> Path:
     """Write a tiny Llama over ``FILLER + words`` into ``folder``.
 
     ``embed`` / ``unembed``: (len(words), d_model) rows for the words (other tokens keep random N(0, 1) rows);
     ``None`` keeps random rows there too. Blocks are the identity (output projections zero) and ``edit(model)``
     may then plant weights in them. Rows are unit-variance (not the 0.02 of an initialiser) so the RMSNorms see
-    ordinary scales.
+    ordinary scales. ``initializer_range`` goes into the config, which is what an untrained twin is drawn from
+    (the planted weights themselves are set explicitly).
     """
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -79,7 +81,7 @@ def write_model(
     config = LlamaConfig(vocab_size=vocab, hidden_size=d_model, intermediate_size=2 * d_model,
                          num_hidden_layers=n_layers, num_attention_heads=4, num_key_value_heads=4,
                          max_position_embeddings=64, tie_word_embeddings=False, pad_token_id=1, eos_token_id=2,
-                         bos_token_id=2, rms_norm_eps=1e-6)
+                         bos_token_id=2, rms_norm_eps=1e-6, initializer_range=initializer_range)
     model = LlamaForCausalLM(config)
     with torch.no_grad():
         model.model.embed_tokens.weight.copy_(E)

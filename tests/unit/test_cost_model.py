@@ -28,7 +28,7 @@ def _busy(seconds: float) -> None:
 
 def test_innermost_phase_wins_and_totals_add_up() -> None:
     clock = cost_model.PhaseClock()
-    forward = clock.wrap(lambda: _busy(0.05), "forwards")
+    forward = clock.wrap(lambda: _busy(0.2), "forwards")
 
     def draws() -> None:
         _busy(0.03)
@@ -37,8 +37,10 @@ def test_innermost_phase_wins_and_totals_add_up() -> None:
     permutations = clock.wrap(draws, "permutations")
     permutations()
     totals = clock.totals()
-    assert totals["phases"]["forwards"]["wall_s"] == pytest.approx(0.05, abs=0.02)
-    assert totals["phases"]["permutations"]["wall_s"] == pytest.approx(0.03, abs=0.02)
+    # busy-waiting guarantees the lower bounds; the upper one only says the nested forward (0.2 s) was not
+    # charged to the permutations as well (a loaded machine can stretch any phase by some milliseconds)
+    assert totals["phases"]["forwards"]["wall_s"] >= 0.2
+    assert 0.03 <= totals["phases"]["permutations"]["wall_s"] < 0.2
     assert abs(totals["unattributed_wall_s"]) < 1e-6
     assert totals["phases"]["forwards"]["cpu_s"] > 0  # busy-waiting burns CPU (less than wall on a shared machine)
 
@@ -50,7 +52,7 @@ def test_extraction_absorbs_the_forwards_under_it() -> None:
     extract()
     totals = clock.totals()
     assert totals["phases"]["forwards"]["wall_s"] < 0.005
-    assert totals["phases"]["extraction"]["wall_s"] == pytest.approx(0.04, abs=0.02)
+    assert totals["phases"]["extraction"]["wall_s"] >= 0.04
 
 
 def test_time_is_charged_to_the_analysis_that_runs() -> None:
@@ -58,7 +60,7 @@ def test_time_is_charged_to_the_analysis_that_runs() -> None:
     clock.set_analysis("c5")
     clock.wrap(lambda: _busy(0.02), "bootstrap")()
     by_analysis = clock.totals()["by_analysis"]
-    assert by_analysis["c5"]["bootstrap"]["wall_s"] == pytest.approx(0.02, abs=0.015)
+    assert by_analysis["c5"]["bootstrap"]["wall_s"] >= 0.02
     assert "bootstrap" not in by_analysis.get("(runner)", {})
 
 

@@ -30,11 +30,13 @@ the verdicts and a few bounds, not these numbers):
   good* rows) -> not supported (effect 0 [0, 0]). A null that is ruled out by its interval while some
   direction *is* used is not reachable here: the placebo spread is several units on a min_effect of 0.1.
 * P5 (cosine of ln_f(h) with u_t vs log p at ``layer@0.5``, against shuffled contexts and the twin): identity
-  blocks and unembedding rows of one norm, so the middle block's proximity ranks tokens as log p does -> supported
-  (Spearman 1.0, effect 0.976, minus twin 0.12 [0.11, 0.14]). This plants the claim itself, which on such a
-  model is the logit lens; it says the pipeline can reach "supported", not that proximity means probability in a
-  trained model. 6 blocks: with 3 the twin's middle block was so close to its last that the margin over the twin
-  (lower bound 0.045) missed 0.05. Null: the ``--null`` battery (shuffled contexts) -> not supported.
+  blocks and unembedding rows of one norm, so the middle block's proximity ranks tokens as log p does (Spearman
+  1.0, effect 0.976); and a model whose later blocks write along a direction the unembedding ignores. Both come
+  out "not testable as run", not "supported": their untrained twins clear the test too (0.86 and 0.72; the
+  second drawn at initializer_range 1), because a pre-norm residual network's middle block holds part of what
+  its last block holds whatever the weights. The battery's ``must_fail = ["untrained", "spectrum_matched"]``
+  turns that into the verdict (before the rule the identity model was "supported"). Null: the ``--null`` battery
+  (shuffled contexts, twins too) -> not supported.
 * A6 (order vs content of the final context vector): uniform attention (zero queries and keys) adding the mean
   of the token vectors -> supported (1 - ratio = 1.0). Null: the ``--null`` battery (roles swapped) -> not
   supported with 160 sentences (with 80 the interval's top was 0.502, a hair above min_effect 0.5).
@@ -57,7 +59,7 @@ from conceptspace.analyses.kinds import aggregation, analogies, clustering, prob
 from conceptspace.concepts import ConceptSet, load_user_concepts
 from conceptspace.suite import parse_suite
 from conceptspace.suite._runner import RunOutcome, run_suite
-from conceptspace.theory import NOT_SUPPORTED, SUPPORTED
+from conceptspace.theory import NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED
 from tests.unit import planted
 from tests.unit import planted_geometry as pg
 
@@ -81,7 +83,9 @@ def battery_rule(claim: str) -> str:
     """The ``[claims.<claim>]`` table of the battery file, re-emitted verbatim in value."""
     rule = tomllib.loads(BATTERY.read_text(encoding="utf-8"))["claims"][claim]
     beat = "[" + ", ".join(f'"{b}"' for b in rule["beat"]) + "]"
-    return f"[claims.{claim}]\nmin_effect = {rule['min_effect']}\nmargin = {rule['margin']}\nbeat = {beat}\n\n"
+    must_fail = "[" + ", ".join(f'"{b}"' for b in rule.get("must_fail", [])) + "]"
+    return (f"[claims.{claim}]\nmin_effect = {rule['min_effect']}\nmargin = {rule['margin']}\nbeat = {beat}\n"
+            f"must_fail = {must_fail}\n\n")
 
 
 def battery_analysis(claim: str) -> dict[str, Any]:
@@ -393,22 +397,69 @@ def p5_model(tmp_path_factory):
     return pg.write_model(tmp_path_factory.mktemp("p5"), words, edit=equal_norms, n_layers=6), words
 
 
+@pytest.fixture(scope="module")
+def p5_learned_model(tmp_path_factory):
+    """Proximity that tracks log p at the middle block for a reason its weights carry: unembedding rows of one
+    norm, all orthogonal to a direction e; blocks 0-3 are the identity and blocks 4-5's MLPs write large,
+    input-dependent multiples of e, which the final norm turns into a per-context rescaling of the logits (U e =
+    0), so the middle block's cosines rank tokens as log p does. Its untrained twin is drawn at
+    initializer_range 1, so that its blocks move the residual stream far (no near-identity excuse)."""
+    words = pg.word_names("tok", 120)
+    e = torch.zeros(D)
+    e[0] = 1.0
+
+    def writes_along_e(model: Any) -> None:
+        U = model.lm_head.weight
+        U[:, 0] = 0.0  # orthogonal to e
+        U.copy_(U / U.norm(dim=1, keepdim=True) * D ** 0.5)
+        g = torch.Generator().manual_seed(5)
+        for layer in model.model.layers[4:]:
+            mlp = layer.mlp
+            mlp.gate_proj.weight.copy_(torch.randn(mlp.gate_proj.weight.shape, generator=g) / D ** 0.5)
+            mlp.up_proj.weight.copy_(torch.randn(mlp.up_proj.weight.shape, generator=g) / D ** 0.5)
+            v = torch.randn(mlp.down_proj.weight.shape[1], generator=g)
+            mlp.down_proj.weight.copy_(20.0 * torch.outer(e, v / v.norm()))
+
+    folder = pg.write_model(tmp_path_factory.mktemp("p5learned"), words, edit=writes_along_e, n_layers=6,
+                            initializer_range=1.0)
+    return folder, words
+
+
 P5_BODY = 'dataset = "truth_is_universal/animal_class"\nlayers = [0, 1, 2]\nmax_items = 100\n'
 
 
-@pytest.mark.parametrize("null_seed", [None, 1], ids=["planted", "null"])
-def test_p5_proximity_that_tracks_log_p_is_supported_shuffled_contexts_are_not(tmp_path, monkeypatch, p5_model,
-                                                                               null_seed):
-    """The null is the ``--null`` battery: each context's cosines are paired with another context's log p."""
-    folder, words = p5_model
+def _p5(tmp_path, monkeypatch, model, null_seed=None):
+    folder, words = model
     use_concepts(monkeypatch, proximity, text_concepts(tmp_path, sentences(words, 100, 6, seed=10), "p5"))
     outcome = run(folder, "P5", P5_BODY, null_seed=null_seed)
-    verdict, primary = verdict_of(outcome, "P5"), primary_of(outcome)
+    primary = primary_of(outcome)
     assert primary.site == "layer.3"
-    if null_seed is None:
-        assert verdict.verdict == SUPPORTED, verdict.reason
-    else:
-        assert verdict.verdict == NOT_SUPPORTED, verdict.reason
+    twin = next(r for r in outcome.results if r.key == primary.key.counterpart("untrained"))
+    return verdict_of(outcome, "P5"), primary, twin
+
+
+@pytest.mark.parametrize("fixture", ["p5_model", "p5_learned_model"])
+def test_p5_planted_proximity_is_not_testable_because_a_random_network_shows_it_too(tmp_path, monkeypatch, request,
+                                                                                  fixture):
+    """The planted positive of P5 cannot come out "supported" under the battery's rule, and that is the finding:
+    a pre-norm residual network's middle block holds part of the sum its last block holds, so the logit lens
+    read there tracks the network's own log p *for random weights too*. Identity blocks (twin near-identity at
+    initializer_range 0.02) and a model whose later blocks write along a direction the unembedding ignores (twin
+    at initializer_range 1: no near-identity excuse) both show the effect (>= 0.5), and so does each one's
+    untrained twin (>= 0.3): the claim's ``must_fail`` makes the verdict "not testable as run" (before the rule,
+    the identity model came out "supported")."""
+    verdict, primary, twin = _p5(tmp_path, monkeypatch, request.getfixturevalue(fixture))
+    assert primary.effect_size > 0.5 and twin.ci_low > 0.3
+    assert verdict.verdict == NOT_TESTABLE, verdict.reason
+    assert "untrained control shows the effect itself" in verdict.reason
+
+
+def test_p5_shuffled_contexts_are_not_supported(tmp_path, monkeypatch, p5_model):
+    """The null is the ``--null`` battery: each context's cosines are paired with another context's log p, the
+    twins' too, so no control clears the test and the verdict is an ordinary "not supported"."""
+    verdict, _, twin = _p5(tmp_path, monkeypatch, p5_model, null_seed=1)
+    assert twin.ci_low < 0.05
+    assert verdict.verdict == NOT_SUPPORTED, verdict.reason
 
 
 # --- A6 (aggregation): a context vector that is a bag of its tokens --------------------------------------------------

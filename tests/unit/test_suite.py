@@ -154,3 +154,15 @@ def test_an_analysis_may_cap_its_sequential_draws_below_the_suites():
     quick = suite.for_run(quick=True)
     assert _draw_cap(quick, steering) == 2000 and _draw_cap(quick, probe) == 10000
     assert suite.to_dict()["analyses"][[a.id for a in suite.analyses].index(steering.id)]["max_permutations"] == 2000
+
+
+def test_must_fail_controls_are_read_checked_and_recorded():
+    suite = parse_suite(GOOD.replace('beat = ["untrained"]', 'beat = ["untrained"]\nmust_fail = ["untrained"]'),
+                        "good.toml")
+    assert suite.claims["C4"].must_fail == ("untrained",)
+    assert suite.to_dict()["claims"]["C4"]["must_fail"] == ["untrained"]
+    assert parse_suite(GOOD, "good.toml").claims["C4"].must_fail == ()
+    message = _error(GOOD.replace('beat = ["untrained"]', 'beat = ["untrained"]\nmust_fail = ["twin"]'))
+    assert "bad.toml:11: claims.C4.must_fail" in message and "unknown control 'twin'" in message
+    battery = load_suite(PROBES / "concept_space.toml")
+    assert battery.claims["P5"].must_fail == ("untrained", "spectrum_matched")

@@ -146,3 +146,31 @@ def test_lexical_counterpart_is_found_at_the_embedding_site_and_rule_text():
     assert v.judgements[0].control_effects["lexical"] == 0.28
     text = rule_text("C4", RULE, 0.05, "holm")
     assert "p <= 0.05 after holm across claims" in text and ">= 0.1" in text and "untrained" in text
+
+
+MUST_FAIL = ClaimRule(min_effect=0.1, margin=0.05, beat=("untrained",), must_fail=("untrained",))
+
+
+def test_a_must_fail_control_that_shows_the_effect_makes_the_test_not_testable():
+    """The twin clears min_effect on its own (CI low 0.15): whatever the model does, the statistic is the
+    architecture's. The same twin below min_effect leaves the ordinary rule in charge, in both directions."""
+    task = _r("a/L3/task", 0.3, 0.001, paired=_paired(0.08, 0.12))
+    passing_twin = _r("a/L3/untrained", 0.2, 0.001, lo=0.15, hi=0.25, control="untrained")
+    v = _judge(task, passing_twin, rule=MUST_FAIL)
+    assert v.verdict == NOT_TESTABLE and "untrained control shows the effect itself" in v.reason
+    assert _judge(task, passing_twin, rule=RULE).verdict == SUPPORTED  # the same numbers without the rule
+    quiet_twin = _r("a/L3/untrained", 0.02, 0.3, lo=-0.03, hi=0.09, control="untrained")
+    assert _judge(task, quiet_twin, rule=MUST_FAIL).verdict == SUPPORTED
+    small = _r("a/L3/task", 0.03, 0.2, lo=0.0, hi=0.06)
+    assert _judge(small, quiet_twin, rule=MUST_FAIL).verdict == NOT_SUPPORTED
+    assert "Not testable as run if [untrained]" in rule_text("C4", MUST_FAIL, 0.05, "holm")
+
+
+def test_must_fail_needs_every_primary_invalidated_to_decide_the_claim():
+    """One primary invalidated by its twin, the other valid: the valid one decides."""
+    bad = _r("a/L3/task", 0.3, 0.001)
+    bad_twin = _r("a/L3/untrained", 0.3, 0.001, lo=0.25, hi=0.35, control="untrained")
+    good = _r("b/L3/task", 0.3, 0.001, paired=_paired(0.2, 0.3))
+    good_twin = _r("b/L3/untrained", 0.0, 0.5, lo=-0.05, hi=0.05, control="untrained")
+    v = _judge(bad, bad_twin, good, good_twin, rule=MUST_FAIL)
+    assert v.verdict == SUPPORTED and [j.test_id for j in v.judgements] == [good.test_id]
