@@ -352,6 +352,8 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     from conceptspace.errors import InvalidInputError
 
     if args.action == "info":
+        if args.area:
+            raise InvalidInputError("--area goes with `cache clear`; `cache info` lists every area")
         info = cache_info(verify=args.verify)
         if args.json:
             print(json.dumps(info, indent=2))
@@ -360,6 +362,14 @@ def _cmd_cache(args: argparse.Namespace) -> int:
         return 1 if args.verify and any(e["state"] == "damaged" for e in info["entries"]) else 0
     if args.verify:
         raise InvalidInputError("--verify goes with `cache info`; `cache clear` removes damaged entries anyway")
+    if args.area:
+        from conceptspace.activations._cache import clear_areas
+
+        if args.partial:
+            raise InvalidInputError("--partial clears unfinished extractions; --area clears whole areas: use one")
+        for name, freed in clear_areas(args.area).items():
+            print(f"cleared {name}/ ({freed / 1e6:.1f} MB)" if freed else f"{name}/: nothing to clear")
+        return 0
     report = cache_clear(partial_only=args.partial)
     print(f"removed {len(report.removed)} cache entr{'y' if len(report.removed) == 1 else 'ies'}")
     for name in report.running:
@@ -410,7 +420,8 @@ def _print_cache_info(info: dict[str, Any]) -> None:
         if entry["locked_by"]:
             print(f"locked {entry['key']}: held by {entry['locked_by']}")
     for area in info["areas"]:
-        print(f"other area {area['name']}/: {area['what']} ({area['bytes'] / 1e6:.1f} MB; not cleared)")
+        print(f"other area {area['name']}/: {area['what']} ({area['bytes'] / 1e6:.1f} MB; `cache clear --area "
+              f"{area['name']}` clears it)")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -563,6 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache = commands.add_parser("cache", help="inspect or clear the activation cache")
     cache.add_argument("action", choices=["info", "clear"], help="info: list the entries; clear: delete them")
     cache.add_argument("--partial", action="store_true", help="clear only unfinished extractions")
+    cache.add_argument("--area", action="append", metavar="NAME",
+                       help="clear: a whole other area instead of the activation entries (forward-memo: the "
+                            "analyses' memoized forwards; weights; token-sequences; all); repeatable")
     cache.add_argument("--verify", action="store_true",
                        help="info: hash every array against its manifest (reads the whole cache; exit 1 if damaged)")
     cache.add_argument("--json", action="store_true", help=json_help + " (info)")

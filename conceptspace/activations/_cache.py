@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from conceptspace.errors import CacheError
+from conceptspace.errors import CacheError, InvalidInputError
 from conceptspace.paths import activation_cache_dir
 from conceptspace.utils.atomic import atomic_write_bytes, atomic_write_json
 
@@ -775,6 +775,33 @@ class ClearReport:
     removed: list[str] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
     left_alone: list[str] = field(default_factory=list)
+
+
+def clear_areas(names: Sequence[str], root: str | Path | None = None) -> dict[str, int]:
+    """Delete whole other areas of the cache folder (``OTHER_AREAS``; ``"all"`` for every one): bytes freed each.
+
+    Why apart from :func:`cache_clear`: those areas hold derived results (the forward memo, remote weight
+    matrices, A6 context vectors) rather than extractions, and clearing them is the way to make a run recompute
+    them. Each area is first renamed out of the way, so a reader sees either the whole area or none of it (the
+    memo's readers treat a vanished entry as a miss) and an interrupted clear leaves no half area under its name.
+    """
+    chosen = list(OTHER_AREAS) if "all" in names else list(dict.fromkeys(names))
+    unknown = [n for n in chosen if n not in OTHER_AREAS]
+    if unknown:
+        raise InvalidInputError(f"unknown cache area(s) {unknown}; use {', '.join(OTHER_AREAS)} or all")
+    base = cache_root(root)
+    freed: dict[str, int] = {}
+    for name in chosen:
+        folder = base / name
+        if not folder.is_dir():
+            freed[name] = 0
+            continue
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        doomed = base / f".{name}.removing-{os.getpid()}"
+        folder.rename(doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        freed[name] = size
+    return freed
 
 
 def _remove_entry(folder: Path) -> bool:

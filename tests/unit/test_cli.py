@@ -103,3 +103,27 @@ def test_texts_files_are_read_exactly(tmp_path):
     txt = tmp_path / "t.txt"
     txt.write_text("caf\u00e9\n\n  \nna\u00efve\n", encoding="utf-8")
     assert _read_texts(txt, "text") == ["caf\u00e9", "na\u00efve"]
+
+
+def test_cache_clear_area_removes_only_that_area(tiny_model_dirs, tmp_path, capsys):
+    """The forward memo (and the other derived areas) survive a plain `cache clear` and go with `--area`; the
+    activation entries survive `--area`; an unknown area or a mixed request says what to do."""
+    from conceptspace.activations._forward_memo import memo_root, write_entry
+
+    texts = tmp_path / "t.txt"
+    texts.write_text("hello there\n")
+    main(["extract", "--model", str(tiny_model_dirs["gpt2"]), "--texts", str(texts), "--quiet"])
+    write_entry(memo_root(), "k" * 32, {"x": np.arange(1000.0)}, {"name": "test"})
+    capsys.readouterr()
+    assert main(["cache", "info"]) == 0
+    assert "`cache clear --area forward-memo` clears it" in capsys.readouterr().out
+    assert main(["cache", "clear", "--area", "forward-memo"]) == 0
+    assert "cleared forward-memo/" in capsys.readouterr().out and not memo_root().exists()
+    assert main(["cache", "info", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["entries"]) == 1  # the extraction is still there
+    assert main(["cache", "clear", "--area", "forward-memo"]) == 0
+    assert "nothing to clear" in capsys.readouterr().out
+    assert main(["cache", "clear", "--area", "memo"]) == 2
+    assert "unknown cache area" in capsys.readouterr().err
+    assert main(["cache", "clear", "--area", "all", "--partial"]) == 2
+    assert main(["cache", "info", "--area", "weights"]) == 2
