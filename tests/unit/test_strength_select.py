@@ -93,7 +93,7 @@ def test_a_held_out_prompt_sets_the_scale_and_can_change_the_grid(planted_model)
 def test_the_evaluation_prompts_do_not_move_the_grid_and_run_at_its_strengths(tmp_path, monkeypatch, planted_model):
     """Two runs whose evaluation prompts differ in one prompt record the same selection; the evaluation's own
     off-target KL at the concept (same absolute strengths, same off-target prompts) equals the selection's."""
-    info, model = planted_model
+    info, _ = planted_model
     use_concepts(monkeypatch, causal_runs, c5_concepts(tmp_path, planted.POSITIVE, planted.NEGATIVE))
     first = primary_of(run(info.folder, "C5", c5_selected_body()))
     other = [*EVALUATION[:-1], "the word is pos3"]  # a different last prompt with a different norm
