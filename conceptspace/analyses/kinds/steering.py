@@ -1,5 +1,11 @@
 """C5: steer along the mass-mean direction of a binary concept set, against data-drawn placebo directions
-(mass-mean directions of random relabellings of the same words), on the model and on every control model."""
+(mass-mean directions of random relabellings of the same words), on the model and on every control model.
+
+With ``held_out_prompts`` the strength grid is chosen on them (and the off-target prompts) as the largest candidate
+whose off-target KL at the concept stays under ``kl_cap`` (:mod:`~conceptspace.analyses.causal._strength_select`),
+so a slope bought by breaking the model cannot count; the control models run the model's relative grid at their
+own held-out activation scale (the same dose in each model's units; their own selection is recorded, not used).
+Nothing under the cap: the rows carry ``not_testable`` (verdict "not testable as run")."""
 
 from __future__ import annotations
 
