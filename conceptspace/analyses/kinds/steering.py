@@ -102,7 +102,7 @@ class SteeringAnalysis(Analysis):
         plan = context.sequential_plan(start) if untestable is None else SequentialPlan.fixed(start)
         trained = self._steer(subjects[0], context, params, plan, n_random=params.n_random, grid=grid,
                               selection=selections[0])
-        model_rows = _annotate(trained, selections[0], untestable)
+        model_rows = ResultSet(_annotate(trained, selections[0], untestable))
         primary = primary_row(model_rows)
         results = list(model_rows)
         replicates = dict(trained.replicates)
@@ -183,7 +183,8 @@ def _grid(params: SteeringParams, selection: StrengthSelection | None) -> tuple[
     return selection.grid, None
 
 
-def _annotate(steer: SteeringResult, selection: StrengthSelection | None, untestable: str | None) -> list:
+def _annotate(steer: SteeringResult, selection: StrengthSelection | None,
+              untestable: str | None) -> list[TestResult]:
     """The test rows with the selection's record, whether the response is monotone over the grid, and the
     not-testable reason (which the verdict reads)."""
     extra: dict[str, Any] = {}
