@@ -10,16 +10,20 @@ the real model (finite numbers, erasure to chance, valid p-values), not which wa
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
+import torch
 from sklearn.linear_model import RidgeClassifier
 
 from conceptspace.activations._extract import extract
 from conceptspace.analyses.causal._derivatives import directional_derivative_test
 from conceptspace.analyses.causal._erasure import erasure_test
-from conceptspace.analyses.causal._inputs import resolve_targets
+from conceptspace.analyses.causal._inputs import as_targets, resolve_targets
 from conceptspace.analyses.causal._steering import steering_test
+from conceptspace.analyses.causal._strength_select import select_strengths
 from conceptspace.analyses.probes._estimators import MassMeanProbe
 from conceptspace.concepts import load_concepts
 from conceptspace.models import load_model
@@ -85,6 +89,36 @@ def test_steering_valence_direction_vs_placebos(setup):
         floor = 1 / (int(row.extra.get("n_permutations") or 20) + 1)
         assert floor - 1e-12 <= row.p_value <= 1
         assert not np.isfinite(row.ci_low) or row.ci_low <= row.effect_size <= row.ci_high
+
+
+def _battery_c5() -> dict:  # type: ignore[type-arg]
+    battery = Path(__file__).resolve().parents[2] / "probes" / "concept_space.toml"
+    analyses = tomllib.loads(battery.read_text(encoding="utf-8"))["analysis"]
+    return next(a for a in analyses if a["id"] == "c5_sentiment_steering")
+
+
+def test_strength_grid_chosen_under_the_kl_cap_on_the_battery_prompts(setup):
+    """The battery's selection (its held-out and off-target prompts, cap and candidates) on the real model, then
+    the evaluation on 6 of its evaluation prompts at the chosen strengths: the evaluation's off-target KL at the
+    concept is the selection's (same prompts, same absolute strengths), hence under the cap."""
+    model, _, _, direction, targets = setup
+    spec = _battery_c5()
+    unit = torch.as_tensor(direction / np.linalg.norm(direction), dtype=torch.float32)
+    start = time.perf_counter()
+    selection = select_strengths(model, unit, spec["held_out_prompts"], spec["off_target_prompts"],
+                                 as_targets(model, targets), site=SITE, candidates=spec["candidate_strengths"],
+                                 kl_cap=spec["kl_cap"])
+    print(f"\n[selection {time.perf_counter() - start:.1f}s] {selection.extra()}")
+    assert selection.chosen is not None, selection.reason()
+    assert selection.kl[selection.chosen] <= spec["kl_cap"]
+    assert all(k > spec["kl_cap"] for k in selection.kl[selection.chosen + 1:])  # the largest under the cap
+    assert selection.kl[-1] > selection.kl[0]  # larger steps cost more
+    result = steering_test(model, direction, spec["prompts"][:6], targets, site=SITE,
+                           off_target_prompts=spec["off_target_prompts"], strengths=selection.grid,
+                           scale=selection.scale, n_random=4, n_orthogonal=0, n_permutations=20,
+                           dataset="vader_valence")
+    assert result.kl is not None and result.scale == pytest.approx(selection.scale)
+    assert result.kl[0].mean(axis=1).max() == pytest.approx(selection.kl[selection.chosen], rel=1e-3, abs=1e-5)
 
 
 def test_leace_erasure_of_valence(setup):

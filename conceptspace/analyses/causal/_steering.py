@@ -277,6 +277,7 @@ def steering_test(
     max_rows: int = 1024,
     p_method: str = "rank",
     resample_prompts: bool = True,
+    scale: float | None = None,
 ) -> SteeringResult:
     """Dose-response of steering along ``direction`` at ``site`` vs placebo directions.
 
@@ -290,6 +291,9 @@ def steering_test(
     words); None uses isotropic random directions. Its +/-u draws are made sequentially: ``plan`` (or
     ``n_permutations`` to start, doubling up to ``max_permutations``, deciding at ``alpha``). ``n_random``
     isotropic and ``n_orthogonal`` orthogonal directions are references (fixed counts, +/-u pairs too).
+    ``scale``: the activation scale the strengths multiply; None measures it on ``prompts`` (the median norm at
+    the edited positions). A grid chosen elsewhere (:func:`~._strength_select.select_strengths`, on held-out
+    prompts) passes its own scale, so the evaluation runs at the absolute strengths that were checked.
     Returns curves and :class:`TestResult` rows: the concept vs the primary placebos (``extra["role"]``
     "primary"), one more placebo tested as the concept (``control="random_direction"``), and the references.
     """
@@ -308,7 +312,10 @@ def steering_test(
 
     zero = Edits.additive(torch.zeros(1, model.d_model))
     base = run_edits(model, prepared, site_name, zero, target.ids, max_rows=max_rows)
-    scale = float(base.norms[prepared.edit_mask.cpu()].median())
+    if scale is None:
+        scale = float(base.norms[prepared.edit_mask.cpu()].median())
+    elif not np.isfinite(scale) or scale <= 0:
+        raise InvalidInputError(f"scale must be a positive activation norm (or None to measure it); got {scale}")
     steerer = _Steerer(model, prepared, site_name, target, grid, scale, target.score(base.target_logp[0]), max_rows)
 
     source: PlaceboSource = placebos if placebos is not None else IsotropicPlacebos(model.d_model, seed)
