@@ -19,6 +19,7 @@ changes; a cold run pays a rebuild (about 2 s) each time an analysis moves from 
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -34,13 +35,19 @@ class ControlSlot:
 
     ``after_release`` runs after a control was released (the runner returns the freed heap to the system with
     it: without that the allocator keeps the pages and the process's memory does not go down). ``builds`` counts
-    every build, rebuilds included (the cost a cold run pays for the memory it saves).
+    every build, rebuilds included, and ``build_seconds`` their wall time: the time a run pays for the memory it
+    saves (results.json ``timings.controls_built``).
     """
 
     def __init__(self, after_release: Callable[[], object] | None = None) -> None:
         self._held: LazyControl | None = None
         self._after_release = after_release
         self.builds = 0
+        self.build_seconds = 0.0
+
+    def summary(self) -> dict[str, float]:
+        """Builds and their seconds, for a run's timings."""
+        return {"builds": self.builds, "seconds": round(self.build_seconds, 2)}
 
     @property
     def held(self) -> LazyControl | None:
@@ -103,9 +110,12 @@ class LazyControl(ConceptModel):
         if self._module is None:
             if self._slot is not None:
                 self._slot.hold(self)
+            start = time.perf_counter()
             module = self._build()
             self._check(module)
             self._module = module
+            if self._slot is not None:
+                self._slot.build_seconds += time.perf_counter() - start
         return self._module
 
     @hf_model.setter

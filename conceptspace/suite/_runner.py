@@ -255,7 +255,8 @@ def run_suite(
     timings: dict[str, Any] = {"total_s": round(total, 2), "load_model_s": round(t_model, 2),
                                "analyses_s": {r.spec.id: round(r.seconds, 2) for r in records},
                                "forward_passes": counts_summary(forward_counts() - forwards),
-                               "forward_memo": {r.spec.id: r.memo for r in records}}
+                               "forward_memo": {r.spec.id: r.memo for r in records},
+                               "controls_built": slot.summary()}  # on demand, one held at a time
     if model.remote:  # on NDIF the download is the cost: per analysis, before compression
         timings["download_mb"] = {r.spec.id: round(r.downloaded_bytes / 2**20, 3) for r in records}
         timings["download_mb_total"] = round(model.downloaded_bytes / 2**20, 3)

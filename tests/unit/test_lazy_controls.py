@@ -96,6 +96,7 @@ def test_a_run_holds_one_control_at_a_time_and_a_warm_run_builds_none(tiny_model
     assert cold.most_alive == 1  # ... one at a time: building one released the one before
     assert warm.count == 0  # every control activation came from the cache: no control was built
     assert [c["control"] for c in documents[1]["controls"]] == ["untrained", "untrained", "spectrum_matched"]
+    assert [d["timings"]["controls_built"]["builds"] for d in documents] == [cold.count, 0]  # reported as counted
     for document in documents:
         del document["timings"]
     assert json.dumps(documents[0], sort_keys=True) == json.dumps(documents[1], sort_keys=True)
