@@ -101,7 +101,8 @@ class LazyControl(ConceptModel):
         self._slot = slot
         self._facts: dict[str, Any] = {"device": target, "dtype": parent.dtype, "d_model": parent.d_model,
                        "max_length": parent.max_length, "parameters": parent.parameter_count(),
-                       "architecture": parent.architecture, "head_path": parent.head_path()}
+                       "architecture": parent.architecture, "head_path": parent.head_path(),
+                       "output_vocab_size": parent.output_vocab_size()}
 
     # -- the module, on demand -----------------------------------------------------------------------------
     @property
@@ -139,7 +140,7 @@ class LazyControl(ConceptModel):
         first = next(module.parameters())
         built = {"device": first.device, "dtype": first.dtype, "architecture": type(module).__name__,
                  "parameters": sum({id(p): p.numel() for p in module.parameters()}.values()),
-                 "head_path": _head_path(module)}
+                 "head_path": _head_path(module), "output_vocab_size": _output_rows(module)}
         wrong = {k: (self._facts[k], v) for k, v in built.items() if self._facts[k] != v}
         if discover_sites(module) != self.site_map:
             wrong["sites"] = (self.site_map, discover_sites(module))
@@ -181,6 +182,10 @@ class LazyControl(ConceptModel):
         path: str | None = self._facts["head_path"]
         return path
 
+    def output_vocab_size(self) -> int | None:
+        rows: int | None = self._facts["output_vocab_size"]
+        return rows
+
 
 def lazy_untrained(model: ConceptModel, seed: int, device: str | torch.device | None = None,
                    slot: ControlSlot | None = None) -> LazyControl:
@@ -204,3 +209,10 @@ def _head_path(module: torch.nn.Module) -> str | None:
     get_output = getattr(module, "get_output_embeddings", None)
     head = get_output() if callable(get_output) else None
     return None if head is None else next(name for name, m in module.named_modules() if m is head)
+
+
+def _output_rows(module: torch.nn.Module) -> int | None:
+    """Rows of a built module's LM head, as :meth:`ConceptModel.output_vocab_size` reads them."""
+    get_output = getattr(module, "get_output_embeddings", None)
+    head = get_output() if callable(get_output) else None
+    return None if head is None else int(head.weight.shape[0])

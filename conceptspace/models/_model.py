@@ -236,6 +236,12 @@ class ConceptModel:
         head = self._head()
         return None if head is None else head.weight.detach()
 
+    def output_vocab_size(self) -> int | None:
+        """Rows of the LM head (the token ids a next-token test can name), None without a head; from the shape
+        alone, so an unbuilt control (:mod:`conceptspace.models._lazy_control`) answers it without its weights."""
+        head = self.unembedding()
+        return None if head is None else int(head.shape[0])
+
     def _head(self) -> Any:
         get_output = getattr(self.hf_model, "get_output_embeddings", None)
         return get_output() if callable(get_output) else None

@@ -109,6 +109,7 @@ def test_a_lazy_twin_is_described_unbuilt_and_builds_the_eager_twin(tiny_models)
     assert (lazy.device, lazy.dtype, lazy.max_length, lazy.site_map) == (eager.device, eager.dtype,
                                                                          eager.max_length, eager.site_map)
     assert lazy.identity.key() == eager.identity.key() and lazy.head_path() == eager.head_path()
+    assert lazy.output_vocab_size() == eager.output_vocab_size() == eager.unembedding().shape[0]
     assert _same_weights(lazy.hf_model, eager.hf_model) and lazy.is_built
     first = weakref.ref(lazy.hf_model)
     lazy.release()
