@@ -111,7 +111,7 @@ class TargetTokens:
 
 def _word_to_id(model: ConceptModel, word: str | int) -> tuple[int, str]:
     tokenizer = model.tokenizer
-    vocab_size = int(model.output_vocab_size())  # type: ignore[arg-type]  (a shape: a lazy control stays unbuilt)
+    vocab_size = int(model.output_vocab_size())  # type: ignore[arg-type]  # a shape: a lazy control stays unbuilt
     if isinstance(word, (int, np.integer)) and not isinstance(word, bool):
         token_id = int(word)
         if not 0 <= token_id < vocab_size:
