@@ -190,6 +190,11 @@ class ConceptModel:
                 return value
         return int(getattr(self.tokenizer, "model_max_length", 1 << 30))
 
+    @property
+    def architecture(self) -> str:
+        """The model class's name (``LlamaForCausalLM``), as reports and cache manifests record it."""
+        return type(self.hf_model).__name__
+
     def parameter_count(self) -> int:
         """Distinct parameters (tied matrices counted once)."""
         seen = {id(p): p.numel() for p in self.hf_model.parameters()}
@@ -202,7 +207,7 @@ class ConceptModel:
             "identity_key": self.identity.key(),
             "control": self.control,
             **({"spectrum_method": SPECTRUM_METHOD} if self.control == SPECTRUM_CONTROL else {}),
-            "architecture": type(self.hf_model).__name__,
+            "architecture": self.architecture,
             "n_layers": self.n_layers,
             "d_model": self.d_model,
             "parameters": self.parameter_count(),
@@ -231,6 +236,12 @@ class ConceptModel:
         head = self._head()
         return None if head is None else head.weight.detach()
 
+    def output_vocab_size(self) -> int | None:
+        """Rows of the LM head (the token ids a next-token test can name), None without a head; from the shape
+        alone, so an unbuilt control (:mod:`conceptspace.models._lazy_control`) answers it without its weights."""
+        head = self.unembedding()
+        return None if head is None else int(head.shape[0])
+
     def _head(self) -> Any:
         get_output = getattr(self.hf_model, "get_output_embeddings", None)
         return get_output() if callable(get_output) else None
@@ -252,17 +263,8 @@ class ConceptModel:
         (always locally, on ``device``); a twin too large for this machine's memory is refused with a clear
         error rather than swapping.
         """
-        config = copy.deepcopy(self.hf_model.config)  # type: ignore[union-attr]
-        target = self.device if device is None and self.weights_are_local else _device(device)
-        if not self.weights_are_local:
-            _check_twin_fits(self, target)
-        generator_state = torch.random.get_rng_state()
-        try:
-            torch.manual_seed(seed)
-            twin = _auto_class(self.is_causal).from_config(config, dtype=self.dtype)
-        finally:
-            torch.random.set_rng_state(generator_state)
-        twin.to(target).eval()
+        target = self.untrained_target(device)
+        twin = self.untrained_module(seed, target)
         identity = replace(self.identity, untrained_seed=seed)
         return ConceptModel(
             hf_model=twin,
@@ -272,6 +274,26 @@ class ConceptModel:
             remote=False,
             repo_id=self.repo_id,
         )
+
+    def untrained_target(self, device: str | torch.device | None = None) -> torch.device:
+        """Where :meth:`untrained` puts the twin: the model's device, or ``device`` (always local; a remote
+        model's twin must fit this machine, else a clear error)."""
+        target = self.device if device is None and self.weights_are_local else _device(device)
+        if not self.weights_are_local:
+            _check_twin_fits(self, target)
+        return target
+
+    def untrained_module(self, seed: int, target: torch.device) -> torch.nn.Module:
+        """The twin's module alone: the config re-initialised from ``seed`` on ``target`` (torch's global random
+        state is left as it was), so a run can rebuild the same twin whenever it needs it again."""
+        config = copy.deepcopy(self.hf_model.config)  # type: ignore[union-attr]
+        generator_state = torch.random.get_rng_state()
+        try:
+            torch.manual_seed(seed)
+            twin = _auto_class(self.is_causal).from_config(config, dtype=self.dtype)
+        finally:
+            torch.random.set_rng_state(generator_state)
+        return twin.to(target).eval()
 
     def spectrum_matched(self, seed: int, *, device: str | torch.device | None = None) -> ConceptModel:
         """The same architecture, config and tokenizer, with every weight matrix's singular values kept and its
@@ -285,6 +307,21 @@ class ConceptModel:
         A model with a weights hash builds it once: later calls load it from the model cache (about 1 s) or, in
         the same process, from a memo of the last two (:mod:`conceptspace.models._spectrum_cache`).
         """
+        target = self.spectrum_target(seed, device)
+        identity = replace(self.identity, spectrum_seed=seed)
+        control = self.spectrum_module(seed, target)
+        return ConceptModel(
+            hf_model=control,
+            tokenizer=self.tokenizer,
+            identity=identity,
+            is_causal=self.is_causal,
+            remote=False,
+            repo_id=self.repo_id,
+        )
+
+    def spectrum_target(self, seed: int, device: str | torch.device | None = None) -> torch.device:
+        """Where :meth:`spectrum_matched` puts the control, after refusing what cannot have one (a remote model,
+        a model that is itself a control, a seed that is not an integer)."""
         if not self.weights_are_local:
             raise RemoteError(
                 f"the spectrum-matched control of {self.name} needs its trained weights on this machine, and a "
@@ -298,18 +335,15 @@ class ConceptModel:
             )
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InvalidInputError(f"seed must be an integer; got {seed!r}")
-        target = self.device if device is None else _device(device)
+        return self.device if device is None else _device(device)
+
+    def spectrum_module(self, seed: int, target: torch.device, *, remember: bool = True) -> torch.nn.Module:
+        """The spectrum-matched control's module alone (checked by :meth:`spectrum_target` first): from the
+        in-process memo, the model cache, or built. ``remember=False`` keeps no copy in the memo (a run that
+        rebuilds its controls on demand holds one model's worth of memory less)."""
         identity = replace(self.identity, spectrum_seed=seed)
         cache_key = identity.key() if identity.weights_sha256 is not None else None
-        control = build_spectrum_matched(self.hf_model, seed, target, cache_key)
-        return ConceptModel(
-            hf_model=control,
-            tokenizer=self.tokenizer,
-            identity=identity,
-            is_causal=self.is_causal,
-            remote=False,
-            repo_id=self.repo_id,
-        )
+        return build_spectrum_matched(self.hf_model, seed, target, cache_key, remember=remember)
 
     def record_download(self, *values: Any) -> None:
         """Count the bytes a remote trace sent back (its saved tensors); a no-op for a local model.

@@ -156,12 +156,14 @@ def _remember(slot: tuple[str, str, str], tensors: Tensors) -> None:
 
 
 def build_spectrum_matched(
-    source: torch.nn.Module, seed: int, target: torch.device, identity_key: str | None
+    source: torch.nn.Module, seed: int, target: torch.device, identity_key: str | None, *, remember: bool = True
 ) -> torch.nn.Module:
     """A fresh copy of ``source`` on ``target`` with spectrum-matched parameters: memo, then disk, then build.
 
     ``identity_key`` is the control's :meth:`ModelIdentity.key`, or None for a model without a weights hash
     (then nothing is cached). Every call returns its own module, so a caller may edit it freely.
+    ``remember=False`` leaves the memo as it was: the memo's copy is a second model's worth of memory, which a
+    caller that rebuilds on demand from the model cache does not want held.
     """
     control = copy.deepcopy(source).to(target)
     if identity_key is None:
@@ -183,5 +185,6 @@ def build_spectrum_matched(
         randomize_singular_vectors_(control, seed)
         loaded = {name: tensor.to("cpu", copy=True) for name, tensor in _parameters(control).items()}
         _save(path, loaded, {**expected, "payload_sha256": _digest(loaded)})
-    _remember(slot, loaded)
+    if remember:
+        _remember(slot, loaded)
     return control.eval()

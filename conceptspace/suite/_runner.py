@@ -28,10 +28,12 @@ import numpy as np
 from conceptspace import __version__
 from conceptspace.activations import forward_counts, memo_counts, superset_extraction
 from conceptspace.activations._counters import counts_summary
+from conceptspace.activations._host_memory import release_free_heap
 from conceptspace.analyses import RunContext, mark_roles, registry
 from conceptspace.depth import depth_site, site_depth
 from conceptspace.errors import NotApplicableError
 from conceptspace.models import BUNDLED_MODELS, ConceptModel, RemoteMode, load_model
+from conceptspace.models._lazy_control import ControlSlot, lazy_spectrum_matched, lazy_untrained
 from conceptspace.stats._results import PValueFloorWarning, ResultSet, TestKey
 from conceptspace.suite._spec import AnalysisSpec, Suite
 from conceptspace.theory._family import (
@@ -189,8 +191,9 @@ def run_suite(
     _log(f"conceptspace run: suite {suite.name} on {suite.model} (seed {suite.seed}{', quick' if quick else ''}"
          f"{null_note})", progress)
     model = load_model(suite.model, device=device, remote=remote)
-    twins = build_twins(model, twin, suite.seeds_of_twins(), device)
-    spectrum = build_spectrum_twin(model, twin, suite.twin_seed, device) if suite.spectrum_twin else None
+    slot = ControlSlot(after_release=release_free_heap)  # at most one control built at a time (peak memory)
+    twins = build_twins(model, twin, suite.seeds_of_twins(), device, slot)
+    spectrum = build_spectrum_twin(model, twin, suite.twin_seed, device, slot) if suite.spectrum_twin else None
     t_model = time.perf_counter() - t0
     quick_items = suite.quick_settings.get("max_items") if quick else None
     records = [AnalysisRecord(spec, spec.resolved(quick, quick_items)) for spec in suite.analyses]
@@ -230,6 +233,7 @@ def run_suite(
         record.memo = (memo_counts() - memo_before).as_dict()
         record.downloaded_bytes = model.downloaded_bytes - bytes_before
         _log(f"    {record.status} in {record.seconds:.1f}s ({len(record.results)} tests) {record.reason}", progress)
+    slot.release()
     everything = ResultSet()
     replicates: dict[TestKey, np.ndarray] = {}
     for record in records:
@@ -251,7 +255,8 @@ def run_suite(
     timings: dict[str, Any] = {"total_s": round(total, 2), "load_model_s": round(t_model, 2),
                                "analyses_s": {r.spec.id: round(r.seconds, 2) for r in records},
                                "forward_passes": counts_summary(forward_counts() - forwards),
-                               "forward_memo": {r.spec.id: r.memo for r in records}}
+                               "forward_memo": {r.spec.id: r.memo for r in records},
+                               "controls_built": slot.summary()}  # on demand, one held at a time
     if model.remote:  # on NDIF the download is the cost: per analysis, before compression
         timings["download_mb"] = {r.spec.id: round(r.downloaded_bytes / 2**20, 3) for r in records}
         timings["download_mb_total"] = round(model.downloaded_bytes / 2**20, 3)
@@ -292,31 +297,36 @@ def _null_caveats(null_seed: int | None) -> list[str]:
             "model; a claim 'supported' in this run is a false positive of the pipeline."]
 
 
-def build_twin(model: ConceptModel, choice: str, seed: int, device: str | None = None) -> ConceptModel | None:
-    """The untrained control for ``model``: ``"config"`` (its own architecture), ``"none"``, or a model name."""
+def build_twin(model: ConceptModel, choice: str, seed: int, device: str | None = None,
+               slot: ControlSlot | None = None) -> ConceptModel | None:
+    """The untrained control for ``model``: ``"config"`` (its own architecture), ``"none"``, or a model name.
+
+    With a ``slot`` the config twin is built on first use and shares the slot with the run's other controls
+    (:mod:`conceptspace.models._lazy_control`: one built at a time); a named model is loaded now."""
     if choice == "none":
         return None
     if choice == "config":
-        return model.untrained(seed, device=device)
+        return model.untrained(seed, device=device) if slot is None else lazy_untrained(model, seed, device, slot)
     return load_model(choice, untrained=True, seed=seed, device=device)
 
 
-def build_twins(model: ConceptModel, choice: str, seeds: tuple[int, ...], device: str | None = None) -> (
-    tuple[ConceptModel, ...]
-):
+def build_twins(model: ConceptModel, choice: str, seeds: tuple[int, ...], device: str | None = None,
+                slot: ControlSlot | None = None) -> tuple[ConceptModel, ...]:
     """One untrained control per seed (none with ``--twin none``)."""
-    built = [build_twin(model, choice, seed, device) for seed in seeds]
+    built = [build_twin(model, choice, seed, device, slot) for seed in seeds]
     return tuple(m for m in built if m is not None)
 
 
-def build_spectrum_twin(model: ConceptModel, choice: str, seed: int, device: str | None = None) -> (
-    ConceptModel | None
-):
+def build_spectrum_twin(model: ConceptModel, choice: str, seed: int, device: str | None = None,
+                        slot: ControlSlot | None = None) -> ConceptModel | None:
     """The spectrum-matched control (weights keep their singular values, lose their singular vectors); only
-    for the model's own architecture (``--twin config``) and weights held on this machine (not over NDIF)."""
+    for the model's own architecture (``--twin config``) and weights held on this machine (not over NDIF).
+    With a ``slot``, built on first use (see :func:`build_twin`)."""
     if choice != "config" or not model.weights_are_local:
         return None  # a remote model's weights are not here; downloading all of them is not what a run should do
-    return model.spectrum_matched(seed, device=device)
+    if slot is None:
+        return model.spectrum_matched(seed, device=device)
+    return lazy_spectrum_matched(model, seed, device, slot)
 
 
 def _twin_record(twin: ConceptModel | None, choice: str) -> dict[str, Any] | None:

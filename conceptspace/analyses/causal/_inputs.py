@@ -26,7 +26,7 @@ Where = str | Sequence[tuple[int, int]]
 
 def require_causal(model: ConceptModel, test: str) -> None:
     """Next-token tests need a language-model head; an encoder has none."""
-    if not model.is_causal or model.unembedding() is None:
+    if not model.is_causal or model.head_path() is None:  # the path, not the weights: a lazy control stays unbuilt
         raise NotApplicableError(
             f"{test} measures next-token log-probabilities, so it needs a causal language model with an LM head; "
             f"{model.name} is not one (load a decoder such as 'smollm2-135m')"
@@ -111,7 +111,7 @@ class TargetTokens:
 
 def _word_to_id(model: ConceptModel, word: str | int) -> tuple[int, str]:
     tokenizer = model.tokenizer
-    vocab_size = int(model.unembedding().shape[0])  # type: ignore[union-attr]
+    vocab_size = int(model.output_vocab_size())  # type: ignore[arg-type]  # a shape: a lazy control stays unbuilt
     if isinstance(word, (int, np.integer)) and not isinstance(word, bool):
         token_id = int(word)
         if not 0 <= token_id < vocab_size:
