@@ -66,3 +66,28 @@ def test_chosen_penalty_refit_equals_picking_from_the_whole_grid(row_space: bool
     grid = weighted_ridge_grid(X, W, T, GRID, gram)
     want = torch.stack([torch.stack([grid[chosen[i, j], i, j] for j in range(2)]) for i in range(3)])
     torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+
+
+def test_refit_bootstrap_runs_on_one_torch_thread_and_restores_the_callers_count(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import conceptspace.stats._refit_bootstrap as module
+    from conceptspace.analyses.probes._estimators import RidgeRegressionProbe
+
+    seen: list[int] = []
+    plain = module.weighted_ridge_predict
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(torch.get_num_threads())
+        return plain(*args, **kwargs)
+
+    monkeypatch.setattr(module, "weighted_ridge_predict", spy)
+    rng = np.random.default_rng(2)
+    X, y, groups = rng.standard_normal((1, 24, 5)), rng.standard_normal(24), np.repeat(np.arange(12), 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        module.refit_bootstrap(RidgeRegressionProbe(penalty=1.0), X, y, groups, observed=np.zeros(1), scoring="r2",
+                               task="regression", n_splits=3, n_bootstrap=4, seed=0)
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
