@@ -63,3 +63,44 @@ def test_only_b_shortcut_skips_the_query_words_among_the_best_candidates() -> No
     got = scorer._scan(np.array([[1, 2, 5], [1, 4, 5], [3, 3, 5]]), "only_b")
     np.testing.assert_array_equal(got, [4, 2, 1])
     np.testing.assert_array_equal(_top_candidates(cos, 4)[0], [1, 2, 4, 3])
+
+
+class _CountingTokenizer:
+    """A stand-in BPE tokenizer that counts its decodes: ``decode([i])`` is the i-th token's text."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        self.tokens = tokens
+        self.decodes = 0
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def decode(self, ids: list[int]) -> str:
+        self.decodes += 1
+        return "".join(self.tokens[i] for i in ids)
+
+    def __call__(self, texts, add_special_tokens=False):  # type: ignore[no-untyped-def]
+        def encode(text: str) -> list[int]:
+            out: list[int] = []
+            for position, word in enumerate(text.split(" ")):
+                form = word if position == 0 else " " + word
+                out += [self.tokens.index(form)] if form in self.tokens else [-1] * len(form)
+            return out
+
+        return {"input_ids": encode(texts) if isinstance(texts, str) else [encode(t) for t in texts]}
+
+
+def test_single_token_words_are_decoded_once_per_tokenizer_and_again_when_it_grows() -> None:
+    from conceptspace.analyses.geometry._analogy_vocabulary import single_token_words
+
+    tokenizer = _CountingTokenizer(["the", " the", " Paris", " paris", " cat", "ing", " 42", " sun"])
+    first = single_token_words(tokenizer)
+    decodes = tokenizer.decodes
+    second = single_token_words(tokenizer)
+    assert tokenizer.decodes == decodes  # remembered: no second decode of the vocabulary
+    assert second.words == first.words == ["the", "paris", "cat", "sun"] and second.keys == first.keys == [1, 2, 4, 7]
+    second.words.append("changed")  # a caller's copy: the remembered vocabulary is not touched
+    assert single_token_words(tokenizer).words == ["the", "paris", "cat", "sun"]
+    tokenizer.tokens.append(" dog")  # a grown tokenizer is decoded again
+    assert single_token_words(tokenizer).words == ["the", "paris", "cat", "sun", "dog"]
+    assert tokenizer.decodes > decodes

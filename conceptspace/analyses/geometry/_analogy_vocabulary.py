@@ -20,6 +20,7 @@ cosines are computed in chunks of questions, so a 50k-word vocabulary never need
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ SINGLE_TOKEN_WORDS = "single_token_words"
 VOCABULARY_METHODS: tuple[str, ...] = ("3cosadd", "3cosmul", "only_b", "ignore_a", "add_opposite")
 VOCABULARY_BASELINES: tuple[str, ...] = ("ignore_a", "add_opposite")
 GENSIM_MUL_EPS = 1e-6
+#: single-token vocabularies already decoded, per tokenizer object: (len(tokenizer), vocabulary)
+_VOCABULARIES: weakref.WeakKeyDictionary[Any, tuple[int, CandidateVocabulary]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,21 @@ class CandidateVocabulary:
 
 
 def single_token_words(tokenizer: Any) -> CandidateVocabulary:
+    """:func:`_single_token_words`, remembered per tokenizer object (and its length) for the life of the process:
+    decoding and re-encoding the whole vocabulary costs ~2 CPU s, and a run asks again for every vocabulary
+    analysis (c3_analogies and c3_lre read the same tokenizer)."""
+    try:
+        known = _VOCABULARIES.get(tokenizer)
+    except TypeError:  # a tokenizer that cannot be weakly referenced or hashed: nothing is remembered
+        return _single_token_words(tokenizer)
+    if known is None or known[0] != len(tokenizer):
+        known = (len(tokenizer), _single_token_words(tokenizer))
+        _VOCABULARIES[tokenizer] = known
+    words = known[1]
+    return CandidateVocabulary(list(words.words), list(words.keys), words.source)
+
+
+def _single_token_words(tokenizer: Any) -> CandidateVocabulary:
     """Every alphabetic ASCII word that is one token where it follows another word, lowercased; the lowest id
     per word.
 
