@@ -20,6 +20,7 @@ cosines are computed in chunks of questions, so a 50k-word vocabulary never need
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,8 @@ SINGLE_TOKEN_WORDS = "single_token_words"
 VOCABULARY_METHODS: tuple[str, ...] = ("3cosadd", "3cosmul", "only_b", "ignore_a", "add_opposite")
 VOCABULARY_BASELINES: tuple[str, ...] = ("ignore_a", "add_opposite")
 GENSIM_MUL_EPS = 1e-6
-_CHUNK = 64
+#: single-token vocabularies already decoded, per tokenizer object: (len(tokenizer), vocabulary)
+_VOCABULARIES: weakref.WeakKeyDictionary[Any, tuple[int, CandidateVocabulary]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,21 @@ class CandidateVocabulary:
 
 
 def single_token_words(tokenizer: Any) -> CandidateVocabulary:
+    """:func:`_single_token_words`, remembered per tokenizer object (and its length) for the life of the process:
+    decoding and re-encoding the whole vocabulary costs ~2 CPU s, and a run asks again for every vocabulary
+    analysis (c3_analogies and c3_lre read the same tokenizer)."""
+    try:
+        known = _VOCABULARIES.get(tokenizer)
+    except TypeError:  # a tokenizer that cannot be weakly referenced or hashed: nothing is remembered
+        return _single_token_words(tokenizer)
+    if known is None or known[0] != len(tokenizer):
+        known = (len(tokenizer), _single_token_words(tokenizer))
+        _VOCABULARIES[tokenizer] = known
+    words = known[1]
+    return CandidateVocabulary(list(words.words), list(words.keys), words.source)
+
+
+def _single_token_words(tokenizer: Any) -> CandidateVocabulary:
     """Every alphabetic ASCII word that is one token where it follows another word, lowercased; the lowest id
     per word.
 
@@ -166,6 +183,7 @@ class VocabularyScorer:
         self.cos = U[query] @ U.T  # (pair words, candidates)
         self._known: dict[str, dict[tuple[int, int, int], int]] = {}
         self.n_scanned = 0  # query triples scanned over the whole vocabulary (the rest were remembered)
+        self._top: np.ndarray | None = None  # (pair words, 4) best candidates of each row (only-b answers)
 
     def answers(self, questions: AnalogyQuestions, method: str) -> np.ndarray:
         """(n_questions,) vocabulary index of each answer, the three query words excluded."""
@@ -180,19 +198,52 @@ class VocabularyScorer:
         return np.array([known[t] for t in triples], dtype=np.int64)
 
     def _scan(self, triples: np.ndarray, method: str) -> np.ndarray:
-        """The full-vocabulary argmax of each (a, a*, b) row, the three query words excluded."""
+        """The full-vocabulary argmax of each (a, a*, b) row, the three query words excluded.
+
+        One triple at a time through a buffer one vocabulary row long: the three cosine rows and the buffer stay
+        in cache, where gathering a block of rows first wrote and re-read ~13 MB per 64 triples (3x slower, the
+        same answers: the same float operations in the same order, and argmax keeps the first of ties).
+        """
         self.n_scanned += int(triples.shape[0])
+        if method == "only_b":
+            return self._scan_only_b(triples)
         out = np.empty(triples.shape[0], dtype=np.int64)
-        for start in range(0, triples.shape[0], _CHUNK):
-            a, a_star, b = triples[start:start + _CHUNK].T
-            scores = combine(self.cos[self.row_of[a]], self.cos[self.row_of[a_star]], self.cos[self.row_of[b]],
-                             method)
-            rows = np.arange(a.size)
-            for col in (a, a_star, b):
-                scores[rows, col] = -np.inf
-            out[start:start + a.size] = np.argmax(scores, axis=1)
+        buffer = np.empty(self.cos.shape[1])
+        rows = self.row_of[triples]  # (t, 3) rows of self.cos
+        for i in range(triples.shape[0]):
+            ca, ca_star, cb = self.cos[rows[i, 0]], self.cos[rows[i, 1]], self.cos[rows[i, 2]]
+            if method == "3cosadd":  # combine's ca_star - ca + cb, evaluated left to right in place
+                np.subtract(ca_star, ca, out=buffer)
+                buffer += cb
+            else:
+                buffer[:] = combine(ca, ca_star, cb, method)
+            buffer[triples[i]] = -np.inf
+            out[i] = int(np.argmax(buffer))
+        return out
+
+    def _scan_only_b(self, triples: np.ndarray) -> np.ndarray:
+        """The only-b answers from each b row's four best candidates: with at most three words excluded, the
+        answer is the first of them not excluded, the order (cosine descending, index ascending among ties)
+        being the one a full argmax reads, so the answers equal the full scan's."""
+        if self._top is None:
+            self._top = _top_candidates(self.cos, 4)
+        out = np.empty(triples.shape[0], dtype=np.int64)
+        for i, (a, a_star, b) in enumerate(triples.tolist()):
+            out[i] = next(c for c in self._top[self.row_of[b]].tolist() if c not in (a, a_star, b))
         return out
 
     def correct(self, questions: AnalogyQuestions, method: str) -> np.ndarray:
         """Boolean per question: is the answer the expected b*?"""
         return self.answers(questions, method) == questions.b_star
+
+
+def _top_candidates(cos: np.ndarray, k: int) -> np.ndarray:
+    """(rows, k) column indices of each row's k largest values in the order repeated argmaxes read them (value
+    descending, the lower index first among ties; a NaN counts as largest, as np.argmax treats it)."""
+    out = np.empty((cos.shape[0], k), dtype=np.int64)
+    for r in range(cos.shape[0]):
+        row = cos[r].copy()
+        for j in range(k):
+            out[r, j] = int(np.argmax(row))
+            row[out[r, j]] = -np.inf
+    return out
