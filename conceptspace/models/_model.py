@@ -264,16 +264,12 @@ class ConceptModel:
         error rather than swapping.
         """
         target = self.untrained_target(device)
-        twin = self.untrained_module(seed, target)
-        identity = replace(self.identity, untrained_seed=seed)
-        return ConceptModel(
-            hf_model=twin,
-            tokenizer=self.tokenizer,
-            identity=identity,
-            is_causal=self.is_causal,
-            remote=False,
-            repo_id=self.repo_id,
-        )
+        return self._local_control(self.untrained_module(seed, target), replace(self.identity, untrained_seed=seed))
+
+    def _local_control(self, module: torch.nn.Module, identity: ModelIdentity) -> ConceptModel:
+        """A control network beside this model: same tokenizer and kind, always run here."""
+        return ConceptModel(hf_model=module, tokenizer=self.tokenizer, identity=identity, is_causal=self.is_causal,
+                            remote=False, repo_id=self.repo_id)
 
     def untrained_target(self, device: str | torch.device | None = None) -> torch.device:
         """Where :meth:`untrained` puts the twin: the model's device, or ``device`` (always local; a remote
@@ -308,16 +304,7 @@ class ConceptModel:
         the same process, from a memo of the last two (:mod:`conceptspace.models._spectrum_cache`).
         """
         target = self.spectrum_target(seed, device)
-        identity = replace(self.identity, spectrum_seed=seed)
-        control = self.spectrum_module(seed, target)
-        return ConceptModel(
-            hf_model=control,
-            tokenizer=self.tokenizer,
-            identity=identity,
-            is_causal=self.is_causal,
-            remote=False,
-            repo_id=self.repo_id,
-        )
+        return self._local_control(self.spectrum_module(seed, target), replace(self.identity, spectrum_seed=seed))
 
     def spectrum_target(self, seed: int, device: str | torch.device | None = None) -> torch.device:
         """Where :meth:`spectrum_matched` puts the control, after refusing what cannot have one (a remote model,
