@@ -16,6 +16,7 @@ from conceptspace.analyses.geometry._analogy_vocabulary import (
     _top_candidates,
     combine,
 )
+from tests.unit.test_analogy_vocabulary import _Tokenizer
 
 
 def _plain_scan(cos: np.ndarray, row_of: np.ndarray, triples: np.ndarray, method: str) -> np.ndarray:
@@ -65,29 +66,16 @@ def test_only_b_shortcut_skips_the_query_words_among_the_best_candidates() -> No
     np.testing.assert_array_equal(_top_candidates(cos, 4)[0], [1, 2, 4, 3])
 
 
-class _CountingTokenizer:
-    """A stand-in BPE tokenizer that counts its decodes: ``decode([i])`` is the i-th token's text."""
+class _CountingTokenizer(_Tokenizer):
+    """test_analogy_vocabulary's stand-in BPE tokenizer, counting its decodes."""
 
     def __init__(self, tokens: list[str]) -> None:
-        self.tokens = tokens
+        super().__init__(tokens)
         self.decodes = 0
-
-    def __len__(self) -> int:
-        return len(self.tokens)
 
     def decode(self, ids: list[int]) -> str:
         self.decodes += 1
-        return "".join(self.tokens[i] for i in ids)
-
-    def __call__(self, texts, add_special_tokens=False):  # type: ignore[no-untyped-def]
-        def encode(text: str) -> list[int]:
-            out: list[int] = []
-            for position, word in enumerate(text.split(" ")):
-                form = word if position == 0 else " " + word
-                out += [self.tokens.index(form)] if form in self.tokens else [-1] * len(form)
-            return out
-
-        return {"input_ids": encode(texts) if isinstance(texts, str) else [encode(t) for t in texts]}
+        return super().decode(ids)
 
 
 def test_single_token_words_are_decoded_once_per_tokenizer_and_again_when_it_grows() -> None:

@@ -31,7 +31,8 @@ from conceptspace.models import load_model
 from conceptspace.suite import parse_suite
 from conceptspace.suite._runner import run_suite
 from conceptspace.theory import SUPPORTED
-from tests.unit.planted_ops import PLANTED_SUITE_HEADER, SPECIALS, WORDS, _tokenizer, sentences
+from tests.unit.planted_ops import SPECIALS, WORDS, _tokenizer, sentences
+from tests.unit.test_attention_pattern import SUITE as N6_SUITE
 
 D = 256
 POSITIONS = 64
@@ -86,24 +87,8 @@ def make_induction_model(folder: Path, seed: int = 0, confidence: float = 0.25) 
     return folder
 
 
-SUITE = PLANTED_SUITE_HEADER + """\
-[claims.N6]
-min_effect = 0.8
-margin = 0.0
-beat = []
-
-[[analysis]]
-id = "planted"
-claim = "N6"
-kind = "attention_pattern"
-primary = "layer@0.5"
-datasets = ["truth_is_universal/animal_class"]  # its texts are replaced by planted sentences
-layers = [2]
-n_sequences = 24
-sequence_tokens = 16
-positive_control = "{control}"
-every_block = false
-"""
+#: test_attention_pattern's planted N6 suite, at the previous-token head's block and with the control's blocks named
+SUITE = N6_SUITE.replace("layers = [1]\n", "layers = [2]\n") + 'positive_control = "{control}"\nevery_block = false\n'
 
 
 @pytest.fixture(scope="module")
