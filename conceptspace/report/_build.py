@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conceptspace.analyses import Figure, registry
-from conceptspace.stats._results import UNTRAINED, ResultSet
+from conceptspace.stats._results import UNTRAINED, ResultSet, attainable_floor
 from conceptspace.suite._document import results_document
 from conceptspace.suite._runner import RunOutcome
+from conceptspace.theory._family import SECONDARY
 from conceptspace.theory._verdicts import CLAIMS, is_sanity_check
 from conceptspace.utils.html_table import html_table
 
@@ -33,6 +34,13 @@ class ClaimSection:
     summary: str
     figures: list[Figure] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)
+    #: the main tests of the claim's secondary analyses (:func:`secondary_rows`), shown apart from the verdict
+    secondary: list[dict[str, str]] = field(default_factory=list)
+
+
+#: the heading of a claim's secondary evidence: it must not read as (part of) the verdict
+SECONDARY_HEADING = ("Secondary evidence (does NOT decide the verdict above; outside the multiple-testing family; "
+                     "p uncorrected)")
 
 
 @dataclass(repr=False)
@@ -102,6 +110,22 @@ def draws_note(extra: Any) -> str:
     return f"{drawn}{interval}{unsettled}"
 
 
+def secondary_rows(claim: str, results: ResultSet) -> list[dict[str, str]]:
+    """One row per main test of the claim's secondary analyses (role ``secondary``): its effect, interval, raw p
+    with the smallest p its draws allow (1/(B+1)), and its paired differences with the controls."""
+    rows = []
+    for r in results:
+        if r.claim != claim or r.extra.get("role") != SECONDARY:
+            continue
+        floor = attainable_floor(r)
+        rows.append({"analysis": r.key.analysis or "-", "kind": str(r.extra.get("kind", "-")), "test": r.test_id,
+                     "effect": f"{fmt(r.effect_size)} ({r.effect_size_name})",
+                     "ci": f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]", "p": fmt(r.p_value, 4),
+                     "floor": fmt(floor, 4) if floor is not None else "-", "draws": draws_note(r.extra),
+                     "paired": paired_note(r.extra)})
+    return rows
+
+
 def paired_note(extra: Any) -> str:
     """Each control's paired difference with its interval, as the verdict judged it."""
     paired = extra.get("paired") or {}
@@ -158,6 +182,7 @@ def build_report(outcome: RunOutcome, *, with_figures: bool = True) -> ReportDat
             controls=claim.controls, verdict=verdict, analyses=analyses,
             summary=mine.summary(f"{claim_id}: {claim.title}") if len(mine) else "",
             figures=_figures_for(claim_id, outcome) if with_figures else [], caveats=caveats,
+            secondary=secondary_rows(claim_id, outcome.results),
         ))
     return ReportData(document, rows, sections)
 
@@ -205,3 +230,8 @@ def layers_note(doc: dict[str, Any]) -> str:
 def with_space(sentence: str) -> str:
     """``" " + sentence``, or "" for no sentence: appends an optional sentence to a paragraph."""
     return f" {sentence}" if sentence else ""
+
+
+def role_note(analysis: dict[str, Any]) -> str:
+    """", secondary evidence, not in the verdict" for a secondary analysis's line in a claim section ("" else)."""
+    return ", secondary evidence, not in the verdict" if analysis.get("role") == SECONDARY else ""

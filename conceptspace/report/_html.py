@@ -12,11 +12,13 @@ import json
 from typing import Any
 
 from conceptspace.report._build import (
+    SECONDARY_HEADING,
     ReportData,
     execution_note,
     family_note,
     family_rows,
     layers_note,
+    role_note,
     twin_note,
     with_space,
 )
@@ -102,9 +104,16 @@ def render_html(data: ReportData) -> str:
         for a in s.analyses:
             status = a["status"] + (f" ({a['reason']})" if a["reason"] else "")
             read = f"; read at {', '.join(a['sites'])}" if a.get("sites") else ""
-            parts.append(f"<li>analysis <code>{_e(a['id'])}</code> ({_e(a['kind'])}): {_e(status)}; "
+            parts.append(f"<li>analysis <code>{_e(a['id'])}</code> ({_e(a['kind'] + role_note(a))}): {_e(status)}; "
                          f"{a['n_tests']} tests{_e(read)}</li>")
         parts.append("</ul>")
+        if s.secondary:
+            parts.append(f"<p><em>{_e(SECONDARY_HEADING)}.</em></p><table><tr><th>analysis</th><th>test</th>"
+                         "<th>effect</th><th>95% CI</th><th>p (uncorrected)</th><th>p floor 1/(B+1)</th>"
+                         "<th>draws</th><th>minus controls (paired 95% CI)</th></tr>"
+                         + "".join("<tr>" + "".join(f"<td>{_e(r[c])}</td>" for c in
+                                                    ("analysis", "test", "effect", "ci", "p", "floor", "draws",
+                                                     "paired")) + "</tr>" for r in s.secondary) + "</table>")
         for f in s.figures:
             parts.append(f"<figure>{_img(f.png, f.caption)}<figcaption>{_e(f.caption)}</figcaption></figure>")
         if s.summary:

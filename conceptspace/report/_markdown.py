@@ -6,11 +6,13 @@ import json
 from urllib.parse import quote
 
 from conceptspace.report._build import (
+    SECONDARY_HEADING,
     ReportData,
     execution_note,
     family_note,
     family_rows,
     layers_note,
+    role_note,
     twin_note,
     with_space,
 )
@@ -75,7 +77,15 @@ def render_markdown(data: ReportData) -> str:
         for a in s.analyses:
             status = md_text(a["status"] + (f" ({a['reason']})" if a["reason"] else ""))
             read = md_text(f"; read at {', '.join(a['sites'])}") if a.get("sites") else ""
-            out.append(f"- analysis {md_code(a['id'])} ({md_text(a['kind'])}): {status}; {a['n_tests']} tests{read}")
+            out.append(f"- analysis {md_code(a['id'])} ({md_text(a['kind'] + role_note(a))}): {status}; "
+                       f"{a['n_tests']} tests{read}")
+        if s.secondary:
+            out += ["", f"*{SECONDARY_HEADING}.*", ""]
+            out.append(_md_table(
+                ["analysis", "test", "effect", "95% CI", "p (uncorrected)", "p floor 1/(B+1)", "draws",
+                 "minus controls (paired 95% CI)"],
+                [[md_code(r["analysis"], in_table=True), md_code(r["test"], in_table=True), md_text(r["effect"]),
+                  r["ci"], r["p"], r["floor"], r["draws"], r["paired"]] for r in s.secondary]))
         for f in s.figures:
             out += ["", f"![{md_text(f.caption)}](figures/{quote(f.name)})", "", f"*{md_text(f.caption)}*"]
         if s.summary:

@@ -55,7 +55,8 @@ def results_document(outcome: RunOutcome) -> dict[str, Any]:
         "packages": package_versions(),
         "timings": outcome.timings,
         "analyses": [
-            {"id": r.spec.id, "claim": r.spec.claim, "kind": r.spec.kind, "status": r.status, "reason": r.reason,
+            {"id": r.spec.id, "claim": r.spec.claim, "kind": r.spec.kind, "role": r.spec.role, "status": r.status,
+             "reason": r.reason,
              "params": r.params, "n_tests": len(r.results), "sites": _sites_read(r.results)}
             for r in outcome.records
         ],

@@ -39,6 +39,7 @@ from conceptspace.suite._spec import AnalysisSpec, Suite
 from conceptspace.theory._family import (
     ClaimTest,
     analyses_per_claim,
+    as_secondary,
     attach_paired,
     correct_by_claim,
     decision_thresholds,
@@ -134,7 +135,7 @@ def _caveats(records: list[AnalysisRecord], results: ResultSet) -> list[str]:
             notes.append(f"{r.test_id}: an identity of the architecture (statistic {r.statistic:.4f}); a sanity "
                          "check of the pipeline, excluded from the corrected family and from every verdict.")
     for record in records:
-        if record.status != "ok":
+        if record.status != "ok" or record.spec.secondary:  # a secondary analysis has no primary test by design
             continue
         primaries = [r for r in record.results if role(r) == "primary"]
         if not primaries:
@@ -197,7 +198,9 @@ def run_suite(
     t_model = time.perf_counter() - t0
     quick_items = suite.quick_settings.get("max_items") if quick else None
     records = [AnalysisRecord(spec, spec.resolved(quick, quick_items)) for spec in suite.analyses]
-    thresholds = decision_thresholds(analyses_per_claim(a.claim for a in suite.analyses), suite.alpha)
+    # secondary analyses are outside the family: they add no m_c and face only the uncorrected alpha
+    thresholds = decision_thresholds(analyses_per_claim(a.claim for a in suite.analyses if not a.secondary),
+                                     suite.alpha)
     kinds = registry()
     for number, record in enumerate(records, start=1):
         spec = record.spec
@@ -211,10 +214,13 @@ def run_suite(
                                  n_permutations=suite.n_permutations, n_bootstrap=suite.n_bootstrap,
                                  progress=progress, twins=twins, twin_seeds=suite.seeds_of_twins() if twins else (),
                                  spectrum_twin=spectrum, primary_site=record.primary_site,
-                                 thresholds=thresholds.get(spec.claim, (suite.alpha,)),
+                                 thresholds=(suite.alpha,) if spec.secondary
+                                 else thresholds.get(spec.claim, (suite.alpha,)),
                                  max_permutations=_draw_cap(suite, spec), null_seed=null_seed)
             output = kind.run(context, kind.make_params(record.params))
             record.results = assign_roles(_tag(output.results, spec, model.n_layers), record.primary_site)
+            if spec.secondary:
+                record.results = as_secondary(record.results)
             record.replicates = {key.replace(analysis=spec.id): np.asarray(value)
                                  for key, value in output.replicates.items()}
             record.figure_data = output.figure_data
@@ -245,10 +251,10 @@ def run_suite(
     corrected = attach_paired(corrected, replicates, seed=suite.seed)
     not_run: dict[str, str] = {}
     for record in records:
-        if record.status != "ok":
+        if record.status != "ok" and not record.spec.secondary:  # a failed secondary analysis is reported only
             not_run.setdefault(record.spec.claim, f"{record.spec.id}: {record.reason}")
     for claim in suite.claims:
-        if not any(r.spec.claim == claim for r in records):
+        if not any(r.spec.claim == claim and not r.spec.secondary for r in records):
             not_run.setdefault(claim, "the suite has no analysis for this claim")
     verdicts = judge_all(corrected, suite.claims, alpha=suite.alpha, correction=suite.correction, not_run=not_run)
     total = time.perf_counter() - t0

@@ -11,8 +11,17 @@ Layout (see ``probes/README.md``)::
                      n_permutations (the first batch of draws), max_permutations (the sequential cap), n_bootstrap
     [quick]          overrides of [suite] numbers for ``--quick`` (and max_items for every analysis)
     [claims.C4]      verdict thresholds of one claim (min_effect, margin, beat, must_fail)
-    [[analysis]]     one analysis: id, claim, kind, primary (site of its one primary test), dataset(s) and the
-                     kind's own parameters; ``quick = {...}``
+    [[analysis]]     one analysis: id, claim, kind, primary (site of its one primary test), role, dataset(s) and
+                     the kind's own parameters; ``quick = {...}``
+
+``role`` (default ``"primary"``): ``"secondary"`` makes an analysis wholly secondary evidence for its claim. Its
+main test is reported beside the claim's verdict with its own effect, interval, controls and *uncorrected* p, but
+it is never in the multiple-testing family (it adds nothing to m_c and no threshold), never decides the verdict,
+and a failure of it does not make the claim "not run". Why: a design added after its numbers were seen (or one
+whose statistic is on another scale than the claim's ``min_effect``) can be shown without being chosen as evidence
+after the fact. A secondary analysis takes no ``primary`` site (it has no primary test; its kind's
+default test is the one shown), and its sequential Monte Carlo draws are settled against the suite's ``alpha``
+alone, the level its uncorrected p is read at (a kind may fix them instead, e.g. erasure's ``n_placebos``).
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ from conceptspace.theory._claims import CLAIMS, ClaimRule
 
 CLAIM_IDS = tuple(CLAIMS)
 CORRECTIONS = ("holm", "fdr_bh")
+SECONDARY_ROLE = "secondary"
+ANALYSIS_ROLES = ("primary", SECONDARY_ROLE)
 
 
 class SuiteError(ConceptspaceError, ValueError):
@@ -111,6 +122,13 @@ class AnalysisSpec:
     #: this analysis's cap on sequential Monte Carlo draws (None = the suite's): causal placebos cost forward
     #: passes each, so a battery may cap them lower than cheap permutations
     max_permutations: int | None = None
+    #: "primary" (one primary test in its claim's family) or "secondary" (reported beside the verdict, never
+    #: corrected or judged; see the module docstring)
+    role: str = "primary"
+
+    @property
+    def secondary(self) -> bool:
+        return self.role == SECONDARY_ROLE
 
     def resolved(self, quick: bool, quick_max_items: int | None) -> dict[str, Any]:
         """The parameters for this run: ``--quick`` overrides applied, ``max_items`` capped for quick runs."""
@@ -189,7 +207,8 @@ class Suite:
             "claims": {k: {"min_effect": r.min_effect, "margin": r.margin, "beat": list(r.beat),
                            "must_fail": list(r.must_fail)} for k, r in self.claims.items()},
             "analyses": [{"id": a.id, "claim": a.claim, "kind": a.kind, "primary": a.primary,
-                          "max_permutations": a.max_permutations, "params": dict(a.params)} for a in self.analyses],
+                          "max_permutations": a.max_permutations, "role": a.role, "params": dict(a.params)}
+                         for a in self.analyses],
         }
 
     def seeds_of_twins(self) -> tuple[int, ...]:
@@ -251,6 +270,7 @@ COMMON_KEYS: dict[str, Key] = {
     "quick": Key(lambda v: isinstance(v, dict), "table"),
     "primary": Key(is_site_spec, "a site (unembed, embed, layer.<i>, layer@<fraction of depth>)", None),
     "max_permutations": Key(lambda v: v is None or (is_int(v) and v >= 1), "positive integer", None),
+    "role": Key(lambda v: v in ANALYSIS_ROLES, f"one of {ANALYSIS_ROLES}", "primary"),
 }
 
 SUITE_KEYS: dict[str, Key] = {
@@ -381,8 +401,12 @@ def _check_analysis(where: _Where, index: int, table: Any, known: set[str], clai
         del i
     primary = checked.pop("primary")
     cap = checked.pop("max_permutations")
+    analysis_role = checked.pop("role")
+    if analysis_role == SECONDARY_ROLE and primary is not None:
+        raise where.error((*path, "primary"), "a secondary analysis has no primary test: drop 'primary' or drop "
+                          "role = \"secondary\"")
     return AnalysisSpec(id=checked.pop("id"), claim=claim, kind=checked.pop("kind"), params=checked, quick=quick,
-                        primary=primary, max_permutations=cap)
+                        primary=primary, max_permutations=cap, role=analysis_role)
 
 
 def _check_name(where: _Where, name: str) -> None:

@@ -34,6 +34,9 @@ from conceptspace.errors import InvalidInputError
 from conceptspace.stats import ResultSet, TestKey, TestResult, paired_difference
 
 PRIMARY = "primary"
+#: the role of the main test of a wholly secondary analysis (suite ``role = "secondary"``): reported with its own
+#: effect, interval, uncorrected p and controls beside its claim's verdict, never in the family, never judged
+SECONDARY = "secondary"
 
 
 def role(result: TestResult) -> str:
@@ -43,6 +46,13 @@ def role(result: TestResult) -> str:
 
 def is_primary_role(result: TestResult) -> bool:
     return role(result) == PRIMARY
+
+
+def as_secondary(results: ResultSet) -> ResultSet:
+    """The rows of a secondary analysis: its primary test becomes ``secondary`` (every other role is kept), so
+    that no row of it can enter the family or the verdict, whatever the kind marked."""
+    return ResultSet(r.replace(extra={**dict(r.extra), "role": SECONDARY}) if is_primary_role(r) else r
+                     for r in results)
 
 
 @dataclass(frozen=True)
@@ -114,7 +124,7 @@ def correct_by_claim(
 
 
 def attach_paired(results: ResultSet, replicates: Mapping[TestKey, np.ndarray], *, seed: int = 0) -> ResultSet:
-    """Store in each primary test's ``extra["paired"]`` the paired difference with every control whose
+    """Store in each primary (and secondary) test's ``extra["paired"]`` the paired difference with every control whose
     replicates the analysis drew on the same resamples (``replicates``: TestKey -> (B,) or (seeds, B)).
 
     The verdict judges "beats the control" by the lower bound of this interval (:func:`control_difference` in
@@ -124,7 +134,7 @@ def attach_paired(results: ResultSet, replicates: Mapping[TestKey, np.ndarray], 
     out = []
     for r in results:
         mine = replicates.get(r.key)
-        if not is_primary_role(r) or mine is None:
+        if role(r) not in (PRIMARY, SECONDARY) or mine is None:
             out.append(r)
             continue
         paired: dict[str, object] = {}

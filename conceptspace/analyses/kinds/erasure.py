@@ -38,6 +38,10 @@ class ErasureParams(ConceptPromptParams):
                           doc="random subspaces erased as a reference (the primary placebos are LEACE erasers of "
                               "random relabellings, drawn sequentially); >= 39 for a 95% rank interval")
     n_splits: int = param(5, check=is_int, type_name="integer")
+    n_placebos: int | None = param(None, check=optional(lambda v: is_int(v) and v >= 1), type_name="positive integer",
+                                   doc="a fixed number of relabelled-LEACE placebo erasers on the model and on each "
+                                       "control (None: drawn sequentially under the run's plan); each costs a set "
+                                       "of forwards, and a secondary analysis decides nothing on them; p >= 1/(B+1)")
 
 
 @register
@@ -52,7 +56,10 @@ class ErasureAnalysis(Analysis):
     def run(self, context: RunContext, params: ErasureParams) -> AnalysisOutput:
         subjects = causal_subjects(context, params)
         start = min(context.n_permutations, FORWARD_START)  # each placebo erasure costs forwards
-        trained = self._erase(subjects[0], context, params, context.sequential_plan(start))
+        if params.n_placebos is not None:
+            start = params.n_placebos
+        plan = SequentialPlan.fixed(start) if params.n_placebos is not None else context.sequential_plan(start)
+        trained = self._erase(subjects[0], context, params, plan)
         replicates = dict(trained.replicates)
         runs = []
         for subject in subjects[1:]:
