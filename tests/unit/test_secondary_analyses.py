@@ -136,9 +136,31 @@ def test_the_battery_runs_c5s_other_designs_as_secondary_evidence_only():
     assert c5["c5_sentiment_steering"].role == "primary"
     assert c5["c5_sentiment_erasure"].secondary and c5["c5_sentiment_derivatives"].secondary
     erasure = c5["c5_sentiment_erasure"]
-    assert erasure.resolved(False, None)["n_placebos"] == 49 and erasure.resolved(True, 48)["n_placebos"] == 19
+    # 39 fixed placebos in full and quick runs: the fewest with a 95% rank interval (p >= 1/40)
+    assert erasure.resolved(False, None)["n_placebos"] == erasure.resolved(True, 48)["n_placebos"] == 39
+    assert erasure.params["n_random"] >= 39  # matched random subspaces: enough for a 95% rank interval
     assert c5["c5_sentiment_derivatives"].params["n_random"] >= 50  # the issue's number of random CAVs
     steering = c5["c5_sentiment_steering"].params
-    for spec in (erasure, c5["c5_sentiment_derivatives"]):  # the steering test's concept, layer, targets, prompts
-        for name in ("dataset", "layer", "max_items", "positive", "negative", "prompts"):
+    for spec in (erasure, c5["c5_sentiment_derivatives"]):  # the steering test's concept, layer and targets
+        for name in ("dataset", "layer", "max_items", "positive", "negative"):
             assert spec.params[name] == steering[name], name
+    assert c5["c5_sentiment_derivatives"].params["prompts"] == steering["prompts"]
+    assert erasure.params["prompts"] == steering["prompts"][:12]  # cut for cost (a full forward per placebo)
+
+
+def test_erasure_can_fix_its_placebos_and_its_probe_permutations(tiny_models):  # type: ignore[no-untyped-def]
+    """The battery's cost controls: ``n_placebos`` fixes the relabelled-LEACE placebos on the model and on every
+    control (never extended, whatever the run's thresholds), ``probe_permutations`` the probe rows' permutations."""
+    from conceptspace.analyses import RunContext, registry
+    from conceptspace.analyses._base import CAUSAL_SMOKE_PARAMS
+
+    model = tiny_models["llama"]
+    context = RunContext(model=model, twin=model.untrained(0), claim="C5", seed=0, n_permutations=40,
+                         max_permutations=640, n_bootstrap=30, thresholds=(1e-4,))  # would draw to the cap
+    erasure = registry()["erasure"]
+    params = erasure.make_params({**CAUSAL_SMOKE_PARAMS, "n_splits": 3, "n_placebos": 7, "probe_permutations": 9})
+    results = erasure.run(context, params).results
+    placebo_rows = [r for r in results if r.extra.get("placebo") == "relabelled_leace"]
+    assert placebo_rows and all(r.extra["n_permutations"] == 7 for r in placebo_rows)
+    probe_rows = [r for r in results if r.key.detail and r.key.detail[0].startswith("probe_")]
+    assert probe_rows and all(r.extra["n_permutations"] == 9 for r in probe_rows)

@@ -38,6 +38,10 @@ class ErasureParams(ConceptPromptParams):
                           doc="random subspaces erased as a reference (the primary placebos are LEACE erasers of "
                               "random relabellings, drawn sequentially); >= 39 for a 95% rank interval")
     n_splits: int = param(5, check=is_int, type_name="integer")
+    probe_permutations: int | None = param(
+        None, check=optional(lambda v: is_int(v) and v >= 1), type_name="positive integer",
+        doc="label permutations of the probe rows (a fresh probe before and after erasure: is the concept linearly "
+            "gone?), exploratory; each refits the probe in every fold; None: the run's n_permutations")
     n_placebos: int | None = param(None, check=optional(lambda v: is_int(v) and v >= 1), type_name="positive integer",
                                    doc="a fixed number of relabelled-LEACE placebo erasers on the model and on each "
                                        "control (None: drawn sequentially under the run's plan); each costs a set "
@@ -77,7 +81,8 @@ class ErasureAnalysis(Analysis):
         return erasure_test(
             subject.model, subject.X, cs.labels, cs.groups, site=subject.site, prompts=params.prompts,
             targets=(params.positive, params.negative), off_target_prompts=params.off_target_prompts,
-            n_random=params.n_random, n_splits=params.n_splits, n_permutations=context.n_permutations,
+            n_random=params.n_random, n_splits=params.n_splits,
+            n_permutations=params.probe_permutations or context.n_permutations,
             n_bootstrap=context.n_bootstrap, seed=context.seed, dataset=cs.name, claim=context.claim,
             relabel=subject.relabel(), plan=plan,
         )
