@@ -8,7 +8,9 @@ Monte Carlo nulls until their decision against those thresholds is settled. Each
 bootstrap replicates on shared resamples; the runner scopes keys to the analysis, corrects the primary tests
 (:mod:`conceptspace.theory._family`: Bonferroni within a claim, Holm across claims), attaches paired differences
 with the controls, and hands everything to the verdict rules of :mod:`conceptspace.theory._verdicts`, whose
-thresholds were fixed in the suite before anything ran.
+thresholds were fixed in the suite before anything ran. An analysis the suite declares ``role = "secondary"`` is
+outside all of this: its main test becomes ``secondary`` (reported with its raw p and paired controls), it adds
+nothing to the family's shape, its draws settle against alpha alone, and its failure leaves its claim judged.
 
 An analysis that cannot run (a module not importable yet, an error) is recorded with its reason and its claim is
 reported as "not run"; nothing is ever filled in.

@@ -121,6 +121,8 @@ REFERENCE_BLOCKS = {  # concept_space.toml's layers as committed before depth-re
     "c4_sentiment": ({"layers": [3, 9, 15, 21, 27]}, {"layers": [9, 15, 21]}),
     "c4_latitude": ({"layers": [3, 9, 15, 21, 27]}, {"layers": [9, 15, 21]}),
     "c5_sentiment_steering": ({"layer": 15}, {}),
+    "c5_sentiment_erasure": ({"layer": 15}, {}),  # C5's secondary evidence (issue 14), the steering test's layer
+    "c5_sentiment_derivatives": ({"layer": 15}, {}),
     "p5_logit_lens": ({"layers": [3, 9, 15, 21, 27, 29]}, {"layers": [15, 29]}),
     "a6_aggregation": ({}, {}),
     "n2_context_narrows": ({}, {}),
