@@ -59,10 +59,11 @@ class ErasureAnalysis(Analysis):
 
     def run(self, context: RunContext, params: ErasureParams) -> AnalysisOutput:
         subjects = causal_subjects(context, params)
-        start = min(context.n_permutations, FORWARD_START)  # each placebo erasure costs forwards
-        if params.n_placebos is not None:
-            start = params.n_placebos
-        plan = SequentialPlan.fixed(start) if params.n_placebos is not None else context.sequential_plan(start)
+        if params.n_placebos is not None:  # fixed: nothing is decided on them (a secondary analysis)
+            start, plan = params.n_placebos, SequentialPlan.fixed(params.n_placebos)
+        else:
+            start = min(context.n_permutations, FORWARD_START)  # each placebo erasure costs forwards
+            plan = context.sequential_plan(start)
         trained = self._erase(subjects[0], context, params, plan)
         replicates = dict(trained.replicates)
         runs = []
