@@ -203,12 +203,22 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> fl
     m = x.size
     if m < MIN_PAIRS:
         return float("nan")
-    design = covariate_basis(covariates)
-    q, _ = np.linalg.qr(design)
-    rx, ry = rankdata(x), rankdata(y)
-    ex, ey = rx - q @ (q.T @ rx), ry - q @ (q.T @ ry)
+    ex, ey = residuals(covariate_basis(covariates), np.column_stack([rankdata(x), rankdata(y)])).T
     den = np.linalg.norm(ex) * np.linalg.norm(ey)
     return float(ex @ ey / den) if den > 1e-9 * m else float("nan")
+
+
+def residuals(design: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` minus their least-squares fit on ``design``'s columns, through the Gram matrix's eigenvectors
+    (collinear columns, e.g. a cell indicator a polynomial already spans, are dropped by their eigenvalue). Why
+    not QR: the null and the bootstrap refit thousands of times, and the Gram route is ~5x faster at the sizes
+    here (2,000 pairs x 90 columns) with one thread."""
+    gram = design.T @ design
+    w, V = np.linalg.eigh(gram)
+    keep = w > 1e-10 * max(float(w[-1]), 1e-300)
+    coef = V[:, keep] @ ((V[:, keep].T @ (design.T @ values)) / w[keep][:, None])
+    out: np.ndarray = values - design @ coef
+    return out
 
 
 def covariate_basis(covariates: np.ndarray) -> np.ndarray:
