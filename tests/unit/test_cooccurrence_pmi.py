@@ -20,7 +20,9 @@ from conceptspace.analyses.geometry._cooccurrence import (
     _model_side,
     corpus_stats,
     corpus_words,
+    covariate_basis,
     pair_statistics,
+    partial_spearman,
     pmi_null_rows,
     pmi_results,
     read_corpus,
@@ -181,3 +183,16 @@ def test_empty_corpus_and_token_rule_on_a_model(tiny_models) -> None:  # type: i
     assert check(["zyzzyvaquux"]) == [False]
     with pytest.raises(InvalidInputError, match="max_tokens"):
         single_token_checker(model.tokenizer, 0)
+
+
+def test_few_pairs_fall_back_to_a_leaner_partialling() -> None:
+    """A frequency-matched row of a small run has fewer pairs than the full basis has columns: the partial
+    correlation then uses a leaner basis (finite), and a signal planted in x and y survives it."""
+    rng = np.random.default_rng(4)
+    covariates = rng.standard_normal((40, 4))
+    shared = rng.standard_normal(40)
+    x, y = shared + 0.3 * rng.standard_normal(40), shared + 0.3 * rng.standard_normal(40)
+    assert covariate_basis(covariates).shape[1] > 40
+    rho = partial_spearman(x, y, covariates)
+    assert np.isfinite(rho) and rho > 0.6
+    assert np.isnan(partial_spearman(x[:5], y[:5], covariates[:5]))  # below MIN_PAIRS

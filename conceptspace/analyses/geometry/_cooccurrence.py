@@ -71,6 +71,8 @@ DEGREE = 3
 CELL_BINS = 8
 #: how many (min, max) covariate pairs (frequency, then norm) also get cell indicators
 CELL_PAIRS = 2
+#: fewest residual degrees of freedom a partialling keeps (else a leaner basis; see covariate_basis)
+MIN_RESIDUAL_DF = 20
 #: fewest scored pairs a correlation is computed on (fewer: NaN for a resample, an error for the data)
 MIN_PAIRS = 10
 #: fewest words the test runs on
@@ -203,7 +205,12 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> fl
     m = x.size
     if m < MIN_PAIRS:
         return float("nan")
-    ex, ey = residuals(covariate_basis(covariates), np.column_stack([rankdata(x), rankdata(y)])).T
+    design = covariate_basis(covariates)
+    if m < design.shape[1] + MIN_RESIDUAL_DF:  # few pairs (a small run's frequency-matched row): a leaner surface
+        design = covariate_basis(covariates, cells=False)
+    if m < design.shape[1] + MIN_RESIDUAL_DF:
+        design = covariate_basis(covariates, cells=False, degree=1)
+    ex, ey = residuals(design, np.column_stack([rankdata(x), rankdata(y)])).T
     den = np.linalg.norm(ex) * np.linalg.norm(ey)
     return float(ex @ ey / den) if den > 1e-9 * m else float("nan")
 
@@ -221,7 +228,7 @@ def residuals(design: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def covariate_basis(covariates: np.ndarray) -> np.ndarray:
+def covariate_basis(covariates: np.ndarray, *, cells: bool = True, degree: int | None = None) -> np.ndarray:
     """Intercept and, per (min, max) covariate pair of columns, every monomial of total degree <= :data:`DEGREE`
     of the two standardized columns plus the indicators of their (bin of min, bin of max) cells.
 
@@ -230,13 +237,16 @@ def covariate_basis(covariates: np.ndarray) -> np.ndarray:
     0.13 with PMI (p = 0.005) after a linear partialling on the ranks, and ~0.05 (p ~ 0.1) after a polynomial
     surface of degree 3 to 5, on the synthetic corpus of ``tests/unit/test_cooccurrence_pmi.py``; with the cell
     indicators added it is 0.01 (p = 0.33) while a planted PMI geometry keeps 0.82. The price is degrees of
-    freedom (~90 columns), negligible against the thousands of scored pairs."""
+    freedom (~90 columns), negligible against the thousands of scored pairs. Where a correlation has fewer
+    than ``columns + MIN_RESIDUAL_DF`` pairs (the frequency-matched row of a small run), :func:`partial_spearman`
+    drops the cells, then the surface to degree 1, rather than fit a design as wide as the data."""
     m = covariates.shape[0]
+    top = DEGREE if degree is None else degree
     columns = [np.ones(m)]
     for j in range(0, covariates.shape[1], 2):
         u, v = (_standardize(covariates[:, j]), _standardize(covariates[:, j + 1]))
-        columns += [u ** a * v ** b for a in range(DEGREE + 1) for b in range(DEGREE + 1 - a) if a + b > 0]
-    for j in range(0, min(covariates.shape[1], 2 * CELL_PAIRS), 2):
+        columns += [u ** a * v ** b for a in range(top + 1) for b in range(top + 1 - a) if a + b > 0]
+    for j in range(0, min(covariates.shape[1], 2 * CELL_PAIRS) if cells else 0, 2):
         columns += _cell_indicators(covariates[:, j], covariates[:, j + 1])
     design = np.column_stack(columns)
     keep = np.ptp(design, axis=0) > 0
