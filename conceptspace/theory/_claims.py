@@ -64,8 +64,11 @@ CLAIMS: dict[str, Claim] = {
               "How close the context vector is to a token vector tracks the token's conditional probability.",
               "Per-context Spearman of cos(ln_f(h_l), u_t) with log p(t|x) at the declared mid-depth block, minus "
               "what a shuffled pairing of contexts predicts (exact shuffle null); other blocks exploratory. The "
-              "last block is the logit lens itself (cosine = logit / norm): a sanity check, never evidence.",
-              "shuffled contexts; token frequency; untrained twin"),
+              "last block is the logit lens itself (cosine = logit / norm): a sanity check, never evidence. "
+              "Second, non-circular test (kind cooccurrence): partial Spearman of token-embedding cosines with "
+              "corpus PMI, frequency and token norm partialled out, against a Mantel permutation of the words.",
+              "shuffled contexts; token frequency; untrained twin; spectrum-matched twin; for the PMI test "
+              "frequency and norm partialled out and a frequency-matched row"),
         Claim("A6", "Context vectors aggregate token features",
               "The final context vector depends mostly on which tokens are present, not on their order.",
               "1 - (change when non-final tokens are permuted) / (change when as many are replaced by "

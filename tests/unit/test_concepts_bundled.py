@@ -33,7 +33,8 @@ def test_every_concept_type_is_covered() -> None:
     assert kinds == {"binary", "categorical", "continuous", "pairs"}
     assert set(DATASETS) == {
         "empath_categories", "function_vectors", "google_analogy", "lre_relations", "repe_emotions",
-        "phrase_composition", "trilemma_city_locations", "truth_is_universal", "vader_lexicon", "world_models",
+        "phrase_composition", "python_docs_corpus", "trilemma_city_locations", "truth_is_universal",
+        "vader_lexicon", "world_models",
     }
 
 

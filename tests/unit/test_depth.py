@@ -124,6 +124,7 @@ REFERENCE_BLOCKS = {  # concept_space.toml's layers as committed before depth-re
     "c5_sentiment_erasure": ({"layer": 15}, {}),  # C5's secondary evidence (issue 14), the steering test's layer
     "c5_sentiment_derivatives": ({"layer": 15}, {}),
     "p5_logit_lens": ({"layers": [3, 9, 15, 21, 27, 29]}, {"layers": [15, 29]}),
+    "p5_corpus_pmi": ({"sites": ["unembed"]}, {}),  # token rows only (added with the PMI test of P5)
     "a6_aggregation": ({}, {}),
     "n2_context_narrows": ({}, {}),
     "n3_function_vectors": ({"layers": [9, 15]}, {"layers": [9]}),
