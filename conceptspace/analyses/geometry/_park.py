@@ -1,4 +1,4 @@
-"""C2 against Park, Choe & Veitch's published protocol (ICML 2024, arXiv 2311.03658; github KihoPark/linear_rep_geometry).
+"""C2 against Park, Choe & Veitch's published protocol (ICML 2024, arXiv 2311.03658; KihoPark/linear_rep_geometry).
 
 Their two word-level measurements on the unembedding, whitened by g = Cov(gamma)^-1/2 gamma (the causal inner
 product; :func:`~._vector_ops.causal_inner_product`), each also under the Euclidean inner product:

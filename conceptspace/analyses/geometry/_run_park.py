@@ -151,7 +151,8 @@ def park_output(
                                if words == "single_token" and _enough(rel[pairs.multi].tolist()) else [])
     extra = {"n_pairs_in_set": len(rel), "n_single_token_pairs": int(pairs.single.size),
              "n_multi_token_pairs": int(pairs.multi.size), **pairs.dropped,
-             "n_random_pairs": n_random_pairs, "max_per_relation": max_per_relation, "random_pairs_from": f"{pool_ids.size} single-token vocabulary words",
+             "n_random_pairs": n_random_pairs, "max_per_relation": max_per_relation,
+             "random_pairs_from": f"{pool_ids.size} single-token vocabulary words",
              "protocol": "Park, Choe & Veitch 2024 (arXiv 2311.03658)"}
 
     def tests_of(m: ConceptModel, control: str | None) -> dict[str, Any]:
