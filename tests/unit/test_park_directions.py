@@ -161,3 +161,18 @@ def test_the_kind_is_wholly_exploratory_with_the_twin_as_its_control(tiny_models
     keys = {r.key for r in results}
     assert all(r.key.counterpart("untrained") in keys for r in trained)
     assert {r.key.test for r in trained} == {"park_projection", "park_orthogonality"}
+
+
+def test_the_null_battery_repairs_b_within_each_relation_and_token_group() -> None:
+    from conceptspace.analyses.geometry._run_park import _repaired
+
+    b = [f"b{i}" for i in range(12)]
+    rel = np.array(["x"] * 6 + ["y"] * 6)
+    groups = [np.array([0, 1, 2, 6, 7, 8]), np.array([3, 4, 5, 9, 10, 11])]
+    out = _repaired(b, rel, groups, seed=0)
+    assert out != b
+    for rows in groups:
+        for r in ("x", "y"):
+            members = rows[rel[rows] == r]
+            assert sorted(out[i] for i in members) == sorted(b[i] for i in members)
+    assert _repaired(b, rel, groups, seed=0) == out

@@ -127,11 +127,13 @@ def park_output(
     n_random_pairs: int = N_RANDOM_PAIRS,
     words: str = "single_token",
     max_per_relation: int | None = MAX_PER_RELATION,
+    null_seed: int | None = None,
 ) -> GeometryOutput:
     """Park et al.'s projection and orthogonality measurements at the unembedding, Euclidean and causal, on the
     model and each control (the draws decide on the pooled causal projection gap; every row is
     exploratory). Relations with fewer than MIN_PAIRS usable pairs are skipped and named in ``extra``; a set
-    with no such relation among its single-token pairs is an error."""
+    with no such relation among its single-token pairs is an error. ``null_seed`` (the null battery): the b words
+    are re-paired among the a's of each relation first (within the single- and the multi-token pairs apart)."""
     if words not in WORDS:
         raise InvalidInputError(f"words must be one of {WORDS}; got {words!r}")
     pairs = park_pairs(model, concept_set, max_per_relation=max_per_relation, seed=seed)
@@ -148,13 +150,15 @@ def park_output(
     pool_ids = pool_ids[rng.choice(pool_ids.size, min(POOL_SIZE, pool_ids.size), replace=False)]
     first = rng.integers(0, pool_ids.size, n_random_pairs)
     second = (first + rng.integers(1, pool_ids.size, n_random_pairs)) % pool_ids.size  # never the same word
+    b_words = pairs.b if null_seed is None else _repaired(pairs.b, rel, [pairs.single, pairs.multi], null_seed)
     split = [(words, main)] + ([("multi_token", pairs.multi)]
                                if words == "single_token" and _enough(rel[pairs.multi].tolist()) else [])
     extra = {"n_pairs_in_set": len(rel), "n_single_token_pairs": int(pairs.single.size),
              "n_multi_token_pairs": int(pairs.multi.size), **pairs.dropped,
              "n_random_pairs": n_random_pairs, "max_per_relation": max_per_relation,
              "random_pairs_from": f"{pool_ids.size} single-token vocabulary words",
-             "protocol": "Park, Choe & Veitch 2024 (arXiv 2311.03658)"}
+             "protocol": "Park, Choe & Veitch 2024 (arXiv 2311.03658)",
+             **({"null_battery_seed": null_seed} if null_seed is not None else {})}
 
     def tests_of(m: ConceptModel, control: str | None) -> dict[str, Any]:
         causal = causal_inner_product(unembedding_matrix(m))
@@ -163,10 +167,10 @@ def park_output(
         parts: list[NullRows] = []
         for ip in (causal, None):
             for side, idx in split:
-                A, B = _word_rows(m, [pairs.a[i] for i in idx]), _word_rows(m, [pairs.b[i] for i in idx])
+                A, B = _word_rows(m, [pairs.a[i] for i in idx]), _word_rows(m, [b_words[i] for i in idx])
                 parts.append(projection_rows(A, B, rel[idx], Q, inner_product=ip, n_bootstrap=n_bootstrap,
                                              seed=seed, words=side))
-        A, B = _word_rows(m, [pairs.a[i] for i in main]), _word_rows(m, [pairs.b[i] for i in main])
+        A, B = _word_rows(m, [pairs.a[i] for i in main]), _word_rows(m, [b_words[i] for i in main])
         for ip in (causal, None):
             parts.append(orthogonality_rows(A, B, rel[main], pool, inner_product=ip, n_bootstrap=n_bootstrap,
                                             seed=seed, words=words))
@@ -179,6 +183,18 @@ def park_output(
     chosen = (UNEMBED, _pooled_row(rel[main].tolist()))
     return run_models([(None, 0, model), *controls], [UNEMBED], tests_of,
                       plan if plan is not None else SequentialPlan.fixed(n_permutations), chosen, seed)
+
+
+def _repaired(b: list[str], relations: np.ndarray, groups: Sequence[np.ndarray], seed: int) -> list[str]:
+    """``b`` with the words of each relation permuted within each group of rows (the null battery's re-pairing)."""
+    rng = np.random.default_rng([seed, 104723])
+    out = list(b)
+    for rows in groups:
+        for r in sorted(set(relations[rows].tolist())):
+            members = rows[relations[rows] == r]
+            for i, j in zip(members, members[rng.permutation(members.size)], strict=True):
+                out[i] = b[j]
+    return out
 
 
 def _word_rows(model: ConceptModel, words: Sequence[str]) -> np.ndarray:

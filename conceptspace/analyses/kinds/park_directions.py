@@ -52,5 +52,5 @@ class ParkDirectionsAnalysis(Analysis):
                           controls=[(c.name, c.seed, c.model) for c in context.control_models()],
                           n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap, seed=context.seed,
                           plan=context.sequential_plan(), n_random_pairs=params.n_random_pairs, words=params.words,
-                          max_per_relation=params.max_per_relation)
+                          max_per_relation=params.max_per_relation, null_seed=context.null_seed)
         return AnalysisOutput(mark_roles(out.results, lambda r: False))

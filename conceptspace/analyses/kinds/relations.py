@@ -82,7 +82,8 @@ class RelationsAnalysis(Analysis):
         relation = _primary_relation(out.results)
         park = [r for name in params.park_datasets for r in park_output(
             context.model, load_concepts(name), controls=[(c.name, c.seed, c.model) for c in context.control_models()],
-            n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap, seed=context.seed).results]
+            n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap, seed=context.seed,
+            null_seed=context.null_seed).results]
         results = mark_roles(ResultSet([*out.results, *park]),
                              lambda r: r.key.test == "relation" and (r.site, r.method, r.extra.get("relation"),
                                                                      r.extra.get("words", ALL_WORDS))
