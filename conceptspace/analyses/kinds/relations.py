@@ -11,6 +11,8 @@ span mean at a layer), which is not the word's own direction. Every statistic is
 pairs whose two words are single tokens (`` w`` one token) and, separately, on the pairs with a multi-token word
 (``extra["words"]``: ``"single_token"`` / ``"multi_token"``; ``"all"`` for the primary and its siblings); both are
 exploratory. ``relations`` and ``min_distinct_b`` choose the relations of a large set, as in the analogies kind.
+``park_datasets`` adds Park et al.'s protocol (:mod:`~conceptspace.analyses.kinds.park_directions`) on those sets
+as exploratory rows with their twin controls (a fixed ``n_permutations`` draws; they never join C2's family).
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from conceptspace.analyses._base import (
     register,
 )
 from conceptspace.analyses.geometry._relations import ALL_WORDS, POOLED
+from conceptspace.analyses.geometry._run_park import park_output
 from conceptspace.concepts import load_concepts
 from conceptspace.concepts._pairs import select_relations
+from conceptspace.stats._results import ResultSet
 
 #: the method (statistic and inner product) of the primary test
 PRIMARY_METHOD = "mean_pairwise_cosine_euclidean"
@@ -49,6 +53,9 @@ class RelationsParams:
                                         doc="the relations to test (default: every relation of the set)")
     min_distinct_b: float = param(0.0, check=lambda v: is_number(v) and 0 <= v <= 1, type_name="number in [0, 1]",
                                   doc="keep relations whose b words are distinct for this fraction of pairs")
+    park_datasets: list[str] = param([], check=list_of(is_str), type_name="list of strings",
+                                     doc="pairs sets also run through Park et al.'s protocol (kind "
+                                         "park_directions; exploratory rows, never the primary)")
 
 
 @register
@@ -73,8 +80,13 @@ class RelationsAnalysis(Analysis):
         )
         site = geometry.resolve_primary_site(context.model, params.sites, context.primary_site)
         relation = _primary_relation(out.results)
-        results = mark_roles(out.results, lambda r: (r.site, r.method, r.extra.get("relation"),
-                                                     r.extra.get("words", ALL_WORDS))
+        park = [r for name in params.park_datasets for r in park_output(
+            context.model, load_concepts(name), controls=[(c.name, c.seed, c.model) for c in context.control_models()],
+            n_permutations=context.n_permutations, n_bootstrap=context.n_bootstrap, seed=context.seed,
+            null_seed=context.null_seed).results]
+        results = mark_roles(ResultSet([*out.results, *park]),
+                             lambda r: r.key.test == "relation" and (r.site, r.method, r.extra.get("relation"),
+                                                                     r.extra.get("words", ALL_WORDS))
                              == (site, PRIMARY_METHOD, relation, ALL_WORDS))
         return AnalysisOutput(results, replicates=geometry.primary_replicates(results, out.replicates))
 
