@@ -42,7 +42,8 @@ def single_token_checker(tokenizer: Any, max_tokens: int = 1) -> Any:
         if not words:
             return []
         encoded = tokenizer([" " + w for w in words], add_special_tokens=False)["input_ids"]
-        return [1 <= len(ids) <= max_tokens for ids in encoded]
+        unknown = getattr(tokenizer, "unk_token_id", None)  # a word-level vocabulary maps a missing word to <unk>:
+        return [1 <= len(ids) <= max_tokens and unknown not in ids for ids in encoded]  # one token, not the word
 
     return check
 
