@@ -17,7 +17,7 @@ from conceptspace.resources import probes_dir
 SUITES = sorted(p.name for p in probes_dir().glob("*.toml"))
 #: kinds that need an LM head or a final norm, which a BERT encoder lacks
 NEEDS_A_DECODER = {"steering", "proximity", "aggregation", "icl_narrowing", "function_vector", "self_mapping",
-                   "filtering", "composition", "attention_pattern"}
+                   "filtering", "composition", "attention_pattern", "erasure", "derivatives"}
 
 
 @pytest.mark.parametrize("suite", SUITES)
