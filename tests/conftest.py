@@ -82,6 +82,8 @@ CALIBRATION = {
         "300 planted data sets x 200 refit-bootstrap replicates, at 40 and 100 groups (several minutes)",
     "tests/unit/test_probe_intervals.py::test_pure_noise_the_interval_covers_zero_and_p_is_uniform":
         "300 random label sets x 200 refit-bootstrap replicates (minutes)",
+    "tests/unit/test_probe_intervals.py::test_planted_targets_the_r2_interval_covers_but_errs_wide":
+        "150 planted regression data sets x 200 nested refit-bootstrap replicates at 100 groups (~2 minutes)",
     "tests/unit/test_probe_intervals.py::test_planted_classes_the_interval_is_not_conservative_at_100_groups":
         "300 planted data sets x 200 refit-bootstrap replicates at 100 groups (minutes)",
     "tests/unit/test_calibration_proximity_aggregation.py": "P5 and A6 intervals and p-values, thousands of "

@@ -16,6 +16,7 @@ import pytest
 
 from conceptspace.analyses.probes import RidgeProbe, RidgeRegressionProbe
 from conceptspace.analyses.probes._evaluation import cross_validate_layers, probe_layers
+from conceptspace.analyses.probes._nested import NestedRidgeRegressionProbe, nested_cross_validate
 from conceptspace.stats import SequentialPlan, percentile_intervals
 from conceptspace.stats._bootstrap import bootstrap_cv_scores
 from conceptspace.stats._folds import grouped_folds
@@ -34,6 +35,18 @@ def planted(seed: int, n_groups: int, *, d: int = 20, delta: float = 1.0, items_
          + np.sqrt(1 - group_share) * rng.standard_normal((groups.size, d)))
     X[:, 0] += delta * (y - 0.5)
     return X[None], y, groups
+
+
+def planted_target(seed: int, n_groups: int, *, d: int = 20, slope: float = 0.7, items_per_group: int = 3,
+                   group_share: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A standard-normal target per group, written ``slope`` times into one axis of Gaussian features."""
+    rng = np.random.default_rng(seed)
+    target = rng.standard_normal(n_groups)
+    groups = np.repeat(np.arange(n_groups), items_per_group)
+    X = (np.sqrt(group_share) * rng.standard_normal((n_groups, d))[groups]
+         + np.sqrt(1 - group_share) * rng.standard_normal((groups.size, d)))
+    X[:, 0] += slope * target[groups]
+    return X[None], target[groups], groups
 
 
 class _HiddenRidge(RidgeProbe):
@@ -191,6 +204,32 @@ def test_planted_classes_the_interval_covers_the_expected_cv_score(n_groups):
 def test_planted_classes_the_interval_is_not_conservative_at_100_groups():
     coverage, _ = _coverage(100, 1.0, 300)
     assert coverage <= 0.97, coverage
+
+
+def _regression_coverage(n_groups: int, n_data: int) -> tuple[float, float]:
+    """Coverage of the expected nested-CV R^2 (as c4_latitude runs it) and the interval's width over the Monte
+    Carlo 95% range of the score across data sets."""
+    scores = [nested_cross_validate(NestedRidgeRegressionProbe(), *planted_target(10**6 + i, n_groups),
+                                    seed=10**6 + i).scores[0] for i in range(300)]
+    truth, spread = float(np.mean(scores)), 3.92 * float(np.std(scores, ddof=1))
+    hits, widths = 0, []
+    for i in range(n_data):
+        X, y, groups = planted_target(i, n_groups)
+        r = probe_layers(NestedRidgeRegressionProbe(), X, y, groups, dataset="toy", n_permutations=19,
+                         n_bootstrap=200, seed=i)[0][0]
+        hits += r.ci_low + r.extra["null_mean"] <= truth <= r.ci_high + r.extra["null_mean"]
+        widths.append(r.ci_high - r.ci_low)
+    return hits / n_data, float(np.mean(widths)) / spread
+
+
+def test_planted_targets_the_r2_interval_covers_but_errs_wide():
+    """Regression probes: never below 93%, and wide (measured 2026-12-04, 150 data sets: coverage 1.00 at 100
+    groups with the interval 1.52x the Monte Carlo range; at 40 groups 0.94 and 2.1x, R^2 being skewed there).
+    The width bound pins the known gap (docs/STATISTICS.md): a fix that calibrates it will fail this test and
+    should move the bound to <= 1.1."""
+    coverage, width = _regression_coverage(100, 150)
+    assert coverage >= 0.93, coverage
+    assert width > 1.2, width
 
 
 def test_pure_noise_the_interval_covers_zero_and_p_is_uniform():
