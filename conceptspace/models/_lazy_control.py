@@ -84,6 +84,10 @@ class LazyControl(ConceptModel):
     module and refuses a mismatch (the cache would otherwise have been read under a wrong key).
     """
 
+    #: whole-matrix weight reads go through the on-disk store (:mod:`conceptspace.models._weights`), so that a
+    #: warm run reading a control's token vectors does not build it
+    stores_weight_reads = True
+
     def __init__(self, parent: ConceptModel, identity: ModelIdentity, target: torch.device,
                  build: Callable[[], torch.nn.Module], slot: ControlSlot | None = None) -> None:
         # ConceptModel.__init__ is not called: it needs the module, which is exactly what is not built yet

@@ -7,6 +7,14 @@ run) the client holds only a weightless skeleton, so every read goes through a t
 parameter *server-side* and downloads only the rows asked for; whole matrices are downloaded once in chunks
 and kept in the on-disk cache (``<cache>/weights/<model identity>/``, ``.npy`` plus a JSON note), so a second
 run pays nothing. Analyses call these functions and never touch ``hf_model`` parameters themselves.
+
+An architecture control built on demand (:class:`~conceptspace.models._lazy_control.LazyControl`: the untrained
+twins, the spectrum-matched twin) stores the matrices it is read from in the same place, keyed by its identity,
+the first time one is read. Why: a warm run reads the controls' activations from the cache without building
+them, but C1-C3's word vectors, A6's embedding rows and P5's token rows read weights, and each such read rebuilt
+a released control (about 2 s each: 42 builds, 88 s, in a warm ``--quick`` at load 2). A stored matrix is the
+built control's own float32 values (bit-identical reads); one whose file cannot be read or whose width is not
+the model's is rebuilt and stored again.
 """
 
 from __future__ import annotations
@@ -70,16 +78,44 @@ def _cached_matrix(model: ConceptModel, module_path: str, name: str) -> np.ndarr
         for start in range(0, shape[0], step):
             rows = torch.arange(start, min(start + step, shape[0]))
             out[start : start + len(rows)] = _fetch(model, module_path, name, rows).numpy()
+    _publish(model, module_path, name, out)
+    return out
+
+
+def _publish(model: ConceptModel, module_path: str, name: str, out: np.ndarray) -> None:
+    """Write one whole parameter to the store: the note first, the matrix last by rename, so a reader sees all
+    of it or nothing (two runs storing the same matrix at once each write their own temporary file)."""
+    folder = _cache_folder(model)
+    target = folder / f"{module_path}.{name}.npy"
     folder.mkdir(parents=True, exist_ok=True)
-    note = {"model": model.describe(), "parameter": f"{module_path}.{name}", "shape": list(shape),
+    note = {"model": model.describe(), "parameter": f"{module_path}.{name}", "shape": list(out.shape),
             "dtype": "float32"}
     tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
-    try:  # the note first, the matrix published last by rename: a reader sees all of it or nothing
+    try:
         atomic_write_json(folder / f"{module_path}.{name}.json", note)
         np.save(tmp, out)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def stores_weight_reads(model: ConceptModel) -> bool:
+    """Whether ``model``'s whole-matrix reads go through the store (an architecture control built on demand)."""
+    return bool(getattr(model, "stores_weight_reads", False))
+
+
+def _stored_matrix(model: ConceptModel, module_path: str, name: str = "weight") -> np.ndarray:
+    """A control's whole parameter from the store (see module doc), stored from the built control on first use."""
+    target = _cache_folder(model) / f"{module_path}.{name}.npy"
+    if target.exists():
+        try:
+            stored = np.load(target, mmap_mode="r")
+        except (OSError, ValueError):  # damaged: rebuilt below
+            stored = None
+        if stored is not None and stored.dtype == np.float32 and stored.ndim == 2 and stored.shape[1] == model.d_model:
+            return stored
+    out = getattr(get_submodule(model.hf_model, module_path), name).detach().float().cpu().numpy()
+    _publish(model, module_path, name, out)
     return out
 
 
@@ -91,10 +127,13 @@ def _weight(model: ConceptModel, module_path: str, name: str = "weight") -> torc
 
 def _rows(model: ConceptModel, module_path: str, ids: Sequence[int] | np.ndarray) -> np.ndarray:
     index = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if stores_weight_reads(model):
+        stored = _stored_matrix(model, module_path)
+        _check_ids(index, int(stored.shape[0]))
+        return np.array(stored[index], dtype=np.float32)
     weight = _weight(model, module_path).detach()  # meta (shapes only) for a remote model
     vocab, width = (int(n) for n in weight.shape)
-    if index.size and (index.min() < 0 or index.max() >= vocab):
-        raise InvalidInputError(f"token ids must lie in 0..{vocab - 1}; got {index.min()}..{index.max()}")
+    _check_ids(index, vocab)
     if model.weights_are_local:
         return weight[torch.from_numpy(index).to(weight.device)].float().cpu().numpy()
     if not index.size:
@@ -102,6 +141,11 @@ def _rows(model: ConceptModel, module_path: str, ids: Sequence[int] | np.ndarray
     unique, inverse = np.unique(index, return_inverse=True)
     fetched = _fetch(model, module_path, "weight", torch.from_numpy(unique)).numpy()
     return fetched[inverse]
+
+
+def _check_ids(index: np.ndarray, vocab: int) -> None:
+    if index.size and (index.min() < 0 or index.max() >= vocab):
+        raise InvalidInputError(f"token ids must lie in 0..{vocab - 1}; got {index.min()}..{index.max()}")
 
 
 def vocab_size(model: ConceptModel) -> int:
@@ -126,6 +170,8 @@ def unembedding_matrix(model: ConceptModel) -> np.ndarray:
     Remote: the whole matrix is downloaded once (vocab x d values; 2 GiB in bf16 for a 70B Llama 3) and cached.
     """
     path = model.head_path() or model.site_map.embed
+    if stores_weight_reads(model):
+        return np.array(_stored_matrix(model, path))  # a writable copy, as a local read gives
     if model.weights_are_local:
         return _weight(model, path).detach().float().cpu().numpy()
     return _cached_matrix(model, path, "weight")

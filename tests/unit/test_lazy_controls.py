@@ -10,9 +10,11 @@ import weakref
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
+from conceptspace.errors import InvalidInputError
 from conceptspace.models import _model, _spectrum_cache
 from conceptspace.models._lazy_control import ControlSlot, LazyControl, lazy_spectrum_matched, lazy_untrained
 
@@ -151,3 +153,43 @@ def test_a_control_built_unlike_its_description_is_refused(tiny_models):
     control = LazyControl(model, model.identity, model.device, lambda: other.hf_model)
     with pytest.raises(RuntimeError, match="built unlike the trained model"):
         control.hf_model  # noqa: B018
+
+
+def test_a_controls_weight_reads_are_stored_and_need_no_rebuild(tiny_models):
+    """Token rows and the output matrix of a control come from the store after the first read: bit-identical
+    to the built control's, with no build on a later read (a warm run's C1-C3, A6 and P5 weight reads)."""
+    from conceptspace.models._weights import embedding_rows, unembedding_matrix, unembedding_rows
+
+    model = tiny_models["llama"]
+    slot = ControlSlot()
+    twin = lazy_untrained(model, 4, slot=slot)
+    ids = [5, 1, 5, 0]
+    built = twin.hf_model.get_input_embeddings().weight.detach().float().numpy()
+    first = embedding_rows(twin, ids)
+    assert np.array_equal(first, built[ids]) and first.flags.writeable
+    head = unembedding_matrix(twin)
+    assert np.array_equal(head, twin.unembedding().float().numpy()) and head.flags.writeable
+    slot.release()
+    again = lazy_untrained(model, 4, slot=slot)  # a later analysis's handle on the same control
+    assert np.array_equal(embedding_rows(again, ids), first)
+    assert np.array_equal(unembedding_rows(again, [2, 3]), head[[2, 3]])
+    assert np.array_equal(unembedding_matrix(again), head)
+    assert slot.builds == 1 and not again.is_built
+    other = lazy_untrained(model, 5, slot=slot)  # another seed is another network: never served seed 4's rows
+    assert not np.array_equal(embedding_rows(other, ids), first) and slot.builds == 2
+    with pytest.raises(InvalidInputError, match="token ids must lie"):
+        embedding_rows(again, [10**6])
+
+
+def test_a_damaged_stored_matrix_is_rebuilt(tiny_models):
+    from conceptspace.models._weights import _cache_folder, embedding_rows
+
+    model = tiny_models["llama"]
+    twin = lazy_untrained(model, 6, slot=ControlSlot())
+    expected = embedding_rows(twin, [1, 2])
+    twin.release()
+    for stored in _cache_folder(twin).glob("*.npy"):
+        stored.write_bytes(b"not a matrix")
+    assert np.array_equal(embedding_rows(twin, [1, 2]), expected) and twin.is_built
+    twin.release()
+    assert np.array_equal(embedding_rows(twin, [1, 2]), expected) and not twin.is_built  # stored again, whole
