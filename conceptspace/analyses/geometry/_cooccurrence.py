@@ -202,15 +202,22 @@ def smoothed_pmi(cooc: np.ndarray, min_count: int) -> np.ndarray:
 def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> float:
     """Correlation of the ranks of ``x`` and ``y`` after regressing both (OLS) on :func:`covariate_basis` of the
     covariate columns; NaN when there are too few pairs or a residual is constant."""
-    m = x.size
-    if m < MIN_PAIRS:
+    if x.size < MIN_PAIRS:
         return float("nan")
+    return _partial_of_ranks(rankdata(x), rankdata(y), covariates)
+
+
+def _partial_of_ranks(rx: np.ndarray, ry: np.ndarray, covariates: np.ndarray) -> float:
+    """:func:`partial_spearman` from ranks already taken (at least :data:`MIN_PAIRS` of them). Why split off:
+    :func:`pair_statistics` ranks its pairs once and partials the same ranks twice (the primary and the raw
+    Spearman, whose basis is the intercept alone)."""
+    m = rx.size
     design = covariate_basis(covariates)
     if m < design.shape[1] + MIN_RESIDUAL_DF:  # few pairs (a small run's frequency-matched row): a leaner surface
         design = covariate_basis(covariates, cells=False)
     if m < design.shape[1] + MIN_RESIDUAL_DF:
         design = covariate_basis(covariates, cells=False, degree=1)
-    ex, ey = residuals(design, np.column_stack([rankdata(x), rankdata(y)])).T
+    ex, ey = residuals(design, np.column_stack([rx, ry])).T
     den = np.linalg.norm(ex) * np.linalg.norm(ey)
     return float(ex @ ey / den) if den > 1e-9 * m else float("nan")
 
@@ -239,37 +246,55 @@ def covariate_basis(covariates: np.ndarray, *, cells: bool = True, degree: int |
     indicators added it is 0.01 (p = 0.33) while a planted PMI geometry keeps 0.82. The price is degrees of
     freedom (~90 columns), negligible against the thousands of scored pairs. Where a correlation has fewer
     than ``columns + MIN_RESIDUAL_DF`` pairs (the frequency-matched row of a small run), :func:`partial_spearman`
-    drops the cells, then the surface to degree 1, rather than fit a design as wide as the data."""
-    m = covariates.shape[0]
+    drops the cells, then the surface to degree 1, rather than fit a design as wide as the data.
+
+    Columns, in order: the intercept, the non-constant monomials of each pair, then each cell pair's indicators
+    (a constant monomial, e.g. of a covariate that never varies, is left out). Built into one preallocated array,
+    the cells by one-hot indexing: the null and the bootstrap build ~10,000 of these designs."""
     top = DEGREE if degree is None else degree
-    columns = [np.ones(m)]
+    poly = [np.ones(covariates.shape[0])]
     for j in range(0, covariates.shape[1], 2):
-        u, v = (_standardize(covariates[:, j]), _standardize(covariates[:, j + 1]))
-        columns += [u ** a * v ** b for a in range(top + 1) for b in range(top + 1 - a) if a + b > 0]
-    for j in range(0, min(covariates.shape[1], 2 * CELL_PAIRS) if cells else 0, 2):
-        columns += _cell_indicators(covariates[:, j], covariates[:, j + 1])
-    design = np.column_stack(columns)
-    keep = np.ptp(design, axis=0) > 0
-    keep[0] = True
-    return design[:, keep]
+        poly += _monomials(covariates[:, j], covariates[:, j + 1], top)
+    pairs = range(0, min(covariates.shape[1], 2 * CELL_PAIRS) if cells else 0, 2)
+    return _assemble(poly, [_cell_codes(covariates[:, j], covariates[:, j + 1]) for j in pairs])
 
 
-def _cell_indicators(low: np.ndarray, high: np.ndarray) -> list[np.ndarray]:
-    """One indicator per occupied (bin of min, bin of max) cell, :data:`CELL_BINS` equal-count bins of the
-    pooled values, the first cell left out (the intercept carries it)."""
+def _monomials(low: np.ndarray, high: np.ndarray, degree: int) -> list[np.ndarray]:
+    """The non-constant monomials ``u**a * v**b``, ``0 < a + b <= degree``, of the two standardized columns."""
+    u, v = _standardize(low), _standardize(high)
+    columns = [u ** a * v ** b for a in range(degree + 1) for b in range(degree + 1 - a) if a + b > 0]
+    return [c for c in columns if np.ptp(c) > 0]
+
+
+def _cell_codes(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each row's (bin of min, bin of max) cell among the occupied ones, numbered 0.. in cell order, and how
+    many cells are occupied: :data:`CELL_BINS` equal-count bins of the pooled values. Cell 0 gets no indicator
+    (the intercept carries it)."""
     edges = np.quantile(np.concatenate([low, high]), np.linspace(0, 1, CELL_BINS + 1)[1:-1])
     a, b = np.searchsorted(edges, low, side="right"), np.searchsorted(edges, high, side="right")
     cell = a * CELL_BINS + b
-    return [(cell == c).astype(np.float64) for c in np.unique(cell)[1:]]
+    occupied = np.bincount(cell, minlength=CELL_BINS * CELL_BINS) > 0
+    number = np.cumsum(occupied) - 1
+    return number[cell], int(occupied.sum())
+
+
+def _assemble(poly: list[np.ndarray], cells: list[tuple[np.ndarray, int]]) -> np.ndarray:
+    """The design: the ``poly`` columns, then one indicator per occupied cell but the first of each cell pair."""
+    m = poly[0].size
+    design = np.zeros((m, len(poly) + sum(count - 1 for _, count in cells)))
+    for j, column in enumerate(poly):
+        design[:, j] = column
+    start, rows = len(poly), np.arange(m)
+    for number, count in cells:
+        hit = number > 0
+        design[rows[hit], start + number[hit] - 1] = 1.0
+        start += count - 1
+    return design
 
 
 def _standardize(c: np.ndarray) -> np.ndarray:
     sd = float(np.std(c))
     return (c - c.mean()) / sd if sd > 0 else np.zeros_like(c)
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    return partial_spearman(x, y, np.empty((x.size, 0)))
 
 
 @dataclass(frozen=True)
@@ -308,7 +333,12 @@ def pair_statistics(model: _ModelSide, corpus: CorpusStats, model_idx: np.ndarra
     cov = np.column_stack([np.minimum(fa, fb), np.maximum(fa, fb), np.minimum(na, nb), np.maximum(na, nb)])
     bins = _frequency_bins(corpus.counts)
     same = bins[ca] == bins[cb]
-    return np.array([partial_spearman(x, y, cov), _spearman(x, y), partial_spearman(x[same], y[same], cov[same])])
+    if x.size < MIN_PAIRS:
+        both = [float("nan"), float("nan")]
+    else:  # one ranking serves the partial and the raw correlation
+        rx, ry = rankdata(x), rankdata(y)
+        both = [_partial_of_ranks(rx, ry, cov), _partial_of_ranks(rx, ry, cov[:, :0])]
+    return np.array([*both, partial_spearman(x[same], y[same], cov[same])])
 
 
 def pmi_null_rows(X: Any, corpus: CorpusStats, *, n_bootstrap: int = 300, seed: int = 0) -> NullRows:
