@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.linalg import cho_solve, lapack
 from scipy.stats import rankdata
 
 from conceptspace.analyses.geometry._naming import geometry_key
@@ -73,6 +74,10 @@ CELL_BINS = 8
 CELL_PAIRS = 2
 #: fewest residual degrees of freedom a partialling keeps (else a leaner basis; see covariate_basis)
 MIN_RESIDUAL_DF = 20
+#: the least-squares fit drops the Gram matrix's eigenvalues at or under this fraction of its largest
+EIGEN_FLOOR = 1e-10
+#: the Cholesky route is taken only when every eigenvalue provably exceeds the floor this many times over
+CERTIFIED_MARGIN = 10.0
 #: fewest scored pairs a correlation is computed on (fewer: NaN for a resample, an error for the data)
 MIN_PAIRS = 10
 #: fewest words the test runs on
@@ -204,7 +209,22 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> fl
     covariate columns; NaN when there are too few pairs or a residual is constant."""
     if x.size < MIN_PAIRS:
         return float("nan")
-    return _partial_of_ranks(rankdata(x), rankdata(y), covariates)
+    return _partial_of_ranks(_average_ranks(x), _average_ranks(y), covariates)
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """``scipy.stats.rankdata(x)`` (ties share their average rank), the same values, for finite ``x`` without
+    scipy's per-call overhead, which at ~1,000 pairs cost more than the sort (four rankings per draw)."""
+    if not np.all(np.isfinite(x)):
+        ranked: np.ndarray = rankdata(x)
+        return ranked
+    order = np.argsort(x, kind="stable")
+    ordered = x[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))  # first of each tie group
+    ends = np.append(starts[1:], x.size)
+    ranks = np.empty(x.size)
+    ranks[order] = np.repeat((starts + 1 + ends) / 2.0, ends - starts)  # ranks start+1..end: their mean
+    return ranks
 
 
 def _partial_of_ranks(rx: np.ndarray, ry: np.ndarray, covariates: np.ndarray) -> float:
@@ -212,24 +232,25 @@ def _partial_of_ranks(rx: np.ndarray, ry: np.ndarray, covariates: np.ndarray) ->
     :func:`pair_statistics` ranks its pairs once and partials the same ranks twice (the primary and the raw
     Spearman, whose basis is the intercept alone)."""
     m = rx.size
-    design = covariate_basis(covariates)
-    if m < design.shape[1] + MIN_RESIDUAL_DF:  # few pairs (a small run's frequency-matched row): a leaner surface
-        design = covariate_basis(covariates, cells=False)
-    if m < design.shape[1] + MIN_RESIDUAL_DF:
-        design = covariate_basis(covariates, cells=False, degree=1)
-    ex, ey = residuals(design, np.column_stack([rx, ry])).T
+    basis = _basis(covariates)
+    if m < basis.width + MIN_RESIDUAL_DF:  # few pairs (a small run's frequency-matched row): a leaner surface
+        basis = _basis(covariates, cells=False)
+    if m < basis.width + MIN_RESIDUAL_DF:
+        basis = _basis(covariates, cells=False, degree=1)
+    ex, ey = basis.residuals(np.column_stack([rx, ry])).T
     den = np.linalg.norm(ex) * np.linalg.norm(ey)
     return float(ex @ ey / den) if den > 1e-9 * m else float("nan")
 
 
 def residuals(design: np.ndarray, values: np.ndarray) -> np.ndarray:
     """``values`` minus their least-squares fit on ``design``'s columns, through the Gram matrix's eigenvectors
-    (collinear columns, e.g. a cell indicator a polynomial already spans, are dropped by their eigenvalue). Why
-    not QR: the null and the bootstrap refit thousands of times, and the Gram route is ~5x faster at the sizes
-    here (2,000 pairs x 90 columns) with one thread."""
+    (collinear columns, e.g. a cell indicator a polynomial already spans, are dropped by their eigenvalue, at or
+    under :data:`EIGEN_FLOOR` times the largest). Why not QR: the null and the bootstrap refit thousands of
+    times, and the Gram route is ~5x faster at the sizes here (2,000 pairs x 90 columns) with one thread.
+    :meth:`_Basis.residuals` takes a cheaper exact route when no eigenvalue can be dropped, and this one else."""
     gram = design.T @ design
     w, V = np.linalg.eigh(gram)
-    keep = w > 1e-10 * max(float(w[-1]), 1e-300)
+    keep = w > EIGEN_FLOOR * max(float(w[-1]), 1e-300)
     coef = V[:, keep] @ ((V[:, keep].T @ (design.T @ values)) / w[keep][:, None])
     out: np.ndarray = values - design @ coef
     return out
@@ -249,20 +270,125 @@ def covariate_basis(covariates: np.ndarray, *, cells: bool = True, degree: int |
     drops the cells, then the surface to degree 1, rather than fit a design as wide as the data.
 
     Columns, in order: the intercept, the non-constant monomials of each pair, then each cell pair's indicators
-    (a constant monomial, e.g. of a covariate that never varies, is left out). Built into one preallocated array,
-    the cells by one-hot indexing: the null and the bootstrap build ~10,000 of these designs."""
+    (a constant monomial, e.g. of a covariate that never varies, is left out). The statistic never forms this
+    matrix: it fits the factored :class:`_Basis`, which spans the same columns."""
+    return _basis(covariates, cells=cells, degree=degree).dense()
+
+
+@dataclass(frozen=True)
+class _Basis:
+    """:func:`covariate_basis` in factored form: the dense columns ``poly`` (intercept and monomials), and per
+    cell pair each row's cell number among its occupied cells with how many are occupied (cell 0 has no
+    indicator). Why factored: the indicators are ~70 of ~90 columns, yet their blocks of the Gram matrix are
+    cell counts and per-cell sums, so the fit costs ~20 dense columns instead of ~90."""
+
+    poly: np.ndarray
+    cells: tuple[tuple[np.ndarray, int], ...]
+
+    @property
+    def width(self) -> int:
+        """Columns of the design."""
+        return int(self.poly.shape[1]) + sum(count - 1 for _, count in self.cells)
+
+    def dense(self) -> np.ndarray:
+        """The design itself: the ``poly`` columns, then one indicator per cell (but cell 0) of each pair."""
+        m, p = self.poly.shape
+        design = np.zeros((m, self.width))
+        design[:, :p] = self.poly
+        start, rows = p, np.arange(m)
+        for number, count in self.cells:
+            hit = number > 0
+            design[rows[hit], start + number[hit] - 1] = 1.0
+            start += count - 1
+        return design
+
+    def residuals(self, values: np.ndarray) -> np.ndarray:
+        """:func:`residuals` of ``values`` on the design. When every eigenvalue of the Gram matrix provably
+        clears the floor, none is dropped, so the fit is the full-rank least squares, solved from normal
+        equations built without the design and a Cholesky factor (~5x cheaper than the eigendecomposition at 90
+        columns). Otherwise (a rank-deficient design, or nearly: a bootstrap resample's few distinct words) the
+        dense design goes through :func:`residuals`, exactly the computation it always had: there the result
+        hangs on eigenvalues near the floor, and a different but equally exact route would move it by ~1e-9."""
+        gram, cross = self._normal_equations(values)
+        factor = _certified_cholesky(gram)
+        if factor is None:
+            return residuals(self.dense(), values)
+        coef: np.ndarray = cho_solve((factor, True), cross, check_finite=False)
+        p = self.poly.shape[1]
+        fit = self.poly @ coef[:p]
+        start = p
+        for number, count in self.cells:  # an indicator's fitted value is its coefficient, on its cell's rows
+            fit += np.vstack([np.zeros((1, coef.shape[1])), coef[start:start + count - 1]])[number]
+            start += count - 1
+        out: np.ndarray = values - fit
+        return out
+
+    def _normal_equations(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``design.T @ design`` and ``design.T @ values`` without forming the design: an indicator's products
+        are its cell's count, the count shared with another pair's cell, and its cell's sums of the columns."""
+        p, k = self.poly.shape[1], self.width
+        both = np.column_stack([self.poly, values])
+        gram, cross = np.empty((k, k)), np.empty((k, values.shape[1]))
+        products = self.poly.T @ both
+        gram[:p, :p], cross[:p] = products[:, :p], products[:, p:]
+        spans: list[slice] = []
+        start = p
+        for number, count in self.cells:
+            span = slice(start, start + count - 1)
+            sums = _cell_sums(number, count, both)[1:]
+            gram[span, :p], gram[:p, span], cross[span] = sums[:, :p], sums[:, :p].T, sums[:, p:]
+            gram[span, span] = np.diag(np.bincount(number, minlength=count)[1:].astype(np.float64))
+            for (other, other_count), other_span in zip(self.cells, spans, strict=False):
+                shared = np.bincount(other * count + number, minlength=other_count * count)
+                block = shared.reshape(other_count, count)[1:, 1:].astype(np.float64)
+                gram[other_span, span], gram[span, other_span] = block, block.T
+            spans.append(span)
+            start += count - 1
+        return gram, cross
+
+
+def _cell_sums(number: np.ndarray, count: int, columns: np.ndarray) -> np.ndarray:
+    """(count, q): the sums of the (m, q) ``columns`` over the rows of each cell."""
+    q = columns.shape[1]
+    flat = (number[:, None] * q + np.arange(q)).ravel()
+    return np.bincount(flat, weights=np.ascontiguousarray(columns).ravel(), minlength=count * q).reshape(count, q)
+
+
+def _certified_cholesky(gram: np.ndarray) -> np.ndarray | None:
+    """The lower Cholesky factor ``L`` of ``gram`` when its smallest eigenvalue is certainly over
+    :data:`CERTIFIED_MARGIN` x :data:`EIGEN_FLOOR` x its largest, else None. The bounds are rigorous (up to
+    rounding far under the margin): ``lambda_min = 1 / ||L^-1||_2^2 >= 1 / ||L^-1||_F^2`` and ``lambda_max`` is at
+    most the trace and the largest absolute row sum."""
+    factor, info = lapack.dpotrf(gram, lower=1, clean=1)
+    if info != 0:
+        return None
+    inverse, info = lapack.dtrtri(factor, lower=1)
+    if info != 0:
+        return None
+    lambda_min = 1.0 / float(np.sum(inverse * inverse))
+    lambda_max = min(float(np.trace(gram)), float(np.abs(gram).sum(axis=1).max()))
+    if not lambda_min > CERTIFIED_MARGIN * EIGEN_FLOOR * lambda_max:
+        return None
+    out: np.ndarray = factor
+    return out
+
+
+def _basis(covariates: np.ndarray, *, cells: bool = True, degree: int | None = None) -> _Basis:
+    """The factored :func:`covariate_basis` (same arguments)."""
     top = DEGREE if degree is None else degree
     poly = [np.ones(covariates.shape[0])]
     for j in range(0, covariates.shape[1], 2):
         poly += _monomials(covariates[:, j], covariates[:, j + 1], top)
     pairs = range(0, min(covariates.shape[1], 2 * CELL_PAIRS) if cells else 0, 2)
-    return _assemble(poly, [_cell_codes(covariates[:, j], covariates[:, j + 1]) for j in pairs])
+    return _Basis(np.column_stack(poly), tuple(_cell_codes(covariates[:, j], covariates[:, j + 1]) for j in pairs))
 
 
 def _monomials(low: np.ndarray, high: np.ndarray, degree: int) -> list[np.ndarray]:
-    """The non-constant monomials ``u**a * v**b``, ``0 < a + b <= degree``, of the two standardized columns."""
+    """The non-constant monomials ``u**a * v**b``, ``0 < a + b <= degree``, of the two standardized columns
+    (each power taken once, and by ``**`` as always: a product of powers rounds differently)."""
     u, v = _standardize(low), _standardize(high)
-    columns = [u ** a * v ** b for a in range(degree + 1) for b in range(degree + 1 - a) if a + b > 0]
+    u_pow, v_pow = [u ** a for a in range(degree + 1)], [v ** b for b in range(degree + 1)]
+    columns = [u_pow[a] * v_pow[b] for a in range(degree + 1) for b in range(degree + 1 - a) if a + b > 0]
     return [c for c in columns if np.ptp(c) > 0]
 
 
@@ -276,20 +402,6 @@ def _cell_codes(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, int]:
     occupied = np.bincount(cell, minlength=CELL_BINS * CELL_BINS) > 0
     number = np.cumsum(occupied) - 1
     return number[cell], int(occupied.sum())
-
-
-def _assemble(poly: list[np.ndarray], cells: list[tuple[np.ndarray, int]]) -> np.ndarray:
-    """The design: the ``poly`` columns, then one indicator per occupied cell but the first of each cell pair."""
-    m = poly[0].size
-    design = np.zeros((m, len(poly) + sum(count - 1 for _, count in cells)))
-    for j, column in enumerate(poly):
-        design[:, j] = column
-    start, rows = len(poly), np.arange(m)
-    for number, count in cells:
-        hit = number > 0
-        design[rows[hit], start + number[hit] - 1] = 1.0
-        start += count - 1
-    return design
 
 
 def _standardize(c: np.ndarray) -> np.ndarray:
@@ -322,23 +434,36 @@ def pair_statistics(model: _ModelSide, corpus: CorpusStats, model_idx: np.ndarra
     """The three :data:`METRICS` over the scored pairs among positions ``k < l`` of the index arrays: model
     word ``model_idx[k]`` is matched with corpus word ``corpus_idx[k]`` (identity: the data; a permutation:
     the null; a resample: the bootstrap). Pairs of a word with its own copy are left out."""
-    first, second = np.triu_indices(model_idx.size, 1)
-    ma, mb, ca, cb = model_idx[first], model_idx[second], corpus_idx[first], corpus_idx[second]
-    keep = (ma != mb) & corpus.scored[ca, cb]
-    ma, mb, ca, cb = ma[keep], mb[keep], ca[keep], cb[keep]
-    x, y = model.cos[ma, mb], corpus.pmi[ca, cb]
-    lf = np.log(corpus.counts)
-    na, nb = model.norms[ma], model.norms[mb]
-    fa, fb = lf[ca], lf[cb]
-    cov = np.column_stack([np.minimum(fa, fb), np.maximum(fa, fb), np.minimum(na, nb), np.maximum(na, nb)])
-    bins = _frequency_bins(corpus.counts)
-    same = bins[ca] == bins[cb]
-    if x.size < MIN_PAIRS:
-        both = [float("nan"), float("nan")]
-    else:  # one ranking serves the partial and the raw correlation
-        rx, ry = rankdata(x), rankdata(y)
-        both = [_partial_of_ranks(rx, ry, cov), _partial_of_ranks(rx, ry, cov[:, :0])]
-    return np.array([*both, partial_spearman(x[same], y[same], cov[same])])
+    return _PairStatistics(model, corpus)(model_idx, corpus_idx)
+
+
+class _PairStatistics:
+    """:func:`pair_statistics` for one model and corpus, with what every draw shares (the pair indices, the
+    log frequencies and their bins) computed once: the null and the bootstrap call it thousands of times."""
+
+    def __init__(self, model: _ModelSide, corpus: CorpusStats) -> None:
+        self.model, self.corpus = model, corpus
+        self.n = corpus.counts.size
+        self.upper = np.triu_indices(self.n, 1)
+        self.log_counts = np.log(corpus.counts)
+        self.bins = _frequency_bins(corpus.counts)
+
+    def __call__(self, model_idx: np.ndarray, corpus_idx: np.ndarray) -> np.ndarray:
+        first, second = self.upper if model_idx.size == self.n else np.triu_indices(model_idx.size, 1)
+        ma, mb, ca, cb = model_idx[first], model_idx[second], corpus_idx[first], corpus_idx[second]
+        keep = (ma != mb) & self.corpus.scored[ca, cb]
+        ma, mb, ca, cb = ma[keep], mb[keep], ca[keep], cb[keep]
+        x, y = self.model.cos[ma, mb], self.corpus.pmi[ca, cb]
+        na, nb = self.model.norms[ma], self.model.norms[mb]
+        fa, fb = self.log_counts[ca], self.log_counts[cb]
+        cov = np.column_stack([np.minimum(fa, fb), np.maximum(fa, fb), np.minimum(na, nb), np.maximum(na, nb)])
+        same = self.bins[ca] == self.bins[cb]
+        if x.size < MIN_PAIRS:
+            both = [float("nan"), float("nan")]
+        else:  # one ranking serves the partial and the raw correlation
+            rx, ry = _average_ranks(x), _average_ranks(y)
+            both = [_partial_of_ranks(rx, ry, cov), _partial_of_ranks(rx, ry, cov[:, :0])]
+        return np.array([*both, partial_spearman(x[same], y[same], cov[same])])
 
 
 def pmi_null_rows(X: Any, corpus: CorpusStats, *, n_bootstrap: int = 300, seed: int = 0) -> NullRows:
@@ -354,22 +479,22 @@ def pmi_null_rows(X: Any, corpus: CorpusStats, *, n_bootstrap: int = 300, seed: 
                                 f"(need {MIN_PAIRS}): use more words, a larger window or a lower min_count")
     if n_bootstrap < 2:
         raise InvalidInputError(f"n_bootstrap must be >= 2; got {n_bootstrap}")
-    side = _model_side(X)
+    statistics = _PairStatistics(_model_side(X), corpus)
     ident = np.arange(n)
-    observed = pair_statistics(side, corpus, ident, ident)
+    observed = statistics(ident, ident)
     if not np.isfinite(observed[0]):
         raise InvalidInputError("the partial correlation is undefined on these data (constant cosines or PMI)")
 
     def one(rng: np.random.Generator) -> np.ndarray:
-        return pair_statistics(side, corpus, ident, rng.permutation(n))
+        return statistics(ident, rng.permutation(n))
 
     rng = np.random.default_rng([int(seed), 1])
     resamples = [rng.integers(0, n, n) for _ in range(n_bootstrap)]
-    boot = np.array([pair_statistics(side, corpus, r, r) for r in resamples]).T
+    boot = np.array([statistics(r, r) for r in resamples]).T
     boot_null = []
     for k in range(N_EXCESS_SETS):
         p = batch_rng(seed, k, 2).permutation(n)
-        boot_null.append(np.array([pair_statistics(side, corpus, r, p[r]) for r in resamples]).T)
+        boot_null.append(np.array([statistics(r, p[r]) for r in resamples]).T)
     labels = [{"metric": m, "n": n, "n_pairs": corpus.n_pairs} for m in METRICS]
     return NullRows(labels, observed, numbered(one, seed, 0), boot, np.stack(boot_null, axis=1))
 
