@@ -309,6 +309,9 @@ class _Basis:
         columns). Otherwise (a rank-deficient design, or nearly: a bootstrap resample's few distinct words) the
         dense design goes through :func:`residuals`, exactly the computation it always had: there the result
         hangs on eigenvalues near the floor, and a different but equally exact route would move it by ~1e-9."""
+        if self.width == 1:  # the intercept alone (the raw Spearman): the fit is the mean
+            centred: np.ndarray = values - values.mean(axis=0)
+            return centred
         gram, cross = self._normal_equations(values)
         factor = _certified_cholesky(gram)
         if factor is None:
@@ -358,7 +361,9 @@ def _certified_cholesky(gram: np.ndarray) -> np.ndarray | None:
     """The lower Cholesky factor ``L`` of ``gram`` when its smallest eigenvalue is certainly over
     :data:`CERTIFIED_MARGIN` x :data:`EIGEN_FLOOR` x its largest, else None. The bounds are rigorous (up to
     rounding far under the margin): ``lambda_min = 1 / ||L^-1||_2^2 >= 1 / ||L^-1||_F^2`` and ``lambda_max`` is at
-    most the trace and the largest absolute row sum."""
+    most the trace and the largest absolute row sum. Loose by at most ~90x each in theory, tight in practice: on
+    synthetic and bundled-corpus designs, Grams with eigenvalue ratios down to 1.8e-9 were certified against
+    the 1e-9 bar, and 88-99% of the designs of 120-word runs took this route. A NaN fails the test too."""
     factor, info = lapack.dpotrf(gram, lower=1, clean=1)
     if info != 0:
         return None
@@ -376,32 +381,46 @@ def _certified_cholesky(gram: np.ndarray) -> np.ndarray | None:
 def _basis(covariates: np.ndarray, *, cells: bool = True, degree: int | None = None) -> _Basis:
     """The factored :func:`covariate_basis` (same arguments)."""
     top = DEGREE if degree is None else degree
-    poly = [np.ones(covariates.shape[0])]
+    poly = [np.ones((covariates.shape[0], 1))]
     for j in range(0, covariates.shape[1], 2):
-        poly += _monomials(covariates[:, j], covariates[:, j + 1], top)
-    pairs = range(0, min(covariates.shape[1], 2 * CELL_PAIRS) if cells else 0, 2)
-    return _Basis(np.column_stack(poly), tuple(_cell_codes(covariates[:, j], covariates[:, j + 1]) for j in pairs))
+        poly.append(_monomials(covariates[:, j], covariates[:, j + 1], top))
+    pairs = min(covariates.shape[1], 2 * CELL_PAIRS) if cells else 0
+    return _Basis(np.hstack(poly), _cell_codes(covariates[:, :pairs]))
 
 
-def _monomials(low: np.ndarray, high: np.ndarray, degree: int) -> list[np.ndarray]:
-    """The non-constant monomials ``u**a * v**b``, ``0 < a + b <= degree``, of the two standardized columns
-    (each power taken once, and by ``**`` as always: a product of powers rounds differently)."""
+def _monomials(low: np.ndarray, high: np.ndarray, degree: int) -> np.ndarray:
+    """The non-constant monomials ``u**a * v**b``, ``0 < a + b <= degree``, of the two standardized columns, as
+    columns (each power taken once, and by ``**`` as always: a product of powers rounds differently)."""
     u, v = _standardize(low), _standardize(high)
     u_pow, v_pow = [u ** a for a in range(degree + 1)], [v ** b for b in range(degree + 1)]
-    columns = [u_pow[a] * v_pow[b] for a in range(degree + 1) for b in range(degree + 1 - a) if a + b > 0]
-    return [c for c in columns if np.ptp(c) > 0]
+    columns = np.column_stack([u_pow[a] * v_pow[b] for a in range(degree + 1) for b in range(degree + 1 - a)
+                               if a + b > 0])
+    out: np.ndarray = columns[:, np.ptp(columns, axis=0) > 0]
+    return out
 
 
-def _cell_codes(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, int]:
-    """Each row's (bin of min, bin of max) cell among the occupied ones, numbered 0.. in cell order, and how
-    many cells are occupied: :data:`CELL_BINS` equal-count bins of the pooled values. Cell 0 gets no indicator
-    (the intercept carries it)."""
-    edges = np.quantile(np.concatenate([low, high]), np.linspace(0, 1, CELL_BINS + 1)[1:-1])
-    a, b = np.searchsorted(edges, low, side="right"), np.searchsorted(edges, high, side="right")
-    cell = a * CELL_BINS + b
-    occupied = np.bincount(cell, minlength=CELL_BINS * CELL_BINS) > 0
-    number = np.cumsum(occupied) - 1
-    return number[cell], int(occupied.sum())
+#: the quantile levels of the interior edges of :data:`CELL_BINS` equal-count bins
+_CELL_LEVELS = np.linspace(0, 1, CELL_BINS + 1)[1:-1]
+
+
+def _cell_codes(pairs: np.ndarray) -> tuple[tuple[np.ndarray, int], ...]:
+    """Per (min, max) pair of columns of ``pairs``: each row's (bin of min, bin of max) cell among the occupied
+    ones, numbered 0.. in cell order, and how many cells are occupied; :data:`CELL_BINS` equal-count bins of
+    the pair's pooled values (one quantile call for all pairs). Cell 0 gets no indicator (the intercept
+    carries it)."""
+    if pairs.shape[1] == 0:
+        return ()
+    low, high = pairs[:, 0::2], pairs[:, 1::2]
+    edges = np.quantile(np.concatenate([low, high]), _CELL_LEVELS, axis=0)
+    out = []
+    for j in range(low.shape[1]):
+        a = np.searchsorted(edges[:, j], low[:, j], side="right")
+        b = np.searchsorted(edges[:, j], high[:, j], side="right")
+        cell = a * CELL_BINS + b
+        occupied = np.bincount(cell, minlength=CELL_BINS * CELL_BINS) > 0
+        number = np.cumsum(occupied) - 1
+        out.append((number[cell], int(occupied.sum())))
+    return tuple(out)
 
 
 def _standardize(c: np.ndarray) -> np.ndarray:
