@@ -305,10 +305,11 @@ class _Basis:
     def residuals(self, values: np.ndarray) -> np.ndarray:
         """:func:`residuals` of ``values`` on the design. When every eigenvalue of the Gram matrix provably
         clears the floor, none is dropped, so the fit is the full-rank least squares, solved from normal
-        equations built without the design and a Cholesky factor (~5x cheaper than the eigendecomposition at 90
-        columns). Otherwise (a rank-deficient design, or nearly: a bootstrap resample's few distinct words) the
-        dense design goes through :func:`residuals`, exactly the computation it always had: there the result
-        hangs on eigenvalues near the floor, and a different but equally exact route would move it by ~1e-9."""
+        equations built without the design and a Cholesky factor (0.05 ms against the eigendecomposition's 0.7 ms
+        at 90 columns, one thread). Otherwise (a rank-deficient design, or nearly: a bootstrap resample's few
+        distinct words) the dense design goes through :func:`residuals`, exactly the computation it always had:
+        there the result hangs on eigenvalues near the floor, and a one-ulp change of the design, or a different
+        exact route, moved the statistic by up to 2e-8 on the 40-word test corpus."""
         if self.width == 1:  # the intercept alone (the raw Spearman): the fit is the mean
             centred: np.ndarray = values - values.mean(axis=0)
             return centred
