@@ -232,12 +232,16 @@ def _partial_of_ranks(rx: np.ndarray, ry: np.ndarray, covariates: np.ndarray) ->
     :func:`pair_statistics` ranks its pairs once and partials the same ranks twice (the primary and the raw
     Spearman, whose basis is the intercept alone)."""
     m = rx.size
-    basis = _basis(covariates)
-    if m < basis.width + MIN_RESIDUAL_DF:  # few pairs (a small run's frequency-matched row): a leaner surface
-        basis = _basis(covariates, cells=False)
-    if m < basis.width + MIN_RESIDUAL_DF:
-        basis = _basis(covariates, cells=False, degree=1)
-    ex, ey = basis.residuals(np.column_stack([rx, ry])).T
+    # few pairs (a small run's frequency-matched row): a leaner surface, the last one whatever its width
+    for leaner in _LEANER:
+        basis = _basis(covariates, **leaner)
+        if m >= basis.width + MIN_RESIDUAL_DF:
+            break
+    values = np.column_stack([rx, ry])
+    fitted = basis.certified_residuals(values)
+    if fitted is None:  # rank-deficient or nearly: the eigenvector route on the exact design, as it always was
+        fitted = residuals(covariate_basis(covariates, **leaner), values)
+    ex, ey = fitted.T
     den = np.linalg.norm(ex) * np.linalg.norm(ey)
     return float(ex @ ey / den) if den > 1e-9 * m else float("nan")
 
@@ -272,7 +276,11 @@ def covariate_basis(covariates: np.ndarray, *, cells: bool = True, degree: int |
     Columns, in order: the intercept, the non-constant monomials of each pair, then each cell pair's indicators
     (a constant monomial, e.g. of a covariate that never varies, is left out). The statistic never forms this
     matrix: it fits the factored :class:`_Basis`, which spans the same columns."""
-    return _basis(covariates, cells=cells, degree=degree).dense()
+    return _basis(covariates, cells=cells, degree=degree, exact=True).dense()
+
+
+#: the bases :func:`partial_spearman` tries in turn, each leaner than the last (see :func:`covariate_basis`)
+_LEANER: tuple[dict[str, Any], ...] = ({}, {"cells": False}, {"cells": False, "degree": 1})
 
 
 @dataclass(frozen=True)
@@ -302,21 +310,22 @@ class _Basis:
             start += count - 1
         return design
 
-    def residuals(self, values: np.ndarray) -> np.ndarray:
-        """:func:`residuals` of ``values`` on the design. When every eigenvalue of the Gram matrix provably
-        clears the floor, none is dropped, so the fit is the full-rank least squares, solved from normal
-        equations built without the design and a Cholesky factor (0.05 ms against the eigendecomposition's 0.7 ms
-        at 90 columns, one thread). Otherwise (a rank-deficient design, or nearly: a bootstrap resample's few
-        distinct words) the dense design goes through :func:`residuals`, exactly the computation it always had:
-        there the result hangs on eigenvalues near the floor, and a one-ulp change of the design, or a different
-        exact route, moved the statistic by up to 2e-8 on the 40-word test corpus."""
+    def certified_residuals(self, values: np.ndarray) -> np.ndarray | None:
+        """:func:`residuals` of ``values`` on the design when every eigenvalue of the Gram matrix provably clears
+        the floor, else None. Then none is dropped, so the fit is the full-rank least squares, solved from
+        normal equations built without the design and a Cholesky factor (0.05 ms against the
+        eigendecomposition's 0.7 ms at 90 columns, one thread). None (a rank-deficient design, or nearly: a
+        bootstrap resample's few distinct words): the caller takes :func:`residuals` on the exact design, the
+        computation it always had, because there the result hangs on eigenvalues near the floor: a one-ulp
+        change of the design, or another exact route, moved the statistic by up to 2e-8 on the 40-word test
+        corpus."""
         if self.width == 1:  # the intercept alone (the raw Spearman): the fit is the mean
             centred: np.ndarray = values - values.mean(axis=0)
             return centred
         gram, cross = self._normal_equations(values)
         factor = _certified_cholesky(gram)
         if factor is None:
-            return residuals(self.dense(), values)
+            return None
         coef: np.ndarray = cho_solve((factor, True), cross, check_finite=False)
         p = self.poly.shape[1]
         fit = self.poly @ coef[:p]
@@ -379,21 +388,23 @@ def _certified_cholesky(gram: np.ndarray) -> np.ndarray | None:
     return out
 
 
-def _basis(covariates: np.ndarray, *, cells: bool = True, degree: int | None = None) -> _Basis:
-    """The factored :func:`covariate_basis` (same arguments)."""
+def _basis(covariates: np.ndarray, *, cells: bool = True, degree: int | None = None, exact: bool = False) -> _Basis:
+    """The factored :func:`covariate_basis` (same arguments; ``exact``: see :func:`_monomials`)."""
     top = DEGREE if degree is None else degree
     poly = [np.ones((covariates.shape[0], 1))]
     for j in range(0, covariates.shape[1], 2):
-        poly.append(_monomials(covariates[:, j], covariates[:, j + 1], top))
+        poly.append(_monomials(covariates[:, j], covariates[:, j + 1], top, exact=exact))
     pairs = min(covariates.shape[1], 2 * CELL_PAIRS) if cells else 0
     return _Basis(np.hstack(poly), _cell_codes(covariates[:, :pairs]))
 
 
-def _monomials(low: np.ndarray, high: np.ndarray, degree: int) -> np.ndarray:
+def _monomials(low: np.ndarray, high: np.ndarray, degree: int, *, exact: bool) -> np.ndarray:
     """The non-constant monomials ``u**a * v**b``, ``0 < a + b <= degree``, of the two standardized columns, as
-    columns (each power taken once, and by ``**`` as always: a product of powers rounds differently)."""
+    columns, each power taken once. ``exact``: the powers by ``**``, the design's values bit for bit as they
+    always were; else by repeated products (``u**3`` by ``pow`` is ~50x the cost of ``u*u*u`` and differs from it
+    in the last bit for ~30% of values, which only the eigenvector route of a near-singular design feels)."""
     u, v = _standardize(low), _standardize(high)
-    u_pow, v_pow = [u ** a for a in range(degree + 1)], [v ** b for b in range(degree + 1)]
+    u_pow, v_pow = _powers(u, degree, exact), _powers(v, degree, exact)
     columns = np.column_stack([u_pow[a] * v_pow[b] for a in range(degree + 1) for b in range(degree + 1 - a)
                                if a + b > 0])
     out: np.ndarray = columns[:, np.ptp(columns, axis=0) > 0]
@@ -402,6 +413,17 @@ def _monomials(low: np.ndarray, high: np.ndarray, degree: int) -> np.ndarray:
 
 #: the quantile levels of the interior edges of :data:`CELL_BINS` equal-count bins
 _CELL_LEVELS = np.linspace(0, 1, CELL_BINS + 1)[1:-1]
+
+
+def _powers(c: np.ndarray, degree: int, exact: bool) -> list[np.ndarray]:
+    """``[c**0, ..., c**degree]``, by ``**`` when ``exact``, else by repeated products (c**0, c**1 and c**2 are
+    the same values either way)."""
+    if exact:
+        return [c ** a for a in range(degree + 1)]
+    out = [np.ones_like(c)]
+    for _ in range(degree):
+        out.append(out[-1] * c)
+    return out
 
 
 def _cell_codes(pairs: np.ndarray) -> tuple[tuple[np.ndarray, int], ...]:
