@@ -251,7 +251,7 @@ def residuals(design: np.ndarray, values: np.ndarray) -> np.ndarray:
     (collinear columns, e.g. a cell indicator a polynomial already spans, are dropped by their eigenvalue, at or
     under :data:`EIGEN_FLOOR` times the largest). Why not QR: the null and the bootstrap refit thousands of
     times, and the Gram route is ~5x faster at the sizes here (2,000 pairs x 90 columns) with one thread.
-    :meth:`_Basis.residuals` takes a cheaper exact route when no eigenvalue can be dropped, and this one else."""
+    :meth:`_Basis.certified_residuals` is a cheaper exact route where no eigenvalue can be dropped; this one else."""
     gram = design.T @ design
     w, V = np.linalg.eigh(gram)
     keep = w > EIGEN_FLOOR * max(float(w[-1]), 1e-300)
