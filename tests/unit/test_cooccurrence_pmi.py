@@ -12,7 +12,9 @@ import itertools
 
 import numpy as np
 import pytest
+from scipy.stats import rankdata
 
+import conceptspace.analyses.geometry._cooccurrence as cooc
 from conceptspace.analyses.geometry._cooccurrence import (
     METRICS,
     STOP_WORDS,
@@ -196,3 +198,113 @@ def test_few_pairs_fall_back_to_a_leaner_partialling() -> None:
     rho = partial_spearman(x, y, covariates)
     assert np.isfinite(rho) and rho > 0.6
     assert np.isnan(partial_spearman(x[:5], y[:5], covariates[:5]))  # below MIN_PAIRS
+
+
+def _plain_basis(covariates: np.ndarray, cells: bool = True, degree: int = 3) -> np.ndarray:
+    """covariate_basis written out the plain way: every monomial by ``**``, one comparison per cell."""
+    m = covariates.shape[0]
+    columns = [np.ones(m)]
+    for j in range(0, covariates.shape[1], 2):
+        u, v = (_z(covariates[:, j]), _z(covariates[:, j + 1]))
+        columns += [u ** a * v ** b for a in range(degree + 1) for b in range(degree + 1 - a) if a + b > 0]
+    for j in range(0, min(covariates.shape[1], 4) if cells else 0, 2):
+        low, high = covariates[:, j], covariates[:, j + 1]
+        edges = np.quantile(np.concatenate([low, high]), np.linspace(0, 1, 9)[1:-1])
+        cell = np.searchsorted(edges, low, side="right") * 8 + np.searchsorted(edges, high, side="right")
+        columns += [(cell == c).astype(np.float64) for c in np.unique(cell)[1:]]
+    design = np.column_stack(columns)
+    keep = np.ptp(design, axis=0) > 0
+    keep[0] = True
+    return design[:, keep]
+
+
+def _z(c: np.ndarray) -> np.ndarray:
+    return (c - c.mean()) / c.std() if c.std() > 0 else np.zeros_like(c)
+
+
+def _plain_partial_spearman(x: np.ndarray, y: np.ndarray, design: np.ndarray) -> float:
+    """Ranks, least squares by SVD (np.linalg.lstsq, which drops a rank-deficient design's null directions),
+    Pearson of the residuals: the definition, with none of the fast path's shortcuts."""
+    ranks = np.column_stack([rankdata(x), rankdata(y)])
+    coef, *_ = np.linalg.lstsq(design, ranks, rcond=None)
+    ex, ey = (ranks - design @ coef).T
+    return float(ex @ ey / (np.linalg.norm(ex) * np.linalg.norm(ey)))
+
+
+def _min_max_covariates(rng: np.random.Generator, m: int, levels: int | None = None) -> np.ndarray:
+    """(min, max) pairs of two covariates as pair_statistics builds them; ``levels``: values on a coarse grid."""
+    raw = rng.standard_normal((m, 4))
+    if levels is not None:
+        raw = np.round(raw * levels / 3) / levels
+    return np.column_stack([np.minimum(raw[:, 0], raw[:, 1]), np.maximum(raw[:, 0], raw[:, 1]),
+                            np.minimum(raw[:, 2], raw[:, 3]), np.maximum(raw[:, 2], raw[:, 3])])
+
+
+@pytest.mark.parametrize("case", ["full_rank", "coarse_levels", "duplicated_pair", "binary_covariate"])
+def test_the_fast_partial_correlation_equals_the_plain_least_squares(case: str) -> None:
+    """The factored design, its normal equations from cell counts and sums, the certified Cholesky route and
+    the shared ranks give the plain definition's number to 1e-10, full-rank or rank-deficient (then the
+    eigenvector route drops the collinear columns, as lstsq does)."""
+    rng = np.random.default_rng({"full_rank": 0, "coarse_levels": 1, "duplicated_pair": 2, "binary_covariate": 3}[case])
+    m = 600
+    covariates = _min_max_covariates(rng, m, levels=2 if case == "coarse_levels" else None)
+    if case == "duplicated_pair":  # min == max for every pair: u == v, so the monomials repeat each other
+        covariates[:, 1] = covariates[:, 0]
+    if case == "binary_covariate":  # two values: its powers are collinear with it and the intercept
+        covariates[:, 2:] = np.sort((rng.random((m, 2)) < 0.5).astype(np.float64), axis=1)
+    shared = covariates @ rng.standard_normal(4)
+    x = shared + rng.standard_normal(m) + 0.5 * np.round(rng.standard_normal(m))  # ties in the ranks too
+    y = shared ** 2 + rng.standard_normal(m)
+    y[:40] = y[40:80]  # tied values
+    design = _plain_basis(covariates)
+    assert np.array_equal(covariate_basis(covariates), design)
+    rank = np.linalg.matrix_rank(design)
+    basis = cooc._basis(covariates)
+    gram, _ = basis._normal_equations(np.zeros((m, 1)))
+    np.testing.assert_allclose(gram, design.T @ design, rtol=0, atol=1e-9 * m)
+    certified = cooc._certified_cholesky(gram) is not None
+    assert certified == (rank == design.shape[1]) == (case == "full_rank")  # both routes are exercised
+    assert abs(partial_spearman(x, y, covariates) - _plain_partial_spearman(x, y, design)) <= 1e-10
+    values = rng.standard_normal((m, 2))
+    fast = basis.certified_residuals(values)
+    if certified:
+        assert fast is not None
+        np.testing.assert_allclose(fast, cooc.residuals(design, values), rtol=0, atol=1e-10)
+    else:  # the caller then takes the eigenvector route on the exact design
+        assert fast is None
+
+
+def test_the_pair_statistics_equal_the_plain_definition(corpus: CorpusStats) -> None:
+    """The three metrics of a permuted draw and of a bootstrap resample (duplicated words) from the plain
+    definition: pairs k < l, scored, not a word with its own copy; the frequency-matched row on its subset."""
+    side = _model_side(_planted(corpus))
+    rng = np.random.default_rng(9)
+    lf = np.log(corpus.counts)
+    bins = np.minimum(((rankdata(corpus.counts) - 1) * 5 // N_WORDS).astype(np.int64), 4)
+    for model_idx, corpus_idx in ((np.arange(N_WORDS), rng.permutation(N_WORDS)),
+                                  (r := rng.integers(0, N_WORDS, N_WORDS), r)):
+        pairs = [(k, j) for k in range(N_WORDS) for j in range(k + 1, N_WORDS)
+                 if model_idx[k] != model_idx[j] and corpus.scored[corpus_idx[k], corpus_idx[j]]]
+        ma, mb = (model_idx[[p[i] for p in pairs]] for i in (0, 1))
+        ca, cb = (corpus_idx[[p[i] for p in pairs]] for i in (0, 1))
+        x, y = side.cos[ma, mb], corpus.pmi[ca, cb]
+        na, nb, fa, fb = side.norms[ma], side.norms[mb], lf[ca], lf[cb]
+        cov = np.column_stack([np.minimum(fa, fb), np.maximum(fa, fb), np.minimum(na, nb), np.maximum(na, nb)])
+        same = bins[ca] == bins[cb]
+        fm = _plain_basis(cov[same])
+        if same.sum() < fm.shape[1] + 20:
+            fm = _plain_basis(cov[same], cells=False)
+        if same.sum() < fm.shape[1] + 20:
+            fm = _plain_basis(cov[same], cells=False, degree=1)
+        raw = float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
+        expected = [_plain_partial_spearman(x, y, _plain_basis(cov)), raw,
+                    _plain_partial_spearman(x[same], y[same], fm)]
+        got = pair_statistics(side, corpus, model_idx, corpus_idx)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10)
+
+
+def test_average_ranks_equal_scipys() -> None:
+    rng = np.random.default_rng(6)
+    for size in (1, 2, 17, 500):
+        for values in (rng.standard_normal(size), rng.integers(0, 4, size).astype(np.float64)):
+            assert np.array_equal(cooc._average_ranks(values), rankdata(values))

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.linalg import cho_solve, lapack
 from scipy.stats import rankdata
 
 from conceptspace.analyses.geometry._naming import geometry_key
@@ -73,6 +74,10 @@ CELL_BINS = 8
 CELL_PAIRS = 2
 #: fewest residual degrees of freedom a partialling keeps (else a leaner basis; see covariate_basis)
 MIN_RESIDUAL_DF = 20
+#: the least-squares fit drops the Gram matrix's eigenvalues at or under this fraction of its largest
+EIGEN_FLOOR = 1e-10
+#: the Cholesky route is taken only when every eigenvalue provably exceeds the floor this many times over
+CERTIFIED_MARGIN = 10.0
 #: fewest scored pairs a correlation is computed on (fewer: NaN for a resample, an error for the data)
 MIN_PAIRS = 10
 #: fewest words the test runs on
@@ -202,27 +207,54 @@ def smoothed_pmi(cooc: np.ndarray, min_count: int) -> np.ndarray:
 def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> float:
     """Correlation of the ranks of ``x`` and ``y`` after regressing both (OLS) on :func:`covariate_basis` of the
     covariate columns; NaN when there are too few pairs or a residual is constant."""
-    m = x.size
-    if m < MIN_PAIRS:
+    if x.size < MIN_PAIRS:
         return float("nan")
-    design = covariate_basis(covariates)
-    if m < design.shape[1] + MIN_RESIDUAL_DF:  # few pairs (a small run's frequency-matched row): a leaner surface
-        design = covariate_basis(covariates, cells=False)
-    if m < design.shape[1] + MIN_RESIDUAL_DF:
-        design = covariate_basis(covariates, cells=False, degree=1)
-    ex, ey = residuals(design, np.column_stack([rankdata(x), rankdata(y)])).T
+    return _partial_of_ranks(_average_ranks(x), _average_ranks(y), covariates)
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """``scipy.stats.rankdata(x)`` (ties share their average rank), the same values, for finite ``x`` without
+    scipy's per-call overhead, which at ~1,000 pairs cost more than the sort (four rankings per draw)."""
+    if not np.all(np.isfinite(x)):
+        ranked: np.ndarray = rankdata(x)
+        return ranked
+    order = np.argsort(x, kind="stable")
+    ordered = x[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))  # first of each tie group
+    ends = np.append(starts[1:], x.size)
+    ranks = np.empty(x.size)
+    ranks[order] = np.repeat((starts + 1 + ends) / 2.0, ends - starts)  # ranks start+1..end: their mean
+    return ranks
+
+
+def _partial_of_ranks(rx: np.ndarray, ry: np.ndarray, covariates: np.ndarray) -> float:
+    """:func:`partial_spearman` from ranks already taken (at least :data:`MIN_PAIRS` of them). Why split off:
+    :func:`pair_statistics` ranks its pairs once and partials the same ranks twice (the primary and the raw
+    Spearman, whose basis is the intercept alone)."""
+    m = rx.size
+    # few pairs (a small run's frequency-matched row): a leaner surface, the last one whatever its width
+    for leaner in _LEANER:
+        basis = _basis(covariates, **leaner)
+        if m >= basis.width + MIN_RESIDUAL_DF:
+            break
+    values = np.column_stack([rx, ry])
+    fitted = basis.certified_residuals(values)
+    if fitted is None:  # rank-deficient or nearly: the eigenvector route on the exact design, as it always was
+        fitted = residuals(covariate_basis(covariates, **leaner), values)
+    ex, ey = fitted.T
     den = np.linalg.norm(ex) * np.linalg.norm(ey)
     return float(ex @ ey / den) if den > 1e-9 * m else float("nan")
 
 
 def residuals(design: np.ndarray, values: np.ndarray) -> np.ndarray:
     """``values`` minus their least-squares fit on ``design``'s columns, through the Gram matrix's eigenvectors
-    (collinear columns, e.g. a cell indicator a polynomial already spans, are dropped by their eigenvalue). Why
-    not QR: the null and the bootstrap refit thousands of times, and the Gram route is ~5x faster at the sizes
-    here (2,000 pairs x 90 columns) with one thread."""
+    (collinear columns, e.g. a cell indicator a polynomial already spans, are dropped by their eigenvalue, at or
+    under :data:`EIGEN_FLOOR` times the largest). Why not QR: the null and the bootstrap refit thousands of
+    times, and the Gram route is ~5x faster at the sizes here (2,000 pairs x 90 columns) with one thread.
+    :meth:`_Basis.certified_residuals` is a cheaper exact route where no eigenvalue can be dropped; this one else."""
     gram = design.T @ design
     w, V = np.linalg.eigh(gram)
-    keep = w > 1e-10 * max(float(w[-1]), 1e-300)
+    keep = w > EIGEN_FLOOR * max(float(w[-1]), 1e-300)
     coef = V[:, keep] @ ((V[:, keep].T @ (design.T @ values)) / w[keep][:, None])
     out: np.ndarray = values - design @ coef
     return out
@@ -239,37 +271,184 @@ def covariate_basis(covariates: np.ndarray, *, cells: bool = True, degree: int |
     indicators added it is 0.01 (p = 0.33) while a planted PMI geometry keeps 0.82. The price is degrees of
     freedom (~90 columns), negligible against the thousands of scored pairs. Where a correlation has fewer
     than ``columns + MIN_RESIDUAL_DF`` pairs (the frequency-matched row of a small run), :func:`partial_spearman`
-    drops the cells, then the surface to degree 1, rather than fit a design as wide as the data."""
-    m = covariates.shape[0]
+    drops the cells, then the surface to degree 1, rather than fit a design as wide as the data.
+
+    Columns, in order: the intercept, the non-constant monomials of each pair, then each cell pair's indicators
+    (a constant monomial, e.g. of a covariate that never varies, is left out). The statistic never forms this
+    matrix: it fits the factored :class:`_Basis`, which spans the same columns."""
+    return _basis(covariates, cells=cells, degree=degree, exact=True).dense()
+
+
+#: the bases :func:`partial_spearman` tries in turn, each leaner than the last (see :func:`covariate_basis`)
+_LEANER: tuple[dict[str, Any], ...] = ({}, {"cells": False}, {"cells": False, "degree": 1})
+
+
+@dataclass(frozen=True)
+class _Basis:
+    """:func:`covariate_basis` in factored form: the dense columns ``poly`` (intercept and monomials), and per
+    cell pair each row's cell number among its occupied cells with how many are occupied (cell 0 has no
+    indicator). Why factored: the indicators are ~70 of ~90 columns, yet their blocks of the Gram matrix are
+    cell counts and per-cell sums, so the fit costs ~20 dense columns instead of ~90."""
+
+    poly: np.ndarray
+    cells: tuple[tuple[np.ndarray, int], ...]
+
+    @property
+    def width(self) -> int:
+        """Columns of the design."""
+        return int(self.poly.shape[1]) + sum(count - 1 for _, count in self.cells)
+
+    def dense(self) -> np.ndarray:
+        """The design itself: the ``poly`` columns, then one indicator per cell (but cell 0) of each pair."""
+        m, p = self.poly.shape
+        design = np.zeros((m, self.width))
+        design[:, :p] = self.poly
+        start, rows = p, np.arange(m)
+        for number, count in self.cells:
+            hit = number > 0
+            design[rows[hit], start + number[hit] - 1] = 1.0
+            start += count - 1
+        return design
+
+    def certified_residuals(self, values: np.ndarray) -> np.ndarray | None:
+        """:func:`residuals` of ``values`` on the design when every eigenvalue of the Gram matrix provably clears
+        the floor, else None. Then none is dropped, so the fit is the full-rank least squares, solved from
+        normal equations built without the design and a Cholesky factor (0.05 ms against the
+        eigendecomposition's 0.7 ms at 90 columns, one thread). None (a rank-deficient design, or nearly: a
+        bootstrap resample's few distinct words): the caller takes :func:`residuals` on the exact design, the
+        computation it always had, because there the result hangs on eigenvalues near the floor: a one-ulp
+        change of the design, or another exact route, moved the statistic by up to 2e-8 on the 40-word test
+        corpus."""
+        if self.width == 1:  # the intercept alone (the raw Spearman): the fit is the mean
+            centred: np.ndarray = values - values.mean(axis=0)
+            return centred
+        gram, cross = self._normal_equations(values)
+        factor = _certified_cholesky(gram)
+        if factor is None:
+            return None
+        coef: np.ndarray = cho_solve((factor, True), cross, check_finite=False)
+        p = self.poly.shape[1]
+        fit = self.poly @ coef[:p]
+        start = p
+        for number, count in self.cells:  # an indicator's fitted value is its coefficient, on its cell's rows
+            fit += np.vstack([np.zeros((1, coef.shape[1])), coef[start:start + count - 1]])[number]
+            start += count - 1
+        out: np.ndarray = values - fit
+        return out
+
+    def _normal_equations(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``design.T @ design`` and ``design.T @ values`` without forming the design: an indicator's products
+        are its cell's count, the count shared with another pair's cell, and its cell's sums of the columns."""
+        p, k = self.poly.shape[1], self.width
+        both = np.column_stack([self.poly, values])
+        gram, cross = np.empty((k, k)), np.empty((k, values.shape[1]))
+        products = self.poly.T @ both
+        gram[:p, :p], cross[:p] = products[:, :p], products[:, p:]
+        spans: list[slice] = []
+        start = p
+        for number, count in self.cells:
+            span = slice(start, start + count - 1)
+            sums = _cell_sums(number, count, both)[1:]
+            gram[span, :p], gram[:p, span], cross[span] = sums[:, :p], sums[:, :p].T, sums[:, p:]
+            gram[span, span] = np.diag(np.bincount(number, minlength=count)[1:].astype(np.float64))
+            for (other, other_count), other_span in zip(self.cells, spans, strict=False):
+                shared = np.bincount(other * count + number, minlength=other_count * count)
+                block = shared.reshape(other_count, count)[1:, 1:].astype(np.float64)
+                gram[other_span, span], gram[span, other_span] = block, block.T
+            spans.append(span)
+            start += count - 1
+        return gram, cross
+
+
+def _cell_sums(number: np.ndarray, count: int, columns: np.ndarray) -> np.ndarray:
+    """(count, q): the sums of the (m, q) ``columns`` over the rows of each cell."""
+    q = columns.shape[1]
+    flat = (number[:, None] * q + np.arange(q)).ravel()
+    return np.bincount(flat, weights=np.ascontiguousarray(columns).ravel(), minlength=count * q).reshape(count, q)
+
+
+def _certified_cholesky(gram: np.ndarray) -> np.ndarray | None:
+    """The lower Cholesky factor ``L`` of ``gram`` when its smallest eigenvalue is certainly over
+    :data:`CERTIFIED_MARGIN` x :data:`EIGEN_FLOOR` x its largest, else None. The bounds are rigorous (up to
+    rounding far under the margin): ``lambda_min = 1 / ||L^-1||_2^2 >= 1 / ||L^-1||_F^2`` and ``lambda_max`` is at
+    most the trace and the largest absolute row sum. Loose by at most ~90x each in theory, tight in practice: on
+    synthetic and bundled-corpus designs, Grams with eigenvalue ratios down to 1.8e-9 were certified against
+    the 1e-9 bar, and 88-99% of the designs of 120-word runs took this route. A NaN fails the test too."""
+    factor, info = lapack.dpotrf(gram, lower=1, clean=1)
+    if info != 0:
+        return None
+    inverse, info = lapack.dtrtri(factor, lower=1)
+    if info != 0:
+        return None
+    lambda_min = 1.0 / float(np.sum(inverse * inverse))
+    lambda_max = min(float(np.trace(gram)), float(np.abs(gram).sum(axis=1).max()))
+    if not lambda_min > CERTIFIED_MARGIN * EIGEN_FLOOR * lambda_max:
+        return None
+    out: np.ndarray = factor
+    return out
+
+
+def _basis(covariates: np.ndarray, *, cells: bool = True, degree: int | None = None, exact: bool = False) -> _Basis:
+    """The factored :func:`covariate_basis` (same arguments; ``exact``: see :func:`_monomials`)."""
     top = DEGREE if degree is None else degree
-    columns = [np.ones(m)]
+    poly = [np.ones((covariates.shape[0], 1))]
     for j in range(0, covariates.shape[1], 2):
-        u, v = (_standardize(covariates[:, j]), _standardize(covariates[:, j + 1]))
-        columns += [u ** a * v ** b for a in range(top + 1) for b in range(top + 1 - a) if a + b > 0]
-    for j in range(0, min(covariates.shape[1], 2 * CELL_PAIRS) if cells else 0, 2):
-        columns += _cell_indicators(covariates[:, j], covariates[:, j + 1])
-    design = np.column_stack(columns)
-    keep = np.ptp(design, axis=0) > 0
-    keep[0] = True
-    return design[:, keep]
+        poly.append(_monomials(covariates[:, j], covariates[:, j + 1], top, exact=exact))
+    pairs = min(covariates.shape[1], 2 * CELL_PAIRS) if cells else 0
+    return _Basis(np.hstack(poly), _cell_codes(covariates[:, :pairs]))
 
 
-def _cell_indicators(low: np.ndarray, high: np.ndarray) -> list[np.ndarray]:
-    """One indicator per occupied (bin of min, bin of max) cell, :data:`CELL_BINS` equal-count bins of the
-    pooled values, the first cell left out (the intercept carries it)."""
-    edges = np.quantile(np.concatenate([low, high]), np.linspace(0, 1, CELL_BINS + 1)[1:-1])
-    a, b = np.searchsorted(edges, low, side="right"), np.searchsorted(edges, high, side="right")
-    cell = a * CELL_BINS + b
-    return [(cell == c).astype(np.float64) for c in np.unique(cell)[1:]]
+def _monomials(low: np.ndarray, high: np.ndarray, degree: int, *, exact: bool) -> np.ndarray:
+    """The non-constant monomials ``u**a * v**b``, ``0 < a + b <= degree``, of the two standardized columns, as
+    columns, each power taken once. ``exact``: the powers by ``**``, the design's values bit for bit as they
+    always were; else by repeated products (``u**3`` by ``pow`` is ~50x the cost of ``u*u*u`` and differs from it
+    in the last bit for ~30% of values, which only the eigenvector route of a near-singular design feels)."""
+    u, v = _standardize(low), _standardize(high)
+    u_pow, v_pow = _powers(u, degree, exact), _powers(v, degree, exact)
+    columns = np.column_stack([u_pow[a] * v_pow[b] for a in range(degree + 1) for b in range(degree + 1 - a)
+                               if a + b > 0])
+    out: np.ndarray = columns[:, np.ptp(columns, axis=0) > 0]
+    return out
+
+
+#: the quantile levels of the interior edges of :data:`CELL_BINS` equal-count bins
+_CELL_LEVELS = np.linspace(0, 1, CELL_BINS + 1)[1:-1]
+
+
+def _powers(c: np.ndarray, degree: int, exact: bool) -> list[np.ndarray]:
+    """``[c**0, ..., c**degree]``, by ``**`` when ``exact``, else by repeated products (c**0, c**1 and c**2 are
+    the same values either way)."""
+    if exact:
+        return [c ** a for a in range(degree + 1)]
+    out = [np.ones_like(c)]
+    for _ in range(degree):
+        out.append(out[-1] * c)
+    return out
+
+
+def _cell_codes(pairs: np.ndarray) -> tuple[tuple[np.ndarray, int], ...]:
+    """Per (min, max) pair of columns of ``pairs``: each row's (bin of min, bin of max) cell among the occupied
+    ones, numbered 0.. in cell order, and how many cells are occupied; :data:`CELL_BINS` equal-count bins of
+    the pair's pooled values (one quantile call for all pairs). Cell 0 gets no indicator (the intercept
+    carries it)."""
+    if pairs.shape[1] == 0:
+        return ()
+    low, high = pairs[:, 0::2], pairs[:, 1::2]
+    edges = np.quantile(np.concatenate([low, high]), _CELL_LEVELS, axis=0)
+    out = []
+    for j in range(low.shape[1]):
+        a = np.searchsorted(edges[:, j], low[:, j], side="right")
+        b = np.searchsorted(edges[:, j], high[:, j], side="right")
+        cell = a * CELL_BINS + b
+        occupied = np.bincount(cell, minlength=CELL_BINS * CELL_BINS) > 0
+        number = np.cumsum(occupied) - 1
+        out.append((number[cell], int(occupied.sum())))
+    return tuple(out)
 
 
 def _standardize(c: np.ndarray) -> np.ndarray:
     sd = float(np.std(c))
     return (c - c.mean()) / sd if sd > 0 else np.zeros_like(c)
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    return partial_spearman(x, y, np.empty((x.size, 0)))
 
 
 @dataclass(frozen=True)
@@ -297,18 +476,36 @@ def pair_statistics(model: _ModelSide, corpus: CorpusStats, model_idx: np.ndarra
     """The three :data:`METRICS` over the scored pairs among positions ``k < l`` of the index arrays: model
     word ``model_idx[k]`` is matched with corpus word ``corpus_idx[k]`` (identity: the data; a permutation:
     the null; a resample: the bootstrap). Pairs of a word with its own copy are left out."""
-    first, second = np.triu_indices(model_idx.size, 1)
-    ma, mb, ca, cb = model_idx[first], model_idx[second], corpus_idx[first], corpus_idx[second]
-    keep = (ma != mb) & corpus.scored[ca, cb]
-    ma, mb, ca, cb = ma[keep], mb[keep], ca[keep], cb[keep]
-    x, y = model.cos[ma, mb], corpus.pmi[ca, cb]
-    lf = np.log(corpus.counts)
-    na, nb = model.norms[ma], model.norms[mb]
-    fa, fb = lf[ca], lf[cb]
-    cov = np.column_stack([np.minimum(fa, fb), np.maximum(fa, fb), np.minimum(na, nb), np.maximum(na, nb)])
-    bins = _frequency_bins(corpus.counts)
-    same = bins[ca] == bins[cb]
-    return np.array([partial_spearman(x, y, cov), _spearman(x, y), partial_spearman(x[same], y[same], cov[same])])
+    return _PairStatistics(model, corpus)(model_idx, corpus_idx)
+
+
+class _PairStatistics:
+    """:func:`pair_statistics` for one model and corpus, with what every draw shares (the pair indices, the
+    log frequencies and their bins) computed once: the null and the bootstrap call it thousands of times."""
+
+    def __init__(self, model: _ModelSide, corpus: CorpusStats) -> None:
+        self.model, self.corpus = model, corpus
+        self.n = corpus.counts.size
+        self.upper = np.triu_indices(self.n, 1)
+        self.log_counts = np.log(corpus.counts)
+        self.bins = _frequency_bins(corpus.counts)
+
+    def __call__(self, model_idx: np.ndarray, corpus_idx: np.ndarray) -> np.ndarray:
+        first, second = self.upper if model_idx.size == self.n else np.triu_indices(model_idx.size, 1)
+        ma, mb, ca, cb = model_idx[first], model_idx[second], corpus_idx[first], corpus_idx[second]
+        keep = (ma != mb) & self.corpus.scored[ca, cb]
+        ma, mb, ca, cb = ma[keep], mb[keep], ca[keep], cb[keep]
+        x, y = self.model.cos[ma, mb], self.corpus.pmi[ca, cb]
+        na, nb = self.model.norms[ma], self.model.norms[mb]
+        fa, fb = self.log_counts[ca], self.log_counts[cb]
+        cov = np.column_stack([np.minimum(fa, fb), np.maximum(fa, fb), np.minimum(na, nb), np.maximum(na, nb)])
+        same = self.bins[ca] == self.bins[cb]
+        if x.size < MIN_PAIRS:
+            both = [float("nan"), float("nan")]
+        else:  # one ranking serves the partial and the raw correlation
+            rx, ry = _average_ranks(x), _average_ranks(y)
+            both = [_partial_of_ranks(rx, ry, cov), _partial_of_ranks(rx, ry, cov[:, :0])]
+        return np.array([*both, partial_spearman(x[same], y[same], cov[same])])
 
 
 def pmi_null_rows(X: Any, corpus: CorpusStats, *, n_bootstrap: int = 300, seed: int = 0) -> NullRows:
@@ -324,22 +521,22 @@ def pmi_null_rows(X: Any, corpus: CorpusStats, *, n_bootstrap: int = 300, seed: 
                                 f"(need {MIN_PAIRS}): use more words, a larger window or a lower min_count")
     if n_bootstrap < 2:
         raise InvalidInputError(f"n_bootstrap must be >= 2; got {n_bootstrap}")
-    side = _model_side(X)
+    statistics = _PairStatistics(_model_side(X), corpus)
     ident = np.arange(n)
-    observed = pair_statistics(side, corpus, ident, ident)
+    observed = statistics(ident, ident)
     if not np.isfinite(observed[0]):
         raise InvalidInputError("the partial correlation is undefined on these data (constant cosines or PMI)")
 
     def one(rng: np.random.Generator) -> np.ndarray:
-        return pair_statistics(side, corpus, ident, rng.permutation(n))
+        return statistics(ident, rng.permutation(n))
 
     rng = np.random.default_rng([int(seed), 1])
     resamples = [rng.integers(0, n, n) for _ in range(n_bootstrap)]
-    boot = np.array([pair_statistics(side, corpus, r, r) for r in resamples]).T
+    boot = np.array([statistics(r, r) for r in resamples]).T
     boot_null = []
     for k in range(N_EXCESS_SETS):
         p = batch_rng(seed, k, 2).permutation(n)
-        boot_null.append(np.array([pair_statistics(side, corpus, r, p[r]) for r in resamples]).T)
+        boot_null.append(np.array([statistics(r, p[r]) for r in resamples]).T)
     labels = [{"metric": m, "n": n, "n_pairs": corpus.n_pairs} for m in METRICS]
     return NullRows(labels, observed, numbered(one, seed, 0), boot, np.stack(boot_null, axis=1))
 
