@@ -63,10 +63,14 @@ def _cache_folder(model: ConceptModel) -> Path:
     return activation_cache_dir() / "weights" / model.identity.key()
 
 
+def _store_path(model: ConceptModel, module_path: str, name: str) -> Path:
+    """Where one whole parameter of ``model`` is kept (``.npy``; its JSON note beside it)."""
+    return _cache_folder(model) / f"{module_path}.{name}.npy"
+
+
 def _cached_matrix(model: ConceptModel, module_path: str, name: str) -> np.ndarray:
     """A whole remote parameter, downloaded in row chunks once and then read from the on-disk cache."""
-    folder = _cache_folder(model)
-    target = folder / f"{module_path}.{name}.npy"
+    target = _store_path(model, module_path, name)
     if target.exists():
         return np.load(target, mmap_mode="r")
     shape = tuple(_weight(model, module_path, name).shape)
@@ -85,14 +89,13 @@ def _cached_matrix(model: ConceptModel, module_path: str, name: str) -> np.ndarr
 def _publish(model: ConceptModel, module_path: str, name: str, out: np.ndarray) -> None:
     """Write one whole parameter to the store: the note first, the matrix last by rename, so a reader sees all
     of it or nothing (two runs storing the same matrix at once each write their own temporary file)."""
-    folder = _cache_folder(model)
-    target = folder / f"{module_path}.{name}.npy"
-    folder.mkdir(parents=True, exist_ok=True)
+    target = _store_path(model, module_path, name)
+    target.parent.mkdir(parents=True, exist_ok=True)
     note = {"model": model.describe(), "parameter": f"{module_path}.{name}", "shape": list(out.shape),
             "dtype": "float32"}
     tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
     try:
-        atomic_write_json(folder / f"{module_path}.{name}.json", note)
+        atomic_write_json(target.with_suffix(".json"), note)
         np.save(tmp, out)
         os.replace(tmp, target)
     finally:
@@ -106,7 +109,7 @@ def stores_weight_reads(model: ConceptModel) -> bool:
 
 def _stored_matrix(model: ConceptModel, module_path: str, name: str = "weight") -> np.ndarray:
     """A control's whole parameter from the store (see module doc), stored from the built control on first use."""
-    target = _cache_folder(model) / f"{module_path}.{name}.npy"
+    target = _store_path(model, module_path, name)
     if target.exists():
         try:
             stored = np.load(target, mmap_mode="r")
