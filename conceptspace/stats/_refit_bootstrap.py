@@ -20,7 +20,7 @@ observed + c (raw_b - mean(raw))``, with ``c`` the small-sample factor of :func:
 measured (``tests/unit/test_probe_intervals.py``, 300 data sets each): 0.947 at 40 groups; conservative at 100
 groups (0.97-0.99: replicate SD 0.048-0.055 against the Monte Carlo SD 0.044 of the CV score over data sets).
 Measured by role (docs/STATISTICS.md): as the sample grows the real variance converges on the test role's, while
-the refit keeps a first-order training-role term (0.3-0.45 of the real variance at 40-400 groups), so the SD is
+the refit keeps a first-order training-role term (0.3-0.6 of the real variance at 40-400 groups), so the SD is
 1.1-1.25x too large from 100 groups on. Not the quadratic loss near the optimum (a refit counting its own
 fit noise twice): with weights 1 + tau (w - 1) on the same draws and folds, the replicates' variance at 100
 groups is linear in tau^2 (0.0004 at tau = 0, the fold re-dealing alone; 0.0009, 0.0015, 0.0026 at tau^2 =
