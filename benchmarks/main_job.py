@@ -1,6 +1,7 @@
 """Time the main job (`conceptspace run probes/concept_space.toml`) cold and warm, repeats interleaved.
 
-    python benchmarks/main_job.py [--repeats 3] [--full] [--naive] [--suite probes/concept_space.toml]
+    python benchmarks/main_job.py [--repeats 3] [--full] [--naive] [--jobs N] [--warm-only]
+                                  [--suite probes/concept_space.toml]
 
 One round is: a cold run into a fresh, empty activation cache (``CONCEPTSPACE_CACHE`` in a temporary folder),
 then a warm run reading the cache that cold run filled. Rounds repeat (cold warm, cold warm, ...), so a load
@@ -16,7 +17,9 @@ Each run is a separate process (``python -m conceptspace.cli run ...``). Reporte
 max wall seconds (flagged when the spread passes 20%), peak RSS of the run's process (``wait4``), the load
 average before and after, and the forward counts from ``results.json``
 (``timings.forward_passes``: texts the requests asked for vs texts forwarded). Prints a Markdown block and
-writes main_job.json next to this file.
+writes main_job.json next to this file. ``--jobs N`` passes ``--jobs N`` to every run (worker processes);
+``--warm-only`` runs only warm rounds against the activation cache ``CONCEPTSPACE_CACHE`` names (a cache
+already filled: the full battery's cold run takes most of an hour on 2 cores).
 """
 
 from __future__ import annotations
@@ -39,12 +42,13 @@ ROOT = HERE.parent
 DEFAULT_MODEL_CACHE = "/root/.cache/conceptspace/models"
 
 
-def run_once(suite: str, full: bool, cache: Path, out: Path, extra_env: dict[str, str]) -> dict[str, Any]:
+def run_once(suite: str, full: bool, cache: Path, out: Path, extra_env: dict[str, str], jobs: int = 1
+             ) -> dict[str, Any]:
     """One `conceptspace run` in its own process: wall seconds, peak RSS (MB) and the forward counts."""
     env = {**os.environ, "CONCEPTSPACE_CACHE": str(cache), **extra_env}
     env.setdefault("CONCEPTSPACE_MODEL_CACHE", DEFAULT_MODEL_CACHE)
     command = [sys.executable, "-m", "conceptspace.cli", "run", suite, "--out", str(out), "--quiet",
-               *([] if full else ["--quick"])]
+               "--jobs", str(jobs), *([] if full else ["--quick"])]
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert process.stdout is not None
@@ -74,8 +78,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="the full battery (default: --quick)")
     parser.add_argument("--naive", action="store_true", help="add a cold run without superset extraction")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes of each run (conceptspace run --jobs)")
+    parser.add_argument("--warm-only", action="store_true",
+                        help="only warm runs, on the already filled cache CONCEPTSPACE_CACHE names")
     args = parser.parse_args()
-    variants = {"cold": {}, "warm": {}}
+    variants: dict[str, dict[str, str]] = {"warm": {}} if args.warm_only else {"cold": {}, "warm": {}}
+    if args.warm_only and not os.environ.get("CONCEPTSPACE_CACHE"):
+        parser.error("--warm-only reads the cache CONCEPTSPACE_CACHE names: set it to a filled cache")
     if args.naive:
         variants["cold, no superset"] = {"CONCEPTSPACE_EXTRACT_SUPERSET": "0"}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
@@ -84,13 +93,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="conceptspace-main-job-"))
     try:
         for round_number in range(args.repeats):
-            cache = work / f"cache-{round_number}"
+            cache = Path(os.environ["CONCEPTSPACE_CACHE"]) if args.warm_only else work / f"cache-{round_number}"
             for name, env in variants.items():
                 fresh = name != "warm"
                 folder = work / f"cache-{round_number}-naive" if env else cache
                 if fresh:
                     shutil.rmtree(folder, ignore_errors=True)
-                result = run_once(args.suite, args.full, folder, work / f"out-{round_number}-{len(runs[name])}", env)
+                result = run_once(args.suite, args.full, folder, work / f"out-{round_number}-{len(runs[name])}", env,
+                                  args.jobs)
                 runs[name].append(result)
                 print(f"round {round_number + 1}: {name} {result['seconds']:.1f} s, peak RSS "
                       f"{result['peak_rss_mb']:.0f} MB, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
@@ -100,10 +110,13 @@ def main() -> None:
     summary = {name: summarize(r) for name, r in runs.items()}
     battery = "full" if args.full else "--quick"
     record = {"date": started, "machine": f"{platform.node()}, {os.cpu_count()} CPUs", "suite": args.suite,
-              "battery": battery, "repeats": args.repeats, "model_cache": "warm", "runs": runs, "summary": summary,
+              "battery": battery, "jobs": args.jobs, "repeats": args.repeats, "model_cache": "warm", "runs": runs,
+              "summary": summary,
               "load_before": load_before, "load_after": load_after}
-    (HERE / f"main_job{'_full' if args.full else ''}.json").write_text(json.dumps(record, indent=2))
-    print(f"{started}, {os.cpu_count()} CPUs, `conceptspace run {args.suite} {battery}`, {args.repeats} rounds "
+    name = f"main_job{'_full' if args.full else ''}{f'_jobs{args.jobs}' if args.jobs != 1 else ''}.json"
+    (HERE / name).write_text(json.dumps(record, indent=2))
+    print(f"{started}, {os.cpu_count()} CPUs, `conceptspace run {args.suite} {battery} --jobs {args.jobs}`, "
+          f"{args.repeats} rounds "
           f"(cold then warm, interleaved), model cache warm; load average {load_before[0]:.2f} before, "
           f"{load_after[0]:.2f} after")
     print("| variant | min s | median s | max s | spread | peak RSS | texts forwarded / requested | cache hits |")

@@ -9,6 +9,12 @@ the run holds between analyses (models, memos). This runs the command as a child
 ends with the kernel's own peak (``ru_maxrss`` from ``wait4``), the sampled peak and where it was, and the load
 average before and after (a shared machine changes the time, not the memory). Writes ``OUT_PREFIX.rss``
 (seconds, MB, analysis) and ``OUT_PREFIX.log`` (the run's progress output, time-stamped). Linux only.
+
+With worker processes (``--jobs N``) one process's RSS is not the run's memory: each sample also sums, over the
+run's whole process tree, the RSS (which counts the model's pages shared copy-on-write once per process) and the
+PSS (which splits every shared page among the processes sharing it, so the sum is the memory the run really
+holds). Both peaks are reported (``tree_rss_peak_mb``, ``tree_pss_peak_mb``); the ``.rss`` file gains the two
+columns.
 """
 
 from __future__ import annotations
@@ -31,6 +37,28 @@ def _rss_mb(pid: int) -> int | None:
     return int(status.split("VmRSS:")[1].split()[0]) // 1024 if "VmRSS:" in status else None
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and every descendant, through ``/proc/<pid>/task/<tid>/children``."""
+    out, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        out.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                queue.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return out
+
+
+def _rollup_mb(pid: int, field: str) -> int:
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    return int(text.split(f"{field}:")[1].split()[0]) // 1024 if f"{field}:" in text else 0
+
+
 def _follow(stream: IO[str], log: Path, start: float, current: list[str]) -> None:
     """Copy the child's progress lines to ``log`` and remember the analysis it is in."""
     with log.open("w", encoding="utf-8") as out:
@@ -47,21 +75,26 @@ def run(prefix: Path, command: Sequence[str], every: float = 0.2) -> dict[str, o
     child = subprocess.Popen(list(command), stderr=subprocess.PIPE, text=True)
     assert child.stderr is not None
     current, peak, where = ["start"], 0, "start"
+    tree_rss_peak = tree_pss_peak = 0
     reader = threading.Thread(target=_follow, args=(child.stderr, prefix.with_suffix(".log"), start, current),
                               daemon=True)
     reader.start()
     with prefix.with_suffix(".rss").open("w", encoding="utf-8") as samples:
         while os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
             rss = _rss_mb(child.pid)
+            pids = _tree(child.pid)
+            tree_rss, tree_pss = sum(_rollup_mb(p, "Rss") for p in pids), sum(_rollup_mb(p, "Pss") for p in pids)
+            tree_rss_peak, tree_pss_peak = max(tree_rss_peak, tree_rss), max(tree_pss_peak, tree_pss)
             if rss is not None:
-                samples.write(f"{time.time() - start:.1f} {rss} {current[0]}\n")
+                samples.write(f"{time.time() - start:.1f} {rss} {tree_rss} {tree_pss} {current[0]}\n")
                 if rss > peak:
                     peak, where = rss, current[0]
             time.sleep(every)
     _, status, usage = os.wait4(child.pid, 0)
     reader.join(timeout=5)
     return {"exit_status": os.waitstatus_to_exitcode(status), "ru_maxrss_mb": round(usage.ru_maxrss / 1024),
-            "sampled_peak_mb": peak, "peak_during": where, "wall_s": round(time.time() - start, 1),
+            "sampled_peak_mb": peak, "peak_during": where, "tree_rss_peak_mb": tree_rss_peak,
+            "tree_pss_peak_mb": tree_pss_peak, "wall_s": round(time.time() - start, 1),
             "load_before": load_before, "load_after": os.getloadavg()}
 
 

@@ -440,7 +440,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _quiet_libraries()
     remote: RemoteMode = "local" if args.remote_dry_run else bool(args.remote)
     outcome = run_suite(suite, quick=args.quick, device=args.device, remote=remote, twin=args.twin,
-                        progress=not args.quiet, debug=bool(getattr(args, "debug", False)), null_seed=args.null)
+                        progress=not args.quiet, debug=bool(getattr(args, "debug", False)), null_seed=args.null,
+                        jobs=args.jobs)
     publish_folder(out, lambda folder: write_report(outcome, folder))
     for verdict in outcome.verdicts:
         print(f"{verdict.claim:3s} {verdict.verdict:14s} {verdict.reason}")
@@ -450,6 +451,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_error(failed)
         return EXIT_FAILED_ANALYSES
     return EXIT_OK
+
+
+def _jobs_argument(value: str) -> int:
+    """``--jobs``: a whole number >= 0 (0 = one worker per usable CPU)."""
+    try:
+        jobs = int(value)
+    except ValueError:
+        jobs = -1
+    if jobs < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of workers: give 1, 2, ... or 0 (one per CPU)")
+    return jobs
 
 
 def _layers_argument(value: str) -> Any:
@@ -568,6 +580,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the null battery: every label set permuted within its groups, every pair set re-paired, "
                           "every concept direction drawn from permuted labels (seeded); no claim should come out "
                           "supported (docs/STATISTICS.md reports the false-positive rate over seeds)")
+    run.add_argument("--jobs", type=_jobs_argument, default=1, metavar="N",
+                     help="worker processes for the analyses (default 1; 0 = one per usable CPU); the numbers are "
+                          "the same for every N, each worker holds the controls its analyses need (memory grows "
+                          "with N); a GPU or remote run uses 1")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(handler=_cmd_run)
 

@@ -47,6 +47,9 @@ class ForwardCounts:
     def __sub__(self, other: ForwardCounts) -> ForwardCounts:
         return ForwardCounts(*(a - b for a, b in zip(asdict(self).values(), asdict(other).values(), strict=True)))
 
+    def __add__(self, other: ForwardCounts) -> ForwardCounts:
+        return ForwardCounts(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values(), strict=True)))
+
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 

@@ -18,26 +18,35 @@ reported as "not run"; nothing is ever filled in.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import tempfile
 import time
 import traceback
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from conceptspace import __version__
 from conceptspace.activations import forward_counts, memo_counts, superset_extraction
-from conceptspace.activations._counters import counts_summary
+from conceptspace.activations._counters import ForwardCounts, counts_summary
 from conceptspace.activations._host_memory import release_free_heap
 from conceptspace.analyses import RunContext, mark_roles, registry
 from conceptspace.depth import depth_site, site_depth
 from conceptspace.errors import NotApplicableError
 from conceptspace.models import BUNDLED_MODELS, ConceptModel, RemoteMode, load_model
 from conceptspace.models._lazy_control import ControlSlot, lazy_spectrum_matched, lazy_untrained
+from conceptspace.paths import user_cache_root
 from conceptspace.stats._results import PValueFloorWarning, ResultSet, TestKey
+from conceptspace.suite._record_codec import UnencodableError, read_record, write_record
 from conceptspace.suite._spec import AnalysisSpec, Suite
+from conceptspace.suite._workers import run_forked, usable_jobs
 from conceptspace.theory._family import (
     ClaimTest,
     analyses_per_claim,
@@ -173,6 +182,7 @@ def run_suite(
     progress: bool = True,
     debug: bool = False,
     null_seed: int | None = None,
+    jobs: int = 1,
 ) -> RunOutcome:
     """Execute every analysis of ``suite`` (already adjusted with :meth:`Suite.for_run`) and judge the claims.
 
@@ -188,6 +198,10 @@ def run_suite(
     "supported" is a false positive of the whole pipeline.
     An analysis that fails is recorded with its reason (one line in the progress log); ``debug=True`` also
     prints its traceback.
+    ``jobs``: worker processes for the analyses (0 = one per usable CPU; 1 = this process alone). Every number is
+    the same whatever ``jobs`` is (each analysis draws from its own seeded streams); only the wall time and the
+    memory change: each worker builds the controls its analyses need, so up to ``jobs`` controls are held at
+    once. A remote model or a GPU always runs in this process.
     """
     t0, forwards = time.perf_counter(), forward_counts()
     null_note = f", NULL battery seed {null_seed}" if null_seed is not None else ""
@@ -204,43 +218,20 @@ def run_suite(
     thresholds = decision_thresholds(analyses_per_claim(a.claim for a in suite.analyses if not a.secondary),
                                      suite.alpha)
     kinds = registry()
-    for number, record in enumerate(records, start=1):
-        spec = record.spec
-        _log(f"[{number}/{len(records)}] {spec.claim} {spec.id}: {spec.kind}", progress)
-        start, memo_before = time.perf_counter(), memo_counts()
-        bytes_before = model.downloaded_bytes
-        try:
-            kind = kinds[spec.kind]
-            record.primary_site = depth_site(spec.primary, model.n_layers) if spec.primary else None
-            context = RunContext(model=model, twin=twins[0] if twins else None, claim=spec.claim, seed=suite.seed,
-                                 n_permutations=suite.n_permutations, n_bootstrap=suite.n_bootstrap,
-                                 progress=progress, twins=twins, twin_seeds=suite.seeds_of_twins() if twins else (),
-                                 spectrum_twin=spectrum, primary_site=record.primary_site,
-                                 thresholds=(suite.alpha,) if spec.secondary
-                                 else thresholds.get(spec.claim, (suite.alpha,)),
-                                 max_permutations=_draw_cap(suite, spec), null_seed=null_seed)
-            output = kind.run(context, kind.make_params(record.params))
-            record.results = assign_roles(_tag(output.results, spec, model.n_layers), record.primary_site)
-            if spec.secondary:
-                record.results = as_secondary(record.results)
-            record.replicates = {key.replace(analysis=spec.id): np.asarray(value)
-                                 for key, value in output.replicates.items()}
-            record.figure_data = output.figure_data
-            record.status = "ok" if len(record.results) else "failed"
-            if not len(record.results):
-                record.reason = "the analysis returned no tests"
-        except NotApplicableError as error:  # the model cannot take this test (an encoder has no LM head)
-            record.status, record.reason = NOT_APPLICABLE, str(error)
-        except ImportError as error:
-            record.status, record.reason = "not run", f"analysis module not available: {error}"
-        except Exception as error:
-            record.status, record.reason = "failed", f"{type(error).__name__}: {error}"
-            if debug:
-                traceback.print_exc(file=sys.stderr)
-        record.seconds = time.perf_counter() - start
-        record.memo = (memo_counts() - memo_before).as_dict()
-        record.downloaded_bytes = model.downloaded_bytes - bytes_before
-        _log(f"    {record.status} in {record.seconds:.1f}s ({len(record.results)} tests) {record.reason}", progress)
+
+    def analyse(index: int) -> None:
+        _run_record(index + 1, records, kinds, model=model, twins=twins, spectrum=spectrum, suite=suite,
+                    thresholds=thresholds, null_seed=null_seed, progress=progress, debug=debug)
+
+    workers = usable_jobs(jobs, len(records)) if _can_fork(model, device) else 1
+    extra_counts = ForwardCounts()
+    extra_builds: dict[str, float] = {"builds": 0, "seconds": 0.0}
+    if workers == 1:
+        for index in range(len(records)):
+            analyse(index)
+    else:
+        extra_counts, extra_builds = _run_in_workers(records, analyse, workers, slot, suite, quick)
+    _remember_timings(records, suite, quick)
     slot.release()
     everything = ResultSet()
     replicates: dict[TestKey, np.ndarray] = {}
@@ -262,9 +253,10 @@ def run_suite(
     total = time.perf_counter() - t0
     timings: dict[str, Any] = {"total_s": round(total, 2), "load_model_s": round(t_model, 2),
                                "analyses_s": {r.spec.id: round(r.seconds, 2) for r in records},
-                               "forward_passes": counts_summary(forward_counts() - forwards),
+                               "forward_passes": counts_summary(forward_counts() - forwards + extra_counts),
                                "forward_memo": {r.spec.id: r.memo for r in records},
-                               "controls_built": slot.summary()}  # on demand, one held at a time
+                               "controls_built": _add_builds(slot.summary(), extra_builds),  # on demand, one per worker
+                               "workers": workers}
     if model.remote:  # on NDIF the download is the cost: per analysis, before compression
         timings["download_mb"] = {r.spec.id: round(r.downloaded_bytes / 2**20, 3) for r in records}
         timings["download_mb_total"] = round(model.downloaded_bytes / 2**20, 3)
@@ -282,6 +274,148 @@ def run_suite(
         + _caveats(records, corrected),
         family=family, null_seed=null_seed, controls=controls,
     )
+
+
+def _run_record(number: int, records: list[AnalysisRecord], kinds: Mapping[str, Any], *, model: ConceptModel,
+                twins: tuple[ConceptModel, ...], spectrum: ConceptModel | None, suite: Suite,
+                thresholds: Mapping[str, tuple[float, ...]], null_seed: int | None, progress: bool,
+                debug: bool) -> None:
+    """Run analysis ``number`` (1-based) of ``records`` and fill its record; an error is recorded, not raised."""
+    record = records[number - 1]
+    spec = record.spec
+    _log(f"[{number}/{len(records)}] {spec.claim} {spec.id}: {spec.kind}", progress)
+    start, memo_before = time.perf_counter(), memo_counts()
+    bytes_before = model.downloaded_bytes
+    try:
+        kind = kinds[spec.kind]
+        record.primary_site = depth_site(spec.primary, model.n_layers) if spec.primary else None
+        context = RunContext(model=model, twin=twins[0] if twins else None, claim=spec.claim, seed=suite.seed,
+                             n_permutations=suite.n_permutations, n_bootstrap=suite.n_bootstrap,
+                             progress=progress, twins=twins, twin_seeds=suite.seeds_of_twins() if twins else (),
+                             spectrum_twin=spectrum, primary_site=record.primary_site,
+                             thresholds=(suite.alpha,) if spec.secondary
+                             else thresholds.get(spec.claim, (suite.alpha,)),
+                             max_permutations=_draw_cap(suite, spec), null_seed=null_seed)
+        output = kind.run(context, kind.make_params(record.params))
+        record.results = assign_roles(_tag(output.results, spec, model.n_layers), record.primary_site)
+        if spec.secondary:
+            record.results = as_secondary(record.results)
+        record.replicates = {key.replace(analysis=spec.id): np.asarray(value)
+                             for key, value in output.replicates.items()}
+        record.figure_data = output.figure_data
+        record.status = "ok" if len(record.results) else "failed"
+        if not len(record.results):
+            record.reason = "the analysis returned no tests"
+    except NotApplicableError as error:  # the model cannot take this test (an encoder has no LM head)
+        record.status, record.reason = NOT_APPLICABLE, str(error)
+    except ImportError as error:
+        record.status, record.reason = "not run", f"analysis module not available: {error}"
+    except Exception as error:
+        record.status, record.reason = "failed", f"{type(error).__name__}: {error}"
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+    record.seconds = time.perf_counter() - start
+    record.memo = (memo_counts() - memo_before).as_dict()
+    record.downloaded_bytes = model.downloaded_bytes - bytes_before
+    _log(f"    {record.status} in {record.seconds:.1f}s ({len(record.results)} tests) {record.reason}", progress)
+
+
+# ----------------------------------------------------------------------------------------- worker processes
+def _can_fork(model: ConceptModel, device: str | None) -> bool:
+    """Worker processes only for a local model on the CPU: a CUDA context does not survive fork, and an NDIF
+    client's connections should not be shared by two processes."""
+    return not model.remote and (device is None or device == "cpu")
+
+
+def _run_in_workers(records: list[AnalysisRecord], analyse: Callable[[int], None], workers: int, slot: ControlSlot,
+                    suite: Suite, quick: bool) -> tuple[ForwardCounts, dict[str, float]]:
+    """Run every record's analysis in ``workers`` forked processes (:mod:`conceptspace.suite._workers`), longest
+    first by the last run's timings, and read the records back (:mod:`conceptspace.suite._record_codec`).
+
+    Returns what the workers counted (forward passes, control builds), for the run's timings. A record the codec
+    cannot write is re-run here; one whose worker died is recorded as failed, with the worker's status."""
+    threads = max(1, torch.get_num_threads() // workers)
+    at_fork, builds_at_fork, seconds_at_fork = forward_counts(), slot.builds, slot.build_seconds
+    order = _longest_first(records, suite, quick)
+    with tempfile.TemporaryDirectory(prefix="conceptspace-run-") as name:
+        folder = Path(name)
+
+        def work(index: int) -> None:
+            analyse(index)
+            record = records[index]
+            try:
+                write_record(folder, f"record-{index}", scalars=_record_scalars(record), results=record.results,
+                             replicates=record.replicates, figure_data=record.figure_data)
+            except UnencodableError as error:
+                (folder / f"redo-{index}").write_text(str(error))
+
+        def finish(worker: int) -> None:
+            counts = (forward_counts() - at_fork).as_dict()
+            builds = {"builds": slot.builds - builds_at_fork, "seconds": slot.build_seconds - seconds_at_fork}
+            (folder / f"worker-{worker}.json").write_text(json.dumps({"counts": counts, "builds": builds}))
+
+        outcome = run_forked(order, work, finish, jobs=workers, folder=folder,
+                             at_start=lambda: torch.set_num_threads(threads))
+        counts, builds = ForwardCounts(), {"builds": 0.0, "seconds": 0.0}
+        for worker in range(workers):
+            path = folder / f"worker-{worker}.json"
+            if path.is_file():
+                summary = json.loads(path.read_text())
+                counts = counts + ForwardCounts(**summary["counts"])
+                builds = {k: builds[k] + float(summary["builds"][k]) for k in builds}
+        for index in outcome.finished:
+            if (folder / f"redo-{index}").exists():
+                analyse(index)  # its output holds a value the codec cannot write: run it here instead
+            else:
+                _read_into(records[index], folder, f"record-{index}")
+        for index, why in outcome.lost.items():
+            records[index].status, records[index].reason = "failed", f"not completed: {why}"
+    return counts, {"builds": int(builds["builds"]), "seconds": builds["seconds"]}
+
+
+def _add_builds(own: dict[str, float], workers: dict[str, float]) -> dict[str, float]:
+    return {"builds": int(own["builds"] + workers["builds"]), "seconds": round(own["seconds"] + workers["seconds"], 2)}
+
+
+def _record_scalars(record: AnalysisRecord) -> dict[str, Any]:
+    return {"status": record.status, "reason": record.reason, "seconds": record.seconds,
+            "downloaded_bytes": record.downloaded_bytes, "memo": record.memo, "primary_site": record.primary_site}
+
+
+def _read_into(record: AnalysisRecord, folder: Path, stem: str) -> None:
+    scalars, results, replicates, figure_data = read_record(folder, stem)
+    record.status, record.reason, record.seconds = scalars["status"], scalars["reason"], scalars["seconds"]
+    record.downloaded_bytes, record.memo = scalars["downloaded_bytes"], scalars["memo"]
+    record.primary_site = scalars["primary_site"]
+    record.results, record.replicates, record.figure_data = results, replicates, figure_data
+
+
+def _timings_file(suite: Suite, quick: bool) -> Path:
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in suite.name)
+    return user_cache_root() / "run-timings" / f"{name}{'-quick' if quick else ''}.json"
+
+
+def _longest_first(records: list[AnalysisRecord], suite: Suite, quick: bool) -> list[int]:
+    """Record indices, the longest analyses first by the last run of this suite (suite order where unknown):
+    a worker that takes a long analysis last would leave the other idle at the end."""
+    try:
+        last = json.loads(_timings_file(suite, quick).read_text())
+    except (OSError, ValueError):
+        last = {}
+    seconds = [float(last.get(r.spec.id, 0.0)) if isinstance(last, dict) else 0.0 for r in records]
+    return sorted(range(len(records)), key=lambda i: (-seconds[i], i))
+
+
+def _remember_timings(records: list[AnalysisRecord], suite: Suite, quick: bool) -> None:
+    """Keep this run's analysis times for the next run's queue order (a hint only: losing it costs nothing)."""
+    path = _timings_file(suite, quick)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(json.dumps({r.spec.id: round(r.seconds, 2) for r in records}))
+        os.replace(partial, path)
+    except OSError:
+        pass
 
 
 def _draw_cap(suite: Suite, spec: AnalysisSpec) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from conceptspace.cli import main
@@ -52,10 +53,13 @@ def _without_timings(path: Path) -> dict:
 
 
 def test_run_writes_reports_and_is_deterministic(tmp_path, capsys):
+    """Same suite and seed, same results: again, and in two worker processes (``--jobs 2``) on the real model."""
     suite = tmp_path / "small.toml"
     suite.write_text(SUITE)
     assert main(["run", str(suite), "--out", str(tmp_path / "a"), "--quiet"]) == 0
-    assert main(["run", str(suite), "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    assert main(["run", str(suite), "--out", str(tmp_path / "b"), "--quiet", "--jobs", "2"]) == 0
+    workers = json.loads((tmp_path / "b" / "results.json").read_text())["timings"]["workers"]
+    assert workers == min(2, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else workers == 1
     for name in ("report.md", "report.html", "results.json"):
         assert (tmp_path / "a" / name).stat().st_size > 500
     assert list((tmp_path / "a" / "figures").glob("*.png"))
