@@ -17,7 +17,8 @@ Each run is a separate process (``python -m conceptspace.cli run ...``). Reporte
 max wall seconds (flagged when the spread passes 20%), peak RSS of the run's process (``wait4``), the load
 average before and after, and the forward counts from ``results.json``
 (``timings.forward_passes``: texts the requests asked for vs texts forwarded). Prints a Markdown block and
-writes main_job.json next to this file. ``--jobs N`` passes ``--jobs N`` to every run (worker processes);
+writes main_job.json next to this file. ``--jobs N`` passes ``--jobs N`` to every run (worker processes;
+a comma list such as ``1,2`` runs every count in each round, interleaved);
 ``--warm-only`` runs only warm rounds against the activation cache ``CONCEPTSPACE_CACHE`` names (a cache
 already filled: the full battery's cold run takes most of an hour on 2 cores).
 """
@@ -78,29 +79,39 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="the full battery (default: --quick)")
     parser.add_argument("--naive", action="store_true", help="add a cold run without superset extraction")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes of each run (conceptspace run --jobs)")
+    parser.add_argument("--jobs", default="1",
+                        help="worker processes of each run (conceptspace run --jobs); a comma list (1,2) runs each "
+                             "count in every round, interleaved")
     parser.add_argument("--warm-only", action="store_true",
                         help="only warm runs, on the already filled cache CONCEPTSPACE_CACHE names")
     args = parser.parse_args()
-    variants: dict[str, dict[str, str]] = {"warm": {}} if args.warm_only else {"cold": {}, "warm": {}}
+    jobs = [int(j) for j in args.jobs.split(",")]
     if args.warm_only and not os.environ.get("CONCEPTSPACE_CACHE"):
         parser.error("--warm-only reads the cache CONCEPTSPACE_CACHE names: set it to a filled cache")
+    # (name, extra environment, worker count, cold?) in the order each round runs them
+    variants: list[tuple[str, dict[str, str], int, bool]] = []
+    for j in jobs:
+        tag = f", jobs {j}" if len(jobs) > 1 else ""
+        if not args.warm_only:
+            variants.append((f"cold{tag}", {}, j, True))
+        variants.append((f"warm{tag}", {}, j, False))
     if args.naive:
-        variants["cold, no superset"] = {"CONCEPTSPACE_EXTRACT_SUPERSET": "0"}
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+        variants.append(("cold, no superset", {"CONCEPTSPACE_EXTRACT_SUPERSET": "0"}, jobs[0], True))
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in variants}
     load_before = os.getloadavg()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="conceptspace-main-job-"))
     try:
         for round_number in range(args.repeats):
-            cache = Path(os.environ["CONCEPTSPACE_CACHE"]) if args.warm_only else work / f"cache-{round_number}"
-            for name, env in variants.items():
-                fresh = name != "warm"
-                folder = work / f"cache-{round_number}-naive" if env else cache
-                if fresh:
+            for name, env, j, cold in variants:
+                if args.warm_only:
+                    folder = Path(os.environ["CONCEPTSPACE_CACHE"])
+                else:  # a warm run reads the cache its own worker count's cold run filled this round
+                    folder = work / f"cache-{round_number}-jobs{j}{'-naive' if env else ''}"
+                if cold:
                     shutil.rmtree(folder, ignore_errors=True)
                 result = run_once(args.suite, args.full, folder, work / f"out-{round_number}-{len(runs[name])}", env,
-                                  args.jobs)
+                                  j)
                 runs[name].append(result)
                 print(f"round {round_number + 1}: {name} {result['seconds']:.1f} s, peak RSS "
                       f"{result['peak_rss_mb']:.0f} MB, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
@@ -113,13 +124,16 @@ def main() -> None:
               "battery": battery, "jobs": args.jobs, "repeats": args.repeats, "model_cache": "warm", "runs": runs,
               "summary": summary,
               "load_before": load_before, "load_after": load_after}
-    name = f"main_job{'_full' if args.full else ''}{f'_jobs{args.jobs}' if args.jobs != 1 else ''}.json"
+    suffix = "" if args.jobs == "1" else "_jobs" + args.jobs.replace(",", "-")
+    name = f"main_job{'_full' if args.full else ''}{suffix}.json"
     (HERE / name).write_text(json.dumps(record, indent=2))
     print(f"{started}, {os.cpu_count()} CPUs, `conceptspace run {args.suite} {battery} --jobs {args.jobs}`, "
           f"{args.repeats} rounds "
-          f"(cold then warm, interleaved), model cache warm; load average {load_before[0]:.2f} before, "
+          f"({'warm only' if args.warm_only else 'cold then warm'}, interleaved), model cache warm; "
+          f"load average {load_before[0]:.2f} before, "
           f"{load_after[0]:.2f} after")
-    print("| variant | min s | median s | max s | spread | peak RSS | texts forwarded / requested | cache hits |")
+    print("| variant | min s | median s | max s | spread | peak RSS (largest process) | texts forwarded / requested "
+          "| cache hits |")
     print("|---|---|---|---|---|---|---|---|")
     for name, s in summary.items():
         flag = " (> 20%: disturbed)" if s["spread"] > 0.2 else ""
