@@ -7,6 +7,7 @@ second with identical logits.
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import os
 import shutil
@@ -20,6 +21,7 @@ import torch
 from conceptspace.models._bundled import bundled_model_path
 from conceptspace.models._hf import _load_tokenizer_from, _sha256_files
 from conceptspace.paths import model_cache_dir
+from conceptspace.utils.heap import release_free_heap
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,8 @@ def _load_gguf(gguf_path: Path, weights_sha: str) -> tuple[torch.nn.Module, Any]
 
     Dequantizing SmolLM2's Q4_1 file costs 20-40 s per process; the saved copy loads in about a second and
     gives identical logits. The copy is written to a temporary folder and renamed into place, so a killed
-    conversion never leaves a half-written model behind.
+    conversion never leaves a half-written model behind. The converting process loads that copy too, so the
+    model a run gets is the same object graph (and memory) whether or not it converted.
     """
     from transformers import AutoModelForCausalLM
 
@@ -83,7 +86,13 @@ def _load_gguf(gguf_path: Path, weights_sha: str) -> tuple[torch.nn.Module, Any]
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return model, tokenizer
+        # Load the copy just written, as every later process does, after returning the conversion's memory:
+        # keeping the GGUF-built model held ~500 MB more (948 MB resident against 447 MB from the copy; 785 MB
+        # with it dropped but the freed heap kept, 432 MB trimmed), which put a fresh machine's first full run
+        # at 3.37 GB against 2.81 GB on the next.
+        del model, tokenizer
+        gc.collect()
+        release_free_heap()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = AutoModelForCausalLM.from_pretrained(str(target), dtype=torch.float32)

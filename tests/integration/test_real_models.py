@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -172,3 +173,29 @@ def test_wheel_carries_datasets_and_probes(tmp_path):
     assert any(n.endswith("LICENSE") for n in data_files) and any(n.endswith(".csv") for n in data_files)
     assert any(n.startswith("conceptspace/bundled_probes/") for n in names)
     assert not any(n.startswith("datasets/") for n in names)
+
+
+_RESIDENT_AFTER_LOAD = """
+from pathlib import Path
+from conceptspace.models import load_model
+model = load_model("smollm2-135m")
+status = Path("/proc/self/status").read_text()
+print(int(status.split("VmRSS:")[1].split()[0]) // 1024)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmRSS from /proc (Linux)")
+def test_converting_the_gguf_leaves_no_more_memory_than_loading_the_copy(tmp_path):
+    """The first process on a machine dequantizes the GGUF; it must then hold what every later process holds
+    (it used to keep ~500 MB more, which put a fresh machine's first full battery over the 3 GB budget)."""
+    env = {**os.environ, "CONCEPTSPACE_MODEL_CACHE": str(tmp_path / "models"), "HF_HUB_OFFLINE": "1"}
+
+    def resident_mb() -> int:
+        done = subprocess.run([sys.executable, "-c", _RESIDENT_AFTER_LOAD], env=env, check=True, capture_output=True,
+                              text=True)
+        return int(done.stdout.strip().splitlines()[-1])
+
+    converting = resident_mb()
+    assert list((tmp_path / "models").rglob("model.safetensors")), "the first load wrote the float32 copy"
+    loading = resident_mb()
+    assert converting <= loading + 100, (converting, loading)
