@@ -80,6 +80,7 @@ OTHER_AREAS = {
     "weights": "remote weight matrices (conceptspace.weights)",
     "token-sequences": "A6 context vectors (conceptspace.aggregation)",
     "forward-memo": "the analyses' own forward outputs (conceptspace.activations._forward_memo)",
+    "run-timings": "each suite's last analysis times, the worker queue's order (conceptspace run --jobs)",
 }
 
 _SHARD_NAME = re.compile(r"^shard-(\d{6})\.safetensors$")

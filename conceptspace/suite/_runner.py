@@ -42,7 +42,7 @@ from conceptspace.depth import depth_site, site_depth
 from conceptspace.errors import NotApplicableError
 from conceptspace.models import BUNDLED_MODELS, ConceptModel, RemoteMode, load_model
 from conceptspace.models._lazy_control import ControlSlot, lazy_spectrum_matched, lazy_untrained
-from conceptspace.paths import user_cache_root
+from conceptspace.paths import activation_cache_dir
 from conceptspace.stats._results import PValueFloorWarning, ResultSet, TestKey
 from conceptspace.suite._record_codec import UnencodableError, read_record, write_record
 from conceptspace.suite._spec import AnalysisSpec, Suite
@@ -330,7 +330,8 @@ def _can_fork(model: ConceptModel, device: str | None) -> bool:
 def _run_in_workers(records: list[AnalysisRecord], analyse: Callable[[int], None], workers: int, slot: ControlSlot,
                     suite: Suite, quick: bool) -> tuple[ForwardCounts, dict[str, float]]:
     """Run every record's analysis in ``workers`` forked processes (:mod:`conceptspace.suite._workers`), longest
-    first by the last run's timings, and read the records back (:mod:`conceptspace.suite._record_codec`).
+    first by the last run's timings (the cache's ``run-timings`` area), and read the records back
+    (:mod:`conceptspace.suite._record_codec`).
 
     Returns what the workers counted (forward passes, control builds), for the run's timings. A record the codec
     cannot write is re-run here; one whose worker died is recorded as failed, with the worker's status."""
@@ -392,7 +393,7 @@ def _read_into(record: AnalysisRecord, folder: Path, stem: str) -> None:
 
 def _timings_file(suite: Suite, quick: bool) -> Path:
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in suite.name)
-    return user_cache_root() / "run-timings" / f"{name}{'-quick' if quick else ''}.json"
+    return activation_cache_dir() / "run-timings" / f"{name}{'-quick' if quick else ''}.json"
 
 
 def _longest_first(records: list[AnalysisRecord], suite: Suite, quick: bool) -> list[int]:

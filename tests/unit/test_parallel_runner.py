@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conceptspace.paths import activation_cache_dir
 from conceptspace.stats._results import ResultSet, TestKey, TestResult
 from conceptspace.suite import _runner
 from conceptspace.suite._document import results_document
@@ -126,6 +127,9 @@ def test_two_workers_report_what_one_process_reports(suite):
         assert all(_same(a.replicates[k], b.replicates[k]) for k in a.replicates)
         assert _same(a.figure_data, b.figure_data)
     assert "dose_response" in two.records[2].figure_data  # the steering curves came back as frames
+    # the queue's order for the next run: this run's analysis times, in the (test's own) cache folder
+    remembered = json.loads((activation_cache_dir() / "run-timings" / "workers.json").read_text())
+    assert set(remembered) == {"probe_animals", "probe_cities", "steer"}
     # both runs read the activation cache the same way: the workers' counts reach the run's timings
     assert two.timings["forward_passes"]["requests"] == one.timings["forward_passes"]["requests"] > 0
 
