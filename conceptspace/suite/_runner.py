@@ -19,6 +19,7 @@ reported as "not run"; nothing is ever filled in.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -403,7 +404,11 @@ def _longest_first(records: list[AnalysisRecord], suite: Suite, quick: bool) -> 
         last = json.loads(_timings_file(suite, quick).read_text())
     except (OSError, ValueError):
         last = {}
-    seconds = [float(last.get(r.spec.id, 0.0)) if isinstance(last, dict) else 0.0 for r in records]
+    def seconds_of(record: AnalysisRecord) -> float:  # a hint: anything unreadable counts as unknown
+        value = last.get(record.spec.id) if isinstance(last, dict) else None
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
+
+    seconds = [seconds_of(r) for r in records]
     return sorted(range(len(records)), key=lambda i: (-seconds[i], i))
 
 

@@ -227,3 +227,17 @@ def test_the_cli_takes_a_number_of_workers_and_refuses_a_negative_one(capsys):
         main(["run", "probes/concept_space.toml", "--jobs", "-1"])
     assert stop.value.code == 2
     assert "'-1' is not a number of workers" in capsys.readouterr().err
+
+
+def test_the_queue_runs_the_longest_first_and_ignores_an_unreadable_timings_file(suite):
+    from conceptspace.suite._runner import AnalysisRecord, _longest_first, _timings_file
+
+    records = [AnalysisRecord(spec, spec.resolved(False, None)) for spec in suite.analyses]
+    path = _timings_file(suite, False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"probe_animals": 1.0, "probe_cities": 9.5, "steer": 3.0}))
+    assert _longest_first(records, suite, False) == [1, 2, 0]
+    path.write_text(json.dumps({"probe_animals": "slow", "steer": None}))
+    assert _longest_first(records, suite, False) == [0, 1, 2]  # unknown times: the suite's order
+    path.write_text("not json")
+    assert _longest_first(records, suite, False) == [0, 1, 2]
