@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from conceptspace import __version__
 from conceptspace.activations import forward_counts, memo_counts, superset_extraction
@@ -336,7 +335,6 @@ def _run_in_workers(records: list[AnalysisRecord], analyse: Callable[[int], None
 
     Returns what the workers counted (forward passes, control builds), for the run's timings. A record the codec
     cannot write is re-run here; one whose worker died is recorded as failed, with the worker's status."""
-    threads = max(1, torch.get_num_threads() // workers)
     at_fork, builds_at_fork, seconds_at_fork = forward_counts(), slot.builds, slot.build_seconds
     order = _longest_first(records, suite, quick)
     with tempfile.TemporaryDirectory(prefix="conceptspace-run-") as name:
@@ -356,8 +354,9 @@ def _run_in_workers(records: list[AnalysisRecord], analyse: Callable[[int], None
             builds = {"builds": slot.builds - builds_at_fork, "seconds": slot.build_seconds - seconds_at_fork}
             (folder / f"worker-{worker}.json").write_text(json.dumps({"counts": counts, "builds": builds}))
 
-        outcome = run_forked(order, work, finish, jobs=workers, folder=folder,
-                             at_start=lambda: torch.set_num_threads(threads))
+        # each worker keeps this process's torch thread count: a forward's float sums depend on it, so fewer
+        # threads per worker would change the bits of every forward no cache holds (measured on SmolLM2)
+        outcome = run_forked(order, work, finish, jobs=workers, folder=folder)
         counts, builds = ForwardCounts(), {"builds": 0.0, "seconds": 0.0}
         for worker in range(workers):
             path = folder / f"worker-{worker}.json"
