@@ -581,9 +581,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "every concept direction drawn from permuted labels (seeded); no claim should come out "
                           "supported (docs/STATISTICS.md reports the false-positive rate over seeds)")
     run.add_argument("--jobs", type=_jobs_argument, default=1, metavar="N",
-                     help="worker processes for the analyses (default 1; 0 = one per usable CPU); the numbers are "
-                          "the same for every N, each worker holds the controls its analyses need (memory grows "
-                          "with N); a GPU or remote run uses 1")
+                     help="worker processes for the analyses (default 1; 0 = one per usable CPU); each computes on "
+                          "one thread, so the numbers equal a one-process run with OMP_NUM_THREADS=1 (more threads "
+                          "change the last float bits of uncached forwards); each worker holds the controls its "
+                          "analyses need (memory grows with N); a GPU or remote run uses 1")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(handler=_cmd_run)
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from conceptspace import __version__
 from conceptspace.activations import forward_counts, memo_counts, superset_extraction
@@ -57,6 +58,7 @@ from conceptspace.theory._family import (
     role,
 )
 from conceptspace.theory._verdicts import Verdict, is_sanity_check, judge_all
+from conceptspace.utils.threads import one_thread
 
 #: status of an analysis the model cannot take (next-token tests on an encoder): reported, not a failure
 NOT_APPLICABLE = "not applicable"
@@ -198,10 +200,13 @@ def run_suite(
     "supported" is a false positive of the whole pipeline.
     An analysis that fails is recorded with its reason (one line in the progress log); ``debug=True`` also
     prints its traceback.
-    ``jobs``: worker processes for the analyses (0 = one per usable CPU; 1 = this process alone). Every number is
-    the same whatever ``jobs`` is (each analysis draws from its own seeded streams); only the wall time and the
-    memory change: each worker builds the controls its analyses need, so up to ``jobs`` controls are held at
-    once. A remote model or a GPU always runs in this process.
+    ``jobs``: worker processes for the analyses (0 = one per usable CPU; 1 = this process alone). Each worker
+    computes on one thread (more would hang a forked process: :mod:`conceptspace.utils.threads`), and each
+    analysis draws from its own seeded streams, so every number equals a one-process run on one thread
+    (``OMP_NUM_THREADS=1``); against a one-process run on more threads, forwards no cache holds differ in their
+    last float bits (a matmul's partial sums are added in another order). Only the wall time and the memory
+    change: each worker builds the controls its analyses need, so up to ``jobs`` controls are held at once. A
+    remote model or a GPU always runs in this process.
     """
     t0, forwards = time.perf_counter(), forward_counts()
     null_note = f", NULL battery seed {null_seed}" if null_seed is not None else ""
@@ -256,7 +261,8 @@ def run_suite(
                                "forward_passes": counts_summary(forward_counts() - forwards + extra_counts),
                                "forward_memo": {r.spec.id: r.memo for r in records},
                                "controls_built": _add_builds(slot.summary(), extra_builds),  # on demand, one per worker
-                               "workers": workers}
+                               "workers": workers,  # float sums depend on the threads: record them
+                               "threads_per_process": 1 if workers > 1 else torch.get_num_threads()}
     if model.remote:  # on NDIF the download is the cost: per analysis, before compression
         timings["download_mb"] = {r.spec.id: round(r.downloaded_bytes / 2**20, 3) for r in records}
         timings["download_mb_total"] = round(model.downloaded_bytes / 2**20, 3)
@@ -354,8 +360,7 @@ def _run_in_workers(records: list[AnalysisRecord], analyse: Callable[[int], None
             builds = {"builds": slot.builds - builds_at_fork, "seconds": slot.build_seconds - seconds_at_fork}
             (folder / f"worker-{worker}.json").write_text(json.dumps({"counts": counts, "builds": builds}))
 
-        # each worker keeps this process's torch thread count: a forward's float sums depend on it, so fewer
-        # threads per worker would change the bits of every forward no cache holds (measured on SmolLM2)
+        # every worker computes on one thread (more would hang it: conceptspace/utils/threads.py)
         outcome = run_forked(order, work, finish, jobs=workers, folder=folder)
         counts, builds = ForwardCounts(), {"builds": 0.0, "seconds": 0.0}
         for worker in range(workers):
@@ -366,7 +371,8 @@ def _run_in_workers(records: list[AnalysisRecord], analyse: Callable[[int], None
                 builds = {k: builds[k] + float(summary["builds"][k]) for k in builds}
         for index in outcome.finished:
             if (folder / f"redo-{index}").exists():
-                analyse(index)  # its output holds a value the codec cannot write: run it here instead
+                with one_thread():  # as the workers compute, so its numbers are what a worker's would have been
+                    analyse(index)  # its output holds a value the codec cannot write: run it here instead
             else:
                 _read_into(records[index], folder, f"record-{index}")
         for index, why in outcome.lost.items():

@@ -10,7 +10,10 @@ a pipe is atomic, so two workers never take the same job.
 What comes back is only files (the caller's ``work`` writes them; :mod:`conceptspace.suite._record_codec` for the
 runner) and each worker's exit status. A job whose worker died while running it is reported as lost with that
 worker's exit status, never silently re-run in the parent (what killed a worker, e.g. memory, could kill the run).
-Linux only: elsewhere fork is unsafe with the libraries loaded here, and :func:`usable_jobs` returns 1.
+Each worker computes on one thread (:func:`conceptspace.utils.threads.limit_to_one_thread`, before anything
+else): GNU OpenMP, torch's thread pool, hangs a forked child that enters a parallel region once the parent has
+used more than one thread. Linux only: elsewhere fork is unsafe with the libraries loaded here, and
+:func:`usable_jobs` returns 1.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from conceptspace.utils.threads import limit_to_one_thread
 
 _STARTED = "started-{}"
 
@@ -53,8 +58,9 @@ def run_forked(order: Sequence[int], work: Callable[[int], None], finish: Callab
 
     ``work`` must leave its output under ``folder`` (the parent reads nothing else back); ``finish(k)`` runs once
     in worker ``k`` after its last job (e.g. to write its counters); ``at_start`` once in each worker before its
-    first job (e.g. to set its thread count). An exception escaping ``work`` ends that worker with status 1: its
-    job is lost, the other workers go on. Interrupting the parent stops every worker."""
+    first job. Every worker runs on one thread (torch, OpenMP and BLAS pools): more would hang it (module
+    docstring), so its numbers equal a one-thread run of the same jobs. An exception escaping ``work`` ends that
+    worker with status 1: its job is lost, the other workers go on. Interrupting the parent stops every worker."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1; got {jobs}")
     read_end, write_end = os.pipe()
@@ -97,6 +103,7 @@ def _worker(k: int, read_end: int, work: Callable[[int], None], finish: Callable
             at_start: Callable[[], None] | None) -> None:
     status = 0
     try:
+        limit_to_one_thread()  # before any parallel region: the parent's OpenMP team did not survive the fork
         if at_start is not None:
             at_start()
         while True:

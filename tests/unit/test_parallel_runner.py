@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ from conceptspace.suite._record_codec import UnencodableError, read_record, writ
 from conceptspace.suite._runner import run_suite
 from conceptspace.suite._spec import parse_suite
 from conceptspace.suite._workers import run_forked, usable_jobs
+from conceptspace.utils.threads import one_thread
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or not sys.platform.startswith("linux"),
                                 reason="worker processes are forked (Linux)")
@@ -117,7 +121,8 @@ def _document(outcome: _runner.RunOutcome) -> str:
 
 
 def test_two_workers_report_what_one_process_reports(suite):
-    one = run_suite(suite, progress=False)
+    with one_thread():  # as each worker computes (float sums depend on the thread count)
+        one = run_suite(suite, progress=False)
     two = run_suite(suite, progress=False, jobs=2)
     assert all(r.status == "ok" for r in two.records), [r.reason for r in two.records]
     assert two.timings["workers"] == 2 and one.timings["workers"] == 1
@@ -135,7 +140,8 @@ def test_two_workers_report_what_one_process_reports(suite):
 
 
 def test_a_record_the_files_cannot_hold_is_run_again_in_the_parent(suite, monkeypatch):
-    reference = _document(run_suite(suite, progress=False))
+    with one_thread():
+        reference = _document(run_suite(suite, progress=False))
     parent = os.getpid()
     original = _runner.write_record
 
@@ -209,6 +215,51 @@ def test_workers_take_every_job_once_and_report_the_ones_they_lost(tmp_path):
     assert "status 1" in outcome.lost[3]
     written = {i for i in range(8) if (tmp_path / f"out-{i}").exists()}
     assert written == set(outcome.finished)  # each finished job ran (once: it was read from the pipe once)
+
+
+def test_a_worker_computes_after_the_parent_used_two_threads():
+    """GNU OpenMP's thread team does not survive fork: without the workers' one-thread limit the child's first
+    matmul waits forever (it did, in CI). Run in a fresh interpreter with a deadline, so a regression fails
+    here instead of hanging the test run."""
+    script = textwrap.dedent("""
+        import sys, tempfile
+        from pathlib import Path
+        import torch
+        from conceptspace.suite._workers import run_forked
+        torch.set_num_threads(2)
+        a = torch.randn(1000, 1000)
+        (a @ a).sum()  # the parent's OpenMP team of two threads now exists
+        def work(i):
+            Path(folder, f"out-{i}").write_text(f"{float((a @ a).sum()):.6g} {torch.get_num_threads()}")
+        with tempfile.TemporaryDirectory() as folder:
+            outcome = run_forked([0, 1], work, lambda k: None, jobs=2, folder=Path(folder))
+            print(sorted(outcome.finished), [Path(folder, f"out-{i}").read_text().split()[1] for i in (0, 1)])
+        print("threads after:", torch.get_num_threads())
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)  # its own group: a hung worker is killed too
+    try:
+        stdout, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail("a forked worker hung in its first parallel region (the parent's OpenMP team)")
+    assert process.returncode == 0, stderr
+    assert "[0, 1] ['1', '1']" in stdout  # both jobs finished, each worker on one thread
+    assert "threads after: 2" in stdout  # the parent keeps its own
+
+
+def test_one_thread_restores_the_callers_count():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with one_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_the_number_of_workers_is_bounded_by_cpus_and_jobs():
