@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conceptspace.analyses.geometry._relations import (
+    _boot_pair_cosine,
     loo_cosines,
     mean_pairwise_cosine,
     relation_consistency_tests,
@@ -175,3 +176,20 @@ def test_gram_null_draws_equal_the_vector_path_and_ignore_batch_sizes() -> None:
             expected.append(values)
         np.testing.assert_allclose(rows.draw(0, 12), np.array(expected).T, atol=1e-12)
         np.testing.assert_allclose(np.concatenate([rows.draw(0, 5), rows.draw(5, 7)], axis=1), rows.draw(0, 12))
+
+
+def test_the_bootstrap_pair_cosine_from_counts_equals_its_definition() -> None:
+    """Each resample's mean cosine over its pairs of positions holding different items (an item's own copies
+    left out), computed from the resample's counts, equals the literal double loop; a resample of one item
+    repeated has no such pair (NaN)."""
+    rng = np.random.default_rng(3)
+    U = rng.normal(size=(7, 5))
+    U /= np.linalg.norm(U, axis=1, keepdims=True)
+    cos = U @ U.T
+    for size in (7, 4, 11):  # resamples as large as the item set, and smaller or larger than it (pooled rows)
+        rows = np.vstack([rng.integers(0, 7, size=(30, size)), np.full((1, size), 4)])
+        got = _boot_pair_cosine(cos, rows)
+        for r, drawn in enumerate(rows[:-1]):
+            pairs = [cos[i, j] for i in drawn for j in drawn if i != j]
+            assert got[r] == pytest.approx(np.mean(pairs), rel=1e-12)
+        assert np.isnan(got[-1])

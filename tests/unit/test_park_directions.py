@@ -13,6 +13,7 @@ from conceptspace.analyses.geometry._park import (
     POOLED,
     PROJECTION,
     SEPARABLE,
+    _Projection,
     cosine_matrix,
     orthogonality_rows,
     projection_rows,
@@ -71,6 +72,35 @@ def test_planted_offset_held_out_projections_beat_random_pairs_and_the_repaired_
     for row in (auroc, gap):
         assert row.effect > 0 and row.p_value <= 0.01 and row.ci_low > 0
     assert tests[("r0", PROJECTION)].extra["standardized_gap"] > 1.5
+
+
+def _projections_by_definition(a: np.ndarray, b: np.ndarray, Q: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """(2, n) straight from Park et al.'s histogram: each pair's projection onto the other pairs' summed
+    difference against the R random pairs' projections onto it (share below, ties half; standardized gap)."""
+    D = b[perm] - a
+    out = np.empty((2, a.shape[0]))
+    for i in range(a.shape[0]):
+        u = D.sum(axis=0) - D[i]
+        u = u / np.linalg.norm(u)
+        held, rand = D[i] @ u, Q @ u
+        out[0, i] = np.mean(rand < held) + 0.5 * np.mean(rand == held)
+        out[1, i] = (held - rand.mean()) / rand.std(ddof=1)
+    return out
+
+
+def test_the_gram_form_of_the_projections_equals_their_definition() -> None:
+    """The null draws use inner products and numerators only (_Projection): the same shares and gaps as
+    projecting every random pair onto every leave-one-out direction, for the identity and for re-pairings."""
+    rng = np.random.default_rng(7)
+    a, Q = rng.normal(size=(9, D)), rng.normal(size=(300, D))
+    b = a + _offset(rng, 2.0) + 0.5 * rng.normal(size=(9, D))
+    perms = np.stack([np.arange(9)] + [rng.permutation(9) for _ in range(40)])
+    got = _Projection(a, b, Q).contributions(perms)
+    for p, perm in enumerate(perms):
+        want = _projections_by_definition(a, b, Q, perm)
+        np.testing.assert_array_equal(got[0, p], want[0])  # counts: no random pair within rounding of a tie
+        np.testing.assert_allclose(got[1, p], want[1], rtol=1e-9, atol=1e-12)
+    assert got[0, 0].mean() > 0.8 and 0.2 < got[0, 1:].mean() < 0.8  # the planted pairing stands out
 
 
 def test_no_shared_offset_is_not_significant_and_the_ci_covers_zero() -> None:

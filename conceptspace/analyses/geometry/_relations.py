@@ -131,18 +131,19 @@ def _unit_last(X: np.ndarray) -> np.ndarray:
 
 
 def _boot_pair_cosine(cos: np.ndarray, boot_rows: np.ndarray) -> np.ndarray:
-    """Mean pairwise cosine of each resample, pairs of an item with its own copy left out."""
-    n_rep, n = boot_rows.shape
-    out = np.empty(n_rep)
-    step = max(1, 4_000_000 // max(n * n, 1))  # replicates per block: a few million cosines at a time
-    for start in range(0, n_rep, step):
-        rows = boot_rows[start:start + step]
-        sub = cos[rows[:, :, None], rows[:, None, :]]
-        distinct = rows[:, :, None] != rows[:, None, :]
-        count = distinct.sum(axis=(1, 2))
-        total = np.where(distinct, sub, 0.0).sum(axis=(1, 2))
-        out[start:start + step] = np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
-    return out
+    """Mean pairwise cosine of each resample, pairs of an item with its own copy left out.
+
+    From each resample's counts c (item k drawn c_k times): the pairs of different items sum to
+    c' C c - sum_k c_k^2 C_kk over n^2 - sum_k c_k^2 of them. Why: one (replicates x n) @ (n x n) product instead of
+    gathering every resample's n x n cosines (C2's bootstrap: 13 s of its 170 s on SmolLM2, now under 1 s)."""
+    n_rep, n = boot_rows.shape  # n positions per resample, drawn from cos.shape[0] items (not always n)
+    items = cos.shape[0]
+    counts = np.bincount((boot_rows + items * np.arange(n_rep)[:, None]).ravel(), minlength=n_rep * items)
+    c = counts.reshape(n_rep, items).astype(np.float64)
+    c2 = c * c
+    total = np.einsum("ri,ri->r", c @ cos, c) - c2 @ np.diag(cos)
+    count = n * n - c2.sum(axis=1)
+    return np.where(count > 0, total / np.where(count > 0, count, 1.0), np.nan)
 
 
 def _resample_stats(D: np.ndarray, boot_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
