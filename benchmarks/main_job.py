@@ -17,7 +17,7 @@ Each run is a separate process (``python -m conceptspace.cli run ...``). Reporte
 max wall seconds (flagged when the spread passes 20%), peak RSS of the run's process (``wait4``), the load
 average before and after, and the forward counts from ``results.json``
 (``timings.forward_passes``: texts the requests asked for vs texts forwarded). Prints a Markdown block and
-writes main_job.json next to this file. ``--jobs N`` passes ``--jobs N`` to every run (worker processes;
+writes results/main_job*.json next to this file. ``--jobs N`` passes ``--jobs N`` to every run (worker processes;
 a comma list such as ``1,2`` runs every count in each round, interleaved);
 ``--warm-only`` runs only warm rounds against the activation cache ``CONCEPTSPACE_CACHE`` names (a cache
 already filled: the full battery's cold run takes most of an hour on 2 cores).
@@ -126,7 +126,8 @@ def main() -> None:
               "load_before": load_before, "load_after": load_after}
     suffix = "" if args.jobs == "1" else "_jobs" + args.jobs.replace(",", "-")
     name = f"main_job{'_full' if args.full else ''}{suffix}.json"
-    (HERE / name).write_text(json.dumps(record, indent=2))
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / name).write_text(json.dumps(record, indent=2))
     print(f"{started}, {os.cpu_count()} CPUs, `conceptspace run {args.suite} {battery} --jobs {args.jobs}`, "
           f"{args.repeats} rounds "
           f"({'warm only' if args.warm_only else 'cold then warm'}, interleaved), model cache warm; "
