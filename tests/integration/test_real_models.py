@@ -198,4 +198,6 @@ def test_converting_the_gguf_leaves_no_more_memory_than_loading_the_copy(tmp_pat
     converting = resident_mb()
     assert list((tmp_path / "models").rglob("model.safetensors")), "the first load wrote the float32 copy"
     loading = resident_mb()
-    assert converting <= loading + 100, (converting, loading)
+    # the old code kept ~500 MB more; a fresh CI machine measured 647 vs 521 MB (here 462 vs 447), so the bound
+    # leaves room for the machine's own spread and still fails the old behaviour
+    assert converting <= loading + 250, (converting, loading)
