@@ -197,10 +197,20 @@ def _weighted_ridge(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, penalty: 
     trace = torch.diagonal(K, dim1=2, dim2=3).sum(dim=2) / d
     rhs = torch.gather(Tc, 1, idx[:, :, None].expand(-1, -1, Tc.shape[2]))[:, None].expand(-1, X.shape[0], -1, -1)
     ridge = torch.clamp(penalty * trace, min=floor)  # (P, b, L)
-    systems = K.expand(ridge.shape[0], *K.shape).clone()
-    systems.diagonal(dim1=3, dim2=4).add_(ridge[..., None])
-    alpha = _cholesky_solve(rhs, torch.linalg.cholesky(systems))
-    return torch.stack([centred @ (alpha_p * s[..., :, None]) + y_bar[:, None, None, :] for alpha_p in alpha])
+    # One penalty at a time on K itself (its diagonal rewritten from a saved copy: the same sums as adding the
+    # ridge to a fresh copy), not a P-fold copy of K; then every penalty's predictions from one product with
+    # the (n x m) block, which reads that block once instead of P times (both were ~20% of C4's probe time).
+    diagonal = K.diagonal(dim1=2, dim2=3)
+    kernel_diagonal = diagonal.clone()
+    weighted_alphas = []
+    for ridge_p in ridge:
+        diagonal.copy_(kernel_diagonal + ridge_p[..., None])
+        alpha_p = _cholesky_solve(rhs, torch.linalg.cholesky(K)[None])[0]
+        weighted_alphas.append(alpha_p * s[..., :, None])
+    k = T.shape[1]
+    pred = centred @ torch.cat(weighted_alphas, dim=3)  # (b, L, n, P k)
+    pred = pred.reshape(*pred.shape[:3], len(weighted_alphas), k).permute(3, 0, 1, 2, 4)
+    return pred + y_bar[None, :, None, None, :]
 
 
 def _cholesky_solve(rhs: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
