@@ -156,3 +156,28 @@ def test_tcav_valence_direction(setup):
     assert np.isfinite(result.derivatives).all() and result.random_scores.shape == (50,)
     family = ResultSet(result.results).correct("holm")
     assert all(r.p_adjusted is not None and r.p_adjusted >= r.p_value for r in family)
+
+
+def test_edits_that_skip_the_blocks_before_the_site_match_the_trace(setup):  # type: ignore[no-untyped-def]
+    """On SmolLM2 the prefix path runs each edited row from the edited block on; its log-probabilities equal the
+    nnsight trace's (every block, every position) to float32 rounding, at the battery's C5 site and another."""
+    from conceptspace.analyses.causal._inputs import prepare_prompts
+    from conceptspace.analyses.causal._prefix import skipped_blocks
+    from conceptspace.analyses.causal._trace import Edits, run_edits
+    from conceptspace.models._sites import get_submodule, module_path, parse_site
+
+    model, _, _, direction, _ = setup
+    prepared = prepare_prompts(model, PROMPTS, "last")
+    g = torch.Generator().manual_seed(0)
+    deltas = torch.cat([torch.as_tensor(direction, dtype=torch.float32)[None], torch.randn(3, model.d_model,
+                                                                                          generator=g)])
+    edits = Edits.additive(deltas * 2.0)
+    for site in ("layer.15", "layer.10"):
+        module = get_submodule(model.hf_model, module_path(parse_site(site, model.site_map), model.site_map))
+        assert skipped_blocks(model, module) == int(site.split(".")[1])
+        ids = (1, 2, 3)
+        fast = run_edits(model, prepared, site, edits, ids, reuse_prefix=True, keep_full=True, memo=False)
+        slow = run_edits(model, prepared, site, edits, ids, reuse_prefix=False, keep_full=True, memo=False)
+        assert fast.full_logp is not None and slow.full_logp is not None
+        np.testing.assert_allclose(fast.full_logp.numpy(), slow.full_logp.numpy(), atol=5e-4)
+        assert float((fast.full_logp[0] - fast.full_logp[1]).abs().max()) > 0.1  # the edits did move them

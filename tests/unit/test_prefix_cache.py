@@ -57,3 +57,29 @@ def test_prefix_cache_is_not_used_when_it_cannot_apply(tiny_models):  # type: ig
     if int(single.batch.attention_mask.sum(dim=1).min()) < 2:  # no BOS: a one-token prompt has no prefix
         assert not prefix_applies(model, single)
     assert not prefix_applies(tiny_models["bert"], prepare_prompts(tiny_models["bert"], PROMPTS, "last"))
+
+
+def test_edited_rows_start_after_the_edited_block_on_llama_only(tiny_models):  # type: ignore[no-untyped-def]
+    """Rows per call of each block while run_edits evaluates edits at layer.0: with Llama the edited rows run only
+    the blocks after the site (block 0 sees each prompt once, never an edited row); GPT-2 runs every block."""
+    from conceptspace.analyses.causal._prefix import skipped_blocks
+    from conceptspace.models._sites import get_submodule, module_path, parse_site
+
+    for arch, skips in (("llama", True), ("gpt2", False)):
+        model = tiny_models[arch]
+        prepared = prepare_prompts(model, PROMPTS, "last")
+        blocks = [get_submodule(model.hf_model, module_path(parse_site(f"layer.{i}", model.site_map),
+                                                            model.site_map)) for i in range(2)]
+        assert (skipped_blocks(model, blocks[0]) == 0) is skips
+        embed = get_submodule(model.hf_model, module_path(parse_site("embed", model.site_map), model.site_map))
+        assert skipped_blocks(model, embed) is None
+        rows: dict[int, list[int]] = {0: [], 1: []}
+        handles = [block.register_forward_hook(lambda _m, args, _o, seen=rows[i]: seen.append(int(args[0].shape[0])))
+                   for i, block in enumerate(blocks)]
+        try:
+            run_edits(model, prepared, "layer.0", _edits(model.d_model, 1), (1, 2), reuse_prefix=True)
+        finally:
+            for handle in handles:
+                handle.remove()
+        assert max(rows[1]) == len(PROMPTS) * 5  # the block after the site: every edited row (one strength a call)
+        assert (max(rows[0]) <= len(PROMPTS)) is skips  # the site's block: each prompt once, or every edited row
