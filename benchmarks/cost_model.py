@@ -1,7 +1,7 @@
 """A cost model of the main job: time per phase (cold and warm), growth with texts / layers / placebos, NDIF bytes.
 
     python benchmarks/cost_model.py phases  [--suite probes/concept_space.toml] [--full]
-    python benchmarks/cost_model.py growth  [--only texts|layers|placebos]
+    python benchmarks/cost_model.py growth  [--only texts|layers|placebos|budget] [--full] [--sizes 10,2000]
     python benchmarks/cost_model.py remote  [--suite probes/concept_space.toml]
     python benchmarks/cost_model.py table   (Markdown tables from the JSON files written by the three above)
 
@@ -429,6 +429,9 @@ GROWTH: dict[str, tuple[str, str, list[tuple[int, dict[str, Any], int | None, in
                               (5, {"layers": [0.1, 0.3, 0.5, 0.7, 0.9]}, None, None)]),
     "placebos_c5": ("c5_sentiment_steering", "placebo draws (max_permutations, every draw forced)",
                     [(n, {}, None, n) for n in (250, 500, 1000)]),
+    # issue 18's budget: C5 with >= 2,000 placebo draws at most 3x the time of C5 with 10, in the same run
+    "budget_placebos_c5": ("c5_sentiment_steering", "placebo draws (max_permutations, every draw forced)",
+                           [(n, {}, None, n) for n in (10, 2000)]),
 }
 
 
@@ -451,26 +454,31 @@ def cmd_growth(args: argparse.Namespace) -> None:
     from conceptspace.suite._spec import load_suite
 
     _quiet()
-    suite = load_suite(args.suite).for_run(quick=True)
+    quick_battery = not args.full
+    suite = load_suite(args.suite).for_run(quick=quick_battery)
     names = [n for n in GROWTH if args.only is None or n.startswith(args.only)]
-    record: dict[str, Any] = {"command": " ".join(sys.argv), "machine": _machine(), "experiments": {}}
+    record: dict[str, Any] = {"command": " ".join(sys.argv), "battery": "--quick" if quick_battery else "full",
+                              "machine": _machine(), "experiments": {}}
     work = Path(tempfile.mkdtemp(prefix="conceptspace-growth-"))
     try:
         with _load_record() as load:
             for name in names:
                 analysis, grows, sizes = GROWTH[name]
-                forced = name.startswith("placebos")
+                if args.sizes:  # the same overrides at other sizes (a full-battery point can take most of an hour)
+                    sizes = [(int(n), sizes[0][1], int(n) if sizes[0][2] else None, int(n) if sizes[0][3] else None)
+                             for n in args.sizes.split(",")]
+                forced = "placebos" in name
                 points = []
                 with _forced_draws(forced):
                     warm_up = sizes[0]
                     if forced:
                         warm_up = (sizes[0][0], sizes[0][1], sizes[0][2], 32)
-                    timed_run(_one_analysis(suite, analysis, warm_up[1], warm_up[2], warm_up[3]), quick=True,
+                    timed_run(_one_analysis(suite, analysis, warm_up[1], warm_up[2], warm_up[3]), quick=quick_battery,
                               cache=work / f"{name}-warm-up", report=False)
                     for size, quick, max_items, max_permutations in sizes:
                         sub = _one_analysis(suite, analysis, quick, max_items, max_permutations)
                         before = _uptime()
-                        run = timed_run(sub, quick=True, cache=work / f"{name}-{size}", report=False)
+                        run = timed_run(sub, quick=quick_battery, cache=work / f"{name}-{size}", report=False)
                         run.pop("by_analysis")
                         points.append({"size": size, "uptime_before": before, **run})
                         print(f"{name} {size}: {run['total']} {run['status']}", file=sys.stderr)
@@ -479,7 +487,7 @@ def cmd_growth(args: argparse.Namespace) -> None:
         record.update(load)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _save(f"growth{'_' + args.only if args.only else ''}", record)
+    _save(f"growth{'_' + args.only if args.only else ''}{'' if quick_battery else '_full'}", record)
     print(growth_table(record))
 
 
@@ -622,10 +630,11 @@ def main() -> None:
     for name in ("phases", "growth", "remote", "_child"):
         sub = commands.add_parser(name)
         sub.add_argument("--suite", default=DEFAULT_SUITE)
-        if name in ("phases", "_child"):
+        if name in ("phases", "_child", "growth"):
             sub.add_argument("--full", action="store_true", help="the full battery (default: --quick)")
         if name == "growth":
-            sub.add_argument("--only", choices=("texts", "layers", "placebos"), default=None)
+            sub.add_argument("--only", choices=("texts", "layers", "placebos", "budget"), default=None)
+            sub.add_argument("--sizes", default=None, help="comma list replacing the experiments' sizes")
         if name == "_child":
             sub.add_argument("--cache", required=True)
             sub.add_argument("--json", required=True)
