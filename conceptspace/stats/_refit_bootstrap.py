@@ -152,8 +152,9 @@ def weighted_ridge_chosen(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, pen
 def _weighted_ridge(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, penalty: torch.Tensor,
                     gram: torch.Tensor | None) -> torch.Tensor:
     """The weighted ridge fits behind :func:`weighted_ridge_grid` (see there), (P, b, L, n, k) for the relative
-    penalties ``penalty`` (P, 1, 1) (a grid) or (1, b, L) (one per weighting and layer). Every system of every
-    penalty is factorised in one batched Cholesky call."""
+    penalties ``penalty`` (P, 1, 1) (a grid) or (1, b, L) (one per weighting and layer). In feature space
+    every penalty's systems are factorised in one batched Cholesky call; in row space one penalty at a time, on
+    the kernel itself."""
     d = X.shape[2]
     total = W.sum(dim=1)  # (b,)
     Wn = W / total[:, None]
@@ -199,7 +200,7 @@ def _weighted_ridge(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, penalty: 
     ridge = torch.clamp(penalty * trace, min=floor)  # (P, b, L)
     # One penalty at a time on K itself (its diagonal rewritten from a saved copy: the same sums as adding the
     # ridge to a fresh copy), not a P-fold copy of K; then every penalty's predictions from one product with
-    # the (n x m) block, which reads that block once instead of P times (both were ~20% of C4's probe time).
+    # the (n x m) block, which reads that block once instead of P times (the two were ~20% of C4's probe time).
     diagonal = K.diagonal(dim1=2, dim2=3)
     kernel_diagonal = diagonal.clone()
     weighted_alphas = []
