@@ -79,13 +79,11 @@ CALIBRATION = {
         "200 label sets x 30 layers at d=576 (3-6 minutes)",
     "tests/integration/test_calibration_real.py": "null rates on real SmolLM2 activations (3-10 minutes)",
     "tests/unit/test_probe_intervals.py::test_planted_classes_the_interval_covers_the_expected_cv_score":
-        "300 planted data sets x 200 refit-bootstrap replicates, at 40 and 100 groups (several minutes)",
+        "300 planted data sets x 50 nested CVs and 200 refit-bootstrap replicates, at 40 and 100 groups (10-13 min)",
     "tests/unit/test_probe_intervals.py::test_pure_noise_the_interval_covers_zero_and_p_is_uniform":
-        "300 random label sets x 200 refit-bootstrap replicates (minutes)",
+        "300 random label sets x 50 nested CVs and 200 refit-bootstrap replicates (~10 minutes)",
     "tests/unit/test_probe_intervals.py::test_planted_targets_the_r2_interval_covers_but_errs_wide":
         "150 planted regression data sets x 200 nested refit-bootstrap replicates at 100 groups (~2 minutes)",
-    "tests/unit/test_probe_intervals.py::test_planted_classes_the_interval_is_not_conservative_at_100_groups":
-        "300 planted data sets x 200 refit-bootstrap replicates at 100 groups (minutes)",
     "tests/unit/test_calibration_proximity_aggregation.py": "P5 and A6 intervals and p-values, thousands of "
     "synthetic data sets at several sizes (3-5 minutes)",
     **{f"tests/unit/test_geometry_calibration.py::test_calibration_noise_ci_covers_zero_93_to_97_percent_and_p_is_"

@@ -24,8 +24,10 @@ the refit keeps a first-order training-role term (0.3-0.6 of the real variance a
 1.1-1.25x too large from 100 groups on. Not the quadratic loss near the optimum (a refit counting its own
 fit noise twice): with weights 1 + tau (w - 1) on the same draws and folds, the replicates' variance at 100
 groups is linear in tau^2 (0.0004 at tau = 0, the fold re-dealing alone; 0.0009, 0.0015, 0.0026 at tau^2 =
-1/4, 1/2, 1; six data sets), so no tau^4 term is there to remove. An interval that errs wide is kept rather
-than a correction fitted to these two sizes.
+1/4, 1/2, 1; six data sets), so no tau^4 term is there to remove. No correction fitted to these sizes is made:
+for accuracy-type scores a probe family reports the nested-CV interval instead
+(:mod:`conceptspace.analyses.probes._ncv_interval`, calibrated at both sizes) and keeps these replicates for
+what only replicates give, the paired differences with its controls; R^2 keeps this interval (it errs wide).
 
 Fast path. For ridge probes (the default) a replicate's fit is a weighted ridge (a drawn group's
 multiplicity is its rows' weight, exactly equal to fitting on the duplicated rows), solved for every layer at

@@ -1,12 +1,13 @@
 """The probe's interval, effect and null, against known truth.
 
 The CV score varies with the test items and with the fitted probe. An interval from the out-of-fold outputs
-alone (fits held fixed) leaves the second out and under-covers; the refit bootstrap (every replicate re-deals
-folds and refits) must cover the truth at the nominal rate. The truth of a planted data set is the *expected
-CV score of this procedure at this sample size*: the mean score over many independent data sets drawn from
-the same distribution (Monte Carlo). Not the population accuracy of the Bayes rule (no finite-n probe reaches
-it) and not the score of the fitted probe on new data (that depends on the folds drawn): the CV score estimates
-the accuracy of the procedure trained on (k-1)/k of n items, and that is what the interval is about.
+alone (fits held fixed) leaves the second out and under-covers; the reported interval (the nested-CV standard
+error for accuracy-type scores, the refit bootstrap for R^2) must cover the truth at the nominal rate. The
+truth of a planted data set is the *expected CV score of this procedure at this sample size*: the mean score
+over many independent data sets drawn from the same distribution (Monte Carlo). Not the population accuracy of
+the Bayes rule (no finite-n probe reaches it) and not the score of the fitted probe on new data (that depends
+on the folds drawn): the CV score estimates the accuracy of the procedure trained on (k-1)/k of n items, and
+that is what the interval is about.
 """
 
 from __future__ import annotations
@@ -139,11 +140,13 @@ def test_sequential_draws_extend_until_the_primary_decision_is_settled():
     X, y, groups = planted(4, 40, delta=0.4)
     X = np.concatenate([X, X[:, ::-1]])  # a second row so that one decides and one rides along
     plan = SequentialPlan(start=19, maximum=19 * 16, thresholds=(0.01,))
-    rs, _ = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", plan=plan, primary="layer.0", n_bootstrap=20)
+    rs, _ = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", plan=plan, primary="layer.0", n_bootstrap=20,
+                         score_interval="bootstrap")
     drawn = rs[0].extra["n_permutations"]
     assert drawn in (19, 38, 76, 152, 304) and rs[1].extra["n_permutations"] == drawn
     assert rs[0].extra["settled"] == (not (rs[0].extra["p_mc_low"] <= 0.01 <= rs[0].extra["p_mc_high"]))
-    again, _ = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", plan=plan, primary="layer.0", n_bootstrap=20)
+    again, _ = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", plan=plan, primary="layer.0", n_bootstrap=20,
+                         score_interval="bootstrap")
     assert [r.p_value for r in again] == [r.p_value for r in rs]
 
 
@@ -166,44 +169,47 @@ def test_max_t_adjusts_across_layers():
     X, y, groups = planted(6, 40, delta=0.6)
     rng = np.random.default_rng(0)
     X = np.concatenate([X, rng.standard_normal((4, *X.shape[1:]))])
-    rs, _ = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", n_permutations=199, n_bootstrap=20)
+    rs, _ = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", n_permutations=199, n_bootstrap=20,
+                         score_interval="bootstrap")
     for r in rs:
         assert r.extra["p_maxt"] >= r.p_value - 1e-12
-    single, _ = probe_layers(RidgeProbe(), X[:1], y, groups, dataset="toy", n_permutations=199, n_bootstrap=20)
+    single, _ = probe_layers(RidgeProbe(), X[:1], y, groups, dataset="toy", n_permutations=199, n_bootstrap=20,
+                             score_interval="bootstrap")
     assert single[0].extra["p_maxt"] == pytest.approx(single[0].p_value)
 
 
 # ------------------------------------------------------------------------- calibration (long; own tier)
-def _coverage(n_groups: int, delta: float, n_data: int) -> tuple[float, float]:
+def _coverage(n_groups: int, delta: float, n_data: int) -> dict[str, float]:
+    """Coverage of the expected CV score by the reported interval (nested-CV SE), the refit bootstrap's interval
+    (``extra["bootstrap_ci"]``) and the fixed-output interval, over ``n_data`` planted data sets."""
     truth = float(np.mean([cross_validate_layers(RidgeProbe(), *planted(10**6 + i, n_groups, delta=delta),
                                                  seed=10**6 + i).scores[0] for i in range(1000)]))
-    hits, hits_fixed = 0, 0
+    hits = {"reported": 0, "refit": 0, "fixed": 0}
     for i in range(n_data):
         X, y, groups = planted(i, n_groups, delta=delta)
         rs, cv = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", n_permutations=49, n_bootstrap=200, seed=i)
         r = rs[0]
-        hits += r.ci_low + r.extra["null_mean"] <= truth <= r.ci_high + r.extra["null_mean"]
+        assert r.extra["ci_method"] == "nested_cv"
+        shift = r.extra["null_mean"]
+        hits["reported"] += r.ci_low + shift <= truth <= r.ci_high + shift
+        lo, hi = r.extra["bootstrap_ci"]
+        hits["refit"] += lo + shift <= truth <= hi + shift
         fixed = bootstrap_cv_scores(cv.scoring, cv.truth, cv.outputs, cv.fold_id, groups, n_classes=2,
                                     n_bootstrap=200, seed=i)
         lo, hi = percentile_intervals(fixed[0])
-        hits_fixed += lo <= truth <= hi
-    return hits / n_data, hits_fixed / n_data
+        hits["fixed"] += lo <= truth <= hi
+    return {name: count / n_data for name, count in hits.items()}
 
 
 @pytest.mark.parametrize("n_groups", [40, 100])
 def test_planted_classes_the_interval_covers_the_expected_cv_score(n_groups):
-    """Never below 93% (the fixed-output interval: 0.85-0.87 here). At 100 groups the refit bootstrap is
-    conservative (0.97-0.99 measured; refit SD 0.048-0.055 vs Monte Carlo SD 0.044; the cause is open, see
-    conceptspace.stats._refit_bootstrap). The upper bound is checked in the next test."""
-    coverage, fixed = _coverage(n_groups, 1.0, 300)
-    assert coverage >= 0.93, (coverage, fixed)
-    assert fixed < coverage
-
-
-@pytest.mark.xfail(strict=True, reason="the refit bootstrap over-covers at 100 groups (0.97-0.99): see above")
-def test_planted_classes_the_interval_is_not_conservative_at_100_groups():
-    coverage, _ = _coverage(100, 1.0, 300)
-    assert coverage <= 0.97, coverage
+    """The reported interval (nested-CV SE) covers at the nominal rate at both sizes: measured 2026-12-05 (300
+    data sets) 0.943 at 40 groups and 0.957 at 100. The refit bootstrap's interval, kept beside it, over-covers at
+    100 groups (0.99; its SD is 1.1-1.25x the score's from ~100 groups on, docs/STATISTICS.md); the fixed-output
+    one under-covers (0.85)."""
+    coverage = _coverage(n_groups, 1.0, 300)
+    assert 0.93 <= coverage["reported"] <= 0.97, coverage
+    assert coverage["fixed"] < coverage["reported"], coverage
 
 
 def _regression_coverage(n_groups: int, n_data: int) -> tuple[float, float]:

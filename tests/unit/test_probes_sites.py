@@ -19,7 +19,7 @@ from conceptspace.errors import InvalidInputError
 
 N_BLOCKS, N_ITEMS, D = 4, 80, 6
 SITES = ("embed", *(f"layer.{i}" for i in range(N_BLOCKS)), "final_norm")
-FAST = {"n_permutations": 19, "n_bootstrap": 20, "n_splits": 4}
+FAST = {"n_permutations": 19, "n_bootstrap": 20, "n_splits": 4, "ncv_repeats": 4}
 
 
 def activations(signal_site: str = "layer.2", seed: int = 0) -> tuple[Activations, np.ndarray, np.ndarray]:

@@ -295,6 +295,10 @@ def _probe_rows(
         "n_bootstrap": n_bootstrap,
         "seed": seed,
         "level": level,
+        # Exploratory rows ("falls to chance"), read by no verdict: the nested-CV interval would refit LEACE and
+        # the probe R x (K + K(K-1)) times per row, the dearest part of the analysis; they keep the bootstrap's
+        # interval (the fixed-output one for these probes, flagged in extra["bootstrap"]).
+        "score_interval": "bootstrap",
     }
     before, cv = probe_layers(clone(probe), X[None], y, groups, **kwargs)
     erased = Pipeline([("leace", LeaceTransformer()), ("probe", clone(probe))])

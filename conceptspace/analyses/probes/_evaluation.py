@@ -27,6 +27,7 @@ from conceptspace.analyses.probes._cv import (
     row_site,
 )
 from conceptspace.analyses.probes._family import Arm, probe_family
+from conceptspace.analyses.probes._ncv_interval import DEFAULT_REPEATS
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._bootstrap import percentile_intervals
 from conceptspace.stats._folds import Fold
@@ -66,6 +67,8 @@ def probe_layers(
     plan: SequentialPlan | None = None,
     primary: str | None = None,
     interval: str = "auto",
+    score_interval: str = "auto",
+    ncv_repeats: int = DEFAULT_REPEATS,
 ) -> tuple[ResultSet, CVResult]:
     """One :class:`TestResult` per layer: grouped-CV score, score - permutation null mean with a refit grouped-
     bootstrap CI, and the permutation p-value (all layers share the draws; ``extra["p_maxt"]`` adjusts for them).
@@ -89,7 +92,7 @@ def probe_layers(
         plan=plan or SequentialPlan.fixed(n_permutations), claim=claim,
         position=position if position is not None else rows.position, n_layers=rows.n_layers, n_splits=n_splits,
         scoring=scoring, scheme=scheme, n_bootstrap=n_bootstrap, seed=seed, level=level, test=test, folds=folds,
-        interval=interval,
+        interval=interval, score_interval=score_interval, ncv_repeats=ncv_repeats,
     )
     return ResultSet(family.results), family.arms[0].cv
 

@@ -12,6 +12,12 @@ twin, lexical baseline) and across layers, so every row is computed the same way
 * **Resamples**: the refit bootstrap (:mod:`conceptspace.stats._refit_bootstrap`) with one seed, so every
   arm's replicate b is drawn on the same group weights: differences of replicates are paired bootstraps of
   differences, which the runner turns into "model beats control" intervals.
+* **The task's own interval**: where the score is a mean of per-item terms (accuracy, balanced accuracy), the
+  main arm's reported CI is ``effect +/- z * SE`` with the nested-CV standard error
+  (:mod:`conceptspace.analyses.probes._ncv_interval`), which covers the expected CV score at the nominal rate
+  where the refit bootstrap errs wide; the bootstrap's interval stays in ``extra["bootstrap_ci"]`` and its
+  replicates still pair the task with its controls. Other scores (R^2) and the controls' own rows keep the
+  bootstrap interval.
 * **Max-T**: the task's layers are exploratory around the primary one; their Westfall-Young single-step
   max-T adjusted p (the null of the largest standardised score over layers, from the same draws) is in
   ``extra["p_maxt"]``, so scanning layers cannot manufacture a result.
@@ -25,12 +31,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from scipy.stats import norm
 
 from conceptspace.analyses.probes._cv import CVResult, _depth_extra, _folds_cover_classes, cross_validate_layers
+from conceptspace.analyses.probes._ncv_interval import DECOMPOSABLE_SCORES, DEFAULT_REPEATS, nested_cv_standard_error
 from conceptspace.analyses.probes._nested import check_grid, is_nested, nested_cross_validate, nested_null_draws
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats import (
@@ -87,6 +95,12 @@ class ArmResult:
     boot: RefitBootstrap
     scheme: str
     method: str
+    #: per row: the nested-CV standard error, its inflation over the naive SE and the repeats (NaN / 0: not used)
+    ncv_se: np.ndarray | None = None
+    ncv_inflation: np.ndarray | None = None
+    ncv_centre: np.ndarray | None = None
+    ncv_repeats: int = 0
+    ncv_skipped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,8 @@ def probe_family(
     folds: list[Fold] | None = None,
     interval: str = "refit",
     refit_sites: Sequence[str] | None = None,
+    score_interval: str = "auto",
+    ncv_repeats: int = DEFAULT_REPEATS,
 ) -> FamilyOutput:
     """Probe every arm on shared folds, sequential null draws and bootstrap resamples (see module doc).
 
@@ -133,9 +149,14 @@ def probe_family(
     lexical baseline); the other rows take the fixed-output interval, flagged in ``extra["bootstrap"]``. The
     kind refits the primary site and its counterparts, which is what verdicts and paired differences read:
     a row-space refit costs B x folds x layers Cholesky factorisations of n x n.
+    ``score_interval``: the main arm's reported CI: ``"auto"`` (the nested-CV standard error where the score is
+    a mean of per-item terms, on the rows of ``refit_sites`` or every row; the bootstrap elsewhere),
+    ``"nested_cv"`` (required: an error for another score) or ``"bootstrap"``; ``ncv_repeats`` nested CVs.
     """
     if interval not in ("refit", "fixed", "auto"):
         raise InvalidInputError(f"interval must be 'refit', 'fixed' or 'auto'; got {interval!r}")
+    if score_interval not in ("auto", "nested_cv", "bootstrap"):
+        raise InvalidInputError(f"score_interval must be 'auto', 'nested_cv' or 'bootstrap'; got {score_interval!r}")
     if not arms:
         raise InvalidInputError("a probe family needs at least one arm (the task)")
     task = arms[0]
@@ -187,6 +208,9 @@ def probe_family(
                                          sites=refit_sites), s, m)
         for arm, cv, r, s, m in zip(arms, cvs, rows, schemes, methods, strict=True)
     ]
+    if done[0].arm is task and score_interval != "bootstrap":
+        done[0] = _with_nested_cv(probe, done[0], groups, required=score_interval == "nested_cv",
+                                  sites=refit_sites, n_splits=len(folds), repeats=ncv_repeats, seed=seed)
     common: dict[str, Any] = {"dataset": dataset, "claim": claim, "position": position, "n_layers": n_layers,
                               "level": level, "test": test, "n_groups": int(codes.max()) + 1, "seed": seed,
                               "method": type(probe).__name__}
@@ -234,6 +258,34 @@ def _bootstrap(probe: Any, arm: Arm, cv: CVResult, groups: Sequence[Hashable] | 
     return RefitBootstrap(raw=raw, centred=centred, refitted=rows)
 
 
+def _with_nested_cv(probe: Any, done: ArmResult, groups: Sequence[Hashable] | np.ndarray | None, *, required: bool,
+                    sites: Sequence[str] | None, n_splits: int, repeats: int, seed: int) -> ArmResult:
+    """The main arm with the nested-CV standard error of its score on the rows of ``sites`` (every row when None),
+    where the score is a mean of per-item terms; unchanged otherwise (an error when ``required``)."""
+    cv = done.cv
+    if cv.task != "classification" or cv.scoring not in DECOMPOSABLE_SCORES:
+        if required:
+            raise InvalidInputError(f"score_interval='nested_cv' needs a per-item score {DECOMPOSABLE_SCORES}; "
+                                    f"this family scores {cv.scoring!r}")
+        return done
+    rows = np.ones(len(done.arm.sites), dtype=bool)
+    if sites is not None and len(done.arm.sites) > 1:
+        rows = np.isin(np.asarray(done.arm.sites), list(sites))
+    if not rows.any():
+        return done
+    X = check_features(done.arm.X, ndim=3)[rows]
+    try:
+        error = nested_cv_standard_error(probe, X, done.arm.y, groups, scoring=cv.scoring, n_splits=n_splits,
+                                         repeats=repeats, seed=seed)
+    except InvalidInputError as why:  # too few groups of a class: the bootstrap interval, and the reason, stay
+        if required:
+            raise
+        return replace(done, ncv_skipped=str(why))
+    se, inflation, centre = (np.full(rows.size, np.nan) for _ in range(3))
+    se[rows], inflation[rows], centre[rows] = error.se, error.inflation, error.centre
+    return replace(done, ncv_se=se, ncv_inflation=inflation, ncv_centre=centre, ncv_repeats=repeats)
+
+
 def _row(members: list[ArmResult], i: int, site: str, null: SequentialNull,
          common: dict[str, Any]) -> tuple[TestResult, np.ndarray]:
     """The reported result of site ``i`` of one control (several arms = twin seeds, averaged)."""
@@ -250,6 +302,17 @@ def _row(members: list[ArmResult], i: int, site: str, null: SequentialNull,
     effect_reps = np.stack([m.boot.centred[i] - null.null[m.rows][i].mean() for m in members])  # (S, B)
     lo, hi = percentile_intervals(effect_reps.mean(axis=0) if len(members) == 1 else seed_mean_replicates(effect_reps),
                                   common["level"])
+    interval_extra: dict[str, Any] = {"ci_method": "bootstrap"}
+    if len(members) == 1 and first.ncv_skipped is not None:
+        interval_extra["nested_cv_skipped"] = first.ncv_skipped
+    if len(members) == 1 and first.ncv_se is not None and np.isfinite(first.ncv_se[i]):
+        z = float(norm.ppf(0.5 + common["level"] / 2))
+        centre = float(first.ncv_centre[i]) - null_mean  # type: ignore[index]
+        interval_extra = {"ci_method": "nested_cv", "ncv_se": float(first.ncv_se[i]),
+                          "ncv_inflation": float(first.ncv_inflation[i]),  # type: ignore[index]
+                          "ncv_repeats": first.ncv_repeats, "ncv_centre": centre + null_mean,
+                          "bootstrap_ci": [float(lo), float(hi)]}
+        lo, hi = centre - z * first.ncv_se[i], centre + z * first.ncv_se[i]
     control = arm.control
     model = control if control in MODEL_CONTROLS else TRAINED
     key = TestKey(test=common["test"], dataset=common["dataset"], method=common["method"], site=site,
@@ -267,6 +330,7 @@ def _row(members: list[ArmResult], i: int, site: str, null: SequentialNull,
         "n_bootstrap": int(first.boot.centred.shape[1]),
         "bootstrap": _BOOTSTRAP_NOTE[first.boot.refitted is not None and bool(first.boot.refitted[i])],
         "ci_level": common["level"],
+        **interval_extra,
         "fold_scores": cv.fold_scores[i].tolist(),
         "seed": common["seed"],
         **_depth_extra(site, common["n_layers"]),

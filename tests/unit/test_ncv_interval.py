@@ -1,0 +1,150 @@
+"""The nested-CV standard error (Bates, Hastie & Tibshirani 2023) against its definition and known truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conceptspace.analyses.probes import RidgeProbe
+from conceptspace.analyses.probes._cv import cross_validate_layers
+from conceptspace.analyses.probes._evaluation import probe_layers
+from conceptspace.analyses.probes._ncv_interval import nested_cv_standard_error, repeat_folds
+from conceptspace.analyses.probes._nested import NestedRidgeProbe
+from conceptspace.errors import InvalidInputError
+from tests.unit.test_probe_intervals import planted, planted_target
+
+
+def _by_definition(X: np.ndarray, y: np.ndarray, groups: np.ndarray, *, repeats: int, seed: int, k: int) -> float:
+    """The estimator written out from the paper, one probe fit per training set, groups as units."""
+    n_units, n = groups.max() + 1, y.size
+    weight = n / (2 * np.bincount(y)[y])  # balanced accuracy's class weights (two classes)
+
+    def units(items: np.ndarray, predicted: np.ndarray) -> dict[int, float]:
+        score: dict[int, float] = {}
+        for i, p in zip(items, predicted, strict=True):
+            score[groups[i]] = score.get(groups[i], 0.0) + (p == y[i]) * weight[i] * n_units / n
+        return score
+
+    def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        return RidgeProbe().fit(X[0][train], y[train]).predict(X[0][test])
+
+    a, b, pooled = [], [], []
+    for folds in repeat_folds(y, groups, n_splits=k, repeats=repeats, seed=seed):
+        tests = [te for _, te in folds]
+        for f in range(k):
+            outer = units(tests[f], fit_predict(np.setdiff1d(np.arange(n), tests[f]), tests[f]))
+            inner: dict[int, float] = {}
+            for j in range(k):
+                if j != f:
+                    train = np.setdiff1d(np.arange(n), np.concatenate([tests[f], tests[j]]))
+                    inner.update(units(tests[j], fit_predict(train, tests[j])))
+            outer_values = np.array(list(outer.values()))
+            a.append(np.mean(list(inner.values())) - outer_values.mean())
+            b.append(outer_values.var(ddof=1) / outer_values.size)
+            pooled += list(inner.values())
+    sd = np.std(pooled, ddof=1)
+    naive = sd / np.sqrt(n_units * (k - 1) / k)
+    inflation = min(max(np.sqrt(max(np.mean(np.square(a) - np.array(b)), 0.0)) / naive, 1 / np.sqrt(k)),
+                    np.sqrt(k))
+    return float(sd / np.sqrt(n_units) * inflation)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_standard_error_is_the_nested_cv_estimator_written_out(seed):
+    X, y, groups = planted(seed, 16, d=4, delta=1.5)
+    got = nested_cv_standard_error(RidgeProbe(), X, y, groups, scoring="balanced_accuracy", n_splits=4, repeats=3,
+                                   seed=seed)
+    assert got.se[0] == pytest.approx(_by_definition(X, y, groups, repeats=3, seed=seed, k=4), rel=1e-10)
+    assert 0.5 <= got.inflation[0] <= 2.0
+    folds = repeat_folds(y, groups, n_splits=4, repeats=3, seed=seed)
+    runs = [cross_validate_layers(RidgeProbe(), X, y, groups, folds=f).scores[0] for f in folds]
+    assert got.centre[0] == pytest.approx(np.mean(runs))
+
+
+def test_layers_are_estimated_independently_and_the_seed_fixes_the_answer():
+    X, y, groups = planted(3, 20, d=5)
+    stacked = np.concatenate([X, X[:, :, ::-1] * 2.0])
+    both = nested_cv_standard_error(RidgeProbe(), stacked, y, groups, scoring="balanced_accuracy", repeats=4, seed=5)
+    one = nested_cv_standard_error(RidgeProbe(), stacked[1:], y, groups, scoring="balanced_accuracy", repeats=4,
+                                   seed=5)
+    assert both.se[1] == pytest.approx(one.se[0])
+    again = nested_cv_standard_error(RidgeProbe(), stacked, y, groups, scoring="balanced_accuracy", repeats=4, seed=5)
+    np.testing.assert_array_equal(again.se, both.se)
+    other = nested_cv_standard_error(RidgeProbe(), stacked, y, groups, scoring="balanced_accuracy", repeats=4, seed=6)
+    assert not np.array_equal(other.se, both.se)
+
+
+def test_nested_penalty_probes_are_estimated_with_their_inner_selection():
+    X, y, groups = planted(4, 20, d=5)
+    got = nested_cv_standard_error(NestedRidgeProbe(penalties=[0.1, 10], inner_splits=3), X, y, groups,
+                                   scoring="balanced_accuracy", repeats=3)
+    assert np.isfinite(got.se).all() and got.se[0] > 0
+
+
+def test_bad_input_says_what_to_fix():
+    X, y, groups = planted(0, 12, d=3)
+    with pytest.raises(InvalidInputError, match="per-item score"):
+        nested_cv_standard_error(RidgeProbe(), X, y, groups, scoring="roc_auc")
+    with pytest.raises(InvalidInputError, match="repeats"):
+        nested_cv_standard_error(RidgeProbe(), X, y, groups, scoring="accuracy", repeats=1)
+    with pytest.raises(InvalidInputError, match="more groups"):
+        nested_cv_standard_error(RidgeProbe(), X[:, :15], y[:15], groups[:15], scoring="accuracy", n_splits=5)
+
+
+# ------------------------------------------------------------------------------- wiring into a probe result
+def test_a_classification_probe_reports_the_nested_cv_interval_and_keeps_the_bootstrap_beside_it():
+    X, y, groups = planted(1, 30)
+    r = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", n_permutations=19, n_bootstrap=50, ncv_repeats=5)[0][0]
+    got = nested_cv_standard_error(RidgeProbe(), X, y, groups, scoring="balanced_accuracy", repeats=5)
+    se, centre = got.se[0], got.centre[0] - r.extra["null_mean"]
+    assert r.extra["ci_method"] == "nested_cv" and r.extra["ncv_se"] == pytest.approx(se)
+    assert r.ci_low == pytest.approx(centre - 1.959964 * se, abs=1e-6)
+    assert r.ci_high == pytest.approx(centre + 1.959964 * se, abs=1e-6)
+    assert r.ci_low < r.effect_size < r.ci_high
+    boot = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", n_permutations=19, n_bootstrap=50,
+                        score_interval="bootstrap")[0][0]
+    assert boot.extra["ci_method"] == "bootstrap" and "ncv_se" not in boot.extra
+    assert [boot.ci_low, boot.ci_high] == pytest.approx(list(r.extra["bootstrap_ci"]))
+
+
+def test_r2_keeps_the_bootstrap_interval_and_refuses_a_required_nested_cv_one():
+    X, y, groups = planted_target(0, 30)
+    r = probe_layers(RidgeProbe(), X, y > 0, groups, dataset="toy", n_permutations=9, n_bootstrap=20,
+                     ncv_repeats=3)[0][0]
+    assert r.extra["ci_method"] == "nested_cv"
+    from conceptspace.analyses.probes import RidgeRegressionProbe
+
+    r2 = probe_layers(RidgeRegressionProbe(), X, y, groups, dataset="toy", n_permutations=9, n_bootstrap=20)[0][0]
+    assert r2.extra["ci_method"] == "bootstrap"
+    with pytest.raises(InvalidInputError, match="per-item score"):
+        probe_layers(RidgeRegressionProbe(), X, y, groups, dataset="toy", n_permutations=9, n_bootstrap=20,
+                     score_interval="nested_cv")
+
+
+def test_the_standard_error_matches_the_cv_scores_real_spread():
+    """Default-tier guard: the nested-CV SE is the CV score's sampling SD (Monte Carlo over independent data sets)
+    within 20%, while the naive SE of the pooled scores (inflation 1) is clearly smaller."""
+    n_groups = 30
+    scores = [cross_validate_layers(RidgeProbe(), *planted(1000 + i, n_groups), seed=i).scores[0] for i in range(150)]
+    true_sd = float(np.std(scores, ddof=1))
+    ses, naive = [], []
+    for i in range(12):
+        got = nested_cv_standard_error(RidgeProbe(), *planted(i, n_groups), scoring="balanced_accuracy", repeats=15,
+                                       seed=i)
+        ses.append(got.se[0])
+        naive.append(got.se[0] / got.inflation[0])
+    assert 0.8 * true_sd <= np.mean(ses) <= 1.2 * true_sd, (np.mean(ses), true_sd)
+    assert np.mean(naive) < 0.85 * true_sd, (np.mean(naive), true_sd)
+
+
+def test_a_class_in_fewer_groups_than_folds_keeps_the_bootstrap_and_says_why():
+    X, y, groups = planted(2, 24, d=4)
+    y = y.copy()
+    y[groups >= 21] = 2  # a third class in 3 groups, for 5 folds
+    with pytest.raises(InvalidInputError, match="smallest class has 3 group"):
+        nested_cv_standard_error(RidgeProbe(), X, y, groups, scoring="balanced_accuracy")
+    r = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", n_permutations=9, n_bootstrap=20)[0][0]
+    assert r.extra["ci_method"] == "bootstrap" and "smallest class" in r.extra["nested_cv_skipped"]
+    with pytest.raises(InvalidInputError, match="smallest class"):
+        probe_layers(RidgeProbe(), X, y, groups, dataset="toy", n_permutations=9, n_bootstrap=20,
+                     score_interval="nested_cv")
