@@ -28,7 +28,7 @@ share, docs/STATISTICS.md), so a floor at 1 turns the estimate's noise into an u
 
 Measured (``tests/unit/test_probe_intervals.py`` and docs/STATISTICS.md, planted Gaussian classes, 300 data sets
 per size): the interval covers the expected CV score in 0.943 and 0.957 of data sets at 40 and 100 groups, where
-the refit bootstrap's covered 0.947 and 0.990 (0.960 at 200 groups in a re-implementation; SE 1.02x the real SD),
+the refit bootstrap's covered 0.947 and 0.990 (0.965 at 200 groups in a re-implementation; SE 1.02x the real SD),
 and covers 0 in 0.967 of pure-noise label sets. The protocol was read from the paper and the authors' R package
 ``nestedcv``; the code here is written for grouped folds and the library's batched probes.
 """
