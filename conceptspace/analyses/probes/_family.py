@@ -13,11 +13,11 @@ twin, lexical baseline) and across layers, so every row is computed the same way
   arm's replicate b is drawn on the same group weights: differences of replicates are paired bootstraps of
   differences, which the runner turns into "model beats control" intervals.
 * **The task's own interval**: where the score is a mean of per-item terms (accuracy, balanced accuracy), the
-  main arm's reported CI is ``effect +/- z * SE`` with the nested-CV standard error
-  (:mod:`conceptspace.analyses.probes._ncv_interval`), which covers the expected CV score at the nominal rate
-  where the refit bootstrap errs wide; the bootstrap's interval stays in ``extra["bootstrap_ci"]`` and its
-  replicates still pair the task with its controls. Other scores (R^2) and the controls' own rows keep the
-  bootstrap interval.
+  main arm's reported CI is ``centre - null mean +/- z * SE``, with the nested-CV standard error and centre (the
+  mean of its repeats' CV scores; :mod:`conceptspace.analyses.probes._ncv_interval`), which covers the expected
+  CV score at the nominal rate where the refit bootstrap errs wide; the bootstrap's interval stays in
+  ``extra["bootstrap_ci"]`` and its replicates still pair the task with its controls. Other scores (R^2) and the
+  controls' own rows keep the bootstrap interval.
 * **Max-T**: the task's layers are exploratory around the primary one; their Westfall-Young single-step
   max-T adjusted p (the null of the largest standardised score over layers, from the same draws) is in
   ``extra["p_maxt"]``, so scanning layers cannot manufacture a result.
