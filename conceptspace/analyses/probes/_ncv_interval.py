@@ -44,7 +44,7 @@ import numpy as np
 from conceptspace.analyses.probes._cv import cross_validate_layers
 from conceptspace.analyses.probes._nested import is_nested, nested_cross_validate
 from conceptspace.errors import InvalidInputError
-from conceptspace.stats._folds import Fold, grouped_folds
+from conceptspace.stats._folds import Fold, fold_ids, grouped_folds
 from conceptspace.utils.validation import check_features, check_groups
 
 #: scores that are means of per-unit terms (the estimator needs that)
@@ -110,17 +110,13 @@ def nested_cv_standard_error(
         )
     weight = n / (classes.size * counts[y_codes]) if scoring == "balanced_accuracy" else np.ones(n)
     validate = nested_cross_validate if is_nested(probe) else cross_validate_layers
-    unit_of_fold = np.zeros(n_units, dtype=np.int64)
+    unit_of_fold = np.zeros(n_units, dtype=np.int64)  # a group's items share a fold
 
     def unit_scores(outputs: np.ndarray, items: np.ndarray) -> np.ndarray:
         """(L, G) per-group scores of ``items`` (NaN for groups not among them); mean over all groups = score."""
         correct = (outputs == y_codes[items]).astype(np.float64) * weight[items] * (n_units / n)
-        out = np.full((n_layers, n_units), np.nan)
-        present = np.unique(codes[items])
-        sums = np.zeros((n_layers, n_units))
-        for layer in range(n_layers):
-            sums[layer] = np.bincount(codes[items], weights=correct[layer], minlength=n_units)
-        out[:, present] = sums[:, present]
+        out = np.stack([np.bincount(codes[items], weights=row, minlength=n_units) for row in correct])
+        out[:, np.setdiff1d(np.arange(n_units), codes[items])] = np.nan
         return out
 
     pivots_a, pivots_b, outer_scores = [], [], []
@@ -130,8 +126,7 @@ def nested_cv_standard_error(
         outer = validate(probe, X, y_arr, codes, folds=folds, scoring=scoring)
         outer_scores.append(outer.scores)
         outer_units = unit_scores(outer.outputs, everything)
-        for k, (_, test_k) in enumerate(folds):
-            unit_of_fold[codes[test_k]] = k
+        unit_of_fold[codes] = fold_ids(folds, n)
         for k, (_, test_k) in enumerate(folds):
             keep = np.setdiff1d(everything, test_k)
             position = np.full(n, -1)
@@ -143,9 +138,9 @@ def nested_cv_standard_error(
             inner_units = unit_scores(inner.outputs, keep)
             in_k = unit_of_fold == k
             outer_k = outer_units[:, in_k]
-            pivots_a.append(np.nanmean(inner_units[:, ~in_k], axis=1) - outer_k.mean(axis=1))
+            values = inner_units[:, ~in_k]  # every group outside fold k has an inner score
+            pivots_a.append(values.mean(axis=1) - outer_k.mean(axis=1))
             pivots_b.append(outer_k.var(axis=1, ddof=1) / in_k.sum())
-            values = inner_units[:, ~in_k]
             inner_sum += values.sum(axis=1)
             inner_sq += (values**2).sum(axis=1)
             inner_count += values.shape[1]
