@@ -1,6 +1,7 @@
 """Probe scores: one scalar per fold, computed either one fit at a time or for many label sets at once.
 
-Two implementations on purpose. :func:`score_one` calls scikit-learn's metrics and is what the refitting
+Two implementations on purpose. :func:`score_one` calls scikit-learn's metrics (balanced accuracy of class
+codes by a bit-identical copy of its arithmetic without the input checks) and is what the refitting
 permutation path and plain cross-validation use; :func:`score_batch` computes the same metrics vectorised over
 B label permutations for the exact fast path. The unit tests check the two agree, so the fast path inherits
 scikit-learn's definitions rather than restating them.
@@ -64,11 +65,36 @@ def spearman_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean([scipy.stats.spearmanr(yt[:, j], yp[:, j]).statistic for j in range(yt.shape[1])]))
 
 
+def _integer_codes(values: Any) -> bool:
+    """A 1-D numeric array of whole numbers (class codes, possibly stored as floats), nothing else."""
+    if not isinstance(values, np.ndarray) or values.ndim != 1 or values.dtype.kind not in "iuf":
+        return False
+    return values.dtype.kind != "f" or bool(np.all(values == np.floor(values)))
+
+
+def _balanced_accuracy_of_codes(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """scikit-learn's ``balanced_accuracy_score`` for class codes, bit for bit, without its input checks.
+
+    The same arithmetic in the same order (each class's correct count over its true count, as integers divided
+    once, then ``numpy.mean`` over the classes present in ``y_true``, sorted); a class only predicted is left
+    out, as there. Scoring is called per fold thousands of times in a run (the nested-CV interval), and the
+    checks cost ~50x the arithmetic. ``tests/unit/test_sklearn_equivalents.py`` pins the equality.
+    """
+    labels = np.union1d(y_true, y_pred)
+    true_idx = np.searchsorted(labels, y_true)
+    hits = true_idx[true_idx == np.searchsorted(labels, y_pred)]
+    per_true = np.bincount(true_idx, minlength=labels.size)
+    present = per_true > 0
+    return float(np.mean(np.bincount(hits, minlength=labels.size)[present] / per_true[present]))
+
+
 def score_one(scoring: str, y_true: Any, output: Any) -> float:
     """Score one fold: ``output`` is predictions, or decision values for ``roc_auc``."""
     if scoring == "accuracy":
         return float(accuracy_score(y_true, output))
     if scoring == "balanced_accuracy":
+        if _integer_codes(y_true) and _integer_codes(output):
+            return _balanced_accuracy_of_codes(np.asarray(y_true), np.asarray(output))
         return float(balanced_accuracy_score(y_true, output))
     if scoring == "roc_auc":
         return float(roc_auc_score(y_true, output))

@@ -56,20 +56,17 @@ class CVResult:
 
 
 def _split(y: np.ndarray, groups: Groups, *, n_splits: int, seed: int, task: str) -> list[Fold]:
-    """:func:`grouped_folds`, with scikit-learn's "least populated class" warning replaced by a reported count.
+    """:func:`grouped_folds`; a class smaller than the number of folds is reported, not warned about.
 
-    ``StratifiedGroupKFold`` warns when a class has fewer *items* than folds, because then some test folds
-    cannot hold it. With groups that item count is not even the right quantity (a class of 6 items in 2 groups
-    reaches only 2 test folds, and scikit-learn stays silent). What matters is checked on the actual folds:
-    :func:`grouped_folds` refuses folds whose *training* part lacks a class (no probe could learn it), and a
-    test fold without a class is scored over the classes it holds (as every permuted labelling is), with the
-    number of such folds reported (``CVResult.test_folds_missing_class`` and the result's ``extra``). So the
-    splitter's generic warning, which would repeat on every call with no way to act on it, is not passed on;
-    every other warning is.
+    scikit-learn's ``StratifiedGroupKFold`` warns when a class has fewer *items* than folds. With groups that
+    item count is not even the right quantity (a class of 6 items in 2 groups reaches only 2 test folds), and the
+    library's dealing (:mod:`conceptspace.stats._dealing`, the same assignment) does not repeat the warning.
+    What matters is checked on the actual folds: :func:`grouped_folds` refuses folds whose *training* part lacks
+    a class (no probe could learn it), and a test fold without a class is scored over the classes it holds (as
+    every permuted labelling is), with the number of such folds reported (``CVResult.test_folds_missing_class``
+    and the result's ``extra``).
     """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The least populated class in y has only", category=UserWarning)
-        return grouped_folds(y, groups, n_splits=n_splits, seed=seed, task=task)
+    return grouped_folds(y, groups, n_splits=n_splits, seed=seed, task=task)
 
 
 def _folds_missing_class(truth: np.ndarray, folds: Sequence[Fold], n_classes: int | None) -> int:

@@ -34,7 +34,6 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 from sklearn.utils.validation import check_is_fitted
 
 from conceptspace.analyses.probes._cv import (
@@ -47,6 +46,7 @@ from conceptspace.analyses.probes._cv import (
 )
 from conceptspace.analyses.probes._estimators import RidgeProbe, RidgeRegressionProbe
 from conceptspace.errors import InvalidInputError
+from conceptspace.stats._dealing import folds_from_ids, shuffled_group_fold_ids, stratified_group_fold_ids
 from conceptspace.stats._exact import Labels, _train_targets, _truth
 from conceptspace.stats._folds import Fold, fold_ids
 from conceptspace.stats._linear import DTYPE, as_tensor, ridge_fit
@@ -96,15 +96,11 @@ def inner_folds(y: np.ndarray, groups: Groups, tr: np.ndarray, *, inner_splits: 
     if n_groups < inner_splits:
         raise InvalidInputError(f"an outer training part holds {n_groups} groups, fewer than inner_splits="
                                 f"{inner_splits}: lower inner_splits or n_splits, or add groups")
-    dummy = np.zeros((len(tr), 1))
-    with warnings.catch_warnings():  # the splitter's per-item class-count warning; see _cv._split
-        warnings.filterwarnings("ignore", message="The least populated class in y has only", category=UserWarning)
-        if task == "classification":
-            stratified = StratifiedGroupKFold(inner_splits, shuffle=True, random_state=seed)
-            split = stratified.split(dummy, np.asarray(y)[tr], codes)
-        else:
-            split = GroupKFold(inner_splits, shuffle=True, random_state=seed).split(dummy, None, codes)
-        return [(tr[np.sort(a)], tr[np.sort(b)]) for a, b in split]
+    if task == "classification":
+        ids = stratified_group_fold_ids(np.asarray(y)[tr], codes, inner_splits, seed)
+    else:
+        ids = shuffled_group_fold_ids(codes, inner_splits, seed)
+    return folds_from_ids(ids, inner_splits, rows=tr)
 
 
 def _coded_targets(y: np.ndarray, task: str, classes: np.ndarray | None = None) -> np.ndarray:
