@@ -156,6 +156,8 @@ def _caveats(records: list[AnalysisRecord], results: ResultSet) -> list[str]:
             notes.append(f"{record.spec.id}: no primary test{where}; the analysis is reported as exploratory and "
                          "gives no evidence to its claim's verdict.")
         for r in primaries:
+            if r.extra.get("ci_calibration"):
+                notes.append(f"{r.test_id}: {r.extra['ci_calibration']}.")
             if r.extra.get("settled") is False:
                 level = 100 * float(r.extra.get("mc_confidence", 0.99))
                 low, high = float(r.extra.get("p_mc_low", 0.0)), float(r.extra.get("p_mc_high", 1.0))

@@ -111,11 +111,12 @@ def test_r2_keeps_the_bootstrap_interval_and_refuses_a_required_nested_cv_one():
     X, y, groups = planted_target(0, 30)
     r = probe_layers(RidgeProbe(), X, y > 0, groups, dataset="toy", n_permutations=9, n_bootstrap=20,
                      ncv_repeats=3)[0][0]
-    assert r.extra["ci_method"] == "nested_cv"
+    assert r.extra["ci_method"] == "nested_cv" and "ci_calibration" not in r.extra
     from conceptspace.analyses.probes import RidgeRegressionProbe
 
     r2 = probe_layers(RidgeRegressionProbe(), X, y, groups, dataset="toy", n_permutations=9, n_bootstrap=20)[0][0]
     assert r2.extra["ci_method"] == "bootstrap"
+    assert "errs wide for R^2" in r2.extra["ci_calibration"]  # the run's caveats carry it for a primary test
     with pytest.raises(InvalidInputError, match="per-item score"):
         probe_layers(RidgeRegressionProbe(), X, y, groups, dataset="toy", n_permutations=9, n_bootstrap=20,
                      score_interval="nested_cv")
@@ -145,6 +146,24 @@ def test_a_class_in_fewer_groups_than_folds_keeps_the_bootstrap_and_says_why():
         nested_cv_standard_error(RidgeProbe(), X, y, groups, scoring="balanced_accuracy")
     r = probe_layers(RidgeProbe(), X, y, groups, dataset="toy", n_permutations=9, n_bootstrap=20)[0][0]
     assert r.extra["ci_method"] == "bootstrap" and "smallest class" in r.extra["nested_cv_skipped"]
+    assert "not the nested-CV one (the nested-CV standard error needs" in r.extra["ci_calibration"]
     with pytest.raises(InvalidInputError, match="smallest class"):
         probe_layers(RidgeProbe(), X, y, groups, dataset="toy", n_permutations=9, n_bootstrap=20,
                      score_interval="nested_cv")
+
+
+def test_a_primary_tests_interval_calibration_becomes_a_caveat_of_the_run():
+    from conceptspace.stats import ResultSet
+    from conceptspace.suite._runner import AnalysisRecord, _caveats
+    from conceptspace.suite._spec import AnalysisSpec
+    from tests.result_factory import make_result
+
+    note = "its interval is the refit bootstrap's, which errs wide for R^2"
+    primary = make_result("latitude", analysis="c4_latitude", extra={"role": "primary", "ci_calibration": note})
+    exploratory = make_result("other", analysis="c4_latitude", site="layer.9",
+                              extra={"role": "exploratory", "ci_calibration": note})
+    results = ResultSet([primary, exploratory])
+    record = AnalysisRecord(spec=AnalysisSpec(id="c4_latitude", claim="C4", kind="probe", params={}), params={},
+                            status="ok", results=results)
+    notes = [n for n in _caveats([record], results) if note in n]
+    assert notes == [f"{primary.test_id}: {note}."]  # the primary's only: exploratory rows decide nothing
