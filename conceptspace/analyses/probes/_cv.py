@@ -36,7 +36,7 @@ class CVResult:
     ``outputs`` (L, n[, k]): predicted class codes, decision values (``roc_auc``) or predictions.
     ``truth``: class codes (classification) or targets, aligned with ``outputs``.
     ``test_folds_missing_class``: how many test folds lack at least one class (small classes; see
-    :func:`_split`); such a fold is scored over the classes it holds.
+    :func:`_folds_missing_class`); such a fold is scored over the classes it holds.
     """
 
     scores: np.ndarray
@@ -55,22 +55,15 @@ class CVResult:
     penalties: np.ndarray | None = None
 
 
-def _split(y: np.ndarray, groups: Groups, *, n_splits: int, seed: int, task: str) -> list[Fold]:
-    """:func:`grouped_folds`; a class smaller than the number of folds is reported, not warned about.
-
-    scikit-learn's ``StratifiedGroupKFold`` warns when a class has fewer *items* than folds. With groups that
-    item count is not even the right quantity (a class of 6 items in 2 groups reaches only 2 test folds), and the
-    library's dealing (:mod:`conceptspace.stats._dealing`, the same assignment) does not repeat the warning.
-    What matters is checked on the actual folds: :func:`grouped_folds` refuses folds whose *training* part lacks
-    a class (no probe could learn it), and a test fold without a class is scored over the classes it holds (as
-    every permuted labelling is), with the number of such folds reported (``CVResult.test_folds_missing_class``
-    and the result's ``extra``).
-    """
-    return grouped_folds(y, groups, n_splits=n_splits, seed=seed, task=task)
-
-
 def _folds_missing_class(truth: np.ndarray, folds: Sequence[Fold], n_classes: int | None) -> int:
-    """How many test folds lack at least one of the ``n_classes`` class codes (0 for regression)."""
+    """How many test folds lack at least one of the ``n_classes`` class codes (0 for regression).
+
+    A class smaller than the number of folds is reported this way, not warned about (scikit-learn's
+    ``StratifiedGroupKFold`` warns when a class has fewer *items* than folds, but with groups that count is not
+    even the right quantity: a class of 6 items in 2 groups reaches only 2 test folds). :func:`grouped_folds`
+    refuses folds whose *training* part lacks a class (no probe could learn it); a test fold without a class is
+    scored over the classes it holds, as every permuted labelling is.
+    """
     if n_classes is None:
         return 0
     return sum(int(np.unique(truth[te]).size < n_classes) for _, te in folds)
@@ -230,7 +223,7 @@ def cross_validate_layers(
     labels = prepare_labels(y_arr, task)
     scoring = check_scoring(scoring or default_scoring(task), task, labels.n_classes)
     if folds is None:
-        folds = _split(y_arr, groups, n_splits=n_splits, seed=seed, task=task)
+        folds = grouped_folds(y_arr, groups, n_splits=n_splits, seed=seed, task=task)
     fid = fold_ids(folds, n)
     truth = labels.codes if task == "classification" else y_arr
     assert truth is not None

@@ -41,14 +41,13 @@ from conceptspace.analyses.probes._cv import (
     Groups,
     LayerName,
     _folds_missing_class,
-    _split,
     layer_rows,
 )
 from conceptspace.analyses.probes._estimators import RidgeProbe, RidgeRegressionProbe
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats._dealing import folds_from_ids, shuffled_group_fold_ids, stratified_group_fold_ids
 from conceptspace.stats._exact import Labels, _train_targets, _truth
-from conceptspace.stats._folds import Fold, fold_ids
+from conceptspace.stats._folds import Fold, fold_ids, grouped_folds
 from conceptspace.stats._linear import DTYPE, as_tensor, ridge_fit
 from conceptspace.stats._permutation import Scheme, draw_permutations, prepare_labels, resolve_scheme
 from conceptspace.stats._scoring import (
@@ -353,7 +352,7 @@ def nested_cross_validate(
     n = X.shape[1]
     task, y_arr, labels, scoring = _checked_labels(probe, y, n, scoring)
     if folds is None:
-        folds = _split(y_arr, groups, n_splits=n_splits, seed=seed, task=task)
+        folds = grouped_folds(y_arr, groups, n_splits=n_splits, seed=seed, task=task)
     ops = _operators(probe, X, y_arr, groups, folds, seed, task)
     truth = labels.codes if task == "classification" else y_arr
     assert truth is not None
