@@ -82,6 +82,8 @@ CALIBRATION = {
         "300 planted data sets x 50 nested CVs and 200 refit-bootstrap replicates, at 40 and 100 groups (10-13 min)",
     "tests/unit/test_probe_intervals.py::test_pure_noise_the_interval_covers_zero_and_p_is_uniform":
         "300 random label sets x 50 nested CVs and 200 refit-bootstrap replicates (~10 minutes)",
+    "tests/unit/test_probe_intervals.py::test_pure_noise_paired_differences_with_controls_cover_zero":
+        "300 pure-noise data sets, a task and two controls, 200 refit-bootstrap replicates each (~1-2 minutes)",
     "tests/unit/test_probe_intervals.py::test_planted_targets_the_r2_interval_covers_but_errs_wide":
         "150 planted regression data sets x 200 nested refit-bootstrap replicates at 100 groups (~2 minutes)",
     "tests/unit/test_calibration_proximity_aggregation.py": "P5 and A6 intervals and p-values, thousands of "
