@@ -1,0 +1,104 @@
+"""The nested-CV standard error of a *paired* CV difference (task minus control), a design not yet in the library.
+
+"Beats the control" reads the difference of the task's and a control's CV scores on the same folds. The library's
+interval for it is the refit bootstrap's paired replicates, which err wide from about 100 groups on
+(docs/STATISTICS.md). This numpy re-implementation (the planted classes, fold dealing and ridge of
+``ncv_interval_variants.py``) runs the nested-CV estimator on per-group *difference* units: in every repeat both
+arms are fitted on the same outer and inner folds and each group's unit is its task accuracy minus its control
+accuracy, so the estimator's pieces are unchanged. Two controls: ``task`` (the same features, labels drawn
+without signal: a control task) and ``untrained`` (features without signal, the task's labels: an untrained
+stand-in).
+
+    python benchmarks/ncv_paired_variants.py GROUPS DATA_SETS REPEATS DELTA {task,untrained}  # 100 400 30 1.0 task
+
+Prints the Monte Carlo truth (the mean single-CV difference over 2,000 independent data sets) and its SD, the SE
+against that SD, the coverage of the truth by ``centre +/- z SE`` (centre: the repeats' mean difference), how often
+the truth falls below the lower bound, and how often 0 is covered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from ncv_interval_variants import K, Z, deal, group_accuracy, planted
+
+Arm = tuple[np.ndarray, np.ndarray]
+
+
+def arms(seed: int, n_groups: int, delta: float, control: str) -> tuple[Arm, Arm]:
+    """The task (planted classes ``delta`` SDs apart) and the control arm."""
+    X, labels = planted(seed, n_groups, delta=delta)
+    if control == "task":
+        return (X, labels), (X, np.random.default_rng([seed, 31]).permutation(np.arange(n_groups) % 2))
+    return (X, labels), (planted(10**7 + seed, n_groups, delta=0.0)[0], labels)
+
+
+def difference_units(pair: tuple[Arm, Arm], train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Per test group: the task's accuracy minus the control's, both fitted on the same training groups."""
+    return group_accuracy(*pair[0], train, test) - group_accuracy(*pair[1], train, test)
+
+
+def cv_difference(pair: tuple[Arm, Arm], fold: np.ndarray) -> float:
+    units = np.empty(fold.size)
+    for k in range(K):
+        units[fold == k] = difference_units(pair, fold != k, fold == k)
+    return float(units.mean())
+
+
+def nested_cv(pair: tuple[Arm, Arm], rng: np.random.Generator, repeats: int) -> tuple[float, float]:
+    """(centre, SE) of the paired difference: the estimator of ``ncv_interval_variants.nested_cv`` on its units."""
+    labels = pair[0][1]
+    n_groups = labels.size
+    pivots, pooled, outer = [], [], []
+    for _ in range(repeats):
+        fold = deal(labels, rng)
+        held: dict[tuple[int, int], np.ndarray] = {}
+        for f1 in range(K):
+            for f2 in range(f1 + 1, K):
+                test = (fold == f1) | (fold == f2)
+                units = difference_units(pair, ~test, test)
+                held[f1, f2], held[f2, f1] = units[fold[test] == f1], units[fold[test] == f2]
+                pooled += [held[f1, f2], held[f2, f1]]
+        scores = np.empty(n_groups)
+        for f1 in range(K):
+            test = fold == f1
+            outer_units = difference_units(pair, ~test, test)
+            scores[test] = outer_units
+            inner = np.concatenate([held[f2, f1] for f2 in range(K) if f2 != f1])
+            pivots.append((inner.mean() - outer_units.mean(), outer_units.var(ddof=1) / outer_units.size))
+        outer.append(scores.mean())
+    pv = np.array(pivots)
+    sd = np.concatenate(pooled).std(ddof=1)
+    naive_sub = sd / np.sqrt(n_groups * (K - 1) // K)
+    raw = np.sqrt(max(0.0, float(np.mean(pv[:, 0] ** 2 - pv[:, 1])))) / naive_sub
+    return float(np.mean(outer)), float(sd / np.sqrt(n_groups) * np.clip(raw, 1 / np.sqrt(K), np.sqrt(K)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("groups", type=int)
+    parser.add_argument("data_sets", type=int)
+    parser.add_argument("repeats", type=int)
+    parser.add_argument("delta", type=float)
+    parser.add_argument("control", choices=("task", "untrained"))
+    args = parser.parse_args()
+    start = time.time()
+    truth_draws = []
+    for i in range(2000):
+        pair = arms(10**6 + i, args.groups, args.delta, args.control)
+        truth_draws.append(cv_difference(pair, deal(pair[0][1], np.random.default_rng(i))))
+    truth, truth_sd = float(np.mean(truth_draws)), float(np.std(truth_draws, ddof=1))
+    runs = np.array([nested_cv(arms(i, args.groups, args.delta, args.control), np.random.default_rng([i, 7]),
+                               args.repeats) for i in range(args.data_sets)])
+    centre, se = runs.T
+    print(f"{args.groups} groups, delta {args.delta}, control {args.control}, {args.data_sets} data sets, "
+          f"{args.repeats} repeats ({time.time() - start:.0f} s): truth {truth:.4f}, SD of a single CV difference "
+          f"{truth_sd:.4f}, SE {se.mean():.4f} ({se.mean() / truth_sd:.2f}x); coverage "
+          f"{np.mean(np.abs(centre - truth) <= Z * se):.3f}, truth below the lower bound "
+          f"{np.mean(truth < centre - Z * se):.3f}, 0 covered {np.mean(np.abs(centre) <= Z * se):.3f}")
+
+
+if __name__ == "__main__":
+    main()
