@@ -1,13 +1,14 @@
-"""The nested-CV standard error of a *paired* CV difference (task minus control), a design not yet in the library.
+"""The nested-CV standard error of a *paired* CV difference (task minus control), measured on many data sets.
 
 "Beats the control" reads the difference of the task's and a control's CV scores on the same folds. The library's
 interval for it is the refit bootstrap's paired replicates, which err wide from about 100 groups on
 (docs/STATISTICS.md). This numpy re-implementation (the planted classes, fold dealing and ridge of
 ``ncv_interval_variants.py``) runs the nested-CV estimator on per-group *difference* units: in every repeat both
 arms are fitted on the same outer and inner folds and each group's unit is its task accuracy minus its control
-accuracy, so the estimator's pieces are unchanged. Two controls: ``task`` (the same features, labels drawn
-without signal: a control task) and ``untrained`` (features without signal, the task's labels: an untrained
-stand-in).
+accuracy, so the estimator's pieces are unchanged (the library's ``nested_cv_standard_error(..., controls=...)``
+computes the same on its probes; this version is fast enough for thousands of data sets). Two controls: ``task``
+(the same features, labels drawn without signal: a control task) and ``untrained`` (features without signal, the
+task's labels: an untrained stand-in).
 
     python benchmarks/ncv_paired_variants.py GROUPS DATA_SETS REPEATS DELTA {task,untrained}  # 100 400 30 1.0 task
 

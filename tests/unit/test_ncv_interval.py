@@ -167,3 +167,97 @@ def test_a_primary_tests_interval_calibration_becomes_a_caveat_of_the_run():
                             status="ok", results=results)
     notes = [n for n in _caveats([record], results) if note in n]
     assert notes == [f"{primary.test_id}: {note}."]  # the primary's only: exploratory rows decide nothing
+
+
+def _paired_by_definition(task: tuple[np.ndarray, np.ndarray], control: tuple[np.ndarray, np.ndarray],
+                          groups: np.ndarray, *, repeats: int, seed: int, k: int) -> tuple[float, float]:
+    """The estimator on per-group difference units written out: (SE, centre) of task minus control. The centre is
+    the repeats' mean of the run's own CV score difference (per-fold scores averaged, as the run reports them)."""
+    n_units, n = groups.max() + 1, groups.size
+
+    def units(arm: tuple[np.ndarray, np.ndarray], train: np.ndarray, test: np.ndarray) -> dict[int, float]:
+        X, y = arm
+        weight = n / (2 * np.bincount(y)[y])
+        predicted = RidgeProbe().fit(X[0][train], y[train]).predict(X[0][test])
+        score: dict[int, float] = {}
+        for i, p in zip(test, predicted, strict=True):
+            score[groups[i]] = score.get(groups[i], 0.0) + (p == y[i]) * weight[i] * n_units / n
+        return score
+
+    def difference(train: np.ndarray, test: np.ndarray) -> dict[int, float]:
+        a, b = units(task, train, test), units(control, train, test)
+        return {g: a[g] - b[g] for g in a}
+
+    a, b, pooled, centres = [], [], [], []
+    for folds in repeat_folds(task[1], groups, n_splits=k, repeats=repeats, seed=seed):
+        tests = [te for _, te in folds]
+        centres.append(cross_validate_layers(RidgeProbe(), task[0], task[1], groups, folds=folds).scores[0]
+                       - cross_validate_layers(RidgeProbe(), control[0], control[1], groups, folds=folds).scores[0])
+        for f in range(k):
+            outer = difference(np.setdiff1d(np.arange(n), tests[f]), tests[f])
+            inner: dict[int, float] = {}
+            for j in range(k):
+                if j != f:
+                    inner.update(difference(np.setdiff1d(np.arange(n), np.concatenate([tests[f], tests[j]])),
+                                            tests[j]))
+            outer_values = np.array(list(outer.values()))
+            a.append(np.mean(list(inner.values())) - outer_values.mean())
+            b.append(outer_values.var(ddof=1) / outer_values.size)
+            pooled += list(inner.values())
+    sd = np.std(pooled, ddof=1)
+    naive = sd / np.sqrt(n_units * (k - 1) / k)
+    inflation = min(max(np.sqrt(max(np.mean(np.square(a) - np.array(b)), 0.0)) / naive, 1 / np.sqrt(k)),
+                    np.sqrt(k))
+    return float(sd / np.sqrt(n_units) * inflation), float(np.mean(centres))
+
+
+@pytest.mark.parametrize("control", ["control_task", "untrained"])
+def test_paired_standard_error_is_the_estimator_on_difference_units(control):
+    X, y, groups = planted(3, 16, d=4, delta=1.5)
+    if control == "control_task":
+        arm = (X, np.random.default_rng(5).permutation(np.arange(16) % 2)[groups])
+    else:
+        arm = (planted(4, 16, d=4, delta=0.0)[0], y)
+    got = nested_cv_standard_error(RidgeProbe(), X, y, groups, scoring="balanced_accuracy", n_splits=4, repeats=3,
+                                   seed=3, controls=[arm])
+    se, centre = _paired_by_definition((X, y), arm, groups, repeats=3, seed=3, k=4)
+    assert got.se[0] == pytest.approx(se, rel=1e-10)
+    assert got.centre[0] == pytest.approx(centre, rel=1e-10)
+    alone = nested_cv_standard_error(RidgeProbe(), X, y, groups, scoring="balanced_accuracy", n_splits=4, repeats=3,
+                                     seed=3)
+    assert got.se[0] != pytest.approx(alone.se[0])  # the control's units enter the estimate
+
+
+def test_a_control_identical_to_the_task_differs_by_nothing():
+    X, y, groups = planted(0, 16, d=4, delta=1.0)
+    got = nested_cv_standard_error(RidgeProbe(), X, y, groups, scoring="accuracy", n_splits=4, repeats=2,
+                                   controls=[(X.copy(), y.copy())])
+    assert got.se[0] == 0.0 and got.centre[0] == 0.0
+
+
+def test_a_paired_control_must_cover_the_same_items_with_two_classes():
+    X, y, groups = planted(0, 16, d=4, delta=1.0)
+    with pytest.raises(InvalidInputError, match="the same items"):
+        nested_cv_standard_error(RidgeProbe(), X, y, groups, scoring="accuracy", n_splits=4, repeats=2,
+                                 controls=[(X[:, :-3], y[:-3])])
+    with pytest.raises(InvalidInputError, match="single class"):
+        nested_cv_standard_error(RidgeProbe(), X, y, groups, scoring="accuracy", n_splits=4, repeats=2,
+                                 controls=[(X, np.zeros_like(y))])
+
+
+def test_pure_noise_the_paired_interval_covers_zero():
+    """The paired estimate through the library (ridge probe, 40 groups, the default 50 repeats) against a control
+    task and an untrained stand-in on pure noise: the interval centre +/- 1.96 SE covers 0 at the nominal rate.
+    Measured 2026-12-05 (200 data sets): 0.955 and 0.950; with 20 repeats it was 0.905 and 0.910 (the inflation's
+    estimate too noisy), so the repeats are not a knob to turn down."""
+    covered, n_sets = {"control_task": 0, "untrained": 0}, 200
+    for i in range(n_sets):
+        X, y, groups = planted(i, 40, delta=0.0)
+        arms = {"control_task": (X, np.random.default_rng([i, 31]).permutation(np.arange(40) % 2)[groups]),
+                "untrained": (planted(10**7 + i, 40, delta=0.0)[0], y)}
+        for name, arm in arms.items():
+            got = nested_cv_standard_error(RidgeProbe(), X, y, groups, scoring="balanced_accuracy", seed=i,
+                                           controls=[arm])
+            covered[name] += abs(got.centre[0]) <= 1.959964 * got.se[0]
+    rates = {name: count / n_sets for name, count in covered.items()}
+    assert all(0.93 <= rate <= 0.97 for rate in rates.values()), rates

@@ -27,6 +27,7 @@ from conceptspace.analyses.probes._evaluation import (
     side_by_side,
     transfer_matrix,
 )
+from conceptspace.analyses.probes._ncv_interval import NestedCVError, nested_cv_standard_error
 
 __all__ = [
     "CVResult",
@@ -36,12 +37,14 @@ __all__ = [
     "LayerwiseRidgeProbe",
     "LogisticProbe",
     "MassMeanProbe",
+    "NestedCVError",
     "RidgeProbe",
     "RidgeRegressionProbe",
     "calibrate_null",
     "control_task_labels",
     "cross_validate_layers",
     "layer_rows",
+    "nested_cv_standard_error",
     "noise_labels",
     "power_curve",
     "probe_layers",
