@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -60,8 +61,15 @@ def cv_score(X: np.ndarray, labels: np.ndarray, fold: np.ndarray) -> float:
     return float(acc.mean())
 
 
-def nested_cv(X: np.ndarray, labels: np.ndarray, rng: np.random.Generator, repeats: int) -> dict[str, float]:
-    """The estimator's pieces for one data set: centre, first CV score, raw inflation, naive SE, dealing var."""
+def nested_cv(X: np.ndarray, labels: np.ndarray, rng: np.random.Generator, repeats: int,
+              units: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> dict[str, float]:
+    """The estimator's pieces for one data set: centre, first CV score, raw inflation, naive SE, dealing var.
+
+    ``units(train, test)`` scores the test groups of a fit on the training groups (default: the ridge's per-group
+    accuracy on ``X``, ``labels``); ``ncv_paired_variants.py`` passes a task-minus-control difference."""
+    if units is None:
+        def units(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+            return group_accuracy(X, labels, train, test)
     n_groups = labels.size
     pivots, pooled, outer = [], [], []
     for _ in range(repeats):
@@ -70,13 +78,13 @@ def nested_cv(X: np.ndarray, labels: np.ndarray, rng: np.random.Generator, repea
         for f1 in range(K):
             for f2 in range(f1 + 1, K):
                 test = (fold == f1) | (fold == f2)
-                acc = group_accuracy(X, labels, ~test, test)
+                acc = units(~test, test)
                 held[f1, f2], held[f2, f1] = acc[fold[test] == f1], acc[fold[test] == f2]
                 pooled += [held[f1, f2], held[f2, f1]]
         scores = np.empty(n_groups)
         for f1 in range(K):
             test = fold == f1
-            e_out = group_accuracy(X, labels, ~test, test)
+            e_out = units(~test, test)
             scores[test] = e_out
             inner = np.concatenate([held[f2, f1] for f2 in range(K) if f2 != f1])
             pivots.append((inner.mean() - e_out.mean(), e_out.var(ddof=1) / e_out.size))

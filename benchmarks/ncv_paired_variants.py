@@ -23,7 +23,7 @@ import argparse
 import time
 
 import numpy as np
-from ncv_interval_variants import K, Z, deal, group_accuracy, planted
+from ncv_interval_variants import K, Z, deal, group_accuracy, nested_cv, planted
 
 Arm = tuple[np.ndarray, np.ndarray]
 
@@ -48,33 +48,10 @@ def cv_difference(pair: tuple[Arm, Arm], fold: np.ndarray) -> float:
     return float(units.mean())
 
 
-def nested_cv(pair: tuple[Arm, Arm], rng: np.random.Generator, repeats: int) -> tuple[float, float]:
-    """(centre, SE) of the paired difference: the estimator of ``ncv_interval_variants.nested_cv`` on its units."""
-    labels = pair[0][1]
-    n_groups = labels.size
-    pivots, pooled, outer = [], [], []
-    for _ in range(repeats):
-        fold = deal(labels, rng)
-        held: dict[tuple[int, int], np.ndarray] = {}
-        for f1 in range(K):
-            for f2 in range(f1 + 1, K):
-                test = (fold == f1) | (fold == f2)
-                units = difference_units(pair, ~test, test)
-                held[f1, f2], held[f2, f1] = units[fold[test] == f1], units[fold[test] == f2]
-                pooled += [held[f1, f2], held[f2, f1]]
-        scores = np.empty(n_groups)
-        for f1 in range(K):
-            test = fold == f1
-            outer_units = difference_units(pair, ~test, test)
-            scores[test] = outer_units
-            inner = np.concatenate([held[f2, f1] for f2 in range(K) if f2 != f1])
-            pivots.append((inner.mean() - outer_units.mean(), outer_units.var(ddof=1) / outer_units.size))
-        outer.append(scores.mean())
-    pv = np.array(pivots)
-    sd = np.concatenate(pooled).std(ddof=1)
-    naive_sub = sd / np.sqrt(n_groups * (K - 1) // K)
-    raw = np.sqrt(max(0.0, float(np.mean(pv[:, 0] ** 2 - pv[:, 1])))) / naive_sub
-    return float(np.mean(outer)), float(sd / np.sqrt(n_groups) * np.clip(raw, 1 / np.sqrt(K), np.sqrt(K)))
+def paired_nested_cv(pair: tuple[Arm, Arm], rng: np.random.Generator, repeats: int) -> tuple[float, float]:
+    """(centre, SE) of the paired difference: ``ncv_interval_variants.nested_cv`` on difference units."""
+    pieces = nested_cv(*pair[0], rng, repeats, units=lambda train, test: difference_units(pair, train, test))
+    return pieces["centre"], pieces["naive"] * float(np.clip(pieces["raw"], 1 / np.sqrt(K), np.sqrt(K)))
 
 
 def main() -> None:
@@ -91,8 +68,8 @@ def main() -> None:
         pair = arms(10**6 + i, args.groups, args.delta, args.control)
         truth_draws.append(cv_difference(pair, deal(pair[0][1], np.random.default_rng(i))))
     truth, truth_sd = float(np.mean(truth_draws)), float(np.std(truth_draws, ddof=1))
-    runs = np.array([nested_cv(arms(i, args.groups, args.delta, args.control), np.random.default_rng([i, 7]),
-                               args.repeats) for i in range(args.data_sets)])
+    runs = np.array([paired_nested_cv(arms(i, args.groups, args.delta, args.control),
+                                      np.random.default_rng([i, 7]), args.repeats) for i in range(args.data_sets)])
     centre, se = runs.T
     print(f"{args.groups} groups, delta {args.delta}, control {args.control}, {args.data_sets} data sets, "
           f"{args.repeats} repeats ({time.time() - start:.0f} s): truth {truth:.4f}, SD of a single CV difference "
