@@ -83,7 +83,7 @@ CALIBRATION = {
     "tests/unit/test_probe_intervals.py::test_pure_noise_the_interval_covers_zero_and_p_is_uniform":
         "300 random label sets x 50 nested CVs and 200 refit-bootstrap replicates (~10 minutes)",
     "tests/unit/test_ncv_interval.py::test_pure_noise_the_paired_interval_covers_zero":
-        "200 pure-noise data sets x 2 controls x 50 paired nested CVs (~7 minutes)",
+        "200 pure-noise data sets x 3 controls x 50 paired nested CVs (~5 minutes)",
     "tests/unit/test_probe_intervals.py::test_pure_noise_paired_differences_with_controls_cover_zero":
         "300 pure-noise data sets, a task and two controls, 200 refit-bootstrap replicates each (~1-2 minutes)",
     "tests/unit/test_probe_intervals.py::test_planted_targets_the_r2_interval_covers_but_errs_wide":

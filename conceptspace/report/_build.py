@@ -130,7 +130,7 @@ def paired_note(extra: Any) -> str:
     """Each control's paired difference with its interval, as the verdict judged it."""
     paired = extra.get("paired") or {}
     parts = [f"{name} {fmt(v.get('difference'))} [{fmt(v.get('ci_low'))}, {fmt(v.get('ci_high'))}]"
-             for name, v in paired.items()]
+             + (" (nested CV)" if v.get("method") == "nested_cv" else "") for name, v in paired.items()]
     return "; ".join(parts) if parts else "-"
 
 
@@ -149,8 +149,8 @@ def family_note(document: dict[str, Any]) -> str:
     return (f"Family: {family.get('procedure', '-')}. Tests by role: {counts or '-'}. Monte Carlo p-values are "
             f"sequential: {sequential.get('start', '-')} draws first, doubling up to {sequential.get('maximum', '-')} "
             f"until the {sequential.get('stopping', '-')}; each test shows the draws taken and the 99% interval of "
-            "its p. Controls are judged by paired differences (test minus control on shared resamples), not by "
-            "their own p-values.")
+            "its p. Controls are judged by paired differences (test minus control on shared resamples; for a probe "
+            "score, marked \"nested CV\", on the same repeated nested-CV folds), not by their own p-values.")
 
 
 def _figures_for(claim: str, outcome: RunOutcome) -> list[Figure]:

@@ -18,9 +18,15 @@ go to the fold with fewer items, then to the lower fold index.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
 _RTOL, _ATOL = 1e-5, 1e-8  # numpy.isclose's defaults, which scikit-learn's tie rule uses
+#: the last dealings, by their inputs: the nested-CV interval fits every control arm (twins, the lexical
+#: baseline) on the same items and labels as the task, so their nested probes deal the same inner folds
+_MEMO: OrderedDict[tuple[object, ...], np.ndarray] = OrderedDict()
+_MEMO_SIZE = 512
 
 
 def _isclose(a: float, b: float) -> bool:
@@ -34,8 +40,27 @@ def stratified_group_fold_ids(y: np.ndarray, groups: np.ndarray, n_splits: int, 
     """Test-fold index of every item, equal to ``StratifiedGroupKFold(n_splits, shuffle=True,
     random_state=seed).split(X, y, groups)``.
 
-    The caller has checked that there are at least ``n_splits`` groups.
+    The caller has checked that there are at least ``n_splits`` groups. A dealing is a pure function of its
+    inputs, so the last few hundred are remembered (the same inputs give a copy of the same assignment).
     """
+    y_arr, groups_arr = np.asarray(y), np.asarray(groups)
+    if y_arr.dtype == object or groups_arr.dtype == object:
+        return _deal_stratified(y_arr, groups_arr, n_splits, seed)
+    key = (y_arr.dtype.str, y_arr.shape, y_arr.tobytes(), groups_arr.dtype.str, groups_arr.shape,
+           groups_arr.tobytes(), n_splits, seed)
+    ids = _MEMO.get(key)
+    if ids is None:
+        ids = _deal_stratified(y_arr, groups_arr, n_splits, seed)
+        _MEMO[key] = ids
+        if len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    else:
+        _MEMO.move_to_end(key)
+    return ids.copy()
+
+
+def _deal_stratified(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
+    """:func:`stratified_group_fold_ids`, computed."""
     _, y_inv, y_cnt = np.unique(np.asarray(y), return_inverse=True, return_counts=True)
     _, groups_inv = np.unique(np.asarray(groups), return_inverse=True)
     n_groups, n_classes = int(groups_inv.max()) + 1, y_cnt.size

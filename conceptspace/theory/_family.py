@@ -127,8 +127,12 @@ def attach_paired(results: ResultSet, replicates: Mapping[TestKey, np.ndarray], 
     """Store in each primary (and secondary) test's ``extra["paired"]`` the paired difference with every control whose
     replicates the analysis drew on the same resamples (``replicates``: TestKey -> (B,) or (seeds, B)).
 
-    The verdict judges "beats the control" by the lower bound of this interval (:func:`control_difference` in
-    the verdict module falls back to a conservative unpaired interval where an analysis gave no replicates)."""
+    Where the analysis already gave a control's paired difference its nested-CV interval (``method`` =
+    ``"nested_cv"``, :func:`~conceptspace.analyses.probes._family.probe_family`), that interval is kept, because it
+    is calibrated where the bootstrap's paired interval errs wide from about 100 groups (docs/STATISTICS.md), and
+    the bootstrap's interval is stored beside it as ``bootstrap_ci``. The verdict judges "beats the control" by
+    the lower bound of the kept interval (:func:`control_difference` in the verdict module falls back to a
+    conservative unpaired interval where an analysis gave neither)."""
     if not replicates:
         return results
     out = []
@@ -137,12 +141,18 @@ def attach_paired(results: ResultSet, replicates: Mapping[TestKey, np.ndarray], 
         if role(r) not in (PRIMARY, SECONDARY) or mine is None:
             out.append(r)
             continue
+        given = dict(r.extra.get("paired") or {})
         paired: dict[str, object] = {}
         for key, reps in replicates.items():
             control = key.control
             if control is None or key == r.key or r.key.counterpart(control) != key:
                 continue
             entry = paired_difference(np.asarray(mine), np.asarray(reps), seed=seed)
+            nested = given.pop(control, None)
+            if isinstance(nested, Mapping) and nested.get("method") == "nested_cv":
+                entry = {**nested, "bootstrap_ci": [entry["ci_low"], entry["ci_high"]],
+                         "bootstrap_difference": entry["difference"]}
             paired[control] = entry
+        paired.update(given)  # a nested-CV interval of a control without replicates stays as given
         out.append(r.replace(extra={**dict(r.extra), "paired": paired}) if paired else r)
     return ResultSet(out)

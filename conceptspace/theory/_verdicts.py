@@ -11,7 +11,8 @@ The rule, per claim (primary tests = the one pre-declared test of each analysis 
 
 * **supported**: a primary test is significant after the family's correction, its effect is at least
   ``min_effect``, and for each control in ``beat`` the lower bound of the paired difference (test minus control,
-  on shared resamples; for the twin, over its seeds too) is at least ``margin``;
+  on shared resamples, or a probe score's on the same repeated nested-CV folds; for the twin, over its seeds
+  too) is at least ``margin``;
 * **not supported**: no primary test passes, and every primary test is either ruled out by its CI (upper bound
   below ``min_effect``) or explained by a control (upper bound of the paired difference below ``margin``): the
   same kind of evidence, an interval, decides both directions;
@@ -129,8 +130,9 @@ def _finite(x: float | None) -> float | None:
 
 
 def control_difference(result: TestResult, other: TestResult, control: str) -> tuple[float, float, float, bool]:
-    """(difference, low, high, paired) of ``result`` minus its ``control`` counterpart: the paired bootstrap the
-    runner attached (``extra["paired"][control]``) when the analysis drew both on shared resamples, else the
+    """(difference, low, high, paired) of ``result`` minus its ``control`` counterpart: the paired interval the
+    runner attached (``extra["paired"][control]``: the nested-CV one a probe family gave, else the paired
+    bootstrap) when the analysis drew both on shared resamples, else the
     conservative unpaired interval [low - other's high, high - other's low]."""
     paired = result.extra.get("paired", {}).get(control)
     diff = result.effect_size - other.effect_size

@@ -137,6 +137,14 @@ def test_readme_main_job_runs(tmp_path, capsys, monkeypatch):
                      and t["key"]["control"] == "untrained" and t["key"]["site"] == "layer.15"
                      and t["key"]["method"] == "cosine_vs_logp")
     assert lens_twin["ci_low"] >= 0.05, lens_twin  # the twin shows the effect itself: the reason it is set aside
+    # C4's probes judge "beats the control" by the nested-CV interval of the paired difference, one per control
+    for analysis in ("c4_truth", "c4_sentiment"):
+        primary = next(t for t in doc["tests"] if t["key"]["analysis"] == analysis
+                       and t["extra"].get("role") == "primary")
+        paired = primary["extra"]["paired"]
+        assert {"control_task", "untrained", "lexical", "spectrum_matched"} <= set(paired), paired
+        assert all(v["method"] == "nested_cv" and v["ci_low"] < v["difference"] < v["ci_high"]
+                   and len(v["bootstrap_ci"]) == 2 for v in paired.values()), paired
     assert "report:" in capsys.readouterr().out
     # Remote: the client holds a weightless skeleton; activations and weight rows come through serialised
     # traces. A fresh cache makes every extraction and weight read really go through them.

@@ -119,7 +119,9 @@ def probe_with_controls(
     Controls: ``control_y`` (control-task labels, e.g. from :func:`control_task_labels`), ``X_untrained``
     (L, n, d) activations of the untrained twin, ``X_lexical`` (n, d) static embeddings (the lexical baseline).
     The task results' ``extra`` carries ``selectivity`` (task - control-task score) with a paired refit-
-    bootstrap CI, and the untrained/lexical scores, so one row reads as the whole comparison.
+    bootstrap CI, and the untrained/lexical scores, so one row reads as the whole comparison. Rows with the
+    nested-CV interval (accuracy-type scores) also carry ``paired``: per control, the nested-CV interval of the
+    difference of effects, calibrated where the bootstrap's errs wide (the one a suite's verdict reads).
     ``X_layers`` and ``X_untrained`` may be :class:`~conceptspace.activations.Activations` (the twin's is read
     at the model's sites); ``layers`` and ``n_layers`` choose and name the rows as in :func:`layer_rows`.
     Other keyword arguments go to :func:`~conceptspace.analyses.probes._family.probe_family`.

@@ -11,7 +11,13 @@ twin, lexical baseline) and across layers, so every row is computed the same way
   sits a little under 1/K under grouped CV), the null's mean and SD, and its Monte Carlo interval.
 * **Resamples**: the refit bootstrap (:mod:`conceptspace.stats._refit_bootstrap`) with one seed, so every
   arm's replicate b is drawn on the same group weights: differences of replicates are paired bootstraps of
-  differences, which the runner turns into "model beats control" intervals.
+  differences, which the runner turns into "model beats control" intervals where no better one is given.
+* **Paired nested CV**: on the main arm's nested-CV rows, every control is fitted on the same repeated outer and
+  inner folds as the task (:func:`~conceptspace.analyses.probes._ncv_interval.nested_cv_errors`), which gives
+  the difference "task minus control" its nested-CV interval (``extra["paired"]``, ``method = "nested_cv"``), the
+  difference of effects (each score minus its null mean, the null means held fixed). Twin seeds are one averaged
+  contrast with the seeds' spread added (``seed_sd^2 / S``). The runner keeps it over the bootstrap's paired
+  interval, which errs wide from about 100 groups (docs/STATISTICS.md).
 * **The task's own interval**: where the score is a mean of per-item terms (accuracy, balanced accuracy), the
   main arm's reported CI is ``centre - null mean +/- z * SE``, with the nested-CV standard error and centre (the
   mean of its repeats' CV scores; :mod:`conceptspace.analyses.probes._ncv_interval`), which covers the expected
@@ -38,7 +44,12 @@ import numpy as np
 from scipy.stats import norm
 
 from conceptspace.analyses.probes._cv import CVResult, _depth_extra, _folds_cover_classes, cross_validate_layers
-from conceptspace.analyses.probes._ncv_interval import DECOMPOSABLE_SCORES, DEFAULT_REPEATS, nested_cv_standard_error
+from conceptspace.analyses.probes._ncv_interval import (
+    DECOMPOSABLE_SCORES,
+    DEFAULT_REPEATS,
+    NestedCVError,
+    nested_cv_errors,
+)
 from conceptspace.analyses.probes._nested import check_grid, is_nested, nested_cross_validate, nested_null_draws
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats import (
@@ -101,6 +112,10 @@ class ArmResult:
     ncv_centre: np.ndarray | None = None
     ncv_repeats: int = 0
     ncv_skipped: str | None = None
+    #: per control: the nested-CV error of the paired difference task - control on the main arm's rows (NaN where
+    #: not estimated), and the controls whose paired estimate was left out, with the reason
+    ncv_paired: dict[str, NestedCVError] = field(default_factory=dict)
+    ncv_paired_skipped: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -136,6 +151,7 @@ def probe_family(
     refit_sites: Sequence[str] | None = None,
     score_interval: str = "auto",
     ncv_repeats: int = DEFAULT_REPEATS,
+    paired_interval: str = "auto",
 ) -> FamilyOutput:
     """Probe every arm on shared folds, sequential null draws and bootstrap resamples (see module doc).
 
@@ -152,9 +168,15 @@ def probe_family(
     ``score_interval``: the main arm's reported CI: ``"auto"`` (the nested-CV standard error where the score is
     a mean of per-item terms, on the rows of ``refit_sites`` or every row; the bootstrap elsewhere),
     ``"nested_cv"`` (required: an error for another score) or ``"bootstrap"``; ``ncv_repeats`` nested CVs.
+    ``paired_interval``: ``"auto"`` gives every main-arm row that has the nested-CV interval the nested-CV
+    interval of its paired difference with each control too (``extra["paired"]``, which the runner keeps over the
+    bootstrap's paired replicates; the controls' arms are fitted on the same repeated folds, so the cost grows with
+    their number); ``"bootstrap"`` leaves "beats the control" to the bootstrap's paired replicates.
     """
     if interval not in ("refit", "fixed", "auto"):
         raise InvalidInputError(f"interval must be 'refit', 'fixed' or 'auto'; got {interval!r}")
+    if paired_interval not in ("auto", "bootstrap"):
+        raise InvalidInputError(f"paired_interval must be 'auto' or 'bootstrap'; got {paired_interval!r}")
     if score_interval not in ("auto", "nested_cv", "bootstrap"):
         raise InvalidInputError(f"score_interval must be 'auto', 'nested_cv' or 'bootstrap'; got {score_interval!r}")
     if not arms:
@@ -210,7 +232,8 @@ def probe_family(
     ]
     if done[0].arm is task and score_interval != "bootstrap":
         done[0] = _with_nested_cv(probe, done[0], groups, required=score_interval == "nested_cv",
-                                  sites=refit_sites, n_splits=len(folds), repeats=ncv_repeats, seed=seed)
+                                  sites=refit_sites, n_splits=len(folds), repeats=ncv_repeats, seed=seed,
+                                  controls=done[1:] if paired_interval == "auto" else ())
     common: dict[str, Any] = {"dataset": dataset, "claim": claim, "position": position, "n_layers": n_layers,
                               "level": level, "test": test, "n_groups": int(codes.max()) + 1, "seed": seed,
                               "method": type(probe).__name__}
@@ -227,7 +250,11 @@ def probe_family(
         for i, site in enumerate(members[0].arm.sites):
             result, reps = _row(members, i, site, null, common)
             if control is None and control == task.control:
-                result = result.replace(extra={**dict(result.extra), "p_maxt": float(maxt[i])})
+                paired = _paired_nested_cv(done[0], by_control, i, null, common["level"])
+                skipped = dict(done[0].ncv_paired_skipped) if paired else {}
+                result = result.replace(extra={**dict(result.extra), "p_maxt": float(maxt[i]),
+                                               **({"paired": paired} if paired else {}),
+                                               **({"paired_nested_cv_skipped": skipped} if skipped else {})})
             results.append(result)
             replicates[result.key] = reps
     return FamilyOutput(results, replicates, null, done)
@@ -272,9 +299,11 @@ CLASSIFICATION_BOOTSTRAP_CALIBRATION = (
 
 
 def _with_nested_cv(probe: Any, done: ArmResult, groups: Sequence[Hashable] | np.ndarray | None, *, required: bool,
-                    sites: Sequence[str] | None, n_splits: int, repeats: int, seed: int) -> ArmResult:
+                    sites: Sequence[str] | None, n_splits: int, repeats: int, seed: int,
+                    controls: Sequence[ArmResult] = ()) -> ArmResult:
     """The main arm with the nested-CV standard error of its score on the rows of ``sites`` (every row when None),
-    where the score is a mean of per-item terms; unchanged otherwise (an error when ``required``)."""
+    where the score is a mean of per-item terms, and of its paired difference with each of ``controls`` (grouped
+    by control name: twin seeds form one averaged contrast); unchanged otherwise (an error when ``required``)."""
     cv = done.cv
     if cv.task != "classification" or cv.scoring not in DECOMPOSABLE_SCORES:
         if required:
@@ -287,16 +316,83 @@ def _with_nested_cv(probe: Any, done: ArmResult, groups: Sequence[Hashable] | np
     if not rows.any():
         return done
     X = check_features(done.arm.X, ndim=3)[rows]
+    arms, unmatched = _paired_arms(controls, [s for s, r in zip(done.arm.sites, rows, strict=True) if r])
     try:
-        error = nested_cv_standard_error(probe, X, done.arm.y, groups, scoring=cv.scoring, n_splits=n_splits,
-                                         repeats=repeats, seed=seed)
+        errors = nested_cv_errors(probe, X, done.arm.y, groups, scoring=cv.scoring, n_splits=n_splits,
+                                  repeats=repeats, seed=seed, controls=arms)
     except InvalidInputError as why:  # too few groups of a class: the bootstrap interval, and the reason, stay
         if required:
             raise
         return replace(done, ncv_skipped=str(why))
+    error = errors.task
     se, inflation, centre = (np.full(rows.size, np.nan) for _ in range(3))
     se[rows], inflation[rows], centre[rows] = error.se, error.inflation, error.centre
-    return replace(done, ncv_se=se, ncv_inflation=inflation, ncv_centre=centre, ncv_repeats=repeats)
+    return replace(done, ncv_se=se, ncv_inflation=inflation, ncv_centre=centre, ncv_repeats=repeats,
+                   ncv_paired={name: _on_rows(e, rows) for name, e in errors.paired.items()},
+                   ncv_paired_skipped={**unmatched, **errors.skipped})
+
+
+def _paired_arms(controls: Sequence[ArmResult], sites: list[str]) -> tuple[dict[str, list[tuple[np.ndarray,
+                                                                                                  np.ndarray]]],
+                                                                        dict[str, str]]:
+    """Each control's arms (twin seeds together) as (X rows matching ``sites``, labels): a single-row arm (the
+    lexical baseline) stands beside every site, a multi-row arm needs the same sites; the unmatched, with why."""
+    arms: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    unmatched: dict[str, str] = {}
+    for other in controls:
+        arm = other.arm
+        if arm.control is None:
+            continue
+        if len(arm.sites) == 1:
+            index = [0] * len(sites)
+        elif all(s in arm.sites for s in sites):
+            index = [arm.sites.index(s) for s in sites]
+        else:
+            unmatched[arm.control] = f"{arm.control} was not probed at {sites}"
+            continue
+        arms.setdefault(arm.control, []).append((check_features(arm.X, ndim=3)[index], arm.y))
+    return {name: a for name, a in arms.items() if name not in unmatched}, unmatched
+
+
+def _on_rows(error: NestedCVError, rows: np.ndarray) -> NestedCVError:
+    """``error`` (estimated on the rows ``rows`` of the arm) spread over every row, NaN elsewhere."""
+    def spread(values: np.ndarray) -> np.ndarray:
+        out = np.full((*values.shape[:-1], rows.size), np.nan)
+        out[..., rows] = values
+        return out
+    return NestedCVError(se=spread(error.se), inflation=spread(error.inflation),
+                         inflation_raw=spread(error.inflation_raw), centre=spread(error.centre),
+                         repeats=error.repeats,
+                         control_centres=None if error.control_centres is None else spread(error.control_centres))
+
+
+def _paired_nested_cv(task: ArmResult, by_control: dict[str | None, list[ArmResult]], i: int,
+                      null: SequentialNull, level: float) -> dict[str, dict[str, Any]]:
+    """Row ``i`` of the main arm: per control, the nested-CV interval of the paired difference of effects
+    (task score - its null mean) - (control score - its null mean), the null means held fixed.
+
+    The controls' seeds (untrained twins) are fixed arms inside the nested CV; the spread between seeds is added
+    as the variance of their mean (``seed_sd^2 / S``), as the two-level bootstrap resamples them."""
+    out: dict[str, dict[str, Any]] = {}
+    z = float(norm.ppf(0.5 + level / 2))
+    task_null = float(null.null[task.rows][i].mean())
+    for name, error in task.ncv_paired.items():
+        if not np.isfinite(error.se[i]):
+            continue
+        members = by_control.get(name, [])
+        site = task.arm.sites[i]
+        control_null = float(np.mean([null.null[m.rows][0 if len(m.arm.sites) == 1 else m.arm.sites.index(site)]
+                                      .mean() for m in members]))
+        centres = error.control_centres[:, i] if error.control_centres is not None else np.zeros(1)
+        seeds = centres.size
+        seed_sd = float(np.std(centres, ddof=1)) if seeds > 1 else 0.0
+        se = float(np.sqrt(error.se[i] ** 2 + seed_sd**2 / seeds))
+        difference = float(error.centre[i]) - (task_null - control_null)
+        out[name] = {"difference": difference, "ci_low": difference - z * se, "ci_high": difference + z * se,
+                     "level": level, "method": "nested_cv", "se": se, "ncv_se": float(error.se[i]),
+                     "ncv_inflation": float(error.inflation[i]), "repeats": error.repeats, "n_seeds": seeds,
+                     "seed_sd": seed_sd if seeds > 1 else None}
+    return out
 
 
 def _row(members: list[ArmResult], i: int, site: str, null: SequentialNull,
