@@ -61,12 +61,24 @@ def cv_score(X: np.ndarray, labels: np.ndarray, fold: np.ndarray) -> float:
     return float(acc.mean())
 
 
+def fold_variance(units: np.ndarray, strata: np.ndarray | None) -> float:
+    """``b_k``: the variance of a fold's mean unit; with ``strata`` (each group's class), pooled within them, as the
+    library computes it (the stratified dealing fixes a fold's class shares)."""
+    if strata is None:
+        return float(units.var(ddof=1) / units.size)
+    present = np.unique(strata)
+    squares = sum(((units[strata == s] - units[strata == s].mean()) ** 2).sum() for s in present)
+    return float(squares / (units.size - present.size) / units.size)
+
+
 def nested_cv(X: np.ndarray, labels: np.ndarray, rng: np.random.Generator, repeats: int,
-              units: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> dict[str, float]:
+              units: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+              stratified: bool = True) -> dict[str, float]:
     """The estimator's pieces for one data set: centre, first CV score, raw inflation, naive SE, dealing var.
 
     ``units(train, test)`` scores the test groups of a fit on the training groups (default: the ridge's per-group
-    accuracy on ``X``, ``labels``); ``ncv_paired_variants.py`` passes a task-minus-control difference."""
+    accuracy on ``X``, ``labels``); ``ncv_paired_variants.py`` passes a task-minus-control difference.
+    ``stratified``: ``b_k`` pooled within classes (the library's), else the plain variance (the paper's)."""
     if units is None:
         def units(train: np.ndarray, test: np.ndarray) -> np.ndarray:
             return group_accuracy(X, labels, train, test)
@@ -87,7 +99,7 @@ def nested_cv(X: np.ndarray, labels: np.ndarray, rng: np.random.Generator, repea
             e_out = units(~test, test)
             scores[test] = e_out
             inner = np.concatenate([held[f2, f1] for f2 in range(K) if f2 != f1])
-            pivots.append((inner.mean() - e_out.mean(), e_out.var(ddof=1) / e_out.size))
+            pivots.append((inner.mean() - e_out.mean(), fold_variance(e_out, labels[test] if stratified else None)))
         outer.append(scores.mean())
     pv, all_inner = np.array(pivots), np.concatenate(pooled)
     sd = all_inner.std(ddof=1)
@@ -102,14 +114,15 @@ def main() -> None:
     parser.add_argument("groups", type=int)
     parser.add_argument("data_sets", type=int)
     parser.add_argument("repeats", type=int, nargs="?", default=50)
+    parser.add_argument("--plain-b", action="store_true", help="the paper's b_k (plain variance of the fold)")
     args = parser.parse_args()
     start = time.time()
     truth_scores = np.array([cv_score(*planted(10**6 + i, args.groups),
                                       deal(planted(10**6 + i, args.groups)[1], np.random.default_rng(i)))
                              for i in range(2000)])
     truth, truth_sd = truth_scores.mean(), truth_scores.std(ddof=1)
-    runs = [nested_cv(*planted(i, args.groups), np.random.default_rng([i, 7]), args.repeats)
-            for i in range(args.data_sets)]
+    runs = [nested_cv(*planted(i, args.groups), np.random.default_rng([i, 7]), args.repeats,
+                      stratified=not args.plain_b) for i in range(args.data_sets)]
     centre, single = np.array([r["centre"] for r in runs]), np.array([r["single"] for r in runs])
     raw, naive = np.array([r["raw"] for r in runs]), np.array([r["naive"] for r in runs])
     clipped_at_one = naive * np.clip(raw, 1.0, np.sqrt(K))
@@ -120,7 +133,8 @@ def main() -> None:
     def coverage(point: np.ndarray, se: np.ndarray) -> float:
         return float(np.mean(np.abs(point - truth) <= Z * se))
 
-    print(f"{args.groups} groups, {args.data_sets} data sets, {args.repeats} repeats ({time.time() - start:.0f} s)")
+    print(f"{args.groups} groups, {args.data_sets} data sets, {args.repeats} repeats, b_k "
+          f"{'plain' if args.plain_b else 'stratified'} ({time.time() - start:.0f} s)")
     print(f"truth {truth:.4f}; Monte Carlo SD: single CV {truth_sd:.4f}, repeats' mean {centre.std(ddof=1):.4f}")
     rows = [("centre = repeats' mean, inflation in [1/sqrt(K), sqrt(K)] (used)", centre, used),
             ("centre = repeats' mean, inflation clipped below at 1", centre, clipped_at_one),
