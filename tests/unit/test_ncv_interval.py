@@ -353,3 +353,21 @@ def test_the_probe_family_judges_beating_each_control_by_the_paired_nested_cv_in
     plain = probe_family(RidgeProbe(), arms, groups, dataset="toy", primary="layer.0", plan=SequentialPlan.fixed(19),
                          n_bootstrap=40, ncv_repeats=4, paired_interval="bootstrap")
     assert "paired" not in next(r for r in plain.results if r.control is None).extra
+
+
+def test_the_probe_family_says_which_control_kept_the_bootstrap_paired_interval_and_why():
+    from conceptspace.analyses.probes._family import Arm, probe_family
+    from conceptspace.stats import SequentialPlan
+
+    X, y, groups = planted(0, 30, d=6, delta=1.0)
+    rare = np.zeros_like(y)
+    rare[np.isin(groups, [0, 1])] = 1  # the control task's second class in two groups: the run's own CV serves it,
+    # but a nested-CV training part without two of the folds lacks it in some repeat
+    arms = [Arm(None, X, y, ("layer.0",)), Arm("control_task", X, rare, ("layer.0",)),
+            Arm("untrained", planted(20, 30, d=6, delta=0.0)[0], y, ("layer.0",))]
+    family = probe_family(RidgeProbe(), arms, groups, dataset="toy", primary="layer.0",
+                          plan=SequentialPlan.fixed(9), n_bootstrap=20, ncv_repeats=5)
+    task = next(r for r in family.results if r.control is None)
+    assert any(r.control == "control_task" for r in family.results)  # reported, with its own bootstrap interval
+    assert list(task.extra["paired"]) == ["untrained"]
+    assert "leave a class out" in task.extra["paired_nested_cv_skipped"]["control_task"]

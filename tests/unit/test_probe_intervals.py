@@ -205,10 +205,11 @@ def _coverage(n_groups: int, delta: float, n_data: int) -> dict[str, float]:
 
 @pytest.mark.parametrize("n_groups", [40, 100])
 def test_planted_classes_the_interval_covers_the_expected_cv_score(n_groups):
-    """The reported interval (nested-CV SE) covers at the nominal rate at both sizes: measured 2026-12-05 (300
-    data sets) 0.947 at 40 groups and 0.963 at 100 (0.943 and 0.957 before ``b_k`` was pooled within strata). The refit bootstrap's interval, kept beside it, over-covers at
-    100 groups (0.99; its SD is 1.1-1.25x the score's from ~100 groups on, docs/STATISTICS.md); the fixed-output
-    one under-covers (0.85)."""
+    """The reported interval (nested-CV SE) covers at the nominal rate at both sizes: measured 2026-12-05 (300 data
+    sets) 0.947 at 40 groups and 0.963 at 100 (0.943 and 0.957 before ``b_k`` was pooled within strata). The
+    refit bootstrap's interval, kept beside it, over-covers at 100 groups (0.99; its SD is 1.1-1.25x the score's
+    from ~100 groups on, docs/STATISTICS.md); the fixed-output one under-covers (0.85).
+    """
     coverage = _coverage(n_groups, 1.0, 300)
     print(f"{n_groups} groups, coverage:", coverage)  # the measured rates (pytest -rA shows them)
     assert 0.93 <= coverage["reported"] <= 0.97, coverage

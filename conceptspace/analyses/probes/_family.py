@@ -251,7 +251,8 @@ def probe_family(
             result, reps = _row(members, i, site, null, common)
             if control is None and control == task.control:
                 paired = _paired_nested_cv(done[0], by_control, i, null, common["level"])
-                skipped = dict(done[0].ncv_paired_skipped) if paired else {}
+                skipped = dict(done[0].ncv_paired_skipped) if done[0].ncv_se is not None and np.isfinite(
+                    done[0].ncv_se[i]) else {}
                 result = result.replace(extra={**dict(result.extra), "p_maxt": float(maxt[i]),
                                                **({"paired": paired} if paired else {}),
                                                **({"paired_nested_cv_skipped": skipped} if skipped else {})})

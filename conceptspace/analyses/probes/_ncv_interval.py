@@ -42,12 +42,12 @@ without folds k and j serves both fold k's inner CV (scoring j) and fold j's (sc
 K + K(K-1)/2 distinct fits (15 for K = 5, not 25), run as K cross-validations over partitions of the folds (the
 circle method of a round-robin; :func:`_rounds`), with outputs identical to fitting each inner CV on its own.
 
-Measured (``tests/unit/test_probe_intervals.py`` and docs/STATISTICS.md, planted Gaussian classes, 300 data sets
-per size): the interval covers the expected CV score in 0.947 and 0.963 of data sets at 40 and 100 groups, where
-the refit bootstrap's covered 0.947 and 0.990 (0.965 at 200 groups in a re-implementation; SE 1.02x the real SD),
-and covers 0 in 0.970 of pure-noise label sets; a paired difference covers 0 in 0.960-0.965 of pure-noise sets
-against a control task, an untrained stand-in and a control that predicts one class. The protocol was read from the paper and the authors' R package
-``nestedcv``; the code here is written for grouped folds and the library's batched probes.
+Measured (``tests/unit/test_probe_intervals.py`` and docs/STATISTICS.md, planted Gaussian classes, 300 data sets per
+size): the interval covers the expected CV score in 0.947 and 0.963 of data sets at 40 and 100 groups, where the
+refit bootstrap's covered 0.947 and 0.990 (0.965 at 200 groups in a re-implementation; SE 1.02x the real SD), and
+covers 0 in 0.970 of pure-noise label sets; a paired difference covers 0 in 0.960-0.965 of pure-noise sets against a
+control task, an untrained stand-in and a control that predicts one class. The protocol was read from the paper and
+the authors' R package ``nestedcv``; the code here is written for grouped folds and the library's batched probes.
 """
 
 from __future__ import annotations
