@@ -1,7 +1,8 @@
 """Candidate intervals for a regression probe's R^2 effect against known truth (docs/STATISTICS.md, "Still wide").
 
-The reported interval of an R^2 effect is the refit bootstrap's, which errs wide. This script measures, on the
-same data sets, that interval and five alternatives built from the permutation null and the bootstrap run on
+The reported interval of an R^2 effect was the refit bootstrap's, which errs wide (it is now the signal world's
+where the targets suit it: ``benchmarks/r2_signal_world.py``). This script measures, on the same data sets, that
+interval and five alternatives built from the permutation null and the bootstrap run on
 permuted targets, through the library's own probes (``RidgeRegressionProbe`` at its default penalty, or the
 nested-penalty probe that ``c4_latitude`` runs):
 

@@ -86,8 +86,10 @@ CALIBRATION = {
         "200 pure-noise data sets x 3 controls x 50 paired nested CVs (~5 minutes)",
     "tests/unit/test_probe_intervals.py::test_pure_noise_paired_differences_with_controls_cover_zero":
         "300 pure-noise data sets, a task and two controls, 200 refit-bootstrap replicates each (~1-2 minutes)",
-    "tests/unit/test_probe_intervals.py::test_planted_targets_the_r2_interval_covers_but_errs_wide":
-        "150 planted regression data sets x 200 nested refit-bootstrap replicates at 100 groups (~2 minutes)",
+    "tests/unit/test_probe_intervals.py::test_planted_targets_the_r2_interval_covers_the_expected_cv_score":
+        "300 planted regression data sets x 400 signal-world draws, nested penalty, 100 groups (~1-2 minutes)",
+    "tests/unit/test_probe_intervals.py::test_pure_noise_the_r2_interval_covers_zero_and_p_is_uniform":
+        "700 pure-noise regression data sets x 199 null and 400 signal-world draws, nested penalty (~3 minutes)",
     "tests/unit/test_calibration_proximity_aggregation.py": "P5 and A6 intervals and p-values, thousands of "
     "synthetic data sets at several sizes (3-5 minutes)",
     **{f"tests/unit/test_geometry_calibration.py::test_calibration_noise_ci_covers_zero_93_to_97_percent_and_p_is_"

@@ -145,6 +145,14 @@ def test_readme_main_job_runs(tmp_path, capsys, monkeypatch):
         assert {"control_task", "untrained", "lexical", "spectrum_matched"} <= set(paired), paired
         assert all(v["method"] == "nested_cv" and v["ci_low"] < v["difference"] < v["ci_high"]
                    and len(v["bootstrap_ci"]) == 2 for v in paired.values()), paired
+    # C4's latitude probe (R^2, 300 places, light-tailed latitudes) reports the signal world's interval, which holds
+    # its effect and is narrower than the refit bootstrap's kept beside it (1.6-2.1x wide in simulation)
+    latitude = next(t for t in doc["tests"] if t["key"]["analysis"] == "c4_latitude"
+                    and t["extra"].get("role") == "primary")
+    assert latitude["extra"]["ci_method"] == "signal_world" and latitude["extra"]["world_slope"] > 0, latitude
+    assert latitude["ci_low"] < latitude["effect_size"] < latitude["ci_high"]
+    boot_low, boot_high = latitude["extra"]["bootstrap_ci"]
+    assert latitude["ci_high"] - latitude["ci_low"] < boot_high - boot_low, latitude
     assert "report:" in capsys.readouterr().out
     # Remote: the client holds a weightless skeleton; activations and weight rows come through serialised
     # traces. A fresh cache makes every extraction and weight read really go through them.

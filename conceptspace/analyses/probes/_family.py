@@ -22,8 +22,10 @@ twin, lexical baseline) and across layers, so every row is computed the same way
   main arm's reported CI is ``centre - null mean +/- z * SE``, with the nested-CV standard error and centre (the
   mean of its repeats' CV scores; :mod:`conceptspace.analyses.probes._ncv_interval`), which covers the expected
   CV score at the nominal rate where the refit bootstrap errs wide; the bootstrap's interval stays in
-  ``extra["bootstrap_ci"]`` and its replicates still pair the task with its controls. Other scores (R^2) and the
-  controls' own rows keep the bootstrap interval.
+  ``extra["bootstrap_ci"]`` and its replicates still pair the task with its controls. For R^2 it is the signal
+  world's basic interval (:mod:`conceptspace.analyses.probes._signal_world`: the task's CV re-run on targets that
+  keep the estimated signal and exchange the rest as the null does), where the targets suit it (at least 100
+  groups, no heavy tails); the controls' own rows, and R^2 elsewhere, keep the bootstrap interval.
 * **Max-T**: the task's layers are exploratory around the primary one; their Westfall-Young single-step
   max-T adjusted p (the null of the largest standardised score over layers, from the same draws) is in
   ``extra["p_maxt"]``, so scanning layers cannot manufacture a result.
@@ -51,6 +53,7 @@ from conceptspace.analyses.probes._ncv_interval import (
     nested_cv_errors,
 )
 from conceptspace.analyses.probes._nested import check_grid, is_nested, nested_cross_validate, nested_null_draws
+from conceptspace.analyses.probes._signal_world import DEFAULT_WORLD_DRAWS, SignalWorld, signal_world, world_unsuited
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats import (
     TRAINED,
@@ -116,6 +119,10 @@ class ArmResult:
     #: not estimated), and the controls whose paired estimate was left out, with the reason
     ncv_paired: dict[str, NestedCVError] = field(default_factory=dict)
     ncv_paired_skipped: dict[str, str] = field(default_factory=dict)
+    #: per row: the signal world of an R^2 score (None where not drawn; see
+    #: :mod:`~conceptspace.analyses.probes._signal_world`)
+    worlds: tuple[SignalWorld | None, ...] = ()
+    world_skipped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,7 @@ def probe_family(
     score_interval: str = "auto",
     ncv_repeats: int = DEFAULT_REPEATS,
     paired_interval: str = "auto",
+    world_draws: int = DEFAULT_WORLD_DRAWS,
 ) -> FamilyOutput:
     """Probe every arm on shared folds, sequential null draws and bootstrap resamples (see module doc).
 
@@ -166,8 +174,10 @@ def probe_family(
     kind refits the primary site and its counterparts, which is what verdicts and paired differences read:
     a row-space refit costs B x folds x layers Cholesky factorisations of n x n.
     ``score_interval``: the main arm's reported CI: ``"auto"`` (the nested-CV standard error where the score is
-    a mean of per-item terms, on the rows of ``refit_sites`` or every row; the bootstrap elsewhere),
-    ``"nested_cv"`` (required: an error for another score) or ``"bootstrap"``; ``ncv_repeats`` nested CVs.
+    a mean of per-item terms, the signal world's basic interval for R^2 where its targets suit it, on the rows
+    of ``refit_sites`` or every row; the bootstrap elsewhere), ``"nested_cv"`` or ``"signal_world"`` (required:
+    an error for a score it does not serve; the signal world then at any number of groups) or ``"bootstrap"``;
+    ``ncv_repeats`` nested CVs, ``world_draws`` draws of the signal world per row.
     ``paired_interval``: ``"auto"`` gives every main-arm row that has the nested-CV interval the nested-CV
     interval of its paired difference with each control too (``extra["paired"]``, which the runner keeps over the
     bootstrap's paired replicates; the controls' arms are fitted on the same repeated folds, so the cost grows with
@@ -177,8 +187,9 @@ def probe_family(
         raise InvalidInputError(f"interval must be 'refit', 'fixed' or 'auto'; got {interval!r}")
     if paired_interval not in ("auto", "bootstrap"):
         raise InvalidInputError(f"paired_interval must be 'auto' or 'bootstrap'; got {paired_interval!r}")
-    if score_interval not in ("auto", "nested_cv", "bootstrap"):
-        raise InvalidInputError(f"score_interval must be 'auto', 'nested_cv' or 'bootstrap'; got {score_interval!r}")
+    if score_interval not in ("auto", "nested_cv", "signal_world", "bootstrap"):
+        raise InvalidInputError(f"score_interval must be 'auto', 'nested_cv', 'signal_world' or 'bootstrap'; got "
+                                f"{score_interval!r}")
     if not arms:
         raise InvalidInputError("a probe family needs at least one arm (the task)")
     task = arms[0]
@@ -230,10 +241,13 @@ def probe_family(
                                          sites=refit_sites), s, m)
         for arm, cv, r, s, m in zip(arms, cvs, rows, schemes, methods, strict=True)
     ]
-    if done[0].arm is task and score_interval != "bootstrap":
+    if done[0].arm is task and score_interval in ("auto", "nested_cv"):
         done[0] = _with_nested_cv(probe, done[0], groups, required=score_interval == "nested_cv",
                                   sites=refit_sites, n_splits=len(folds), repeats=ncv_repeats, seed=seed,
                                   controls=done[1:] if paired_interval == "auto" else ())
+    if done[0].arm is task and score_interval in ("auto", "signal_world"):
+        done[0] = _with_signal_world(probe, done[0], groups, required=score_interval == "signal_world",
+                                     sites=refit_sites, seed=seed, n_draws=world_draws)
     common: dict[str, Any] = {"dataset": dataset, "claim": claim, "position": position, "n_layers": n_layers,
                               "level": level, "test": test, "n_groups": int(codes.max()) + 1, "seed": seed,
                               "method": type(probe).__name__}
@@ -289,10 +303,9 @@ def _bootstrap(probe: Any, arm: Arm, cv: CVResult, groups: Sequence[Hashable] | 
 #: What is measured about the refit bootstrap's interval where a primary row reports it (docs/STATISTICS.md); the
 #: run's caveats repeat it, so a reader knows how far to trust that interval's width.
 R2_BOOTSTRAP_CALIBRATION = (
-    "its interval is the refit bootstrap's, which errs wide for R^2 (conservative): over eleven simulated designs "
-    "its 95% interval covered the truth in 0.93-1.00 of data sets with 1.1-2.3x the width needed (pure noise: 0 "
-    "covered in 0.95-1.00; heavy-tailed targets: close to nominal); no calibrated R^2 interval was found "
-    "(docs/STATISTICS.md)")
+    "its interval is the refit bootstrap's ({why}), which errs wide for R^2 (conservative): over eleven simulated "
+    "designs its 95% interval covered the truth in 0.93-1.00 of data sets with 1.1-2.3x the width needed (pure "
+    "noise: 0 covered in 0.95-1.00; heavy-tailed targets: close to nominal; docs/STATISTICS.md)")
 CLASSIFICATION_BOOTSTRAP_CALIBRATION = (
     "its interval is the refit bootstrap's, not the nested-CV one ({why}); the bootstrap covered the expected score "
     "in 0.947 of 300 planted data sets at 40 groups and in 0.990 at 100 (wide from about 100 groups; "
@@ -331,6 +344,33 @@ def _with_nested_cv(probe: Any, done: ArmResult, groups: Sequence[Hashable] | np
     return replace(done, ncv_se=se, ncv_inflation=inflation, ncv_centre=centre, ncv_repeats=repeats,
                    ncv_paired={name: _on_rows(e, rows) for name, e in errors.paired.items()},
                    ncv_paired_skipped={**unmatched, **errors.skipped})
+
+
+def _with_signal_world(probe: Any, done: ArmResult, groups: Sequence[Hashable] | np.ndarray | None, *,
+                       required: bool, sites: Sequence[str] | None, seed: int, n_draws: int) -> ArmResult:
+    """The main arm with the signal world of its R^2 score on the rows of ``sites`` (every row when None) where
+    :func:`~conceptspace.analyses.probes._signal_world.world_unsuited` finds nothing against it (with the reason
+    kept otherwise), or whatever it finds when ``required``; unchanged for another score (an error when
+    ``required``)."""
+    cv = done.cv
+    if cv.task != "regression" or cv.scoring != "r2" or cv.outputs.ndim != 2:
+        if required:
+            raise InvalidInputError(f"score_interval='signal_world' needs a single-target R^2 score; this family "
+                                    f"scores {cv.scoring!r} on outputs of shape {cv.outputs.shape}")
+        return done
+    unsuited = world_unsuited(done.arm.y, groups)
+    if unsuited is not None and not required:
+        return replace(done, world_skipped=unsuited)
+    rows = np.ones(len(done.arm.sites), dtype=bool)
+    if sites is not None and len(done.arm.sites) > 1:
+        rows = np.isin(np.asarray(done.arm.sites), list(sites))
+    if not rows.any():
+        return done
+    scheme: Scheme = "group" if done.scheme == "group" else "within" if done.scheme == "within" else "rows"
+    drawn = iter(signal_world(probe, check_features(done.arm.X, ndim=3)[rows], done.arm.y, cv.outputs[rows],
+                              groups, folds=list(cv.folds), scoring=cv.scoring, seed=seed, scheme=scheme,
+                              n_draws=n_draws))
+    return replace(done, worlds=tuple(next(drawn) if r else None for r in rows))
 
 
 def _paired_arms(controls: Sequence[ArmResult], sites: list[str]) -> tuple[dict[str, list[tuple[np.ndarray,
@@ -414,10 +454,18 @@ def _row(members: list[ArmResult], i: int, site: str, null: SequentialNull,
                                   common["level"])
     interval_extra: dict[str, Any] = {"ci_method": "bootstrap"}
     if arm.control is None and cv.scoring == "r2":
-        interval_extra["ci_calibration"] = R2_BOOTSTRAP_CALIBRATION
+        why = first.world_skipped if len(members) == 1 and first.world_skipped else "not drawn for this row"
+        interval_extra["ci_calibration"] = R2_BOOTSTRAP_CALIBRATION.format(why=f"no signal-world interval: {why}")
+        if len(members) == 1 and first.world_skipped is not None:
+            interval_extra["signal_world_skipped"] = first.world_skipped
     if len(members) == 1 and first.ncv_skipped is not None:
         interval_extra["nested_cv_skipped"] = first.ncv_skipped
         interval_extra["ci_calibration"] = CLASSIFICATION_BOOTSTRAP_CALIBRATION.format(why=first.ncv_skipped)
+    world = first.worlds[i] if len(members) == 1 and first.worlds else None
+    if world is not None:
+        interval_extra = {"ci_method": "signal_world", "world_draws": int(world.scores.size),
+                          "world_slope": world.slope, "bootstrap_ci": [float(lo), float(hi)]}
+        lo, hi = (np.asarray(end) for end in world.interval(observed - null_mean, common["level"]))
     if len(members) == 1 and first.ncv_se is not None and np.isfinite(first.ncv_se[i]):
         z = float(norm.ppf(0.5 + common["level"] / 2))
         centre = float(first.ncv_centre[i]) - null_mean  # type: ignore[index]
