@@ -14,6 +14,7 @@ from conceptspace.analyses.probes._nested import NestedRidgeRegressionProbe, nes
 from conceptspace.analyses.probes._signal_world import (
     MAX_EXCESS_KURTOSIS,
     MIN_GROUPS,
+    MIN_GROUPS_FIXED_PENALTY,
     SignalWorld,
     group_target_kurtosis,
     signal_share_spread,
@@ -127,7 +128,11 @@ def test_kurtosis_of_the_group_targets_and_when_the_world_is_unsuited():
     means = y[::3]
     assert group_target_kurtosis(y, groups) == pytest.approx(kurtosis(means, fisher=True, bias=True))
     assert world_unsuited(y, groups) is None
-    assert "fewer than" in world_unsuited(y[: 3 * (MIN_GROUPS - 1)], groups[: 3 * (MIN_GROUPS - 1)])
+    few_y, few_groups = y[: 3 * (MIN_GROUPS - 1)], groups[: 3 * (MIN_GROUPS - 1)]
+    assert "fewer than 100 for a probe that selects its penalty" in world_unsuited(few_y, few_groups)
+    assert world_unsuited(few_y, few_groups, selects_penalty=False) is None  # a fixed penalty held at 40 groups
+    fewer_y, fewer_groups = y[: 3 * (MIN_GROUPS_FIXED_PENALTY - 1)], groups[: 3 * (MIN_GROUPS_FIXED_PENALTY - 1)]
+    assert "fewer than 40 for a fixed-penalty probe" in world_unsuited(fewer_y, fewer_groups, selects_penalty=False)
     heavy = np.random.default_rng(0).standard_t(2, 120)[groups]
     assert group_target_kurtosis(heavy, groups) > MAX_EXCESS_KURTOSIS
     assert "heavy-tailed" in world_unsuited(heavy, groups)
@@ -167,6 +172,13 @@ def test_the_family_keeps_the_bootstrap_and_says_why_where_the_world_is_unsuited
     forced = probe_layers(RidgeRegressionProbe(), X, heavy, groups, dataset="toy", n_permutations=19,
                           n_bootstrap=30, seed=5, score_interval="signal_world")[0][0]
     assert forced.extra["ci_method"] == "signal_world"
+    X50, y50, g50 = planted_target(5, 50)  # 50 groups: enough for a fixed penalty, not for a selected one
+    fixed = probe_layers(RidgeRegressionProbe(), X50, y50, g50, dataset="toy", n_permutations=19, n_bootstrap=30,
+                         seed=5)[0][0]
+    selected = probe_layers(NestedRidgeRegressionProbe(), X50, y50, g50, dataset="toy", n_permutations=19,
+                            n_bootstrap=30, seed=5)[0][0]
+    assert fixed.extra["ci_method"] == "signal_world" and selected.extra["ci_method"] == "bootstrap"
+    assert "fewer than 100" in selected.extra["signal_world_skipped"]
     Xc, yc, gc = planted(0, 20)
     with pytest.raises(InvalidInputError, match="single-target R\\^2"):
         probe_layers(RidgeProbe(), Xc, yc, gc, dataset="toy", n_permutations=19, n_bootstrap=30,

@@ -25,7 +25,8 @@ twin, lexical baseline) and across layers, so every row is computed the same way
   ``extra["bootstrap_ci"]`` and its replicates still pair the task with its controls. For R^2 it is the signal
   world's basic interval (:mod:`conceptspace.analyses.probes._signal_world`: the task's CV re-run on targets that
   keep the estimated signal and exchange the rest as the null does), where the targets suit it (at least 100
-  groups, no heavy tails); the controls' own rows, and R^2 elsewhere, keep the bootstrap interval.
+  groups for a nested-penalty probe, 40 for a fixed penalty; no heavy tails); the controls' own rows, and R^2
+  elsewhere, keep the bootstrap interval.
 * **Max-T**: the task's layers are exploratory around the primary one; their Westfall-Young single-step
   max-T adjusted p (the null of the largest standardised score over layers, from the same draws) is in
   ``extra["p_maxt"]``, so scanning layers cannot manufacture a result.
@@ -358,7 +359,7 @@ def _with_signal_world(probe: Any, done: ArmResult, groups: Sequence[Hashable] |
             raise InvalidInputError(f"score_interval='signal_world' needs a single-target R^2 score; this family "
                                     f"scores {cv.scoring!r} on outputs of shape {cv.outputs.shape}")
         return done
-    unsuited = world_unsuited(done.arm.y, groups)
+    unsuited = world_unsuited(done.arm.y, groups, selects_penalty=is_nested(probe))
     if unsuited is not None and not required:
         return replace(done, world_skipped=unsuited)
     rows = np.ones(len(done.arm.sites), dtype=bool)

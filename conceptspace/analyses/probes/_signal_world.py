@@ -25,8 +25,8 @@ Measured (``benchmarks/r2_signal_world.py``, 200-700 data sets a design, docs/ST
 covered the truth in 0.939-0.943 (pure noise and Gaussian targets, the nested penalty; p < 0.05 in 0.049) and
 0.943-0.980 with a fixed penalty, with 0.97-1.10x the width needed, where the bootstrap covered 0.99-1.00 with
 1.6-2.1x. It is narrow on heavy-tailed targets (0.78-0.79 on Student-t(3), where the realized extreme targets carry much
-of the score's spread) and, with the nested penalty, below 100 groups: the family keeps the bootstrap there
-(:func:`world_unsuited`), which says why.
+of the score's spread) and, with the nested penalty, below 100 groups (0.92 at 40; with a fixed penalty it held at
+40: 0.957-0.973): the family keeps the bootstrap there (:func:`world_unsuited`), which says why.
 """
 
 from __future__ import annotations
@@ -54,9 +54,12 @@ from conceptspace.utils.validation import check_features, check_groups
 
 #: draws of the signal world per row (a 95% interval reads its 2.5% and 97.5% quantiles)
 DEFAULT_WORLD_DRAWS = 400
-#: below this many groups the world's interval was measured narrow under signal (0.905 at 40 groups with the nested
-#: penalty; nominal at 100); the family keeps the (conservative) bootstrap there
+#: below this many groups the world's interval was measured narrow under signal where the probe selects its penalty
+#: by inner CV in every draw (0.920 at 40 groups, nominal at 100); with a fixed penalty it was not (0.973 at 40, 1.20x
+#: the width needed; 0 covered in 0.957 on pure noise), and 40 groups is the smallest size measured. The family keeps
+#: the (conservative) bootstrap below these sizes.
 MIN_GROUPS = 100
+MIN_GROUPS_FIXED_PENALTY = 40
 #: above this excess kurtosis of the groups' targets the world's interval was measured narrow (heavy tails: the
 #: realized extreme targets, which the world holds in place, carry much of the score's sampling spread); the family
 #: keeps the bootstrap there
@@ -109,12 +112,16 @@ def group_target_kurtosis(y: np.ndarray, groups: Sequence[Hashable] | np.ndarray
     return float(np.mean(centred**4) / variance**2 - 3.0) if variance > 0 else float("nan")
 
 
-def world_unsuited(y: np.ndarray, groups: Sequence[Hashable] | np.ndarray | None) -> str | None:
-    """Why the signal world's interval is not used for these targets (None: it is): too few groups or heavy
-    tails, where it was measured to under-cover (module doc)."""
+def world_unsuited(y: np.ndarray, groups: Sequence[Hashable] | np.ndarray | None, *,
+                   selects_penalty: bool = True) -> str | None:
+    """Why the signal world's interval is not used for these targets (None: it is): too few groups for the probe
+    (:data:`MIN_GROUPS` where it selects its penalty by inner CV, :data:`MIN_GROUPS_FIXED_PENALTY` otherwise) or
+    heavy tails, where it was measured to under-cover (module doc)."""
     n_groups = int(np.unique(check_groups(groups, np.asarray(y).shape[0])).size)
-    if n_groups < MIN_GROUPS:
-        return f"{n_groups} groups, fewer than {MIN_GROUPS}"
+    least = MIN_GROUPS if selects_penalty else MIN_GROUPS_FIXED_PENALTY
+    if n_groups < least:
+        kind = "a probe that selects its penalty" if selects_penalty else "a fixed-penalty probe"
+        return f"{n_groups} groups, fewer than {least} for {kind}"
     kurtosis = group_target_kurtosis(y, groups)
     if not kurtosis <= MAX_EXCESS_KURTOSIS:
         return f"heavy-tailed targets (excess kurtosis {kurtosis:.2f} > {MAX_EXCESS_KURTOSIS:g})"
