@@ -81,7 +81,7 @@ class SignalWorld:
     def deviations(self) -> np.ndarray:
         """The pivot of the basic interval: each draw's deviation from the draws' mean plus an independent deviation
         of the signal share (the two sources of spread added, skew kept)."""
-        design = self.design - self.design.mean()
+        design = self.design - self.design.mean()  # paired with the draws by one fixed shuffle (reproducible)
         shuffled = design[np.random.default_rng(self.design.size).permutation(design.size)]
         return self.scores - self.scores.mean() + shuffled
 
@@ -159,8 +159,14 @@ def world_targets(y: np.ndarray, predictions: np.ndarray, groups: Sequence[Hasha
                   n_draws: int, *, seed: int, scheme: Scheme) -> tuple[np.ndarray, float]:
     """Targets (B, n) of the signal world (see module doc) and the calibration slope that set their signal."""
     split = split_targets(y, predictions, groups, scheme=scheme)
+    return _draw_targets(split, y, groups, n_draws, seed=seed, scheme=scheme), split.slope
+
+
+def _draw_targets(split: SignalSplit, y: np.ndarray, groups: Sequence[Hashable] | np.ndarray | None, n_draws: int, *,
+                  seed: int, scheme: Scheme) -> np.ndarray:
+    """``mean + signal + rest[pi]`` for ``n_draws`` permutations of the null's scheme."""
     perms, _ = draw_permutations(y, groups, n_draws, seed=[seed, _SEED_OFFSET], scheme=scheme)
-    return split.mean + split.signal[None, :] + split.rest[perms], split.slope
+    return split.mean + split.signal[None, :] + split.rest[perms]
 
 
 def signal_share_spread(split: SignalSplit, groups: Sequence[Hashable] | np.ndarray | None, n_draws: int, *,
@@ -222,10 +228,10 @@ def signal_world(probe: Any, X_layers: Any, y: np.ndarray, predictions: np.ndarr
         raise InvalidInputError(f"the signal world needs at least 2 draws; got {n_draws}")
     worlds = []
     for layer in range(X.shape[0]):
-        targets, slope = world_targets(y, predictions[layer], groups, n_draws, seed=seed, scheme=scheme)
+        split = split_targets(y, predictions[layer], groups, scheme=scheme)
+        targets = _draw_targets(split, y, groups, n_draws, seed=seed, scheme=scheme)
         scores = target_scores(probe, X[layer:layer + 1], y, targets, groups, folds=folds, scoring=scoring,
                                seed=seed)[0]
-        design = signal_share_spread(split_targets(y, predictions[layer], groups, scheme=scheme), groups, n_draws,
-                                     seed=seed + _SEED_OFFSET)
-        worlds.append(SignalWorld(scores=scores, design=design, slope=slope))
+        design = signal_share_spread(split, groups, n_draws, seed=seed + _SEED_OFFSET)
+        worlds.append(SignalWorld(scores=scores, design=design, slope=split.slope))
     return worlds
