@@ -94,13 +94,12 @@ class SignalWorld:
 @dataclass(frozen=True)
 class SignalSplit:
     """The targets split as the world uses them: ``y = mean + signal + rest`` item by item, ``slope`` the
-    calibration slope; with whole groups exchanged, both parts are their groups' means (``group_level``)."""
+    calibration slope; with whole groups exchanged, both parts are their groups' means."""
 
     mean: float
     signal: np.ndarray
     rest: np.ndarray
     slope: float
-    group_level: bool
 
 
 def group_target_kurtosis(y: np.ndarray, groups: Sequence[Hashable] | np.ndarray | None) -> float:
@@ -145,14 +144,14 @@ def split_targets(y: np.ndarray, predictions: np.ndarray, groups: Sequence[Hasha
     signal = slope * centred_p
     rest = centred_y - signal
     if scheme != "group":
-        return SignalSplit(float(y.mean()), signal, rest, slope, group_level=False)
+        return SignalSplit(float(y.mean()), signal, rest, slope)
     codes = check_groups(groups, y.shape[0])  # targets constant within groups stay so
     sizes = np.bincount(codes)
 
     def group_mean(values: np.ndarray) -> np.ndarray:
         return (np.bincount(codes, weights=values) / sizes)[codes]
 
-    return SignalSplit(float(y.mean()), group_mean(signal), group_mean(rest), slope, group_level=True)
+    return SignalSplit(float(y.mean()), group_mean(signal), group_mean(rest), slope)
 
 
 def world_targets(y: np.ndarray, predictions: np.ndarray, groups: Sequence[Hashable] | np.ndarray | None,
