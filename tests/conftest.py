@@ -90,6 +90,8 @@ CALIBRATION = {
         "300 planted regression data sets x 400 signal-world draws, nested penalty, 100 groups (~1-2 minutes)",
     "tests/unit/test_probe_intervals.py::test_pure_noise_the_r2_interval_covers_zero_and_p_is_uniform":
         "700 pure-noise regression data sets x 199 null and 400 signal-world draws, nested penalty (~3 minutes)",
+    "tests/unit/test_probe_intervals.py::test_pure_noise_the_r2_paired_interval_covers_zero":
+        "1,400 pure-noise regression data sets, a task and an untrained stand-in, 400 signal-world draws each (~5 min)",
     "tests/unit/test_calibration_proximity_aggregation.py": "P5 and A6 intervals and p-values, thousands of "
     "synthetic data sets at several sizes (3-5 minutes)",
     **{f"tests/unit/test_geometry_calibration.py::test_calibration_noise_ci_covers_zero_93_to_97_percent_and_p_is_"

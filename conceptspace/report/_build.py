@@ -126,11 +126,14 @@ def secondary_rows(claim: str, results: ResultSet) -> list[dict[str, str]]:
     return rows
 
 
+_PAIRED_METHOD_NOTE = {"nested_cv": " (nested CV)", "signal_world": " (signal world)"}
+
+
 def paired_note(extra: Any) -> str:
     """Each control's paired difference with its interval, as the verdict judged it."""
     paired = extra.get("paired") or {}
     parts = [f"{name} {fmt(v.get('difference'))} [{fmt(v.get('ci_low'))}, {fmt(v.get('ci_high'))}]"
-             + (" (nested CV)" if v.get("method") == "nested_cv" else "") for name, v in paired.items()]
+             + _PAIRED_METHOD_NOTE.get(str(v.get("method")), "") for name, v in paired.items()]
     return "; ".join(parts) if parts else "-"
 
 
@@ -150,7 +153,8 @@ def family_note(document: dict[str, Any]) -> str:
             f"sequential: {sequential.get('start', '-')} draws first, doubling up to {sequential.get('maximum', '-')} "
             f"until the {sequential.get('stopping', '-')}; each test shows the draws taken and the 99% interval of "
             "its p. Controls are judged by paired differences (test minus control on shared resamples; for a probe "
-            "score, marked \"nested CV\", on the same repeated nested-CV folds), not by their own p-values.")
+            "score, marked \"nested CV\", on the same repeated nested-CV folds; for an R^2 score, marked \"signal "
+            "world\", in both sides' signal worlds drawn with the same permutations), not by their own p-values.")
 
 
 def _figures_for(claim: str, outcome: RunOutcome) -> list[Figure]:

@@ -123,16 +123,21 @@ def correct_by_claim(
     return ResultSet(out), family
 
 
+#: paired intervals an analysis computes itself and the runner keeps over the bootstrap's paired replicates
+CALIBRATED_PAIRED_METHODS = ("nested_cv", "signal_world")
+
+
 def attach_paired(results: ResultSet, replicates: Mapping[TestKey, np.ndarray], *, seed: int = 0) -> ResultSet:
     """Store in each primary (and secondary) test's ``extra["paired"]`` the paired difference with every control whose
     replicates the analysis drew on the same resamples (``replicates``: TestKey -> (B,) or (seeds, B)).
 
-    Where the analysis already gave a control's paired difference its nested-CV interval (``method`` =
-    ``"nested_cv"``, :func:`~conceptspace.analyses.probes._family.probe_family`), that interval is kept, because it
-    is calibrated where the bootstrap's paired interval errs wide from about 100 groups (docs/STATISTICS.md), and
-    the bootstrap's interval is stored beside it as ``bootstrap_ci``. The verdict judges "beats the control" by
-    the lower bound of the kept interval (:func:`control_difference` in the verdict module falls back to a
-    conservative unpaired interval where an analysis gave neither)."""
+    Where the analysis already gave a control's paired difference a calibrated interval (``method`` =
+    ``"nested_cv"`` for a classification probe, ``"signal_world"`` for R^2;
+    :func:`~conceptspace.analyses.probes._family.probe_family`), that interval is kept, because the bootstrap's
+    paired interval errs wide (from about 100 groups for accuracies; 0.99-1.00 on pure noise for R^2;
+    docs/STATISTICS.md), and the bootstrap's interval is stored beside it as ``bootstrap_ci``. The verdict judges
+    "beats the control" by the lower bound of the kept interval (:func:`control_difference` in the verdict module
+    falls back to a conservative unpaired interval where an analysis gave neither)."""
     if not replicates:
         return results
     out = []
@@ -149,7 +154,7 @@ def attach_paired(results: ResultSet, replicates: Mapping[TestKey, np.ndarray], 
                 continue
             entry = paired_difference(np.asarray(mine), np.asarray(reps), seed=seed)
             nested = given.pop(control, None)
-            if isinstance(nested, Mapping) and nested.get("method") == "nested_cv":
+            if isinstance(nested, Mapping) and nested.get("method") in CALIBRATED_PAIRED_METHODS:
                 entry = {**nested, "bootstrap_ci": [entry["ci_low"], entry["ci_high"]],
                          "bootstrap_difference": entry["difference"]}
             paired[control] = entry

@@ -131,8 +131,8 @@ def _finite(x: float | None) -> float | None:
 
 def control_difference(result: TestResult, other: TestResult, control: str) -> tuple[float, float, float, bool]:
     """(difference, low, high, paired) of ``result`` minus its ``control`` counterpart: the paired interval the
-    runner attached (``extra["paired"][control]``: the nested-CV one a probe family gave, else the paired
-    bootstrap) when the analysis drew both on shared resamples, else the
+    runner attached (``extra["paired"][control]``: the nested-CV or signal-world one a probe family gave, else
+    the paired bootstrap) when the analysis drew both on shared resamples, else the
     conservative unpaired interval [low - other's high, high - other's low]."""
     paired = result.extra.get("paired", {}).get(control)
     diff = result.effect_size - other.effect_size

@@ -96,3 +96,14 @@ def test_the_header_names_the_exact_model_variant(outcome):
     data = build_report(outcome, with_figures=False)
     assert "variant: SmolLM2-135M-Instruct" in render_markdown(data).splitlines()[2]
     assert "Q4_1 dequantized to float32" in render_html(data)
+
+
+def test_the_paired_column_names_the_interval_each_control_was_judged_by():
+    from conceptspace.report._build import paired_note
+
+    extra = {"paired": {"untrained": {"difference": 0.2, "ci_low": 0.1, "ci_high": 0.3, "method": "signal_world"},
+                        "control_task": {"difference": 0.1, "ci_low": 0.0, "ci_high": 0.2, "method": "nested_cv"},
+                        "lexical": {"difference": 0.3, "ci_low": 0.2, "ci_high": 0.4}}}
+    note = paired_note(extra)
+    assert note == ("untrained 0.200 [0.100, 0.300] (signal world); control_task 0.100 [0.000, 0.200] (nested CV); "
+                    "lexical 0.300 [0.200, 0.400]")

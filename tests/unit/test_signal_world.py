@@ -10,11 +10,13 @@ from scipy.stats import kurtosis
 from conceptspace.analyses.probes import RidgeProbe, RidgeRegressionProbe
 from conceptspace.analyses.probes._cv import cross_validate_layers
 from conceptspace.analyses.probes._evaluation import probe_layers
+from conceptspace.analyses.probes._family import Arm, probe_family
 from conceptspace.analyses.probes._nested import NestedRidgeRegressionProbe, nested_cross_validate
 from conceptspace.analyses.probes._signal_world import (
     MAX_EXCESS_KURTOSIS,
     MIN_GROUPS,
     MIN_GROUPS_FIXED_PENALTY,
+    PairedWorld,
     SignalWorld,
     group_target_kurtosis,
     signal_share_spread,
@@ -25,6 +27,7 @@ from conceptspace.analyses.probes._signal_world import (
     world_unsuited,
 )
 from conceptspace.errors import InvalidInputError
+from conceptspace.stats import SequentialPlan
 from conceptspace.stats._bootstrap import group_counts
 from conceptspace.stats._permutation import draw_permutations
 from tests.unit.test_probe_intervals import planted, planted_target
@@ -183,3 +186,77 @@ def test_the_family_keeps_the_bootstrap_and_says_why_where_the_world_is_unsuited
     with pytest.raises(InvalidInputError, match="single-target R\\^2"):
         probe_layers(RidgeProbe(), Xc, yc, gc, dataset="toy", n_permutations=19, n_bootstrap=30,
                      score_interval="signal_world")
+
+
+# ------------------------------------------------------------------------------ the paired world ("beats the control")
+def _family(X, y, groups, controls, *, seed=0, probe=None, **kwargs):
+    """A one-site R^2 family: the task and ``controls`` [(name, X, y, twin seed)], on shared folds and draws."""
+    sites = ("layer.0",)
+    arms = [Arm(None, X, y, sites)] + [Arm(name, Xc, yc, sites, seed=s) for name, Xc, yc, s in controls]
+    family = probe_family(probe or RidgeRegressionProbe(), arms, groups, dataset="toy", primary="layer.0",
+                          plan=SequentialPlan.fixed(49), n_bootstrap=30, seed=seed, **kwargs)
+    return family, next(r for r in family.results if r.key.control is None)
+
+
+def test_a_control_with_the_task_s_features_differs_by_nothing_in_every_draw():
+    """Same features and targets: the two worlds are drawn on the same permutations and bootstrap weights, so each
+    draw's difference and each share difference is 0, and so is the interval's width."""
+    X, y, groups = planted_target(11, 60)
+    _, task = _family(X, y, groups, [("untrained", X.copy(), y, 0)])
+    paired = task.extra["paired"]["untrained"]
+    assert paired["method"] == "signal_world" and paired["world_draws"] == 400 and paired["n_seeds"] == 1
+    assert paired["difference"] == pytest.approx(0.0, abs=1e-12)
+    assert paired["ci_low"] == pytest.approx(0.0, abs=1e-9) and paired["ci_high"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_paired_world_shares_the_task_s_permutations():
+    """A control whose features are the task's plus a little noise scores almost as the task in every draw, so the
+    paired draws spread far less than one world does; worlds drawn with other permutations would spread like
+    two independent worlds (sqrt(2) times one)."""
+    X, y, groups = planted_target(12, 60)
+    near = X + 0.05 * np.random.default_rng(3).standard_normal(X.shape)
+    family, task = _family(X, y, groups, [("untrained", near, y, 0)])
+    mine = family.arms[0]
+    world, (control,) = mine.worlds[0], mine.paired_worlds["untrained"][0]
+    paired = PairedWorld(task=world, controls=(control,))
+    assert np.std(world.scores - control.scores) < 0.2 * np.std(world.scores)
+    other = signal_world(RidgeRegressionProbe(), near, y, family.arms[1].cv.outputs, groups,
+                         folds=list(mine.cv.folds), scoring="r2", seed=99, scheme="group")[0]
+    assert np.std(world.scores - other.scores) > 1.2 * np.std(world.scores)  # other permutations: no pairing
+    low, high = paired.interval(task.extra["paired"]["untrained"]["difference"], 0.95)
+    assert (low, high) == (task.extra["paired"]["untrained"]["ci_low"], task.extra["paired"]["untrained"]["ci_high"])
+    # the draws' difference is each arm's own world: the control's equals its world drawn on its own
+    alone = signal_world(RidgeRegressionProbe(), near, y, family.arms[1].cv.outputs, groups,
+                         folds=list(mine.cv.folds), scoring="r2", seed=0, scheme="group")[0]
+    assert np.allclose(alone.scores, control.scores) and np.allclose(alone.design, control.design)
+
+
+def test_twin_seeds_are_one_contrast_with_their_spread_added():
+    X, y, groups = planted_target(13, 60)
+    twins = [("untrained", planted_target(100 + s, 60, slope=0.0)[0], y, s) for s in range(3)]
+    family, task = _family(X, y, groups, twins)
+    paired = task.extra["paired"]["untrained"]
+    twin_rows = [a for a in family.arms if a.arm.control == "untrained"]
+    scores = np.array([a.cv.scores[0] for a in twin_rows])
+    assert paired["n_seeds"] == 3 and paired["seed_sd"] == pytest.approx(np.std(scores, ddof=1))
+    nulls = [family.null.null[a.rows][0].mean() for a in twin_rows]
+    control_effect = float(np.mean(scores - np.array(nulls)))
+    assert paired["difference"] == pytest.approx(task.effect_size - control_effect)
+    mine = family.arms[0]
+    spread = PairedWorld(task=mine.worlds[0], controls=mine.paired_worlds["untrained"][0], seed_sd=0.2)
+    still = PairedWorld(task=mine.worlds[0], controls=mine.paired_worlds["untrained"][0])
+    assert np.var(spread.deviations) == pytest.approx(np.var(still.deviations) + 0.2**2 / 3, rel=0.25)
+
+
+def test_no_paired_world_where_the_sides_share_no_targets_or_the_task_has_no_world():
+    X, y, groups = planted_target(14, 60)
+    other = np.random.default_rng(1).permutation(y)
+    _, task = _family(X, y, groups, [("untrained", planted_target(15, 60)[0], y, 0), ("control_task", X, other, 0)])
+    assert task.extra["paired"]["untrained"]["method"] == "signal_world"
+    assert "control_task" not in task.extra.get("paired", {})
+    assert "other targets" in task.extra["paired_signal_world_skipped"]["control_task"]
+    X30, y30, g30 = planted_target(14, 30)  # below the fixed penalty's 40 groups: no world, so no paired world
+    _, few = _family(X30, y30, g30, [("untrained", planted_target(15, 30)[0], y30, 0)])
+    assert few.extra["ci_method"] == "bootstrap" and "paired" not in few.extra
+    _, asked = _family(X, y, groups, [("untrained", planted_target(15, 60)[0], y, 0)], paired_interval="bootstrap")
+    assert "paired" not in asked.extra

@@ -176,13 +176,14 @@ def test_must_fail_needs_every_primary_invalidated_to_decide_the_claim():
     assert v.verdict == SUPPORTED and [j.test_id for j in v.judgements] == [good.test_id]
 
 
-def test_attach_paired_keeps_an_analysis_nested_cv_interval_and_stores_the_bootstrap_beside_it():
-    nested = {"difference": 0.2, "ci_low": 0.15, "ci_high": 0.25, "level": 0.95, "method": "nested_cv"}
+@pytest.mark.parametrize("method", ["nested_cv", "signal_world"])
+def test_attach_paired_keeps_an_analysis_calibrated_interval_and_stores_the_bootstrap_beside_it(method):
+    nested = {"difference": 0.2, "ci_low": 0.15, "ci_high": 0.25, "level": 0.95, "method": method}
     task = _r("a/L3/task", 0.3, 0.001).replace(extra={"role": "primary", "paired": {"untrained": nested}})
     twin = _r("a/L3/untrained", 0.1, 0.3, control="untrained")
     shared = np.random.default_rng(0).normal(0, 0.2, 500)
     out = attach_paired(ResultSet([task, twin]), {task.key: 0.3 + shared, twin.key: 0.1 + shared})
     paired = out[0].extra["paired"]["untrained"]
-    assert (paired["ci_low"], paired["ci_high"], paired["method"]) == (0.15, 0.25, "nested_cv")
+    assert (paired["ci_low"], paired["ci_high"], paired["method"]) == (0.15, 0.25, method)
     assert paired["bootstrap_ci"][0] == pytest.approx(0.2, abs=1e-9) and paired["bootstrap_difference"] == \
         pytest.approx(0.2)

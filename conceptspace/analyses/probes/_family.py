@@ -18,6 +18,12 @@ twin, lexical baseline) and across layers, so every row is computed the same way
   difference of effects (each score minus its null mean, the null means held fixed). Twin seeds are one averaged
   contrast with the seeds' spread added (``seed_sd^2 / S``). The runner keeps it over the bootstrap's paired
   interval, which errs wide from about 100 groups (docs/STATISTICS.md).
+* **Paired signal world**: on the main arm's R^2 rows that have a signal world, every control that scores the
+  same targets on the task's folds gets its own world drawn with the task's permutations
+  (:class:`~conceptspace.analyses.probes._signal_world.PairedWorld`), which gives "task minus control" its
+  interval (``extra["paired"]``, ``method = "signal_world"``; the same difference of effects, twin seeds as
+  above). The runner keeps it over the bootstrap's paired interval, which covered 0 in 1.000 of pure-noise data
+  sets for R^2 (the world: 0.940-0.953).
 * **The task's own interval**: where the score is a mean of per-item terms (accuracy, balanced accuracy), the
   main arm's reported CI is ``centre - null mean +/- z * SE``, with the nested-CV standard error and centre (the
   mean of its repeats' CV scores; :mod:`conceptspace.analyses.probes._ncv_interval`), which covers the expected
@@ -54,7 +60,13 @@ from conceptspace.analyses.probes._ncv_interval import (
     nested_cv_errors,
 )
 from conceptspace.analyses.probes._nested import check_grid, is_nested, nested_cross_validate, nested_null_draws
-from conceptspace.analyses.probes._signal_world import DEFAULT_WORLD_DRAWS, SignalWorld, signal_world, world_unsuited
+from conceptspace.analyses.probes._signal_world import (
+    DEFAULT_WORLD_DRAWS,
+    PairedWorld,
+    SignalWorld,
+    signal_world,
+    world_unsuited,
+)
 from conceptspace.errors import InvalidInputError
 from conceptspace.stats import (
     TRAINED,
@@ -124,6 +136,10 @@ class ArmResult:
     #: :mod:`~conceptspace.analyses.probes._signal_world`)
     worlds: tuple[SignalWorld | None, ...] = ()
     world_skipped: str | None = None
+    #: per control: each row's worlds of the control's arms (twin seeds), drawn with the task's permutations (None
+    #: where the task has no world), for the paired world of "task minus control"; and the controls left out, why
+    paired_worlds: dict[str, tuple[tuple[SignalWorld, ...] | None, ...]] = field(default_factory=dict)
+    paired_world_skipped: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -180,9 +196,10 @@ def probe_family(
     an error for a score it does not serve; the signal world then at any number of groups) or ``"bootstrap"``;
     ``ncv_repeats`` nested CVs, ``world_draws`` draws of the signal world per row.
     ``paired_interval``: ``"auto"`` gives every main-arm row that has the nested-CV interval the nested-CV
-    interval of its paired difference with each control too (``extra["paired"]``, which the runner keeps over the
-    bootstrap's paired replicates; the controls' arms are fitted on the same repeated folds, so the cost grows with
-    their number); ``"bootstrap"`` leaves "beats the control" to the bootstrap's paired replicates.
+    interval of its paired difference with each control too, and every R^2 row that has a signal world the paired
+    world's (``extra["paired"]``, which the runner keeps over the bootstrap's paired replicates; the controls'
+    arms are fitted on the same repeated folds, or drawn in their own worlds, so the cost grows with their
+    number); ``"bootstrap"`` leaves "beats the control" to the bootstrap's paired replicates.
     """
     if interval not in ("refit", "fixed", "auto"):
         raise InvalidInputError(f"interval must be 'refit', 'fixed' or 'auto'; got {interval!r}")
@@ -248,7 +265,8 @@ def probe_family(
                                   controls=done[1:] if paired_interval == "auto" else ())
     if done[0].arm is task and score_interval in ("auto", "signal_world"):
         done[0] = _with_signal_world(probe, done[0], groups, required=score_interval == "signal_world",
-                                     sites=refit_sites, seed=seed, n_draws=world_draws)
+                                     sites=refit_sites, seed=seed, n_draws=world_draws,
+                                     controls=done[1:] if paired_interval == "auto" else ())
     common: dict[str, Any] = {"dataset": dataset, "claim": claim, "position": position, "n_layers": n_layers,
                               "level": level, "test": test, "n_groups": int(codes.max()) + 1, "seed": seed,
                               "method": type(probe).__name__}
@@ -265,12 +283,17 @@ def probe_family(
         for i, site in enumerate(members[0].arm.sites):
             result, reps = _row(members, i, site, null, common)
             if control is None and control == task.control:
-                paired = _paired_nested_cv(done[0], by_control, i, null, common["level"])
+                paired = {**_paired_nested_cv(done[0], by_control, i, null, common["level"]),
+                          **_paired_world(done[0], by_control, i, null, common["level"])}
                 skipped = dict(done[0].ncv_paired_skipped) if done[0].ncv_se is not None and np.isfinite(
                     done[0].ncv_se[i]) else {}
+                world_skipped = dict(done[0].paired_world_skipped) if done[0].worlds and \
+                    done[0].worlds[i] is not None else {}
                 result = result.replace(extra={**dict(result.extra), "p_maxt": float(maxt[i]),
                                                **({"paired": paired} if paired else {}),
-                                               **({"paired_nested_cv_skipped": skipped} if skipped else {})})
+                                               **({"paired_nested_cv_skipped": skipped} if skipped else {}),
+                                               **({"paired_signal_world_skipped": world_skipped}
+                                                  if world_skipped else {})})
             results.append(result)
             replicates[result.key] = reps
     return FamilyOutput(results, replicates, null, done)
@@ -348,11 +371,14 @@ def _with_nested_cv(probe: Any, done: ArmResult, groups: Sequence[Hashable] | np
 
 
 def _with_signal_world(probe: Any, done: ArmResult, groups: Sequence[Hashable] | np.ndarray | None, *,
-                       required: bool, sites: Sequence[str] | None, seed: int, n_draws: int) -> ArmResult:
+                       required: bool, sites: Sequence[str] | None, seed: int, n_draws: int,
+                       controls: Sequence[ArmResult] = ()) -> ArmResult:
     """The main arm with the signal world of its R^2 score on the rows of ``sites`` (every row when None) where
     :func:`~conceptspace.analyses.probes._signal_world.world_unsuited` finds nothing against it (with the reason
     kept otherwise), or whatever it finds when ``required``; unchanged for another score (an error when
-    ``required``)."""
+    ``required``). On those rows every control in ``controls`` that scores the same targets on the task's folds
+    gets its own world, drawn with the task's permutations (the paired world of "task minus control",
+    :class:`~conceptspace.analyses.probes._signal_world.PairedWorld`)."""
     cv = done.cv
     if cv.task != "regression" or cv.scoring != "r2" or cv.outputs.ndim != 2:
         if required:
@@ -371,7 +397,77 @@ def _with_signal_world(probe: Any, done: ArmResult, groups: Sequence[Hashable] |
     drawn = iter(signal_world(probe, check_features(done.arm.X, ndim=3)[rows], done.arm.y, cv.outputs[rows],
                               groups, folds=list(cv.folds), scoring=cv.scoring, seed=seed, scheme=scheme,
                               n_draws=n_draws))
-    return replace(done, worlds=tuple(next(drawn) if r else None for r in rows))
+    worlds = tuple(next(drawn) if r else None for r in rows)
+    paired, skipped = _control_worlds(probe, done, controls, rows, groups, seed=seed, scheme=scheme,
+                                      n_draws=n_draws)
+    return replace(done, worlds=worlds, paired_worlds=paired, paired_world_skipped=skipped)
+
+
+def _control_worlds(probe: Any, done: ArmResult, controls: Sequence[ArmResult], rows: np.ndarray,
+                    groups: Sequence[Hashable] | np.ndarray | None, *, seed: int, scheme: Scheme, n_draws: int
+                    ) -> tuple[dict[str, tuple[tuple[SignalWorld, ...] | None, ...]], dict[str, str]]:
+    """Per control name, each of the task's ``rows``' worlds of the control's arms (twin seeds), drawn with the
+    task's seed, hence its permutations and bootstrap weights; a single-row arm (the lexical baseline) stands
+    beside every row. A control is left out, with the reason, where it scores other targets or on other folds
+    (a paired world needs the targets both sides share) or was not probed at the task's sites."""
+    task_folds = [te.tolist() for _, te in done.cv.folds]
+    wanted = [s for s, r in zip(done.arm.sites, rows, strict=True) if r]
+    per_name: dict[str, list[list[SignalWorld] | None]] = {}
+    skipped: dict[str, str] = {}
+    for other in controls:
+        name = other.arm.control
+        if name is None or name in skipped:
+            continue
+        if not np.array_equal(np.asarray(other.arm.y), np.asarray(done.arm.y)):
+            skipped[name] = f"{name} scores other targets than the task, so the two sides share no targets"
+        elif [te.tolist() for _, te in other.cv.folds] != task_folds:
+            skipped[name] = f"{name} was cross-validated on other folds than the task"
+        elif len(other.arm.sites) > 1 and not all(s in other.arm.sites for s in wanted):
+            skipped[name] = f"{name} was not probed at the task's sites"
+        if name in skipped:
+            per_name.pop(name, None)
+            continue
+        index = [0 if len(other.arm.sites) == 1 else other.arm.sites.index(s) for s in wanted]
+        X = check_features(other.arm.X, ndim=3)
+        unique = sorted(set(index))
+        drawn = dict(zip(unique, signal_world(probe, X[unique], other.arm.y, other.cv.outputs[unique], groups,
+                                              folds=list(other.cv.folds), scoring=other.cv.scoring, seed=seed,
+                                              scheme=scheme, n_draws=n_draws), strict=True))
+        mine = iter(drawn[k] for k in index)
+        arms = per_name.setdefault(name, [[] if r else None for r in rows])
+        for slot in arms:
+            if slot is not None:
+                slot.append(next(mine))
+    return {name: tuple(None if slot is None else tuple(slot) for slot in arms)
+            for name, arms in per_name.items()}, skipped
+
+
+def _paired_world(task: ArmResult, by_control: dict[str | None, list[ArmResult]], i: int, null: SequentialNull,
+                  level: float) -> dict[str, dict[str, Any]]:
+    """Row ``i`` of the main arm: per control with worlds there, the paired world's basic interval of the
+    difference of effects (task score - its null mean) - (control score - its null mean), the null means held
+    fixed; twin seeds are one contrast (their mean), with their spread added."""
+    if not task.worlds or task.worlds[i] is None:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    site = task.arm.sites[i]
+    task_effect = float(task.cv.scores[i] - null.null[task.rows][i].mean())
+    for name, per_row in task.paired_worlds.items():
+        worlds = per_row[i]
+        if worlds is None:
+            continue
+        members = by_control.get(name, [])
+        at = [0 if len(m.arm.sites) == 1 else m.arm.sites.index(site) for m in members]
+        effects = np.array([m.cv.scores[k] - null.null[m.rows][k].mean() for m, k in zip(members, at, strict=True)])
+        scores = np.array([m.cv.scores[k] for m, k in zip(members, at, strict=True)])
+        seed_sd = float(np.std(scores, ddof=1)) if scores.size > 1 else 0.0
+        paired = PairedWorld(task=task.worlds[i], controls=worlds, seed_sd=seed_sd)  # type: ignore[arg-type]
+        difference = task_effect - float(effects.mean())
+        low, high = paired.interval(difference, level)
+        out[name] = {"difference": difference, "ci_low": low, "ci_high": high, "level": level,
+                     "method": "signal_world", "world_draws": int(task.worlds[i].scores.size),  # type: ignore[union-attr]
+                     "n_seeds": paired.n_seeds, "seed_sd": seed_sd if scores.size > 1 else None}
+    return out
 
 
 def _paired_arms(controls: Sequence[ArmResult], sites: list[str]) -> tuple[dict[str, list[tuple[np.ndarray,

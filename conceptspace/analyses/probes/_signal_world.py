@@ -27,6 +27,14 @@ covered the truth in 0.939-0.943 (pure noise and Gaussian targets, the nested pe
 1.6-2.1x. It is narrow on heavy-tailed targets (0.78-0.79 on Student-t(3), where the realized extreme targets carry much
 of the score's spread) and, with the nested penalty, below 100 groups (0.92 at 40; with a fixed penalty it held at
 40: 0.957-0.973): the family keeps the bootstrap there (:func:`world_unsuited`), which says why.
+
+Paired differences (:class:`PairedWorld`). "The task beats its control" needs the interval of task minus control
+on the same targets. Each control (an untrained twin, the spectrum-matched twin, the lexical baseline) gets its own
+world from its own predictions, drawn with the task's seed, so with the task's permutations and bootstrap weights;
+the draws' differences (plus the shares' difference and the twin seeds' spread) give the basic interval. On pure
+noise it covered 0 in 0.940-0.953 (100 and 40 groups, both probes), where the refit bootstrap's paired interval
+covered 1.000 with 1.9-2.2x the width needed; with a signal only the task carries and the nested penalty it covered
+0.907, every miss above the upper bound (``benchmarks/r2_paired_world.py``, docs/STATISTICS.md).
 """
 
 from __future__ import annotations
@@ -89,6 +97,49 @@ class SignalWorld:
         """``[effect - q_hi, effect - q_lo]``: the basic interval of ``effect`` at ``level``."""
         q_low, q_high = np.quantile(self.deviations, [(1 - level) / 2, (1 + level) / 2])
         return float(effect - q_high), float(effect - q_low)
+
+
+@dataclass(frozen=True)
+class PairedWorld:
+    """The signal world of a paired difference, task score minus the mean of a control's arms (twin seeds), on
+    one row: every arm's own world drawn with the *same* permutations and the same bootstrap weights, so that the
+    two sides' draws keep the dependence that shared targets give their scores.
+
+    Why each side in its own world. Over data sets the task's and a control's CV R^2 are correlated because they
+    score the same targets (0.91 on pure noise with the nested penalty, 0.46 with a signal the task alone
+    carries; docs/STATISTICS.md). Each world holds its own arm's realized signal in place and exchanges the
+    rest; with shared permutations the two sides share the exchanged part, which carries that dependence. A world
+    shared by both sides (one set of targets) holds the task's signal in place against the control's features too,
+    so the control's score spreads too little (0.780 on a task-only signal); worlds with independent permutations
+    lose the dependence (0.995, 1.32x the width needed).
+
+    ``seed_sd``: the SD of the control arms' observed scores over seeds (twins), added as the variance of their
+    mean (``seed_sd^2 / n_seeds``, as the paired nested-CV interval adds it); 0 for one arm."""
+
+    task: SignalWorld
+    controls: tuple[SignalWorld, ...]
+    seed_sd: float = 0.0
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.controls)
+
+    @property
+    def deviations(self) -> np.ndarray:
+        """Each draw's difference (task minus the controls' mean) from the draws' mean, plus the signal shares'
+        difference on the same bootstrap weights (independent of the draws, as for one arm) and the seeds'
+        spread (a normal deviate, fixed by the number of draws: reproducible)."""
+        scores = self.task.scores - np.mean([c.scores for c in self.controls], axis=0)
+        design = self.task.design - np.mean([c.design for c in self.controls], axis=0)
+        n_draws = scores.size
+        shuffled = (design - design.mean())[np.random.default_rng(n_draws).permutation(n_draws)]
+        spread = self.seed_sd / np.sqrt(self.n_seeds) * np.random.default_rng([n_draws, 1]).standard_normal(n_draws)
+        return scores - scores.mean() + shuffled + (spread if self.seed_sd > 0 else 0.0)
+
+    def interval(self, difference: float, level: float) -> tuple[float, float]:
+        """``[difference - q_hi, difference - q_lo]``: the basic interval of the difference of effects."""
+        q_low, q_high = np.quantile(self.deviations, [(1 - level) / 2, (1 + level) / 2])
+        return float(difference - q_high), float(difference - q_low)
 
 
 @dataclass(frozen=True)
