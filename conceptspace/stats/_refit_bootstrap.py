@@ -172,12 +172,15 @@ def _weighted_ridge(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, penalty: 
         raw = (W @ outer).reshape(-1, n_layers, d, d)
         scatter = raw - total[:, None, None, None] * mu[..., :, None] * mu[..., None, :]
         trace = torch.diagonal(scatter, dim1=2, dim2=3).sum(dim=2) / d
+        flat = _no_spread(trace, torch.diagonal(raw, dim1=2, dim2=3).sum(dim=2) / d)  # (b, L)
         weighted_t = (W[:, :, None] * T[None])[:, None]  # (b, 1, n, k)
         rhs = X.transpose(1, 2)[None] @ weighted_t - total[:, None, None, None] * mu[..., None] * y_bar[:, None,
                                                                                                     None, :]
         ridge = torch.clamp(penalty * trace, min=floor)  # (P, b, L)
         lhs = scatter + ridge[..., None, None] * torch.eye(d, dtype=DTYPE)
+        lhs = torch.where(flat[..., None, None], torch.eye(d, dtype=DTYPE), lhs)
         beta = _cholesky_solve(rhs, torch.linalg.cholesky(lhs))
+        beta = torch.where(flat[..., None, None], 0.0, beta)  # a ridge on features without spread: beta = 0
         return torch.stack([X[None] @ beta_p - (mu[..., None, :] @ beta_p) + y_bar[:, None, None, :]
                             for beta_p in beta])
     # Row space, on the rows with weight only: a row of weight 0 adds a zero row and column to the kernel, so the
@@ -198,6 +201,9 @@ def _weighted_ridge(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, penalty: 
     K *= s[..., :, None]
     K *= s[..., None, :]
     trace = torch.diagonal(K, dim1=2, dim2=3).sum(dim=2) / d
+    flat = _no_spread(trace, torch.einsum("lii,bi->bl", gram, W) / d)  # (b, L)
+    if flat.any():  # solved on the identity and zeroed below: a ridge on features without spread has alpha = 0
+        K[flat] = torch.eye(K.shape[-1], dtype=DTYPE)
     rhs = torch.gather(Tc, 1, idx[:, :, None].expand(-1, -1, Tc.shape[2]))[:, None].expand(-1, X.shape[0], -1, -1)
     ridge = torch.clamp(penalty * trace, min=floor)  # (P, b, L)
     # One penalty at a time on K itself (its diagonal rewritten from a saved copy: the same sums as adding the
@@ -209,11 +215,23 @@ def _weighted_ridge(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, penalty: 
     for ridge_p in ridge:
         diagonal.copy_(kernel_diagonal + ridge_p[..., None])
         alpha_p = _cholesky_solve(rhs, torch.linalg.cholesky(K)[None])[0]
-        weighted_alphas.append(alpha_p * s[..., :, None])
+        weighted_alphas.append(torch.where(flat[..., None, None], 0.0, alpha_p * s[..., :, None]))
     k = T.shape[1]
     pred = centred @ torch.cat(weighted_alphas, dim=3)  # (b, L, n, P k)
     pred = pred.reshape(*pred.shape[:3], len(weighted_alphas), k).permute(3, 0, 1, 2, 4)
     return pred + y_bar[None, :, None, None, :]
+
+
+#: weighted feature spread (the centred scatter's trace) at or below this share of the features' uncentred second
+#: moment is rounding, not spread: the subtraction that centres them leaves noise of either sign, which the
+#: relative ridge cannot make positive definite (constant features, e.g. one template token's embedding, failed
+#: the Cholesky factorisation); a ridge on such features predicts the weighted mean
+_SPREAD_TOLERANCE = 1e-12
+
+
+def _no_spread(trace: torch.Tensor, second_moment: torch.Tensor) -> torch.Tensor:
+    """(b, L) whether a weighting's features have no spread beyond rounding (see :data:`_SPREAD_TOLERANCE`)."""
+    return trace <= _SPREAD_TOLERANCE * second_moment
 
 
 def _cholesky_solve(rhs: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:

@@ -114,9 +114,9 @@ def test_smollm2_latitude_r2_interval_is_the_signal_worlds(smollm):
     c4_latitude runs it. Its interval holds the effect and is narrower than the refit bootstrap's (which errs 1.5-2.1x
     wide in simulation; docs/STATISTICS.md); so is the paired world's interval of the difference with the lexical
     baseline (the bootstrap's pairing covered 0 in 1.000 of pure-noise data sets, the world's 0.94-0.95)."""
+    from conceptspace.analyses.kinds.probe import lexical_features
     from conceptspace.analyses.probes._evaluation import probe_layers
     from conceptspace.analyses.probes._family import Arm, probe_family
-    from conceptspace.analyses.kinds.probe import lexical_features
     from conceptspace.analyses.probes._nested import NestedRidgeRegressionProbe
     from conceptspace.concepts import load_concepts
     from conceptspace.stats import SequentialPlan
@@ -134,8 +134,8 @@ def test_smollm2_latitude_r2_interval_is_the_signal_worlds(smollm):
     assert r.ci_low < r.effect_size < r.ci_high
     boot_low, boot_high = r.extra["bootstrap_ci"]
     assert r.ci_high - r.ci_low < 0.5 * (boot_high - boot_low), (r.ci_low, r.ci_high, boot_low, boot_high)
-    # "beats the lexical baseline" (the same probe on the place word's static embedding): the paired world, both sides' worlds
-    # drawn with the same permutations, holds the difference and is narrower than the bootstrap's pairing
+    # "beats the lexical baseline" (the same probe on the place word's static embedding): the paired world, both
+    # sides' worlds drawn with the same permutations, holds the difference and is narrower than the bootstrap's
     family = probe_family(probe, [Arm(None, X, y, ("layer.15",)), Arm("lexical", embedding, y, ("embed",),
                                                                       baseline=True)],
                           groups, dataset="latitude", primary="layer.15", plan=SequentialPlan.fixed(199),

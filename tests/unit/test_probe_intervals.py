@@ -78,6 +78,38 @@ def test_weighted_ridge_is_the_ridge_probe_on_duplicated_rows(d):
             np.testing.assert_allclose(pred[b, layer, :, 0] - 0.5, probe.decision_function(X[layer]), atol=1e-8)
 
 
+@pytest.mark.parametrize("d", [4, 40])  # feature space (d < n) and row space (d > n)
+def test_weighted_ridge_on_features_without_spread_predicts_the_weighted_mean(d):
+    """Constant features (one template token's embedding at the last position, say): the centred scatter is
+    rounding noise of either sign, which the relative ridge cannot make positive definite, and the Cholesky
+    factorisation failed (a whole probe family died with a LinAlgError); a ridge on them predicts the weighted
+    mean. A layer with spread in the same batch is fitted as before."""
+    import torch
+
+    rng = np.random.default_rng(1)
+    X = np.stack([np.full((24, d), 0.3), rng.standard_normal((24, d))])  # layer 0 constant, layer 1 not
+    T = rng.standard_normal((24, 2))
+    w = rng.exponential(size=(5, 24)) * (rng.random((5, 24)) < 0.8)
+    gram = None if d < 24 else torch.from_numpy(np.einsum("lid,ljd->lij", X, X))
+    pred = weighted_ridge_predict(torch.from_numpy(X), torch.from_numpy(w), torch.from_numpy(T), 0.7, gram).numpy()
+    mean = (w @ T) / w.sum(axis=1, keepdims=True)  # (b, k)
+    np.testing.assert_allclose(pred[:, 0], np.broadcast_to(mean[:, None, :], pred[:, 0].shape), atol=1e-12)
+    spread = weighted_ridge_predict(torch.from_numpy(X[1:]), torch.from_numpy(w), torch.from_numpy(T), 0.7,
+                                    None if gram is None else gram[1:]).numpy()
+    np.testing.assert_allclose(pred[:, 1], spread[:, 0], atol=1e-12)
+
+
+def test_a_regression_family_with_a_constant_control_runs():
+    X, y, groups = planted_target(0, 60)
+    for probe in (RidgeRegressionProbe(), NestedRidgeRegressionProbe()):
+        family = probe_family(probe, [Arm(None, X, y, ("layer.0",)),
+                                      Arm("lexical", np.full_like(X, 0.3), y, ("embed",), baseline=True)],
+                              groups, dataset="toy", primary="layer.0", plan=SequentialPlan.fixed(19),
+                              n_bootstrap=20, seed=0)
+        constant = next(r for r in family.results if r.key.control == "lexical")
+        assert np.isfinite([constant.ci_low, constant.ci_high]).all() and constant.statistic < 0
+
+
 def test_fast_refit_bootstrap_equals_refitting_the_probe():
     X, y, groups = planted(1, 12, d=6)
     observed = cross_validate_layers(RidgeProbe(), X, y, groups, n_splits=3).scores
