@@ -1,6 +1,6 @@
 """The null battery over many seeds: how often does the whole pipeline call a claim "supported" without signal?
 
-    python benchmarks/null_battery.py [--suite probes/concept_space.toml] [--seeds 1-20] [--full]
+    python benchmarks/null_battery.py [--suite probes/concept_space.toml] [--seeds 1-20] [--full] [--jobs N]
 
 Each seed runs the battery with ``null_seed`` set (``conceptspace run SUITE --quick --null SEED``): every label
 set permuted within its groups, pairs re-paired, directions from permuted labels; everything else (models,
@@ -51,6 +51,7 @@ def main() -> int:
     parser.add_argument("--suite", default=str(HERE.parent / "probes" / "concept_space.toml"))
     parser.add_argument("--seeds", default="1-20", help="null seeds: a range 1-20 or a list 1,2,3")
     parser.add_argument("--full", action="store_true", help="the full battery instead of --quick")
+    parser.add_argument("--jobs", type=int, default=1, help="analyses run at once (as conceptspace run --jobs)")
     parser.add_argument("--out", default=None, help="JSON output (default benchmarks/results/null_battery[_full].json)")
     args = parser.parse_args()
 
@@ -63,7 +64,7 @@ def main() -> int:
     started = time.perf_counter()
     for seed in _seeds(args.seeds):
         t0 = time.perf_counter()
-        outcome = run_suite(suite, quick=quick, null_seed=seed, progress=False)
+        outcome = run_suite(suite, quick=quick, null_seed=seed, progress=False, jobs=args.jobs)
         primaries = [r for r in outcome.results if r.extra.get("role") == "primary"]
         runs.append({
             "null_seed": seed,

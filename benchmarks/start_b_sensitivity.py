@@ -1,6 +1,6 @@
 """Do the verdicts depend on the starting number of permutations? The battery with B halved and doubled.
 
-    python benchmarks/start_b_sensitivity.py [--suite probes/concept_space.toml] [--factors 0.5,2] [--quick]
+    python benchmarks/start_b_sensitivity.py [--suite probes/concept_space.toml] [--factors 0.5,2] [--quick] [--jobs N]
 
 Why. A Monte Carlo p-value with a fixed B decides on its floor 1/(B+1) when the observed statistic beats every
 draw, so a verdict could be an artifact of B (issue 13 found every "supported" verdict of an older report on
@@ -37,11 +37,11 @@ def _primary_rows(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                       "settled": t.get("settled")} for t in results}
 
 
-def _run(suite: Any, quick: bool) -> dict[str, Any]:
+def _run(suite: Any, quick: bool, jobs: int = 1) -> dict[str, Any]:
     from conceptspace.suite._runner import run_suite
 
     t0 = time.perf_counter()
-    outcome = run_suite(suite, quick=quick, progress=False)
+    outcome = run_suite(suite, quick=quick, progress=False, jobs=jobs)
     primaries = [r for r in outcome.results if r.extra.get("role") == "primary"]
     return {
         "n_permutations": suite.n_permutations, "seconds": round(time.perf_counter() - t0, 1),
@@ -72,6 +72,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="the --quick battery instead of the full one")
     parser.add_argument("--reference", default=str(ROOT / "reports" / "smollm2-135m" / "results.json"))
     parser.add_argument("--rerun-reference", action="store_true", help="run the suite's own B here too")
+    parser.add_argument("--jobs", type=int, default=1, help="analyses run at once (as conceptspace run --jobs)")
     args = parser.parse_args()
 
     from conceptspace.suite import load_suite
@@ -79,14 +80,14 @@ def main() -> int:
     base = load_suite(args.suite).for_run(quick=args.quick)
     runs: list[dict[str, Any]] = []
     if args.rerun_reference or args.quick:
-        runs.append({**_run(base, args.quick), "factor": 1.0})
+        runs.append({**_run(base, args.quick, args.jobs), "factor": 1.0})
     else:
         runs.append({**_reference_from_results(Path(args.reference)), "factor": 1.0})
     out = HERE / "results" / f"start_b_sensitivity{'_quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     for factor in (float(f) for f in args.factors.split(",")):
         b = max(19, round((base.n_permutations + 1) * factor) - 1)  # 999 -> 499 / 1999
-        runs.append({**_run(replace(base, n_permutations=b), args.quick), "factor": factor})
+        runs.append({**_run(replace(base, n_permutations=b), args.quick, args.jobs), "factor": factor})
         out.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
         print(f"B = {b}: {runs[-1]['seconds']} s", file=sys.stderr, flush=True)
     reference = runs[0]
