@@ -178,9 +178,11 @@ def _weighted_ridge(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, penalty: 
                                                                                                     None, :]
         ridge = torch.clamp(penalty * trace, min=floor)  # (P, b, L)
         lhs = scatter + ridge[..., None, None] * torch.eye(d, dtype=DTYPE)
-        lhs = torch.where(flat[..., None, None], torch.eye(d, dtype=DTYPE), lhs)
+        if flat.any():  # solved on the identity and zeroed below (no copy of the systems otherwise)
+            lhs = torch.where(flat[..., None, None], torch.eye(d, dtype=DTYPE), lhs)
         beta = _cholesky_solve(rhs, torch.linalg.cholesky(lhs))
-        beta = torch.where(flat[..., None, None], 0.0, beta)  # a ridge on features without spread: beta = 0
+        if flat.any():  # a ridge on features without spread: beta = 0
+            beta = torch.where(flat[..., None, None], 0.0, beta)
         return torch.stack([X[None] @ beta_p - (mu[..., None, :] @ beta_p) + y_bar[:, None, None, :]
                             for beta_p in beta])
     # Row space, on the rows with weight only: a row of weight 0 adds a zero row and column to the kernel, so the
@@ -215,7 +217,8 @@ def _weighted_ridge(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, penalty: 
     for ridge_p in ridge:
         diagonal.copy_(kernel_diagonal + ridge_p[..., None])
         alpha_p = _cholesky_solve(rhs, torch.linalg.cholesky(K)[None])[0]
-        weighted_alphas.append(torch.where(flat[..., None, None], 0.0, alpha_p * s[..., :, None]))
+        alpha_p = alpha_p * s[..., :, None]
+        weighted_alphas.append(torch.where(flat[..., None, None], 0.0, alpha_p) if flat.any() else alpha_p)
     k = T.shape[1]
     pred = centred @ torch.cat(weighted_alphas, dim=3)  # (b, L, n, P k)
     pred = pred.reshape(*pred.shape[:3], len(weighted_alphas), k).permute(3, 0, 1, 2, 4)
