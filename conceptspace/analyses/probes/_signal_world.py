@@ -95,8 +95,7 @@ class SignalWorld:
 
     def interval(self, effect: float, level: float) -> tuple[float, float]:
         """``[effect - q_hi, effect - q_lo]``: the basic interval of ``effect`` at ``level``."""
-        q_low, q_high = np.quantile(self.deviations, [(1 - level) / 2, (1 + level) / 2])
-        return float(effect - q_high), float(effect - q_low)
+        return _basic_interval(self.deviations, effect, level)
 
 
 @dataclass(frozen=True)
@@ -129,17 +128,24 @@ class PairedWorld:
         """Each draw's difference (task minus the controls' mean) from the draws' mean, plus the signal shares'
         difference on the same bootstrap weights (independent of the draws, as for one arm) and the seeds'
         spread (a normal deviate, fixed by the number of draws: reproducible)."""
-        scores = self.task.scores - np.mean([c.scores for c in self.controls], axis=0)
-        design = self.task.design - np.mean([c.design for c in self.controls], axis=0)
-        n_draws = scores.size
-        shuffled = (design - design.mean())[np.random.default_rng(n_draws).permutation(n_draws)]
+        difference = SignalWorld(scores=self.task.scores - np.mean([c.scores for c in self.controls], axis=0),
+                                 design=self.task.design - np.mean([c.design for c in self.controls], axis=0),
+                                 slope=self.task.slope)
+        if self.seed_sd <= 0:
+            return difference.deviations
+        n_draws = difference.scores.size
         spread = self.seed_sd / np.sqrt(self.n_seeds) * np.random.default_rng([n_draws, 1]).standard_normal(n_draws)
-        return scores - scores.mean() + shuffled + (spread if self.seed_sd > 0 else 0.0)
+        return difference.deviations + spread
 
     def interval(self, difference: float, level: float) -> tuple[float, float]:
         """``[difference - q_hi, difference - q_lo]``: the basic interval of the difference of effects."""
-        q_low, q_high = np.quantile(self.deviations, [(1 - level) / 2, (1 + level) / 2])
-        return float(difference - q_high), float(difference - q_low)
+        return _basic_interval(self.deviations, difference, level)
+
+
+def _basic_interval(deviations: np.ndarray, effect: float, level: float) -> tuple[float, float]:
+    """``[effect - q_hi, effect - q_lo]`` of the deviations' quantiles at ``level``."""
+    q_low, q_high = np.quantile(deviations, [(1 - level) / 2, (1 + level) / 2])
+    return float(effect - q_high), float(effect - q_low)
 
 
 @dataclass(frozen=True)
