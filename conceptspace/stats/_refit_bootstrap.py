@@ -173,15 +173,16 @@ def _weighted_ridge(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, penalty: 
         scatter = raw - total[:, None, None, None] * mu[..., :, None] * mu[..., None, :]
         trace = torch.diagonal(scatter, dim1=2, dim2=3).sum(dim=2) / d
         flat = _no_spread(trace, torch.diagonal(raw, dim1=2, dim2=3).sum(dim=2) / d)  # (b, L)
+        any_flat = bool(flat.any())
         weighted_t = (W[:, :, None] * T[None])[:, None]  # (b, 1, n, k)
         rhs = X.transpose(1, 2)[None] @ weighted_t - total[:, None, None, None] * mu[..., None] * y_bar[:, None,
                                                                                                     None, :]
         ridge = torch.clamp(penalty * trace, min=floor)  # (P, b, L)
         lhs = scatter + ridge[..., None, None] * torch.eye(d, dtype=DTYPE)
-        if flat.any():  # solved on the identity and zeroed below (no copy of the systems otherwise)
+        if any_flat:  # solved on the identity and zeroed below (no copy of the systems otherwise)
             lhs = torch.where(flat[..., None, None], torch.eye(d, dtype=DTYPE), lhs)
         beta = _cholesky_solve(rhs, torch.linalg.cholesky(lhs))
-        if flat.any():  # a ridge on features without spread: beta = 0
+        if any_flat:  # a ridge on features without spread: beta = 0
             beta = torch.where(flat[..., None, None], 0.0, beta)
         return torch.stack([X[None] @ beta_p - (mu[..., None, :] @ beta_p) + y_bar[:, None, None, :]
                             for beta_p in beta])
@@ -204,7 +205,8 @@ def _weighted_ridge(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, penalty: 
     K *= s[..., None, :]
     trace = torch.diagonal(K, dim1=2, dim2=3).sum(dim=2) / d
     flat = _no_spread(trace, torch.einsum("lii,bi->bl", gram, W) / d)  # (b, L)
-    if flat.any():  # solved on the identity and zeroed below: a ridge on features without spread has alpha = 0
+    any_flat = bool(flat.any())
+    if any_flat:  # solved on the identity and zeroed below: a ridge on features without spread has alpha = 0
         K[flat] = torch.eye(K.shape[-1], dtype=DTYPE)
     rhs = torch.gather(Tc, 1, idx[:, :, None].expand(-1, -1, Tc.shape[2]))[:, None].expand(-1, X.shape[0], -1, -1)
     ridge = torch.clamp(penalty * trace, min=floor)  # (P, b, L)
@@ -218,7 +220,7 @@ def _weighted_ridge(X: torch.Tensor, W: torch.Tensor, T: torch.Tensor, penalty: 
         diagonal.copy_(kernel_diagonal + ridge_p[..., None])
         alpha_p = _cholesky_solve(rhs, torch.linalg.cholesky(K)[None])[0]
         alpha_p = alpha_p * s[..., :, None]
-        weighted_alphas.append(torch.where(flat[..., None, None], 0.0, alpha_p) if flat.any() else alpha_p)
+        weighted_alphas.append(torch.where(flat[..., None, None], 0.0, alpha_p) if any_flat else alpha_p)
     k = T.shape[1]
     pred = centred @ torch.cat(weighted_alphas, dim=3)  # (b, L, n, P k)
     pred = pred.reshape(*pred.shape[:3], len(weighted_alphas), k).permute(3, 0, 1, 2, 4)

@@ -427,7 +427,7 @@ def _control_worlds(probe: Any, done: ArmResult, controls: Sequence[ArmResult], 
         if name in skipped:
             per_name.pop(name, None)
             continue
-        index = [0 if len(other.arm.sites) == 1 else other.arm.sites.index(s) for s in wanted]
+        index = [_row_beside(other.arm, s) for s in wanted]
         X = check_features(other.arm.X, ndim=3)
         unique = sorted(set(index))
         drawn = dict(zip(unique, signal_world(probe, X[unique], other.arm.y, other.cv.outputs[unique], groups,
@@ -457,7 +457,7 @@ def _paired_world(task: ArmResult, by_control: dict[str | None, list[ArmResult]]
         if worlds is None:
             continue
         members = by_control.get(name, [])
-        at = [0 if len(m.arm.sites) == 1 else m.arm.sites.index(site) for m in members]
+        at = [_row_beside(m.arm, site) for m in members]
         effects = np.array([m.cv.scores[k] - null.null[m.rows][k].mean() for m, k in zip(members, at, strict=True)])
         scores = np.array([m.cv.scores[k] for m, k in zip(members, at, strict=True)])
         seed_sd = float(np.std(scores, ddof=1)) if scores.size > 1 else 0.0
@@ -468,6 +468,12 @@ def _paired_world(task: ArmResult, by_control: dict[str | None, list[ArmResult]]
                      "method": "signal_world", "world_draws": int(task.worlds[i].scores.size),  # type: ignore[union-attr]
                      "n_seeds": paired.n_seeds, "seed_sd": seed_sd if scores.size > 1 else None}
     return out
+
+
+def _row_beside(arm: Arm, site: str) -> int:
+    """The row of ``arm`` that stands beside the task's ``site``: its own row there, or its only row (a single-row
+    arm such as the lexical baseline stands beside every site)."""
+    return 0 if len(arm.sites) == 1 else arm.sites.index(site)
 
 
 def _paired_arms(controls: Sequence[ArmResult], sites: list[str]) -> tuple[dict[str, list[tuple[np.ndarray,
@@ -519,7 +525,7 @@ def _paired_nested_cv(task: ArmResult, by_control: dict[str | None, list[ArmResu
             continue
         members = by_control.get(name, [])
         site = task.arm.sites[i]
-        control_null = float(np.mean([null.null[m.rows][0 if len(m.arm.sites) == 1 else m.arm.sites.index(site)]
+        control_null = float(np.mean([null.null[m.rows][_row_beside(m.arm, site)]
                                       .mean() for m in members]))
         centres = error.control_centres[:, i] if error.control_centres is not None else np.zeros(1)
         seeds = centres.size
